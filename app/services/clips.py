@@ -1,0 +1,78 @@
+"""Clip files: per-item frames and the side-by-side GIF of a query in the order shown.
+
+A query's clip depends only on its two items and their order on screen, so its file name
+is derived from the items' frame files and it is rendered at most once per order: ahead of
+time when queries are created, or on first use (for instance after the file was deleted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Studio
+from db.models import Item
+from rlhf_core.clips import side_by_side_gif
+from rlhf_core.trajectories import DataFileError, load_npz, save_npz, write_bytes_atomic
+
+
+class ClipUnavailableError(RuntimeError):
+    """A clip that cannot be shown; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    """Everything needed to render one clip, picklable for worker processes."""
+
+    left_frames: Path
+    right_frames: Path
+    out: Path
+    fps: float
+
+
+def save_item_frames(path: Path, frames: np.ndarray, valid: np.ndarray) -> None:
+    """Store a segment's rendered frames and validity mask."""
+    save_npz(path, frames=frames, valid=valid)
+
+
+def clip_relpath(left: Item, right: Item) -> str:
+    """Where the clip of ``left`` beside ``right`` lives, relative to the data folder."""
+    if not left.clip_file or not right.clip_file:
+        raise ClipUnavailableError(f"items {left.id} and {right.id} have no rendered frames to show")
+    folder = Path(left.clip_file).parent.parent / "clips"
+    return (folder / f"{Path(left.clip_file).stem}__{Path(right.clip_file).stem}.gif").as_posix()
+
+
+def render_clip(job: ClipJob) -> Path:
+    """Render one clip file from two items' frame files (atomic write)."""
+    try:
+        left, right = load_npz(job.left_frames), load_npz(job.right_frames)
+        gif = side_by_side_gif(left["frames"], left["valid"], right["frames"], right["valid"], fps=job.fps)
+    except (DataFileError, KeyError, ValueError) as exc:
+        raise ClipUnavailableError(f"cannot render clip {job.out.name}: {exc}") from exc
+    write_bytes_atomic(job.out, gif)
+    return job.out
+
+
+def clip_job(studio: Studio, left: Item, right: Item, fps: float) -> ClipJob:
+    """The rendering job for ``left`` beside ``right``."""
+    assert left.clip_file and right.clip_file
+    return ClipJob(studio.path(left.clip_file), studio.path(right.clip_file), studio.path(clip_relpath(left, right)), fps)
+
+
+def ensure_clip(studio: Studio, left: Item, right: Item, fps: float) -> Path:
+    """The clip of ``left`` beside ``right``, rendered now if it is missing or unreadable."""
+    path = studio.path(clip_relpath(left, right))
+    if _is_gif(path):
+        return path
+    return render_clip(clip_job(studio, left, right, fps))
+
+
+def _is_gif(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(6) in (b"GIF87a", b"GIF89a")
+    except OSError:
+        return False

@@ -1,0 +1,250 @@
+"""Use case: create a demo project with clips ready to label.
+
+Collects rollouts from a mix of behaviours (random, and a scripted one at several noise
+levels), cuts fixed-length segments (about 1.5 s of play), stores trajectories and frames
+as files, samples random pairs as queries and renders their clips in both side orders. The
+rows are written in one transaction at the end, so an interrupted run leaves no project
+behind, and a second run for an existing project adds nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Studio
+from app.services.clips import clip_job, render_clip, save_item_frames
+from db import repo
+from db.engine import session_scope
+from db.models import Item, Project, ProjectKind, Query, Trajectory
+from rlhf_core.behaviours import behaviour_mix
+from rlhf_core.envs import DEFAULT_ENV_ID, env_info
+from rlhf_core.trajectories import choose_segment_starts, rollout, save_trajectory, segment_frames
+
+#: Progress callback: (stage, done, total).
+Progress = Callable[[str, int, int], None]
+
+DEFAULT_GUIDELINES = """\
+### What to compare
+Two clips of the same task play side by side, in sync, and loop. Pick the one whose
+behaviour is **closer to what the task wants**, judged over the whole clip.
+
+* **{task}**
+* A clip that turns grey with *episode over* has ended: judge what happened before.
+* **Equal**: both are about as good (or as bad). **Can't tell**: you cannot judge them
+  (too short, unclear); it is stored but never used for training.
+
+Keys: **1** left better · **2** right better · **3** equal · **4** can't tell · **U** undo.
+"""
+
+TASKS = {
+    "minigrid": "MiniGrid: the red triangle should reach the green square, by a short path.",
+    "cartpole": "CartPole: the pole should stay upright and the cart near the middle.",
+    "generic": "Prefer the clip that makes more progress on the task.",
+}
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """The demo project and whether this call created it."""
+
+    project: str
+    created: bool
+    counts: repo.ProjectCounts
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "project"
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    return None
+
+
+def create_demo_project(
+    studio: Studio,
+    name: str = "demo",
+    env_id: str = DEFAULT_ENV_ID,
+    *,
+    n_segments: int = 200,
+    n_queries: int = 300,
+    seed: int = 0,
+    workers: int = 2,
+    on_progress: Progress = _noop,
+) -> DemoResult:
+    """Create project ``name`` on ``env_id`` (no-op when it exists)."""
+    if n_segments < 2:
+        raise ValueError(f"a project needs at least 2 segments to compare, got {n_segments}")
+    max_pairs = n_segments * (n_segments - 1) // 2
+    if not 1 <= n_queries <= max_pairs:
+        raise ValueError(f"{n_queries} queries asked, but {n_segments} segments make 1 to {max_pairs} pairs")
+    with session_scope(studio.engine) as session:
+        existing = repo.find_project(session, name)
+        if existing is not None:
+            return DemoResult(name, False, repo.project_counts(session, existing.id))
+
+    info = env_info(env_id)
+    length = info.segment_length(1.5)
+    rng = np.random.default_rng(seed)
+    folder = studio.settings.data_dir / "projects" / _slug(name)
+    if folder.exists():  # left over from an interrupted run: nothing in the database uses it
+        shutil.rmtree(folder)
+    try:
+        trajectories, items = _collect(studio, folder, env_id, length, n_segments, seed, workers, on_progress)
+        pairs = _sample_pairs(len(items), n_queries, rng)
+        jobs = []
+        for a, b in pairs:
+            jobs.append(clip_job(studio, items[a], items[b], info.render_fps))
+            jobs.append(clip_job(studio, items[b], items[a], info.render_fps))
+        _render_all(jobs, workers, on_progress)
+        with session_scope(studio.engine, write=True) as session:
+            if repo.find_project(session, name) is not None:  # created concurrently
+                return DemoResult(name, False, repo.project_counts(session, repo.get_project(session, name).id))
+            project = Project(
+                name=name,
+                kind=ProjectKind.trajectory,
+                env_id=env_id,
+                config={"segment_length": length, "fps": info.render_fps, "seed": seed, "pixels": info.pixels},
+                guidelines=DEFAULT_GUIDELINES.format(task=TASKS[info.family]),
+            )
+            session.add(project)
+            session.flush()
+            for traj in trajectories:
+                traj.project_id = project.id
+            session.add_all(trajectories)
+            session.flush()
+            for item in items:
+                item.project_id = project.id
+            session.add_all(items)
+            session.flush()
+            session.add_all(
+                Query(project_id=project.id, item_a_id=items[a].id, item_b_id=items[b].id, method="random")
+                for a, b in pairs
+            )
+            session.flush()
+            counts = repo.project_counts(session, project.id)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return DemoResult(name, True, counts)
+
+
+@dataclass(frozen=True)
+class _EpisodeJob:
+    folder: Path
+    data_dir: Path
+    env_id: str
+    index: int
+    seed: int
+    length: int
+    want: int
+
+
+def _episode(job: _EpisodeJob) -> tuple[dict, list[dict]]:
+    """Play one episode, write its trajectory and segment frame files, return row values.
+
+    Runs in a worker process; randomness comes from (seed, episode index) alone, so the
+    project is the same whatever the number of workers.
+    """
+    rng = np.random.default_rng([job.seed, job.index])
+    behaviours = behaviour_mix(job.env_id)
+    behaviour = behaviours[job.index % len(behaviours)]
+    # Episodes are cut at 3 clip lengths: longer ones add render time, not variety.
+    traj = rollout(job.env_id, behaviour, seed=job.seed + job.index, rng=rng, max_steps=3 * job.length)
+    traj_path = job.folder / "trajectories" / f"{job.index:05d}.npz"
+    save_trajectory(traj_path, traj)
+    row = {
+        "file": traj_path.relative_to(job.data_dir).as_posix(),
+        "length": traj.length,
+        "source_policy": traj.source,
+        "seed": traj.seed,
+        "true_return": traj.true_return,
+        "terminated": traj.terminated,
+    }
+    items = []
+    assert traj.frames is not None
+    for start in choose_segment_starts(traj.length, job.length, job.want, rng):
+        frames, valid = segment_frames(traj.frames, traj.length, start, job.length)
+        frames_path = job.folder / "items" / f"{job.index:05d}_{start:04d}.npz"
+        save_item_frames(frames_path, frames, valid)
+        end = min(start + job.length, traj.length)
+        items.append(
+            {
+                "start": start,
+                "length": job.length,
+                "clip_file": frames_path.relative_to(job.data_dir).as_posix(),
+                "true_return": float(traj.rewards[start:end].sum()),
+            }
+        )
+    return row, items
+
+
+def _collect(
+    studio: Studio,
+    folder: Path,
+    env_id: str,
+    length: int,
+    n_segments: int,
+    seed: int,
+    workers: int,
+    on_progress: Progress,
+) -> tuple[list[Trajectory], list[Item]]:
+    """Roll out episodes (in parallel) until ``n_segments`` segments are cut."""
+    trajectories: list[Trajectory] = []
+    items: list[Item] = []
+    index = 0
+    with _pool(workers) as pool:
+        while len(items) < n_segments:
+            jobs = [
+                _EpisodeJob(folder, studio.settings.data_dir, env_id, index + k, seed, length, 2)
+                for k in range(max(1, 2 * workers))
+            ]
+            index += len(jobs)
+            for row_values, item_values in pool.map(_episode, jobs):
+                if len(items) >= n_segments:
+                    break
+                row = Trajectory(**row_values)
+                trajectories.append(row)
+                for values in item_values[: n_segments - len(items)]:
+                    items.append(Item(trajectory=row, **values))
+                on_progress("rollouts", len(items), n_segments)
+    return trajectories, items
+
+
+class _InlinePool:
+    """The ``map`` of a process pool, run in this process (one worker)."""
+
+    def __enter__(self) -> _InlinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable, jobs: list, chunksize: int = 1) -> Iterator:
+        return map(fn, jobs)
+
+
+def _pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlinePool()
+
+
+def _sample_pairs(n_items: int, n_pairs: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """``n_pairs`` distinct unordered pairs of item indices, each as (lower, higher)."""
+    chosen: set[tuple[int, int]] = set()
+    while len(chosen) < n_pairs:
+        a, b = (int(v) for v in rng.choice(n_items, size=2, replace=False))
+        chosen.add((min(a, b), max(a, b)))
+    return sorted(chosen, key=lambda p: rng.random())
+
+
+def _render_all(jobs: list, workers: int, on_progress: Progress) -> None:
+    """Render clips, in parallel worker processes when ``workers > 1``."""
+    with _pool(workers) as pool:
+        for done, _ in enumerate(pool.map(render_clip, jobs, chunksize=8), 1):
+            on_progress("clips", done, len(jobs))

@@ -1,0 +1,100 @@
+"""Use cases of the labeling page: who labels, the next pair, answers, undo and progress.
+
+Every answer is committed (SQLite ``synchronous=FULL``) before these functions return, so
+the UI may acknowledge a label as soon as :func:`submit_label` returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Studio
+from app.services.clips import ClipUnavailableError, ensure_clip
+from db import repo
+from db.engine import session_scope
+from db.models import Choice, utcnow
+
+
+@dataclass(frozen=True)
+class LabelingSession:
+    """A project and an annotator, resolved to ids."""
+
+    project_id: int
+    project_name: str
+    annotator_id: int
+    annotator_name: str
+    guidelines: str
+    fps: float
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A pair served to an annotator, in the order it is shown."""
+
+    query_id: int
+    swapped: bool
+    """Item B is on the left."""
+    left_item_id: int
+    right_item_id: int
+    shown_at: datetime
+    clip: Path | None
+    """The side-by-side clip, or None when it cannot be shown (see ``clip_error``)."""
+    clip_error: str | None = None
+
+
+def open_session(studio: Studio, project_name: str, annotator_name: str) -> LabelingSession:
+    """Resolve a project by name and an annotator by name (created on first use)."""
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.get_project(session, project_name)
+        annotator = repo.get_or_create_annotator(session, annotator_name)
+        return LabelingSession(
+            project_id=project.id,
+            project_name=project.name,
+            annotator_id=annotator.id,
+            annotator_name=annotator.name,
+            guidelines=project.guidelines,
+            fps=float(project.config.get("fps", 10)),
+        )
+
+
+def next_pair(
+    studio: Studio, ls: LabelingSession, *, rng: np.random.Generator, exclude: tuple[int, ...] = ()
+) -> Pair | None:
+    """Reserve and return the next pair for the annotator, or None when none is left."""
+    with session_scope(studio.engine, write=True) as session:
+        served = repo.claim_next_query(session, ls.project_id, ls.annotator_id, rng=rng, exclude=exclude)
+        if served is None:
+            return None
+        _query, item_a, item_b = repo.query_with_items(session, served.query_id)
+    left, right = (item_b, item_a) if served.swapped else (item_a, item_b)
+    clip: Path | None = None
+    error = None
+    try:
+        clip = ensure_clip(studio, left, right, ls.fps)
+    except ClipUnavailableError as exc:
+        error = f"{exc}. Skip this pair (S) to go on; the others are unaffected."
+    return Pair(served.query_id, served.swapped, left.id, right.id, utcnow(), clip, error)
+
+
+def submit_label(studio: Studio, ls: LabelingSession, pair: Pair, choice: Choice) -> repo.RecordedLabel:
+    """Store the annotator's answer to ``pair``; durable when this returns. Idempotent."""
+    with session_scope(studio.engine, write=True) as session:
+        return repo.record_label(
+            session, pair.query_id, ls.annotator_id, choice, swapped=pair.swapped, shown_at=pair.shown_at
+        )
+
+
+def undo_last(studio: Studio, ls: LabelingSession) -> int | None:
+    """Remove the annotator's last label; its pair is served again next. Returns its query id."""
+    with session_scope(studio.engine, write=True) as session:
+        return repo.undo_last_label(session, ls.project_id, ls.annotator_id)
+
+
+def progress(studio: Studio, ls: LabelingSession) -> repo.AnnotatorProgress:
+    """Project progress and the annotator's pace."""
+    with session_scope(studio.engine) as session:
+        return repo.annotator_progress(session, ls.project_id, ls.annotator_id)

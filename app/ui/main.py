@@ -1,0 +1,21 @@
+"""Entry point of the Streamlit app: routes to the pages (``rlhf app`` runs this file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app.ui import state
+
+st.set_page_config(page_title="rlhf-studio", page_icon=":material/compare:", layout="wide")
+state.init()
+
+_VIEWS = Path(__file__).parent / "views"
+navigation = st.navigation(
+    [
+        st.Page(_VIEWS / "home.py", title="Projects", icon=":material/home:", default=True),
+        st.Page(_VIEWS / "label.py", title="Label", icon=":material/compare:", url_path="label"),
+    ]
+)
+navigation.run()

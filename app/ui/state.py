@@ -1,0 +1,52 @@
+"""Every ``st.session_state`` key of the UI, declared in one place.
+
+The annotator's name and the project also live in the URL's query parameters, so a page
+reload (or a bookmark) keeps them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+ANNOTATOR = "annotator"
+"""Name of the person labeling (str)."""
+PROJECT = "project"
+"""Name of the chosen project (str)."""
+LABELING = "labeling_session"
+"""app.services.labeling.LabelingSession for (project, annotator), or absent."""
+PAIR = "pair"
+"""The pair on screen (app.services.labeling.Pair), or absent to fetch the next one."""
+ACK = "ack"
+"""Acknowledgement of the last action, shown above the next pair (str)."""
+RNG = "rng"
+"""numpy Generator that randomises the side order for this browser session."""
+NAME_INPUT = "annotator_name_input"
+"""Widget key of the name field."""
+
+_URL_KEYS = (ANNOTATOR, PROJECT)
+
+
+def init() -> None:
+    """Restore the annotator and project from the URL on a fresh session."""
+    for key in _URL_KEYS:
+        if key not in st.session_state and st.query_params.get(key):
+            st.session_state[key] = st.query_params[key]
+
+
+def get(key: str, default: Any = None) -> Any:
+    return st.session_state.get(key, default)
+
+
+def set_persistent(key: str, value: str) -> None:
+    """Set a value that survives reloads (session state and URL)."""
+    st.session_state[key] = value
+    st.query_params[key] = value
+    st.session_state.pop(LABELING, None)
+    st.session_state.pop(PAIR, None)
+
+
+def url_params() -> dict[str, str]:
+    """Query parameters that carry the identity to another page."""
+    return {k: st.session_state[k] for k in _URL_KEYS if st.session_state.get(k)}

@@ -1,0 +1,125 @@
+"""Labeling page: two clips side by side, four answers on the keyboard, undo, progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from app.services import labeling
+from app.services.labeling import LabelingSession
+from app.ui import state
+from app.ui.resources import get_studio
+from db.models import Choice
+from db.repo import NotFoundError
+
+ANSWERS = (
+    (Choice.left, "Left better", "1"),
+    (Choice.right, "Right better", "2"),
+    (Choice.equal, "Equal", "3"),
+    (Choice.cant_tell, "Can't tell", "4"),
+)
+SAID = {Choice.left: "left better", Choice.right: "right better", Choice.equal: "equal",
+        Choice.cant_tell: "can't tell", Choice.skip: "skipped"}
+
+state.init()
+studio = get_studio()
+
+
+def _session() -> LabelingSession | None:
+    """The labeling session for the chosen project and annotator, asking for what is missing."""
+    ls = state.get(state.LABELING)
+    if ls is not None:
+        return ls
+    project, annotator = state.get(state.PROJECT), state.get(state.ANNOTATOR)
+    if not annotator:
+        name = st.text_input("Your name (labels are recorded under it)", max_chars=100,
+                             placeholder="type your name and press Enter")
+        if not name.strip():
+            st.stop()
+        state.set_persistent(state.ANNOTATOR, name.strip())
+        annotator = name.strip()
+    if not project:
+        st.info("Choose a project first.")
+        st.page_link("views/home.py", label="Projects", icon=":material/home:")
+        st.stop()
+    try:
+        ls = labeling.open_session(studio, project, annotator)
+    except NotFoundError as exc:
+        st.error(str(exc))
+        st.page_link("views/home.py", label="Projects", icon=":material/home:")
+        st.stop()
+    st.session_state[state.LABELING] = ls
+    return ls
+
+
+def _rng() -> np.random.Generator:
+    if state.RNG not in st.session_state:
+        st.session_state[state.RNG] = np.random.default_rng()
+    return st.session_state[state.RNG]
+
+
+def _answer(query_id: int, choice: Choice) -> None:
+    """on_click: store the answer for the pair that was on screen when it was clicked."""
+    pair, ls = state.get(state.PAIR), state.get(state.LABELING)
+    if pair is None or ls is None or pair.query_id != query_id:
+        return  # a second press that arrived after the pair changed: already answered
+    recorded = labeling.submit_label(studio, ls, pair, choice)
+    st.session_state[state.ACK] = f"Saved: {SAID[choice]} (label #{recorded.label_id})"
+    st.session_state.pop(state.PAIR, None)
+
+
+def _undo() -> None:
+    ls = state.get(state.LABELING)
+    if ls is None:
+        return
+    query_id = labeling.undo_last(studio, ls)
+    st.session_state[state.ACK] = "Undone: that pair is back" if query_id else "Nothing to undo"
+    st.session_state.pop(state.PAIR, None)
+
+
+@st.fragment
+def labeling_panel(ls: LabelingSession) -> None:
+    """The part that changes with each label; a label reruns only this."""
+    progress = labeling.progress(studio, ls)
+    total = max(progress.total_queries, 1)
+    st.progress(progress.labeled_queries / total,
+                text=f"{progress.labeled_queries} of {progress.total_queries} pairs labeled · "
+                     f"you: {progress.my_labels} labels · {progress.labels_per_minute:.1f} per minute")
+    ack = st.session_state.pop(state.ACK, None)
+    pair = state.get(state.PAIR)
+    if pair is None:
+        pair = labeling.next_pair(studio, ls, rng=_rng())
+        if pair is None:
+            if ack:
+                st.success(ack)
+            st.success("Nothing left to label here for now. Thank you!")
+            st.button("Undo last label", icon=":material/undo:", shortcut="U", on_click=_undo)
+            return
+        st.session_state[state.PAIR] = pair
+    if ack:
+        st.toast(ack, icon=":material/check_circle:")
+        st.caption(f":material/check_circle: {ack}")
+    if pair.clip is not None:
+        st.image(str(pair.clip), width=760)
+        left, right = st.columns(2, width=760)
+        left.markdown("**◀ Left**")
+        right.markdown("<div style='text-align:right'><b>Right ▶</b></div>", unsafe_allow_html=True)
+    else:
+        st.error(pair.clip_error or "This clip cannot be shown.")
+    cols = st.columns(len(ANSWERS) + 2, width=900)
+    for col, (choice, text, key) in zip(cols, ANSWERS, strict=False):
+        col.button(text, key=f"answer-{choice.value}", shortcut=key, on_click=_answer,
+                   args=(pair.query_id, choice), disabled=pair.clip is None, type="primary", width="stretch")
+    cols[-2].button("Skip", key="skip", shortcut="S", on_click=_answer, args=(pair.query_id, Choice.skip),
+                    width="stretch")
+    cols[-1].button("Undo", key="undo", icon=":material/undo:", shortcut="U", on_click=_undo, width="stretch")
+    st.caption(f"pair #{pair.query_id}")
+
+
+ls = _session()
+assert ls is not None
+title, guide = st.columns([4, 1], vertical_alignment="bottom")
+title.subheader(f"{ls.project_name} · labeling as {ls.annotator_name}")
+with guide.popover("Guidelines", icon=":material/menu_book:", width="stretch"):
+    st.markdown(ls.guidelines or "_This project has no guidelines yet._")
+labeling_panel(ls)

@@ -1,0 +1,193 @@
+"""SQLAlchemy 2.0 typed models of the label store.
+
+Bulk data (observations, frames, clips) lives in files under the data folder; rows hold
+their paths relative to it, so a data folder can be moved. Relationships are
+``lazy="raise"`` so that nothing loads behind a page's back: queries say what they join.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, the one clock of the store."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints stably."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: DateTime(timezone=True)}
+
+
+class ProjectKind(enum.StrEnum):
+    """What a project compares."""
+
+    trajectory = "trajectory"
+    text = "text"
+
+
+class Choice(enum.StrEnum):
+    """The answer a person gave, as shown on screen."""
+
+    left = "left"
+    right = "right"
+    equal = "equal"
+    cant_tell = "cant_tell"
+    skip = "skip"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, create_constraint=True, length=16, validate_strings=True)
+
+
+class Project(Base):
+    """A set of items to compare, with its environment and labeling rules."""
+
+    __tablename__ = "project"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kind: Mapped[ProjectKind] = mapped_column(_enum(ProjectKind, "project_kind"))
+    env_id: Mapped[str | None] = mapped_column(String(200))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    labels_per_query: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (CheckConstraint("labels_per_query >= 1", name="labels_per_query_positive"),)
+
+
+class Annotator(Base):
+    """A person (or a scripted teacher, ``teacher:NAME``) who gives labels."""
+
+    __tablename__ = "annotator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(20), default="annotator")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Trajectory(Base):
+    """One stored episode; observations, actions and true rewards are in ``file`` (.npz)."""
+
+    __tablename__ = "trajectory"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    file: Mapped[str] = mapped_column(String(500))
+    length: Mapped[int]
+    source_policy: Mapped[str] = mapped_column(String(100))
+    seed: Mapped[int]
+    true_return: Mapped[float] = mapped_column(Float)
+    terminated: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Item(Base):
+    """Something to compare: a trajectory segment, or a prompt and a response."""
+
+    __tablename__ = "item"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    trajectory_id: Mapped[int | None] = mapped_column(ForeignKey("trajectory.id", ondelete="CASCADE"), index=True)
+    start: Mapped[int | None]
+    length: Mapped[int | None]
+    prompt: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    clip_file: Mapped[str | None] = mapped_column(String(500))
+    true_return: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    trajectory: Mapped[Trajectory | None] = relationship(lazy="raise")
+
+
+class Query(Base):
+    """A pair of items to compare. ``item_a_id < item_b_id``; the screen order is random."""
+
+    __tablename__ = "query"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    item_a_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    item_b_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(50), default="random")
+    priority: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    item_a: Mapped[Item] = relationship(foreign_keys=[item_a_id], lazy="raise")
+    item_b: Mapped[Item] = relationship(foreign_keys=[item_b_id], lazy="raise")
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "item_a_id", "item_b_id", name="uq_query_pair"),
+        CheckConstraint("item_a_id < item_b_id", name="ordered_pair"),
+        Index("ix_query_project_priority", "project_id", "priority", "id"),
+    )
+
+
+class Claim(Base):
+    """An annotator is looking at a query; others are not served it until it expires."""
+
+    __tablename__ = "claim"
+
+    query_id: Mapped[int] = mapped_column(ForeignKey("query.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    swapped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Label(Base):
+    """One answer of one annotator to one query.
+
+    ``choice`` is what was clicked, as shown on screen; ``swapped`` says item B was on the
+    left; ``pref`` is P(item A preferred): 1, 0, 0.5 for equal, NULL for can't tell / skip.
+    """
+
+    __tablename__ = "label"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    query_id: Mapped[int] = mapped_column(ForeignKey("query.id", ondelete="CASCADE"))
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"), index=True)
+    choice: Mapped[Choice] = mapped_column(_enum(Choice, "label_choice"))
+    pref: Mapped[float | None] = mapped_column(Float)
+    swapped: Mapped[bool] = mapped_column(Boolean)
+    shown_at: Mapped[datetime | None]
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("query_id", "annotator_id", name="uq_label_query_annotator"),
+        CheckConstraint("pref IS NULL OR pref IN (0, 0.5, 1)", name="pref_values"),
+    )

@@ -1,0 +1,389 @@
+"""Repository functions: every read and write the use cases make.
+
+Each function takes a ``Session`` and never opens, commits or closes one: the caller owns
+the unit of work (see ``db.engine.session_scope``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from db.models import Annotator, Choice, Claim, Item, Label, Project, Query, Trajectory, utcnow
+
+#: How long a served query stays reserved for its annotator (rl-teacher used 2 minutes).
+DEFAULT_CLAIM_TTL = timedelta(minutes=10)
+
+#: Choices that count as an answer for completing a query (skips do not).
+ANSWERED = (Choice.left, Choice.right, Choice.equal, Choice.cant_tell)
+
+
+class NotFoundError(LookupError):
+    """A project, query or annotator that does not exist."""
+
+
+def pref_for(choice: Choice, swapped: bool) -> float | None:
+    """P(item A preferred) for an on-screen choice; None when it carries no preference."""
+    if choice is Choice.equal:
+        return 0.5
+    if choice is Choice.left:
+        return 0.0 if swapped else 1.0
+    if choice is Choice.right:
+        return 1.0 if swapped else 0.0
+    return None
+
+
+# --- projects and annotators ----------------------------------------------------------------
+
+
+def get_project(session: Session, name: str) -> Project:
+    """The project called ``name``; NotFoundError names the ones that exist."""
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        names = session.scalars(select(Project.name).order_by(Project.name)).all()
+        known = ", ".join(names) if names else "none yet; run `rlhf demo` to create one"
+        raise NotFoundError(f"no project named {name!r} (projects: {known})")
+    return project
+
+
+def find_project(session: Session, name: str) -> Project | None:
+    """The project called ``name``, or None."""
+    return session.scalar(select(Project).where(Project.name == name))
+
+
+def list_projects(session: Session) -> list[Project]:
+    """All projects, oldest first."""
+    return list(session.scalars(select(Project).order_by(Project.id)))
+
+
+def get_or_create_annotator(session: Session, name: str, role: str = "annotator") -> Annotator:
+    """The annotator called ``name``, created on first use."""
+    name = name.strip()
+    if not name:
+        raise ValueError("an annotator name cannot be empty")
+    if len(name) > 100:
+        raise ValueError(f"annotator names have at most 100 characters, got {len(name)}")
+    annotator = session.scalar(select(Annotator).where(Annotator.name == name))
+    if annotator is None:
+        try:
+            with session.begin_nested():
+                annotator = Annotator(name=name, role=role)
+                session.add(annotator)
+        except IntegrityError:  # created by another process meanwhile
+            annotator = session.scalars(select(Annotator).where(Annotator.name == name)).one()
+    return annotator
+
+
+@dataclass(frozen=True)
+class ProjectCounts:
+    """How much a project holds."""
+
+    trajectories: int
+    items: int
+    queries: int
+    labels: int
+    labeled_queries: int
+
+
+def project_counts(session: Session, project_id: int) -> ProjectCounts:
+    """Counts of a project's trajectories, items, queries, labels (skips excluded) and done queries."""
+
+    def count(stmt: object) -> int:
+        return int(session.scalar(stmt) or 0)  # type: ignore[call-overload]
+
+    labels = select(func.count(Label.id)).join(Query, Query.id == Label.query_id).where(
+        Query.project_id == project_id, Label.choice.in_(ANSWERED)
+    )
+    labeled = select(func.count(func.distinct(Label.query_id))).join(Query, Query.id == Label.query_id).where(
+        Query.project_id == project_id, Label.choice.in_(ANSWERED)
+    )
+    return ProjectCounts(
+        trajectories=count(select(func.count(Trajectory.id)).where(Trajectory.project_id == project_id)),
+        items=count(select(func.count(Item.id)).where(Item.project_id == project_id)),
+        queries=count(select(func.count(Query.id)).where(Query.project_id == project_id)),
+        labels=count(labels),
+        labeled_queries=count(labeled),
+    )
+
+
+# --- serving queries ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServedQuery:
+    """A query reserved for one annotator, with the side order to show it in."""
+
+    query_id: int
+    item_a_id: int
+    item_b_id: int
+    swapped: bool
+    """Item B is shown on the left."""
+    claimed_at: datetime
+
+    @property
+    def left_item_id(self) -> int:
+        return self.item_b_id if self.swapped else self.item_a_id
+
+    @property
+    def right_item_id(self) -> int:
+        return self.item_a_id if self.swapped else self.item_b_id
+
+
+def _served(query: Query, claim: Claim) -> ServedQuery:
+    return ServedQuery(query.id, query.item_a_id, query.item_b_id, claim.swapped, claim.claimed_at)
+
+
+def claim_next_query(
+    session: Session,
+    project_id: int,
+    annotator_id: int,
+    *,
+    rng: np.random.Generator,
+    ttl: timedelta = DEFAULT_CLAIM_TTL,
+    exclude: tuple[int, ...] = (),
+) -> ServedQuery | None:
+    """Reserve the next query for an annotator, or None when nothing is left for them.
+
+    An annotator who already holds a live claim gets that query again (a page reload shows
+    the same pair). Otherwise the highest-priority query that this annotator has not
+    answered and that still needs labels, counting live claims of others, is claimed. With
+    one label per query two annotators are therefore never served the same query at once.
+    Call inside a write transaction (``session_scope(write=True)``).
+    """
+    now = utcnow()
+    session.execute(delete(Claim).where(Claim.expires_at < now))
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"no project with id {project_id}")
+
+    mine = session.execute(
+        select(Query, Claim)
+        .join(Claim, Claim.query_id == Query.id)
+        .where(Query.project_id == project_id, Claim.annotator_id == annotator_id, Query.id.not_in(exclude))
+        .order_by(Claim.claimed_at)
+        .limit(1)
+    ).first()
+    if mine is not None:
+        return _served(mine[0], mine[1])
+
+    other_label = aliased(Label)
+    answered_count = (
+        select(func.count(Label.id))
+        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    claimed_count = (
+        select(func.count()).select_from(Claim).where(Claim.query_id == Query.id).correlate(Query).scalar_subquery()
+    )
+    already_mine = (
+        select(other_label.id)
+        .where(other_label.query_id == Query.id, other_label.annotator_id == annotator_id)
+        .correlate(Query)
+        .exists()
+    )
+    stmt = (
+        select(Query)
+        .where(
+            Query.project_id == project_id,
+            ~already_mine,
+            answered_count + claimed_count < project.labels_per_query,
+            Query.id.not_in(exclude),
+        )
+        .order_by(Query.priority.desc(), Query.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update(skip_locked=True)
+    query = session.scalar(stmt)
+    if query is None:
+        return None
+    claim = Claim(
+        query_id=query.id,
+        annotator_id=annotator_id,
+        claimed_at=now,
+        expires_at=now + ttl,
+        swapped=bool(rng.random() < 0.5),
+    )
+    session.add(claim)
+    session.flush()
+    return _served(query, claim)
+
+
+def release_claims(session: Session, annotator_id: int, project_id: int) -> None:
+    """Give back every query an annotator holds in a project (e.g. when they leave)."""
+    ids = select(Query.id).where(Query.project_id == project_id)
+    session.execute(delete(Claim).where(Claim.annotator_id == annotator_id, Claim.query_id.in_(ids)))
+
+
+@dataclass(frozen=True)
+class RecordedLabel:
+    """The stored label, and whether this call created it (False: it existed already)."""
+
+    label_id: int
+    created: bool
+    pref: float | None
+
+
+def record_label(
+    session: Session,
+    query_id: int,
+    annotator_id: int,
+    choice: Choice,
+    *,
+    swapped: bool,
+    shown_at: datetime | None = None,
+) -> RecordedLabel:
+    """Store an annotator's answer to a query and release their claim on it.
+
+    Idempotent: a second submit for the same query and annotator (a double click, a retry
+    after a network error) returns the existing label instead of adding one.
+    """
+    existing = session.scalar(select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id))
+    if existing is not None:
+        return RecordedLabel(existing.id, False, existing.pref)
+    if session.get(Query, query_id) is None:
+        raise NotFoundError(f"no query with id {query_id}; it may have been deleted")
+    label = Label(
+        query_id=query_id,
+        annotator_id=annotator_id,
+        choice=choice,
+        pref=pref_for(choice, swapped),
+        swapped=swapped,
+        shown_at=shown_at,
+        answered_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(label)
+    except IntegrityError:  # the same label arrived through another connection meanwhile
+        existing = session.scalars(
+            select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id)
+        ).one()
+        return RecordedLabel(existing.id, False, existing.pref)
+    session.execute(delete(Claim).where(Claim.query_id == query_id, Claim.annotator_id == annotator_id))
+    return RecordedLabel(label.id, True, label.pref)
+
+
+def undo_last_label(
+    session: Session, project_id: int, annotator_id: int, *, ttl: timedelta = DEFAULT_CLAIM_TTL
+) -> int | None:
+    """Delete the annotator's most recent label in a project and serve that query again next.
+
+    Returns the query id, or None when the annotator has no label to undo.
+    """
+    label = session.scalar(
+        select(Label)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.annotator_id == annotator_id)
+        .order_by(Label.answered_at.desc(), Label.id.desc())
+        .limit(1)
+    )
+    if label is None:
+        return None
+    query_id, swapped = label.query_id, label.swapped
+    session.delete(label)
+    session.execute(delete(Claim).where(Claim.annotator_id == annotator_id, Claim.query_id.in_(
+        select(Query.id).where(Query.project_id == project_id)
+    )))
+    now = utcnow()
+    # The claim goes back with an older timestamp so it is served before any other claim.
+    session.add(Claim(query_id=query_id, annotator_id=annotator_id, claimed_at=now - timedelta(days=1),
+                      expires_at=now + ttl, swapped=swapped))
+    session.flush()
+    return query_id
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    """Where one annotator stands in a project."""
+
+    total_queries: int
+    labeled_queries: int
+    """Queries with at least one answer from anyone."""
+    my_labels: int
+    labels_per_minute: float
+    """This annotator's pace over their last 10 minutes of labeling."""
+
+
+def annotator_progress(session: Session, project_id: int, annotator_id: int) -> AnnotatorProgress:
+    """Progress of a project and the pace of one annotator in it."""
+    counts = project_counts(session, project_id)
+    mine = select(Label.answered_at).join(Query, Query.id == Label.query_id).where(
+        Query.project_id == project_id, Label.annotator_id == annotator_id, Label.choice.in_(ANSWERED)
+    )
+    my_labels = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
+    since = utcnow() - timedelta(minutes=10)
+    recent = sorted(_aware(t) for t in session.scalars(mine.where(Label.answered_at >= since)))
+    rate = 0.0
+    if len(recent) >= 2:
+        span_min = max((recent[-1] - recent[0]).total_seconds() / 60, 1 / 60)
+        rate = (len(recent) - 1) / span_min
+    return AnnotatorProgress(counts.queries, counts.labeled_queries, my_labels, rate)
+
+
+def _aware(t: datetime) -> datetime:
+    # SQLite returns naive datetimes even for timezone=True columns; they were stored in UTC.
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def items_by_id(session: Session, ids: list[int]) -> dict[int, Item]:
+    """Items by id, one query."""
+    return {item.id: item for item in session.scalars(select(Item).where(Item.id.in_(ids)))}
+
+
+def query_with_items(session: Session, query_id: int) -> tuple[Query, Item, Item]:
+    """A query and its two items."""
+    a, b = aliased(Item), aliased(Item)
+    row = session.execute(
+        select(Query, a, b).join(a, a.id == Query.item_a_id).join(b, b.id == Query.item_b_id).where(Query.id == query_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no query with id {query_id}")
+    return row[0], row[1], row[2]
+
+
+def existing_pairs(session: Session, project_id: int) -> set[tuple[int, int]]:
+    """The (item_a_id, item_b_id) pairs a project already asks about."""
+    rows = session.execute(select(Query.item_a_id, Query.item_b_id).where(Query.project_id == project_id))
+    return {(int(a), int(b)) for a, b in rows}
+
+
+def labels_of_project(session: Session, project_id: int) -> list[Label]:
+    """All labels of a project, oldest first."""
+    return list(
+        session.scalars(
+            select(Label).join(Query, Query.id == Label.query_id).where(Query.project_id == project_id).order_by(Label.id)
+        )
+    )
+
+
+__all__ = [
+    "ANSWERED",
+    "DEFAULT_CLAIM_TTL",
+    "AnnotatorProgress",
+    "NotFoundError",
+    "ProjectCounts",
+    "RecordedLabel",
+    "ServedQuery",
+    "annotator_progress",
+    "claim_next_query",
+    "existing_pairs",
+    "find_project",
+    "get_or_create_annotator",
+    "get_project",
+    "items_by_id",
+    "labels_of_project",
+    "list_projects",
+    "pref_for",
+    "project_counts",
+    "query_with_items",
+    "record_label",
+    "release_claims",
+    "undo_last_label",
+]

@@ -1,0 +1,271 @@
+"""Trajectories: collecting them from behaviours, storing them, and cutting segments.
+
+A trajectory holds one episode: observations ``obs[0..T]``, actions and true rewards
+``[0..T)``, and how it ended. Segments are fixed-length windows ``[start, start + L)`` of a
+trajectory. A window may run past the end of an episode that terminated: those steps are
+*padding* (the terminal state repeated, reward 0, ``valid`` False), because in environments
+such as CartPole the end of an episode is exactly what distinguishes a good clip from a
+bad one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from rlhf_core.behaviours import Behaviour
+from rlhf_core.envs import make_env
+
+
+class DataFileError(RuntimeError):
+    """A bulk-data file that is missing or unreadable, with the path and what to do."""
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One episode of an environment."""
+
+    obs: np.ndarray
+    """Observations, shape (T + 1, *obs_shape): the last one is the state the episode ended in."""
+    actions: np.ndarray
+    """Actions taken, shape (T,), int64."""
+    rewards: np.ndarray
+    """The environment's (true) rewards, shape (T,), float32."""
+    terminated: bool
+    """The episode reached a terminal state (as opposed to a time limit or a cut)."""
+    seed: int = 0
+    """Seed the environment was reset with."""
+    source: str = "unknown"
+    """Name of the behaviour that produced it."""
+    frames: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """Rendered frames (T + 1, H, W, 3) uint8 for clips, if rendered; not stored in the file."""
+
+    def __post_init__(self) -> None:
+        t = len(self.actions)
+        if t < 1:
+            raise ValueError("a trajectory needs at least one step")
+        if len(self.obs) != t + 1:
+            raise ValueError(f"obs has {len(self.obs)} rows, expected len(actions) + 1 = {t + 1}")
+        if self.rewards.shape != (t,):
+            raise ValueError(f"rewards have shape {self.rewards.shape}, expected ({t},)")
+        if self.frames is not None and len(self.frames) != t + 1:
+            raise ValueError(f"frames have {len(self.frames)} rows, expected {t + 1}")
+
+    @property
+    def length(self) -> int:
+        """Number of steps T."""
+        return len(self.actions)
+
+    @property
+    def true_return(self) -> float:
+        """Sum of the environment's rewards."""
+        return float(self.rewards.sum())
+
+
+def downscale_frame(frame: np.ndarray, max_side: int) -> np.ndarray:
+    """Shrink an RGB frame so that its longer side is at most ``max_side`` pixels."""
+    h, w = frame.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return frame
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+
+
+def rollout(
+    env_id: str,
+    behaviour: Behaviour,
+    *,
+    seed: int,
+    rng: np.random.Generator,
+    render: bool = True,
+    frame_max_side: int = 240,
+    max_steps: int | None = None,
+) -> Trajectory:
+    """Play one episode of ``env_id`` with ``behaviour``, rendering frames if asked."""
+    env = make_env(env_id, render=render)
+    try:
+        obs, _ = env.reset(seed=seed)
+        observations, actions, rewards = [obs], [], []
+        frames = [downscale_frame(env.render(), frame_max_side)] if render else []  # type: ignore[arg-type]
+        terminated = False
+        while True:
+            action = behaviour.act(env, obs, rng)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(obs)
+            actions.append(action)
+            rewards.append(float(reward))
+            if render:
+                frames.append(downscale_frame(env.render(), frame_max_side))  # type: ignore[arg-type]
+            if terminated or truncated or (max_steps is not None and len(actions) >= max_steps):
+                break
+    finally:
+        env.close()
+    return Trajectory(
+        obs=np.stack(observations),
+        actions=np.asarray(actions, dtype=np.int64),
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminated=bool(terminated),
+        seed=seed,
+        source=behaviour.name,
+        frames=np.stack(frames) if render else None,
+    )
+
+
+@dataclass(frozen=True)
+class SegmentWindow:
+    """A fixed-length window of a trajectory, padded past a terminal state."""
+
+    obs: np.ndarray
+    """(L, *obs_shape): observation before each step; padding repeats the terminal state."""
+    actions: np.ndarray
+    """(L,): action of each step, -1 on padding."""
+    rewards: np.ndarray
+    """(L,): true reward of each step, 0 on padding."""
+    valid: np.ndarray
+    """(L,) bool: False on padding steps after the episode ended."""
+
+    @property
+    def true_return(self) -> float:
+        """Sum of the true rewards in the window."""
+        return float(self.rewards.sum())
+
+
+def segment_indices(trajectory_length: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Observation index and validity of each step of the window ``[start, start + length)``."""
+    if start < 0 or start >= trajectory_length:
+        raise ValueError(f"segment start {start} outside a trajectory of {trajectory_length} steps")
+    steps = np.arange(start, start + length)
+    valid = steps < trajectory_length
+    return np.minimum(steps, trajectory_length), valid
+
+
+def segment_window(traj: Trajectory, start: int, length: int) -> SegmentWindow:
+    """The window ``[start, start + length)`` of ``traj``."""
+    idx, valid = segment_indices(traj.length, start, length)
+    step_idx = np.minimum(idx, traj.length - 1)
+    return SegmentWindow(
+        obs=traj.obs[idx],
+        actions=np.where(valid, traj.actions[step_idx], -1),
+        rewards=np.where(valid, traj.rewards[step_idx], 0.0).astype(np.float32),
+        valid=valid,
+    )
+
+
+def segment_frames(frames: np.ndarray, trajectory_length: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rendered frames of a window and its validity mask (padding shows the final frame)."""
+    idx, valid = segment_indices(trajectory_length, start, length)
+    return frames[idx], valid
+
+
+def choose_segment_starts(
+    trajectory_length: int, length: int, count: int, rng: np.random.Generator
+) -> list[int]:
+    """Up to ``count`` distinct window starts in a trajectory, spread without overlap.
+
+    Starts run up to ``T - 2L/3`` so that some windows include the episode's end (padded),
+    and a trajectory shorter than a window gives one window from its first step.
+    """
+    last = max(0, trajectory_length - (2 * length) // 3)
+    candidates = np.arange(0, last + 1)
+    rng.shuffle(candidates)
+    chosen: list[int] = []
+    for start in candidates:
+        if all(abs(int(start) - c) >= length for c in chosen):
+            chosen.append(int(start))
+            if len(chosen) == count:
+                break
+    return sorted(chosen)
+
+
+def iter_rollouts(
+    env_id: str,
+    behaviours: list[Behaviour],
+    *,
+    base_seed: int,
+    rng: np.random.Generator,
+    render: bool = True,
+    max_steps: int | None = None,
+) -> Iterator[Trajectory]:
+    """Endless episodes, cycling through ``behaviours`` and seeds ``base_seed, base_seed + 1, ...``."""
+    episode = 0
+    while True:
+        behaviour = behaviours[episode % len(behaviours)]
+        yield rollout(env_id, behaviour, seed=base_seed + episode, rng=rng, render=render, max_steps=max_steps)
+        episode += 1
+
+
+# --- storage -------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
+    """Write a file via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Atomically write ``data`` to ``path``."""
+    _atomic_write(path, lambda fh: fh.write(data))  # type: ignore[arg-type, return-value]
+
+
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
+    """Atomically save compressed arrays."""
+    _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    """Load every array of an ``.npz`` file, raising DataFileError if it is missing or corrupt."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError as exc:
+        raise DataFileError(f"data file {path} is missing; it may have been moved or deleted") from exc
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataFileError(f"data file {path} is corrupt ({exc}); delete it or skip what uses it") from exc
+
+
+def save_trajectory(path: Path, traj: Trajectory) -> None:
+    """Store observations, actions and true rewards (not frames) as a compressed ``.npz``."""
+    save_npz(
+        path,
+        obs=traj.obs,
+        actions=traj.actions,
+        rewards=traj.rewards,
+        terminated=np.asarray(traj.terminated),
+        seed=np.asarray(traj.seed),
+        source=np.asarray(traj.source),
+    )
+
+
+def load_trajectory(path: Path) -> Trajectory:
+    """Read a trajectory written by :func:`save_trajectory`."""
+    data = load_npz(path)
+    try:
+        return Trajectory(
+            obs=data["obs"],
+            actions=data["actions"],
+            rewards=data["rewards"],
+            terminated=bool(data["terminated"]),
+            seed=int(data["seed"]),
+            source=str(data["source"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise DataFileError(f"data file {path} is not a trajectory ({exc})") from exc
