@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,15 @@ def app(studio: Studio, host: str, port: int) -> None:
         "--client.toolbarMode", "minimal",
     ]  # fmt: skip
     click.echo(f"rlhf-studio on http://{host}:{port}  (data: {studio.settings.data_dir})")
-    raise SystemExit(subprocess.call(cmd, env=env))
+    with subprocess.Popen(cmd, env=env) as server:
+        # Stopping `rlhf app` (SIGTERM) stops the server too, instead of leaving it running.
+        signal.signal(signal.SIGTERM, lambda *_: server.terminate())
+        try:
+            code = server.wait()
+        except BaseException:  # Ctrl-C and the like, as subprocess.call does
+            server.kill()
+            raise
+    raise SystemExit(code)
 
 
 def main() -> None:

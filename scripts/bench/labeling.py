@@ -1,0 +1,73 @@
+"""Benchmark: demo creation time and the server time of one label on the labeling page.
+
+Run: ``python scripts/bench/labeling.py [--labels 200] [--env MiniGrid-Empty-Random-6x6-v0]``
+
+Measures, on a fresh temporary data folder:
+1. ``rlhf demo`` with the default counts (target: under 2 minutes on this machine);
+2. the server work of one label as the page does it: store the answer, claim and load
+   the next pair (its clip pre-rendered), read the progress (target: under 200 ms);
+3. the same when the next clip must be rendered first (its file was deleted): the
+   baseline of a tool that renders clips on request, printed side by side with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.config import Settings, Studio
+from app.services import labeling
+from app.services.demo import create_demo_project
+from db.models import Choice
+from rlhf_core.envs import DEFAULT_ENV_ID
+
+
+def _percentiles(ms: list[float]) -> str:
+    q = np.percentile(ms, [50, 95])
+    return f"p50 {q[0]:6.1f} ms  p95 {q[1]:6.1f} ms  max {max(ms):6.1f} ms"
+
+
+def _label_cycle(studio: Studio, ls: labeling.LabelingSession, n: int, delete_clips: bool) -> list[float]:
+    rng = np.random.default_rng(0)
+    pair = labeling.next_pair(studio, ls, rng=rng)
+    timings = []
+    for i in range(n):
+        assert pair is not None
+        if delete_clips:
+            for gif in (studio.settings.data_dir / "projects").rglob("*.gif"):
+                gif.unlink()
+        start = time.perf_counter()
+        labeling.submit_label(studio, ls, pair, (Choice.left, Choice.right, Choice.equal)[i % 3])
+        pair = labeling.next_pair(studio, ls, rng=rng)
+        labeling.progress(studio, ls)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=int, default=200)
+    parser.add_argument("--env", default=DEFAULT_ENV_ID)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        studio = Studio(Settings.from_env(Path(tmp)))
+        start = time.perf_counter()
+        result = create_demo_project(studio, "bench", args.env)
+        demo_s = time.perf_counter() - start
+        print(f"demo ({args.env}): {result.counts.items} segments, {result.counts.queries} queries in {demo_s:.1f} s "
+              f"(target < 120 s)")
+        ls = labeling.open_session(studio, "bench", "bench-annotator")
+        warm = _label_cycle(studio, ls, args.labels, delete_clips=False)
+        cold = _label_cycle(studio, ls, min(20, args.labels), delete_clips=True)
+    print(f"label -> next pair, clip prerendered   ({len(warm)} labels): {_percentiles(warm)}  (target p95 < 200 ms)")
+    print(f"label -> next pair, clip rendered now  ({len(cold)} labels): {_percentiles(cold)}")
+    print(f"ratio render-on-demand / prerendered (median): {statistics.median(cold) / statistics.median(warm):.1f}x")
+
+
+if __name__ == "__main__":
+    main()
