@@ -25,6 +25,7 @@ class _Bars:
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self.bars.get(stage)
         if bar is None:
+            self.close()  # a new stage: finish the bars of the earlier ones
             bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="", leave=True, file=sys.stderr)
         bar.update(done - bar.n)
 
@@ -92,6 +93,95 @@ def status(studio: Studio, as_json: bool) -> None:
         click.echo(
             f"{r['name']:<20} {r['kind']:<11} {r['env_id'] or '-':<32} {r['items']:>6} {r['queries']:>8} {r['labels']:>7}"
         )
+
+
+@cli.command("label-synthetic")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--teacher", "teacher_name", default="oracle", show_default=True,
+              type=click.Choice(["oracle", "stochastic", "myopic", "mistake", "skip", "equal"]),
+              help="B-Pref scripted teacher.")
+@click.option("-n", "count", default=100, show_default=True, help="Pending pairs to label.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the teacher's randomness.")
+@click.pass_obj
+def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, seed: int) -> None:
+    """Label pending pairs with a scripted teacher, as annotator teacher:NAME."""
+    from app.services.synthetic import label_synthetic as run
+
+    try:
+        result = run(studio, name, teacher_name, count, seed=seed)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{result.annotator} labeled {result.labeled} pairs ({result.equal} equal, {result.skipped} skipped)")
+
+
+@cli.command()
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--method", type=click.Choice(["random", "disagreement"]), default="random", show_default=True,
+              help="random pairs, or those the active reward model's members dispute most.")
+@click.option("-n", "count", default=50, show_default=True, help="Pairs to add.")
+@click.option("--oversample", default=10, show_default=True, help="Candidates per kept pair (disagreement).")
+@click.option("--seed", default=None, type=int, help="Seed of the candidate sampling.")
+@click.option("--workers", default=2, show_default=True, help="Worker processes for rendering clips.")
+@click.pass_obj
+def queries(studio: Studio, name: str, method: str, count: int, oversample: int, seed: int | None,
+            workers: int) -> None:
+    """Add pairs to label (their clips are rendered first)."""
+    from app.services.queries import add_queries
+
+    bars = _Bars()
+    try:
+        result = add_queries(studio, name, method, count, seed=seed, oversample=oversample, workers=workers,
+                             on_progress=bars)
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+    extra = f", most disputed score {result.top_score:.3f}" if result.top_score is not None else ""
+    click.echo(f"added {result.added} {method} pairs{extra}")
+
+
+@cli.command("train-reward")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--kind", type=click.Choice(["bt", "ensemble"]), default="ensemble", show_default=True,
+              help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry.")
+@click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
+@click.option("--epochs", type=int, default=None, help="Ensemble training epochs.")
+@click.option("--noise-prob", type=float, default=None, help="Ensemble label-noise probability.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.pass_obj
+def train_reward(studio: Studio, name: str, kind: str, members: int | None, epochs: int | None,
+                 noise_prob: float | None, seed: int, as_json: bool) -> None:
+    """Train a reward model on the project's labels and make it the active version."""
+    from app.services.rewards import train_reward_model
+    from rlhf_core.reward_models import FitCancelledError
+
+    config = {k: v for k, v in {"members": members, "epochs": epochs, "noise_prob": noise_prob}.items()
+              if v is not None}
+    if config and kind != "ensemble":
+        raise click.ClickException("--members, --epochs and --noise-prob apply to --kind ensemble only")
+    bars = _Bars()
+    try:
+        result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars)
+    except (FitCancelledError, KeyboardInterrupt) as exc:
+        raise click.ClickException("training cancelled; the active model is unchanged") from exc
+    except (LookupError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+    m = result.metrics
+    if as_json:
+        click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))
+        return
+    click.echo(
+        f"version {result.version} ({result.kind}) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
+        f"log_loss {_fmt(m['log_loss'])}, spearman_true {_fmt(m['spearman_true'])} ({m['teacher_reward']} reward), "
+        f"{m['n_labels']} labels, fit {m['fit_seconds']:.2f} s"
+    )
+
+
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
 
 
 @cli.command()

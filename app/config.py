@@ -43,8 +43,18 @@ class Settings:
 class Studio:
     """Settings plus the engine built from them: what every use case needs."""
 
+    _shared: dict[tuple[str, str], Studio] = {}
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+
+    @classmethod
+    def for_paths(cls, data_dir: str, database_url: str) -> Studio:
+        """One shared studio per (data folder, database) in this process."""
+        key = (data_dir, database_url)
+        if key not in cls._shared:
+            cls._shared[key] = cls(Settings(Path(data_dir), database_url))
+        return cls._shared[key]
 
     @cached_property
     def engine(self) -> Engine:

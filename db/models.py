@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -190,4 +191,62 @@ class Label(Base):
     __table_args__ = (
         UniqueConstraint("query_id", "annotator_id", name="uq_label_query_annotator"),
         CheckConstraint("pref IS NULL OR pref IN (0, 0.5, 1)", name="pref_values"),
+    )
+
+
+class JobStatus(enum.StrEnum):
+    """Where a background job is."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Job(Base):
+    """Long work (training) run by a background process; its state lives here so the app
+    can show progress and cancel it across page reloads."""
+
+    __tablename__ = "job"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), default=JobStatus.queued)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    pid: Mapped[int | None]
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class RewardModelRecord(Base):
+    """One trained version of a project's reward model; at most one per project is active."""
+
+    __tablename__ = "reward_model"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    version: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(30))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    label_count: Mapped[int]
+    label_hash: Mapped[str] = mapped_column(String(64))
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    path: Mapped[str] = mapped_column(String(500))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("project_id", "version", name="uq_reward_model_version"),
+        Index("uq_reward_model_one_active", "project_id", unique=True,
+              sqlite_where=text("active"), postgresql_where=text("active")),
     )

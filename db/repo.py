@@ -10,11 +10,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from db.models import Annotator, Choice, Claim, Item, Label, Project, Query, Trajectory, utcnow
+from db.models import (
+    Annotator,
+    Choice,
+    Claim,
+    Item,
+    Job,
+    Label,
+    Project,
+    Query,
+    RewardModelRecord,
+    Trajectory,
+    utcnow,
+)
 
 #: How long a served query stays reserved for its annotator (rl-teacher used 2 minutes).
 DEFAULT_CLAIM_TTL = timedelta(minutes=10)
@@ -363,27 +375,131 @@ def labels_of_project(session: Session, project_id: int) -> list[Label]:
     )
 
 
-__all__ = [
-    "ANSWERED",
-    "DEFAULT_CLAIM_TTL",
-    "AnnotatorProgress",
-    "NotFoundError",
-    "ProjectCounts",
-    "RecordedLabel",
-    "ServedQuery",
-    "annotator_progress",
-    "claim_next_query",
-    "existing_pairs",
-    "find_project",
-    "get_or_create_annotator",
-    "get_project",
-    "items_by_id",
-    "labels_of_project",
-    "list_projects",
-    "pref_for",
-    "project_counts",
-    "query_with_items",
-    "record_label",
-    "release_claims",
-    "undo_last_label",
-]
+
+
+# --- preferences, reward models and jobs ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One label that carries a preference: P(item A preferred) = pref."""
+
+    label_id: int
+    item_a_id: int
+    item_b_id: int
+    pref: float
+
+
+def comparisons(session: Session, project_id: int) -> list[Comparison]:
+    """Every label of a project with a preference (left, right, equal), oldest first."""
+    rows = session.execute(
+        select(Label.id, Query.item_a_id, Query.item_b_id, Label.pref)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.pref.is_not(None))
+        .order_by(Label.id)
+    )
+    return [Comparison(int(i), int(a), int(b), float(p)) for i, a, b, p in rows]
+
+
+def project_items(session: Session, project_id: int) -> list[tuple[Item, Trajectory]]:
+    """A trajectory project's items with their trajectories, by item id."""
+    rows = session.execute(
+        select(Item, Trajectory)
+        .join(Trajectory, Trajectory.id == Item.trajectory_id)
+        .where(Item.project_id == project_id)
+        .order_by(Item.id)
+    )
+    return [(item, traj) for item, traj in rows]
+
+
+def reward_models(session: Session, project_id: int) -> list[RewardModelRecord]:
+    """A project's reward model versions, newest first."""
+    return list(
+        session.scalars(
+            select(RewardModelRecord)
+            .where(RewardModelRecord.project_id == project_id)
+            .order_by(RewardModelRecord.version.desc())
+        )
+    )
+
+
+def active_reward_model(session: Session, project_id: int) -> RewardModelRecord | None:
+    """The project's active reward model, if any."""
+    return session.scalar(
+        select(RewardModelRecord).where(RewardModelRecord.project_id == project_id, RewardModelRecord.active)
+    )
+
+
+def register_reward_model(session: Session, record: RewardModelRecord) -> RewardModelRecord:
+    """Add a new version (numbered after the newest) and make it the active one."""
+    newest = session.scalar(
+        select(func.max(RewardModelRecord.version)).where(RewardModelRecord.project_id == record.project_id)
+    )
+    record.version = int(newest or 0) + 1
+    session.execute(
+        update(RewardModelRecord).where(RewardModelRecord.project_id == record.project_id).values(active=False)
+    )
+    record.active = True
+    session.add(record)
+    session.flush()
+    return record
+
+
+def activate_reward_model(session: Session, project_id: int, version: int) -> RewardModelRecord:
+    """Make version ``version`` the project's active model."""
+    record = session.scalar(
+        select(RewardModelRecord).where(RewardModelRecord.project_id == project_id, RewardModelRecord.version == version)
+    )
+    if record is None:
+        raise NotFoundError(f"no reward model version {version} in this project")
+    session.execute(update(RewardModelRecord).where(RewardModelRecord.project_id == project_id).values(active=False))
+    record.active = True
+    session.flush()
+    return record
+
+
+def pending_queries(session: Session, project_id: int, annotator_id: int, limit: int) -> list[Query]:
+    """Queries that still need labels, that this annotator has not answered and that no one else
+    holds, by priority (what a scripted teacher labels)."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"no project with id {project_id}")
+    answered = (
+        select(func.count(Label.id))
+        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    mine = select(Label.id).where(Label.query_id == Query.id, Label.annotator_id == annotator_id).correlate(Query)
+    held_by_others = (
+        select(func.count())
+        .select_from(Claim)
+        .where(Claim.query_id == Query.id, Claim.annotator_id != annotator_id, Claim.expires_at >= utcnow())
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            select(Query)
+            .where(
+                Query.project_id == project_id,
+                ~mine.exists(),
+                answered + held_by_others < project.labels_per_query,
+            )
+            .order_by(Query.priority.desc(), Query.id)
+            .limit(limit)
+        )
+    )
+
+
+def unlabeled_queries(session: Session, project_id: int) -> list[Query]:
+    """Queries of a project with no answer yet."""
+    answered = select(Label.id).where(Label.query_id == Query.id, Label.choice.in_(ANSWERED)).correlate(Query)
+    return list(session.scalars(select(Query).where(Query.project_id == project_id, ~answered.exists())))
+
+
+def latest_job(session: Session, project_id: int, kind: str) -> Job | None:
+    """The newest job of a kind for a project."""
+    return session.scalar(
+        select(Job).where(Job.project_id == project_id, Job.kind == kind).order_by(Job.id.desc()).limit(1)
+    )

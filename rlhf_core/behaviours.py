@@ -49,8 +49,11 @@ _DIR_VEC = ((1, 0), (0, 1), (-1, 0), (0, -1))
 _LEFT, _RIGHT, _FORWARD = 0, 1, 2
 
 
-def _minigrid_next_cell(env: gym.Env) -> tuple[int, int] | None:
-    """First cell on a shortest path from the agent to the goal (BFS on the grid)."""
+def minigrid_goal_path(env: gym.Env) -> list[tuple[int, int]] | None:
+    """Cells of a shortest path from the agent to the goal, excluding the agent's cell.
+
+    BFS over the grid; ``[]`` when the agent stands on the goal, None when none is reachable.
+    """
     grid_env = env.unwrapped
     grid = grid_env.grid  # type: ignore[attr-defined]
     start = tuple(int(v) for v in grid_env.agent_pos)  # type: ignore[attr-defined]
@@ -71,21 +74,30 @@ def _minigrid_next_cell(env: gym.Env) -> tuple[int, int] | None:
             if nobj is None or nobj.can_overlap():
                 parents[nxt] = cell
                 queue.append(nxt)
-    if goal is None or goal == start:
+    if goal is None:
         return None
+    path = []
     cell = goal
-    while parents[cell] != start:
+    while cell != start:
+        path.append(cell)
         parent = parents[cell]
         assert parent is not None
         cell = parent
-    return cell
+    return path[::-1]
+
+
+def minigrid_goal_distance(env: gym.Env) -> float:
+    """Steps on a shortest path to the goal (cells, ignoring turns); NaN if unreachable."""
+    path = minigrid_goal_path(env)
+    return float("nan") if path is None else float(len(path))
 
 
 def minigrid_shortest_path(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
     """Turn toward, then step onto, the next cell of a shortest path to the goal."""
-    target = _minigrid_next_cell(env)
-    if target is None:
+    path = minigrid_goal_path(env)
+    if not path:
         return random_action(env, obs, rng)
+    target = path[0]
     grid_env = env.unwrapped
     ax, ay = (int(v) for v in grid_env.agent_pos)  # type: ignore[attr-defined]
     want = _DIR_VEC.index((target[0] - ax, target[1] - ay))
@@ -114,10 +126,24 @@ def with_noise(act: ActionFn, epsilon: float) -> ActionFn:
     return noisy
 
 
-def behaviour_mix(env_id: str, epsilons: tuple[float, ...] = (0.05, 0.25, 0.5)) -> list[Behaviour]:
+#: Per-state facts recorded with each observation, by family, for oracle rewards (a
+#: MiniGrid goal is too sparse to compare 1.5 s clips by; see rlhf_core.teachers).
+STATE_EXTRAS: dict[str, dict[str, Callable[[gym.Env], float]]] = {
+    "minigrid": {"goal_distance": minigrid_goal_distance},
+}
+
+
+#: Noise levels of the scripted behaviour in a demo mix, by family: chosen so that clips
+#: span good to bad (a CartPole controller with less than 50% noise almost never falls).
+DEMO_EPSILONS: dict[str, tuple[float, ...]] = {"minigrid": (0.05, 0.25, 0.5), "cartpole": (0.05, 0.5, 0.7)}
+
+
+def behaviour_mix(env_id: str, epsilons: tuple[float, ...] | None = None) -> list[Behaviour]:
     """Behaviours for a demo project: random, plus the scripted one at several noise levels."""
+    family = env_family(env_id)
     mix = [Behaviour("random", random_action)]
-    scripted = _SCRIPTED.get(env_family(env_id))
+    scripted = _SCRIPTED.get(family)
     if scripted is not None:
-        mix += [Behaviour(f"scripted(eps={eps:g})", with_noise(scripted, eps)) for eps in epsilons]
+        levels = epsilons if epsilons is not None else DEMO_EPSILONS.get(family, (0.05, 0.25, 0.5))
+        mix += [Behaviour(f"scripted(eps={eps:g})", with_noise(scripted, eps)) for eps in levels]
     return mix

@@ -14,15 +14,15 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from rlhf_core.behaviours import Behaviour
-from rlhf_core.envs import make_env
+from rlhf_core.behaviours import STATE_EXTRAS, Behaviour
+from rlhf_core.envs import env_family, make_env
 
 
 class DataFileError(RuntimeError):
@@ -47,6 +47,8 @@ class Trajectory:
     """Name of the behaviour that produced it."""
     frames: np.ndarray | None = field(default=None, repr=False, compare=False)
     """Rendered frames (T + 1, H, W, 3) uint8 for clips, if rendered; not stored in the file."""
+    extras: dict[str, np.ndarray] = field(default_factory=dict, compare=False)
+    """Per-observation facts (T + 1,) an oracle may use, e.g. MiniGrid's ``goal_distance``."""
 
     def __post_init__(self) -> None:
         t = len(self.actions)
@@ -58,6 +60,9 @@ class Trajectory:
             raise ValueError(f"rewards have shape {self.rewards.shape}, expected ({t},)")
         if self.frames is not None and len(self.frames) != t + 1:
             raise ValueError(f"frames have {len(self.frames)} rows, expected {t + 1}")
+        for name, values in self.extras.items():
+            if len(values) != t + 1:
+                raise ValueError(f"extra {name!r} has {len(values)} rows, expected {t + 1}")
 
     @property
     def length(self) -> int:
@@ -92,9 +97,11 @@ def rollout(
 ) -> Trajectory:
     """Play one episode of ``env_id`` with ``behaviour``, rendering frames if asked."""
     env = make_env(env_id, render=render)
+    recorders = STATE_EXTRAS.get(env_family(env_id), {})
     try:
         obs, _ = env.reset(seed=seed)
         observations, actions, rewards = [obs], [], []
+        extras: dict[str, list[float]] = {name: [fn(env)] for name, fn in recorders.items()}
         frames = [downscale_frame(env.render(), frame_max_side)] if render else []  # type: ignore[arg-type]
         terminated = False
         while True:
@@ -103,6 +110,8 @@ def rollout(
             observations.append(obs)
             actions.append(action)
             rewards.append(float(reward))
+            for name, fn in recorders.items():
+                extras[name].append(fn(env))
             if render:
                 frames.append(downscale_frame(env.render(), frame_max_side))  # type: ignore[arg-type]
             if terminated or truncated or (max_steps is not None and len(actions) >= max_steps):
@@ -117,6 +126,7 @@ def rollout(
         seed=seed,
         source=behaviour.name,
         frames=np.stack(frames) if render else None,
+        extras={name: np.asarray(values, dtype=np.float32) for name, values in extras.items()},
     )
 
 
@@ -167,40 +177,27 @@ def segment_frames(frames: np.ndarray, trajectory_length: int, start: int, lengt
 
 
 def choose_segment_starts(
-    trajectory_length: int, length: int, count: int, rng: np.random.Generator
+    trajectory_length: int, length: int, count: int, rng: np.random.Generator, *, terminated: bool = False
 ) -> list[int]:
-    """Up to ``count`` distinct window starts in a trajectory, spread without overlap.
+    """Up to ``count`` distinct window starts in a trajectory, without overlap.
 
-    Starts run up to ``T - 2L/3`` so that some windows include the episode's end (padded),
-    and a trajectory shorter than a window gives one window from its first step.
+    When the episode terminated, the first window contains its end at a random position (so
+    clips show endings of every kind: in environments like CartPole the ending is what
+    makes a clip good or bad); the others start anywhere up to ``T - 2L/3``. A trajectory
+    shorter than a window gives one window from its first step.
     """
+    chosen: list[int] = []
+    if terminated and count > 0:
+        chosen.append(int(rng.integers(max(0, trajectory_length - length + 1), trajectory_length)))
     last = max(0, trajectory_length - (2 * length) // 3)
     candidates = np.arange(0, last + 1)
     rng.shuffle(candidates)
-    chosen: list[int] = []
     for start in candidates:
+        if len(chosen) >= count:
+            break
         if all(abs(int(start) - c) >= length for c in chosen):
             chosen.append(int(start))
-            if len(chosen) == count:
-                break
     return sorted(chosen)
-
-
-def iter_rollouts(
-    env_id: str,
-    behaviours: list[Behaviour],
-    *,
-    base_seed: int,
-    rng: np.random.Generator,
-    render: bool = True,
-    max_steps: int | None = None,
-) -> Iterator[Trajectory]:
-    """Endless episodes, cycling through ``behaviours`` and seeds ``base_seed, base_seed + 1, ...``."""
-    episode = 0
-    while True:
-        behaviour = behaviours[episode % len(behaviours)]
-        yield rollout(env_id, behaviour, seed=base_seed + episode, rng=rng, render=render, max_steps=max_steps)
-        episode += 1
 
 
 # --- storage -------------------------------------------------------------------------------
@@ -252,6 +249,7 @@ def save_trajectory(path: Path, traj: Trajectory) -> None:
         terminated=np.asarray(traj.terminated),
         seed=np.asarray(traj.seed),
         source=np.asarray(traj.source),
+        **{f"extra_{name}": values for name, values in traj.extras.items()},
     )
 
 
@@ -266,6 +264,7 @@ def load_trajectory(path: Path) -> Trajectory:
             terminated=bool(data["terminated"]),
             seed=int(data["seed"]),
             source=str(data["source"]),
+            extras={key.removeprefix("extra_"): value for key, value in data.items() if key.startswith("extra_")},
         )
     except (KeyError, ValueError) as exc:
         raise DataFileError(f"data file {path} is not a trajectory ({exc})") from exc

@@ -7,6 +7,8 @@ time when queries are created, or on first use (for instance after the file was 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,28 @@ def _is_gif(path: Path) -> bool:
             return fh.read(6) in (b"GIF87a", b"GIF89a")
     except OSError:
         return False
+
+
+class _InlinePool:
+    """The ``map`` of a process pool, run in this process (one worker)."""
+
+    def __enter__(self) -> _InlinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def map(self, fn: Callable, jobs: list, chunksize: int = 1) -> Iterator:
+        return map(fn, jobs)
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
+    """A process pool of ``workers``, or this process alone for 1."""
+    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlinePool()
+
+
+def render_clips(jobs: list[ClipJob], workers: int, on_progress: Callable[[str, int, int], None]) -> None:
+    """Render clips, in parallel worker processes when ``workers > 1``."""
+    with worker_pool(workers) as pool:
+        for done, _ in enumerate(pool.map(render_clip, jobs, chunksize=8), 1):
+            on_progress("clips", done, len(jobs))

@@ -10,8 +10,7 @@ behind, and a second run for an existing project adds nothing.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Studio
-from app.services.clips import clip_job, render_clip, save_item_frames
+from app.services.clips import clip_job, render_clips, save_item_frames, worker_pool
 from db import repo
 from db.engine import session_scope
 from db.models import Item, Project, ProjectKind, Query, Trajectory
@@ -102,7 +101,7 @@ def create_demo_project(
         for a, b in pairs:
             jobs.append(clip_job(studio, items[a], items[b], info.render_fps))
             jobs.append(clip_job(studio, items[b], items[a], info.render_fps))
-        _render_all(jobs, workers, on_progress)
+        render_clips(jobs, workers, on_progress)
         with session_scope(studio.engine, write=True) as session:
             if repo.find_project(session, name) is not None:  # created concurrently
                 return DemoResult(name, False, repo.project_counts(session, repo.get_project(session, name).id))
@@ -169,7 +168,7 @@ def _episode(job: _EpisodeJob) -> tuple[dict, list[dict]]:
     }
     items = []
     assert traj.frames is not None
-    for start in choose_segment_starts(traj.length, job.length, job.want, rng):
+    for start in choose_segment_starts(traj.length, job.length, job.want, rng, terminated=traj.terminated):
         frames, valid = segment_frames(traj.frames, traj.length, start, job.length)
         frames_path = job.folder / "items" / f"{job.index:05d}_{start:04d}.npz"
         save_item_frames(frames_path, frames, valid)
@@ -199,7 +198,7 @@ def _collect(
     trajectories: list[Trajectory] = []
     items: list[Item] = []
     index = 0
-    with _pool(workers) as pool:
+    with worker_pool(workers) as pool:
         while len(items) < n_segments:
             jobs = [
                 _EpisodeJob(folder, studio.settings.data_dir, env_id, index + k, seed, length, 2)
@@ -217,23 +216,6 @@ def _collect(
     return trajectories, items
 
 
-class _InlinePool:
-    """The ``map`` of a process pool, run in this process (one worker)."""
-
-    def __enter__(self) -> _InlinePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def map(self, fn: Callable, jobs: list, chunksize: int = 1) -> Iterator:
-        return map(fn, jobs)
-
-
-def _pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
-    return ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlinePool()
-
-
 def _sample_pairs(n_items: int, n_pairs: int, rng: np.random.Generator) -> list[tuple[int, int]]:
     """``n_pairs`` distinct unordered pairs of item indices, each as (lower, higher)."""
     chosen: set[tuple[int, int]] = set()
@@ -241,10 +223,3 @@ def _sample_pairs(n_items: int, n_pairs: int, rng: np.random.Generator) -> list[
         a, b = (int(v) for v in rng.choice(n_items, size=2, replace=False))
         chosen.add((min(a, b), max(a, b)))
     return sorted(chosen, key=lambda p: rng.random())
-
-
-def _render_all(jobs: list, workers: int, on_progress: Progress) -> None:
-    """Render clips, in parallel worker processes when ``workers > 1``."""
-    with _pool(workers) as pool:
-        for done, _ in enumerate(pool.map(render_clip, jobs, chunksize=8), 1):
-            on_progress("clips", done, len(jobs))

@@ -98,3 +98,16 @@ def progress(studio: Studio, ls: LabelingSession) -> repo.AnnotatorProgress:
     """Project progress and the annotator's pace."""
     with session_scope(studio.engine) as session:
         return repo.annotator_progress(session, ls.project_id, ls.annotator_id)
+
+
+def predicted_rewards(studio: Studio, ls: LabelingSession, pair: Pair) -> dict | None:
+    """The active reward model's per-step rewards of the left and right clip (valid steps only)."""
+    from app.services.rewards import predicted_step_rewards
+
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, ls.project_name)
+    found = predicted_step_rewards(studio, project, [pair.left_item_id, pair.right_item_id])
+    if found is None:
+        return None
+    rewards, valid = found["rewards"], found["valid"]
+    return {"version": found["version"], "left": rewards[0][valid[0]], "right": rewards[1][valid[1]]}

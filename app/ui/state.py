@@ -22,6 +22,8 @@ ACK = "ack"
 """Acknowledgement of the last action, shown above the next pair (str)."""
 RNG = "rng"
 """numpy Generator that randomises the side order for this browser session."""
+SHOW_REWARD = "show_reward"
+"""Whether the labeling page plots the active reward model's per-step prediction (bool)."""
 NAME_INPUT = "annotator_name_input"
 """Widget key of the name field."""
 

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings, Studio
-from app.services import demo
+from app.services import clips, demo
 from db.engine import session_scope
 from db.models import Item, Project, Query, Trajectory
 from rlhf_core.trajectories import load_npz, load_trajectory
@@ -54,7 +54,7 @@ def test_a_failure_while_rendering_leaves_no_project_and_no_files(tmp_path, monk
     def broken(job):
         raise OSError("disk full")
 
-    monkeypatch.setattr(demo, "render_clip", broken)
+    monkeypatch.setattr(clips, "render_clip", broken)
     with pytest.raises(OSError, match="disk full"):
         demo.create_demo_project(studio, "p", n_segments=4, n_queries=3, workers=1)
     with session_scope(studio.engine) as session:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,10 +47,23 @@ def _annotate(url: str, name: str, n: int, project_id: int) -> list[str]:
 @pytest.mark.slow
 def test_eight_processes_writing_500_labels_each_lose_none(store, db_url):
     project_id = seed_project(store, n_items=100, n_queries=WORKERS * LABELS_EACH)
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(WORKERS) as pool:
-        results = pool.starmap(_annotate, [(db_url, f"annotator-{i}", LABELS_EACH, project_id) for i in range(WORKERS)])
-    errors = [e for r in results for e in r]
+    # Separate interpreters (not multiprocessing, whose spawned children would re-run whatever
+    # script is __main__ in this process, e.g. a page an earlier AppTest ran).
+    code = (
+        "import json, sys; from tests.db.test_concurrency import _annotate; "
+        "print(json.dumps(_annotate(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, db_url, f"annotator-{i}", str(LABELS_EACH), str(project_id)],
+                         cwd=root, stdout=subprocess.PIPE, text=True)
+        for i in range(WORKERS)
+    ]
+    errors = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=500)
+        assert proc.returncode == 0, f"worker exited with {proc.returncode}"
+        errors += json.loads(out.strip().splitlines()[-1])
     assert errors == [], errors[:5]
     with session_scope(store) as session:
         assert session.scalar(select(func.count(Label.id))) == WORKERS * LABELS_EACH

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import altair as alt
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from app.services import labeling
@@ -77,6 +79,25 @@ def _undo() -> None:
     st.session_state.pop(state.PAIR, None)
 
 
+def _reward_chart(ls: LabelingSession, pair: labeling.Pair) -> None:
+    """The active reward model's per-step prediction for both clips, under them."""
+    predicted = labeling.predicted_rewards(studio, ls, pair)
+    if predicted is None:
+        st.caption("No reward model yet: train one on the Train page to see its predictions here.")
+        return
+    rows = [
+        {"step": t, "side": side, "reward": float(r)}
+        for side, steps in (("left", predicted["left"]), ("right", predicted["right"]))
+        for t, r in enumerate(steps)
+    ]
+    chart = alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
+        x=alt.X("step:Q", title="step of the clip"),
+        y=alt.Y("reward:Q", title=f"predicted reward (model v{predicted['version']})"),
+        color=alt.Color("side:N", scale=alt.Scale(domain=["left", "right"], range=["#1f77b4", "#d62728"])),
+    )
+    st.altair_chart(chart.properties(height=180, width=760))
+
+
 @st.fragment
 def labeling_panel(ls: LabelingSession) -> None:
     """The part that changes with each label; a label reruns only this."""
@@ -104,6 +125,8 @@ def labeling_panel(ls: LabelingSession) -> None:
         left, right = st.columns(2, width=760)
         left.markdown("**◀ Left**")
         right.markdown("<div style='text-align:right'><b>Right ▶</b></div>", unsafe_allow_html=True)
+        if st.session_state.get(state.SHOW_REWARD):
+            _reward_chart(ls, pair)
     else:
         st.error(pair.clip_error or "This clip cannot be shown.")
     cols = st.columns(len(ANSWERS) + 2, width=900)
@@ -122,4 +145,5 @@ title, guide = st.columns([4, 1], vertical_alignment="bottom")
 title.subheader(f"{ls.project_name} · labeling as {ls.annotator_name}")
 with guide.popover("Guidelines", icon=":material/menu_book:", width="stretch"):
     st.markdown(ls.guidelines or "_This project has no guidelines yet._")
+st.toggle("Show the reward model's prediction under the clips", key=state.SHOW_REWARD)
 labeling_panel(ls)

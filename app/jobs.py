@@ -1,0 +1,222 @@
+"""Background jobs: long work in a separate process, its state in the database.
+
+The app submits a job (a row) and starts ``python -m app.jobs JOB_ID`` detached from the
+Streamlit process, so a page reload or a closed tab does not stop it. The worker writes
+progress and a heartbeat to the row; the app polls the row; *Cancel* sets
+``cancel_requested``, which the worker's training loop polls between steps. A job whose
+worker died (no heartbeat for :data:`STALE_AFTER`) is marked failed when next looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from app.config import Settings, Studio
+from db.engine import session_scope
+from db.models import Job, JobStatus, utcnow
+
+STALE_AFTER = timedelta(seconds=60)
+_ACTIVE = (JobStatus.queued, JobStatus.running)
+
+
+class JobError(RuntimeError):
+    """A job that cannot be submitted (e.g. one is already running for the project)."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the app shows of a job."""
+
+    id: int
+    kind: str
+    status: JobStatus
+    progress: float
+    message: str
+    error: str | None
+    result: dict[str, Any] | None
+    cancel_requested: bool
+
+    @property
+    def active(self) -> bool:
+        return self.status in _ACTIVE
+
+
+def _view(job: Job) -> JobView:
+    return JobView(job.id, job.kind, job.status, job.progress, job.message, job.error, job.result,
+                   job.cancel_requested)
+
+
+# --- handlers: what each kind of job does ---------------------------------------------------
+
+Handler = Callable[[Studio, dict[str, Any], Callable[[str, int, int], None], Callable[[], bool], int], dict[str, Any]]
+
+
+def _train_reward(studio: Studio, params: dict[str, Any], progress: Callable[[str, int, int], None],
+                  should_stop: Callable[[], bool], job_id: int) -> dict[str, Any]:
+    from app.services.rewards import train_reward_model
+
+    result = train_reward_model(studio, params["project"], params["kind"], config=params.get("config"),
+                                seed=int(params.get("seed", 0)), on_progress=progress, should_stop=should_stop,
+                                job_id=job_id)
+    return {"version": result.version, "kind": result.kind, **{k: v for k, v in result.metrics.items()
+                                                                if not isinstance(v, list)}}
+
+
+HANDLERS: dict[str, Handler] = {"train-reward": _train_reward}
+
+
+# --- the app's side ---------------------------------------------------------------------------
+
+
+def submit(studio: Studio, project_id: int, kind: str, params: dict[str, Any], *, spawn: bool = True) -> int:
+    """Record a job and start its worker process; refuses a second active job of a kind per project."""
+    if kind not in HANDLERS:
+        raise JobError(f"unknown job kind {kind!r}")
+    with session_scope(studio.engine, write=True) as session:
+        _expire_stale(session)
+        running = session.scalar(
+            select(Job).where(Job.project_id == project_id, Job.kind == kind, Job.status.in_(_ACTIVE))
+        )
+        if running is not None:
+            raise JobError(f"job #{running.id} ({kind}) is still {running.status.value} for this project")
+        job = Job(project_id=project_id, kind=kind, params=params, message="waiting for a worker")
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    if spawn:
+        env = {**os.environ, **studio.settings.as_env()}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.jobs", str(job_id)], env=env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        with session_scope(studio.engine, write=True) as session:
+            row = session.get(Job, job_id)
+            if row is not None and row.pid is None:
+                row.pid = proc.pid
+    return job_id
+
+
+def get(studio: Studio, job_id: int) -> JobView:
+    """The job's current state (a dead worker's job is marked failed)."""
+    with session_scope(studio.engine, write=True) as session:
+        _expire_stale(session)
+        job = session.get(Job, job_id)
+        if job is None:
+            raise JobError(f"no job #{job_id}")
+        return _view(job)
+
+
+def latest(studio: Studio, project_id: int, kind: str) -> JobView | None:
+    """The newest job of a kind for a project."""
+    with session_scope(studio.engine, write=True) as session:
+        _expire_stale(session)
+        job = session.scalar(
+            select(Job).where(Job.project_id == project_id, Job.kind == kind).order_by(Job.id.desc()).limit(1)
+        )
+        return None if job is None else _view(job)
+
+
+def cancel(studio: Studio, job_id: int) -> None:
+    """Ask a job to stop; a queued job is cancelled at once."""
+    with session_scope(studio.engine, write=True) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status not in _ACTIVE:
+            return
+        job.cancel_requested = True
+        job.message = "cancelling..."
+        if job.status is JobStatus.queued:
+            job.status, job.finished_at = JobStatus.cancelled, utcnow()
+
+
+def _expire_stale(session: Any) -> None:
+    limit = utcnow() - STALE_AFTER
+    for job in session.scalars(select(Job).where(Job.status == JobStatus.running)):
+        beat = job.heartbeat_at
+        if beat is not None and beat.tzinfo is None:
+            beat = beat.replace(tzinfo=limit.tzinfo)
+        if beat is None or beat < limit:
+            job.status, job.finished_at = JobStatus.failed, utcnow()
+            job.error = "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+
+
+# --- the worker's side ------------------------------------------------------------------------
+
+
+class _Reporter:
+    """Writes progress at most every 0.5 s and answers whether cancel was asked for."""
+
+    def __init__(self, studio: Studio, job_id: int) -> None:
+        self.studio, self.job_id = studio, job_id
+        self.last = 0.0
+        self.cancelled = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        with session_scope(self.studio.engine, write=True) as session:
+            job = session.get(Job, self.job_id)
+            assert job is not None
+            job.progress = done / total if total else 0.0
+            job.message = f"{stage}: {done}/{total}"
+            job.heartbeat_at = utcnow()
+            self.cancelled = job.cancel_requested
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last >= 0.5:
+            with session_scope(self.studio.engine) as session:
+                job = session.get(Job, self.job_id)
+                self.cancelled = bool(job and job.cancel_requested)
+        return self.cancelled
+
+
+def run(studio: Studio, job_id: int) -> JobStatus:
+    """Run job ``job_id`` in this process and record how it ended."""
+    from rlhf_core.reward_models import FitCancelledError
+
+    with session_scope(studio.engine, write=True) as session:
+        job = session.get(Job, job_id)
+        if job is None or job.status is not JobStatus.queued:
+            return job.status if job else JobStatus.failed
+        job.status, job.started_at, job.heartbeat_at = JobStatus.running, utcnow(), utcnow()
+        job.pid, job.message = os.getpid(), "starting"
+        kind, params = job.kind, dict(job.params)
+    reporter = _Reporter(studio, job_id)
+    status, result, error, message = JobStatus.succeeded, None, None, "done"
+    try:
+        result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
+    except FitCancelledError:
+        status, message = JobStatus.cancelled, "cancelled; the active model is unchanged"
+    except Exception as exc:  # recorded for the app to show
+        status, error, message = JobStatus.failed, f"{exc}", "failed; the active model is unchanged"
+        error += "\n\n" + traceback.format_exc(limit=5)
+    with session_scope(studio.engine, write=True) as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.status, job.result, job.error, job.message = status, result, error, message
+        job.finished_at = utcnow()
+        if status is JobStatus.succeeded:
+            job.progress = 1.0
+    return status
+
+
+def main() -> None:
+    """``python -m app.jobs JOB_ID``: the worker process."""
+    job_id = int(sys.argv[1])
+    studio = Studio(Settings.from_env())
+    raise SystemExit(0 if run(studio, job_id) is JobStatus.succeeded else 1)
+
+
+if __name__ == "__main__":
+    main()

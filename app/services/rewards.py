@@ -1,0 +1,350 @@
+"""Use cases of reward learning: project data, training a version, the registry, predictions.
+
+Training never touches the store until it has succeeded: the model is fitted, evaluated
+and written to a fresh folder first, then one transaction registers it as the active
+version (and re-ranks unlabeled pairs by the new ensemble's disagreement). A crash or a
+cancel therefore leaves the previously active model in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.config import Studio
+from db import repo
+from db.engine import session_scope
+from db.models import Project, RewardModelRecord
+from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
+from rlhf_core.preferences import FeatureSpec, Preferences, Segments
+from rlhf_core.queries import disagreement_scores
+from rlhf_core.reward_models import (
+    FitCancelledError,
+    LinearBT,
+    LinearBTConfig,
+    RewardModel,
+    StopFn,
+    load_reward_model,
+    make_reward_model,
+)
+from rlhf_core.teachers import teacher_reward_fn, teacher_reward_name, true_reward
+from rlhf_core.trajectories import Trajectory, load_trajectory
+
+#: Fewest strict preferences a model is trained on.
+MIN_LABELS = 10
+#: Stage-aware progress callback: (stage, done, total).
+StageProgress = Callable[[str, int, int], None]
+
+
+class TrainingError(ValueError):
+    """Training cannot start (too few labels, unknown kind...); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ProjectData:
+    """Every segment of a trajectory project, in item-id order, with what teachers judge by."""
+
+    item_ids: np.ndarray
+    """(M,) item ids."""
+    segments: Segments
+    teacher_rewards: np.ndarray
+    """(M, L) per-step reward a scripted teacher judges by (true or registered oracle)."""
+    true_rewards: np.ndarray
+    """(M, L) per-step true reward of the environment."""
+
+    def rows(self, item_ids: list[int] | np.ndarray) -> np.ndarray:
+        """Row of each item id."""
+        lookup = {int(i): r for r, i in enumerate(self.item_ids)}
+        return np.array([lookup[int(i)] for i in item_ids], dtype=np.int64)
+
+    @property
+    def teacher_returns(self) -> np.ndarray:
+        return self.teacher_rewards.sum(axis=1)
+
+
+def _segment_arrays(traj: Trajectory, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.minimum(np.arange(start, start + length + 1), traj.length)
+    return traj.obs[idx], np.arange(start, start + length) < traj.length
+
+
+_data_lock = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _project_data_cached(data_dir: str, url: str, project_id: int, n_items: int, env_id: str) -> ProjectData:
+    studio = Studio.for_paths(data_dir, url)
+    with session_scope(studio.engine) as session:
+        rows = repo.project_items(session, project_id)
+    if not rows:
+        raise TrainingError("this project has no trajectory segments")
+    reward_fn = teacher_reward_fn(env_id)
+    cache: dict[str, Trajectory] = {}
+    obs, valid, teach, true = [], [], [], []
+    for item, traj_row in rows:
+        traj = cache.get(traj_row.file)
+        if traj is None:
+            traj = cache[traj_row.file] = load_trajectory(studio.path(traj_row.file))
+        assert item.start is not None and item.length is not None
+        o, v = _segment_arrays(traj, item.start, item.length)
+        obs.append(o)
+        valid.append(v)
+        teach.append(reward_fn(traj, item.start, item.length))
+        true.append(true_reward(traj, item.start, item.length))
+    return ProjectData(
+        item_ids=np.array([item.id for item, _ in rows], dtype=np.int64),
+        segments=Segments(np.stack(obs), np.stack(valid)),
+        teacher_rewards=np.stack(teach).astype(np.float32),
+        true_rewards=np.stack(true).astype(np.float32),
+    )
+
+
+def project_data(studio: Studio, project: Project) -> ProjectData:
+    """Segments of a project (loaded once per process while its items do not change)."""
+    with session_scope(studio.engine) as session:
+        n_items = repo.project_counts(session, project.id).items
+    with _data_lock:
+        return _project_data_cached(
+            str(studio.settings.data_dir), studio.settings.database_url, project.id, n_items, project.env_id or ""
+        )
+
+
+def label_hash(comparisons: list[repo.Comparison]) -> str:
+    """Fingerprint of the labels a model was trained on (ids and preferences)."""
+    digest = hashlib.sha256()
+    for c in comparisons:
+        digest.update(f"{c.label_id}:{c.pref};".encode())
+    return digest.hexdigest()
+
+
+def _preferences(data: ProjectData, comparisons: list[repo.Comparison]) -> Preferences:
+    return Preferences(
+        data.segments,
+        data.rows([c.item_a_id for c in comparisons]),
+        data.rows([c.item_b_id for c in comparisons]),
+        np.array([c.pref for c in comparisons], dtype=np.float64),
+    )
+
+
+def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random disjoint train and validation indices (validation gets at least 1 when n >= 5)."""
+    order = rng.permutation(n)
+    n_val = int(round(n * val_fraction)) if n >= 5 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[str, Any]:
+    """Held-out metrics: accuracy (ties excluded), log loss, calibration, Spearman with the teacher."""
+    if len(val) == 0:
+        return {"val_accuracy": None, "log_loss": None, "spearman_true": None, "calibration": []}
+    p = model.predict_pref(val)
+    held = np.unique(np.concatenate([val.a, val.b]))
+    predicted = model.segment_returns(data.segments.subset(held))
+    return {
+        "val_accuracy": _num(preference_accuracy(p, val.pref)),
+        "log_loss": _num(preference_log_loss(p, val.pref)),
+        "spearman_true": _num(spearman(predicted, data.teacher_returns[held])),
+        "calibration": [vars(b) for b in calibration(p, val.pref)],
+    }
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng: np.random.Generator) -> list[dict]:
+    """Held-out accuracy of linear BT fitted on the first 25/50/75/100% of the training labels."""
+    points = []
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        n = max(MIN_LABELS // 2, int(len(train) * frac))
+        if n > len(train) or len(val) == 0:
+            continue
+        sub = train.take(np.arange(n))
+        if len(np.unique(sub.pref)) < 2:
+            continue
+        model = LinearBT(spec, LinearBTConfig(cs=5, folds=3))
+        model.fit(sub, rng=rng)
+        points.append({"n_labels": n, "val_accuracy": _num(preference_accuracy(model.predict_pref(val), val.pref))})
+    return points
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A registered reward model version and its metrics."""
+
+    version: int
+    kind: str
+    metrics: dict[str, Any]
+
+
+def train_reward_model(
+    studio: Studio,
+    project_name: str,
+    kind: str,
+    *,
+    config: dict[str, Any] | None = None,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    on_progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+    job_id: int | None = None,
+) -> TrainResult:
+    """Train a reward model of ``kind`` on a project's labels and make it the active version."""
+    progress = on_progress or (lambda stage, done, total: None)
+    stop = should_stop or (lambda: False)
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        labels = repo.comparisons(session, project.id)
+    strict = sum(1 for c in labels if c.pref != 0.5)
+    if strict < MIN_LABELS:
+        raise TrainingError(
+            f"project {project_name!r} has {strict} labels with a preference; at least {MIN_LABELS} are needed. "
+            "Label more pairs (or run `rlhf label-synthetic`) and train again."
+        )
+    progress("load", 0, 1)
+    data = project_data(studio, project)
+    prefs = _preferences(data, labels)
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
+    train, val = prefs.take(train_idx), prefs.take(val_idx)
+    spec = FeatureSpec.for_segments(data.segments)
+    try:
+        model = make_reward_model(kind, spec, **(config or {}))
+    except TypeError as exc:
+        raise TrainingError(f"bad option for a {kind!r} model: {exc}") from exc
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    progress("load", 1, 1)
+
+    def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
+        progress("fit", done, total)
+
+    started = time.perf_counter()
+    model.fit(train, rng=rng, on_step=on_step, should_stop=stop)
+    fit_seconds = time.perf_counter() - started
+    if stop():
+        raise FitCancelledError("stopped after fitting")
+    progress("evaluate", 0, 1)
+    metrics = evaluate(model, data, val)
+    metrics.update(
+        n_labels=len(prefs),
+        n_train=len(train),
+        n_val=len(val),
+        fit_seconds=round(fit_seconds, 3),
+        teacher_reward=teacher_reward_name(project.env_id or ""),
+        learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
+    )
+    progress("evaluate", 1, 1)
+
+    folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save(tmp)
+    tmp.rename(folder)
+    try:
+        with session_scope(studio.engine, write=True) as session:
+            record = repo.register_reward_model(
+                session,
+                RewardModelRecord(
+                    project_id=project.id,
+                    version=0,
+                    kind=kind,
+                    config=config or {},
+                    label_count=len(prefs),
+                    label_hash=label_hash(labels),
+                    metrics=metrics,
+                    path=studio.relative(folder),
+                    job_id=job_id,
+                ),
+            )
+            _rerank_unlabeled(session, project.id, model, data)
+            version = record.version
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return TrainResult(version, kind, metrics)
+
+
+def _rerank_unlabeled(session: Any, project_id: int, model: RewardModel, data: ProjectData) -> None:
+    """Priority of each unlabeled pair := how much the new model doubts it (disputed first)."""
+    queries = repo.unlabeled_queries(session, project_id)
+    if not queries:
+        return
+    pairs = [(int(r[0]), int(r[1])) for r in zip(data.rows([q.item_a_id for q in queries]),
+                                                  data.rows([q.item_b_id for q in queries]), strict=True)]
+    scores = disagreement_scores(model, data.segments, pairs)
+    for query, score in zip(queries, scores, strict=True):
+        query.priority = float(score)
+
+
+_models: dict[str, RewardModel] = {}
+_models_lock = threading.Lock()
+
+
+def load_model(studio: Studio, record: RewardModelRecord) -> RewardModel:
+    """A registered model, loaded once per process."""
+    path = str(studio.path(record.path))
+    with _models_lock:
+        if path not in _models:
+            _models[path] = load_reward_model(Path(path))
+        return _models[path]
+
+
+def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, RewardModel] | None:
+    """The project's active model record and the loaded model, or None."""
+    with session_scope(studio.engine) as session:
+        record = repo.active_reward_model(session, project_id)
+    if record is None:
+        return None
+    return record, load_model(studio, record)
+
+
+def predicted_step_rewards(studio: Studio, project: Project, item_ids: list[int]) -> dict[str, Any] | None:
+    """Per-step rewards the active model predicts for items, with the model's version; None if no model."""
+    found = active_model(studio, project.id)
+    if found is None:
+        return None
+    record, model = found
+    data = project_data(studio, project)
+    rows = data.rows(item_ids)
+    rewards = model.step_rewards(data.segments.subset(rows))
+    return {"version": record.version, "rewards": rewards, "valid": data.segments.valid[rows]}
+
+
+def registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
+    """Every version of a project's reward model, newest first, with its headline metrics."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        records = repo.reward_models(session, project.id)
+    return [
+        {
+            "version": r.version,
+            "kind": r.kind,
+            "active": r.active,
+            "labels": r.label_count,
+            "val_accuracy": r.metrics.get("val_accuracy"),
+            "log_loss": r.metrics.get("log_loss"),
+            "spearman_true": r.metrics.get("spearman_true"),
+            "fit_seconds": r.metrics.get("fit_seconds"),
+            "created_at": r.created_at,
+            "label_hash": r.label_hash[:12],
+            "metrics": r.metrics,
+        }
+        for r in records
+    ]
+
+
+def activate(studio: Studio, project_name: str, version: int) -> None:
+    """Make an older (or newer) version the active model."""
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.get_project(session, project_name)
+        repo.activate_reward_model(session, project.id, version)
+

@@ -1,0 +1,151 @@
+"""Train page: retrain the reward model in one click, watch or cancel it, read its plots."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app import jobs
+from app.services import rewards
+from app.ui import state
+from app.ui.resources import get_studio
+from db import repo
+from db.engine import session_scope
+from db.models import JobStatus
+
+state.init()
+studio = get_studio()
+project_name = state.get(state.PROJECT)
+if not project_name:
+    st.info("Choose a project on the Projects page first.")
+    st.page_link("views/home.py", label="Projects", icon=":material/home:")
+    st.stop()
+
+with session_scope(studio.engine) as session:
+    try:
+        project = repo.get_project(session, project_name)
+    except repo.NotFoundError as exc:
+        st.error(str(exc))
+        st.stop()
+    n_prefs = len(repo.comparisons(session, project.id))
+
+st.title(f"Reward model · {project.name}")
+st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't tell and skips are not trained on.")
+
+KINDS = {"ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
+         "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)"}
+
+
+def _start(kind: str) -> None:
+    try:
+        jobs.submit(studio, project.id, "train-reward", {"project": project.name, "kind": kind})
+    except jobs.JobError as exc:
+        st.session_state["train_error"] = str(exc)
+
+
+def _cancel(job_id: int) -> None:
+    jobs.cancel(studio, job_id)
+
+
+left, right = st.columns([3, 1], vertical_alignment="bottom")
+kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key="train_kind")
+latest = jobs.latest(studio, project.id, "train-reward")
+right.button("Retrain", icon=":material/model_training:", type="primary", on_click=_start, args=(kind,),
+             disabled=latest is not None and latest.active, width="stretch", key="retrain")
+if error := st.session_state.pop("train_error", None):
+    st.error(error)
+
+
+def _job_panel() -> None:
+    job = jobs.latest(studio, project.id, "train-reward")
+    if job is None:
+        st.caption("No training yet. Click Retrain.")
+        return
+    if job.active:
+        st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
+        st.button("Cancel", icon=":material/cancel:", on_click=_cancel, args=(job.id,), key=f"cancel-{job.id}",
+                  disabled=job.cancel_requested)
+        if st.session_state.get("watching") != job.id:
+            st.session_state["watching"] = job.id
+    else:
+        if st.session_state.pop("watching", None) == job.id:
+            st.rerun()  # the job just ended: refresh the registry and plots
+        if job.status is JobStatus.succeeded and job.result:
+            r = job.result
+            st.success(f"Job #{job.id}: version {r.get('version')} ({r.get('kind')}) is active · "
+                       f"val accuracy {r.get('val_accuracy')} · {r.get('n_labels')} labels")
+        elif job.status is JobStatus.failed:
+            st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
+            if job.error:
+                with st.expander("Details"):
+                    st.code(job.error)
+        elif job.status is JobStatus.cancelled:
+            st.warning(f"Job #{job.id} was cancelled; the active model is unchanged.")
+
+
+st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()
+
+versions = rewards.registry(studio, project.name)
+if not versions:
+    st.stop()
+
+st.subheader("Versions")
+table = pd.DataFrame([{k: v for k, v in r.items() if k != "metrics"} for r in versions])
+st.dataframe(table, hide_index=True, width="stretch")
+active = next((r for r in versions if r["active"]), versions[0])
+
+
+def _activate() -> None:
+    rewards.activate(studio, project.name, int(st.session_state["activate_version"]))
+
+
+c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
+c1.selectbox("Version", [r["version"] for r in versions], key="activate_version")
+c2.button("Make active", on_click=_activate, key="activate")
+
+m = active["metrics"]
+st.subheader(f"Version {active['version']} ({active['kind']})")
+cols = st.columns(5)
+cols[0].metric("Held-out accuracy", "n/a" if m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}")
+cols[1].metric("Log loss", "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}")
+cols[2].metric(f"Spearman vs {m.get('teacher_reward', 'true')} return",
+               "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}")
+cols[3].metric("Labels", m.get("n_labels"))
+cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
+
+plots = st.columns(2)
+if m.get("calibration"):
+    cal = pd.DataFrame(m["calibration"])
+    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray").encode(
+        x="x", y="y")
+    points = alt.Chart(cal).mark_line(point=True).encode(
+        x=alt.X("mean_predicted", title="predicted P(A preferred)", scale=alt.Scale(domain=[0, 1])),
+        y=alt.Y("observed", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
+        tooltip=["mean_predicted", "observed", "count"])
+    plots[0].altair_chart((diagonal + points).properties(title="Calibration (held-out pairs)", height=300),
+                          width="stretch")
+curve = pd.DataFrame(m.get("learning_curve") or [])
+history = pd.DataFrame([{"n_labels": r["labels"], "val_accuracy": r["val_accuracy"], "series": "trained versions"}
+                        for r in versions if r["val_accuracy"] is not None])
+if not curve.empty:
+    curve["series"] = "linear BT on first n labels"
+both = pd.concat([curve, history], ignore_index=True)
+if not both.empty:
+    plots[1].altair_chart(
+        alt.Chart(both).mark_line(point=True).encode(
+            x=alt.X("n_labels", title="labels"), y=alt.Y("val_accuracy", title="held-out accuracy",
+                                                        scale=alt.Scale(zero=False)),
+            color="series").properties(title="Accuracy against the number of labels", height=300),
+        width="stretch")
+
+found = rewards.active_model(studio, project.id)
+if found is not None:
+    data = rewards.project_data(studio, project)
+    predicted = found[1].segment_returns(data.segments)
+    scatter = pd.DataFrame({"teacher return": data.teacher_returns, "predicted return": predicted})
+    st.altair_chart(
+        alt.Chart(scatter).mark_circle(opacity=0.5).encode(x="teacher return", y="predicted return").properties(
+            title=f"Predicted against teacher ({m.get('teacher_reward', 'true')}) return, every segment",
+            height=320),
+        width="stretch")

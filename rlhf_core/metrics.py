@@ -1,0 +1,62 @@
+"""Metrics of preference predictions: accuracy without ties, log loss, calibration, rank correlation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import spearmanr
+
+_EPS = 1e-7
+
+
+def preference_accuracy(p_a: np.ndarray, pref: np.ndarray) -> float:
+    """Share of strict preferences (ties excluded) where the favoured side had P > 0.5.
+
+    A prediction of exactly 0.5 counts as half right. NaN when there are no strict
+    preferences. Counting ties as hits or misses would make the number depend on how often
+    people answer "equal" (imitation #821).
+    """
+    strict = pref != 0.5
+    if not strict.any():
+        return float("nan")
+    p, y = p_a[strict], pref[strict]
+    return float(np.where(p == 0.5, 0.5, (p > 0.5) == (y == 1.0)).mean())
+
+
+def preference_log_loss(p_a: np.ndarray, pref: np.ndarray) -> float:
+    """Mean cross-entropy of predicted P(A preferred) against the labels (ties count as 0.5)."""
+    p = np.clip(p_a, _EPS, 1 - _EPS)
+    return float(-(pref * np.log(p) + (1 - pref) * np.log(1 - p)).mean())
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """Comparisons whose predicted P(A preferred) fell in ``[low, high)``."""
+
+    low: float
+    high: float
+    mean_predicted: float
+    observed: float
+    """Mean label in the bin (the frequency with which A was preferred, ties as 0.5)."""
+    count: int
+
+
+def calibration(p_a: np.ndarray, pref: np.ndarray, bins: int = 10) -> list[CalibrationBin]:
+    """Reliability table: predicted probability against observed frequency, non-empty bins only."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p_a, edges) - 1, 0, bins - 1)
+    out = []
+    for k in range(bins):
+        mask = which == k
+        if mask.any():
+            out.append(CalibrationBin(float(edges[k]), float(edges[k + 1]), float(p_a[mask].mean()),
+                                      float(pref[mask].mean()), int(mask.sum())))
+    return out
+
+
+def spearman(predicted: np.ndarray, target: np.ndarray) -> float:
+    """Spearman rank correlation; NaN when either side is constant or there are < 3 values."""
+    if len(predicted) < 3 or np.ptp(predicted) == 0 or np.ptp(target) == 0:
+        return float("nan")
+    return float(spearmanr(predicted, target).statistic)

@@ -1,0 +1,123 @@
+"""Segments, preferences between them, and the per-step inputs of reward models.
+
+A preference is a float: P(segment A preferred) = 1, 0, or 0.5 for equal. "Can't tell"
+and skips carry no preference and never reach these types.
+
+Per-step reward inputs describe a *transition*: the observation before the step, the change
+to the observation after it, and whether the step happened (``valid``) or is padding after
+the episode ended (an absorbing state with a reward of its own). Transitions, not states,
+let a model express progress (the MiniGrid oracle rewards getting closer to the goal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlhf_core.encoders import get_encoder
+
+PREF_VALUES = (0.0, 0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """M fixed-length segments of L steps."""
+
+    obs: np.ndarray
+    """(M, L + 1, *obs_shape): the observation before each step, then the one after the last."""
+    valid: np.ndarray
+    """(M, L) bool: the step happened (False: padding after the episode ended)."""
+
+    def __post_init__(self) -> None:
+        if self.valid.ndim != 2 or self.obs.shape[:2] != (self.valid.shape[0], self.valid.shape[1] + 1):
+            raise ValueError(
+                f"obs {self.obs.shape} must be (M, L + 1, ...) for valid {self.valid.shape} of shape (M, L)"
+            )
+
+    @property
+    def count(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.valid.shape[1])
+
+    @property
+    def pixels(self) -> bool:
+        return self.obs.ndim == 5 and self.obs.shape[-1] == 3 and self.obs.dtype == np.uint8
+
+    def subset(self, index: np.ndarray) -> Segments:
+        return Segments(self.obs[index], self.valid[index])
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """N comparisons between segments: ``pref[i]`` = P(segments[a[i]] preferred to segments[b[i]])."""
+
+    segments: Segments
+    a: np.ndarray
+    """(N,) int index of the first segment of each comparison."""
+    b: np.ndarray
+    """(N,) int index of the second."""
+    pref: np.ndarray
+    """(N,) float in {0, 0.5, 1}."""
+
+    def __post_init__(self) -> None:
+        n = len(self.pref)
+        if self.a.shape != (n,) or self.b.shape != (n,):
+            raise ValueError(f"a {self.a.shape} and b {self.b.shape} must both have shape ({n},) like pref")
+        bad = ~np.isin(self.pref, PREF_VALUES)
+        if bad.any():
+            raise ValueError(f"pref must be 0, 0.5 or 1; comparison {int(np.argmax(bad))} has {self.pref[bad][0]}")
+        if n and (min(self.a.min(), self.b.min()) < 0 or max(self.a.max(), self.b.max()) >= self.segments.count):
+            raise ValueError(f"segment indices must lie in [0, {self.segments.count})")
+
+    def __len__(self) -> int:
+        return len(self.pref)
+
+    def take(self, index: np.ndarray) -> Preferences:
+        """The comparisons at ``index`` (segments are shared, not copied)."""
+        return Preferences(self.segments, self.a[index], self.b[index], self.pref[index])
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How observations become per-step inputs; saved with a model so it can be rebuilt."""
+
+    obs_shape: tuple[int, ...]
+    pixels: bool
+    encoder: str | None = None
+    """Name of the frozen encoder for pixel observations (``rlhf_core.encoders``)."""
+
+    @classmethod
+    def for_segments(cls, segments: Segments, encoder: str = "efficientnet-lite0") -> FeatureSpec:
+        shape = tuple(int(s) for s in segments.obs.shape[2:])
+        return cls(shape, segments.pixels, encoder if segments.pixels else None)
+
+    def to_json(self) -> dict:
+        return {"obs_shape": list(self.obs_shape), "pixels": self.pixels, "encoder": self.encoder}
+
+    @classmethod
+    def from_json(cls, data: dict) -> FeatureSpec:
+        return cls(tuple(data["obs_shape"]), bool(data["pixels"]), data.get("encoder"))
+
+
+def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:
+    """Per-observation features (..., F): encoder features for pixels, flattened floats otherwise."""
+    lead = obs.shape[: obs.ndim - len(spec.obs_shape)]
+    flat = obs.reshape(-1, *spec.obs_shape)
+    if spec.pixels:
+        assert spec.encoder is not None
+        feats = get_encoder(spec.encoder).encode(flat)
+    else:
+        feats = flat.reshape(len(flat), -1).astype(np.float32)
+    return feats.reshape(*lead, feats.shape[-1])
+
+
+def step_inputs(spec: FeatureSpec, segments: Segments) -> np.ndarray:
+    """Per-step reward inputs (M, L, 2F + 2): [valid*f(s), valid*(f(s') - f(s)), valid, 1 - valid]."""
+    feats = observation_features(spec, segments.obs)  # (M, L + 1, F)
+    valid = segments.valid[..., None].astype(np.float32)  # (M, L, 1)
+    now, delta = feats[:, :-1], feats[:, 1:] - feats[:, :-1]
+    return np.concatenate([now * valid, delta * valid, valid, 1.0 - valid], axis=-1).astype(np.float32)

@@ -1,0 +1,374 @@
+"""Bradley-Terry reward models learned from preferences between segments.
+
+P(A preferred to B) = sigmoid(R(A) - R(B)), R = sum of per-step rewards over a segment.
+
+* :class:`LinearBT`: scikit-learn logistic regression on phi(A) - phi(B) (phi = summed
+  per-step features), no intercept, both orders, ties as half weight each way, the
+  regularisation strength chosen by cross-validation grouped by comparison.
+* :class:`EnsembleBT`: 3-5 bagged per-step reward networks (MLP on vector observations;
+  for pixels, a head on frozen pretrained CNN features) trained with
+  ``binary_cross_entropy_with_logits(R_a - R_b, pref)``, with an optional noise probability.
+
+Both save as safetensors plus a JSON config (never pickle) and reload to identical rewards.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import GroupKFold
+from torch import nn
+
+from rlhf_core.preferences import FeatureSpec, Preferences, Segments, step_inputs
+
+#: Progress callback: (done, total, metrics so far).
+ProgressFn = Callable[[int, int, dict[str, float]], None]
+#: Polled between steps; True asks the fit to stop.
+StopFn = Callable[[], bool]
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+class FitCancelledError(RuntimeError):
+    """The fit was asked to stop; the model is left unfitted."""
+
+
+def _never() -> bool:
+    return False
+
+
+def _quiet(done: int, total: int, metrics: dict[str, float]) -> None:
+    return None
+
+
+class RewardModel(ABC):
+    """Per-step rewards learned from preferences."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
+            should_stop: StopFn = _never) -> dict[str, float]:
+        """Fit on ``data``; returns training metrics. Raises FitCancelledError when stopped."""
+
+    @abstractmethod
+    def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
+        """(M, L, D) step inputs -> (M, L) rewards."""
+
+    def inputs(self, segments: Segments) -> np.ndarray:
+        """Per-step inputs of ``segments`` (features computed once per distinct observation)."""
+        return step_inputs(self.spec, segments)
+
+    def step_rewards(self, segments: Segments) -> np.ndarray:
+        """Predicted reward of each step, (M, L)."""
+        return self._step_rewards_from_inputs(self.inputs(segments))
+
+    def segment_returns(self, segments: Segments) -> np.ndarray:
+        """Predicted return of each segment, (M,)."""
+        return self.step_rewards(segments).sum(axis=1)
+
+    def predict_pref(self, data: Preferences) -> np.ndarray:
+        """Predicted P(A preferred) of each comparison, (N,)."""
+        returns = self.segment_returns(data.segments)
+        return _sigmoid(returns[data.a] - returns[data.b])
+
+    @abstractmethod
+    def _config(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def save(self, folder: Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"kind": self.kind, "features": self.spec.to_json(), **self._config()}
+        save_file({k: v.detach().contiguous().cpu() for k, v in self._tensors().items()}, str(folder / WEIGHTS_FILE))
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
+
+
+def pairwise_rows(diff: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Logistic-regression rows for comparisons: both orders, ties as half weight each way.
+
+    Each comparison i gives (diff, 1, pref), (diff, 0, 1 - pref), (-diff, 1, 1 - pref) and
+    (-diff, 0, pref); rows of weight 0 are dropped. Returns X, y, sample weights and the
+    comparison index of each row (for grouped cross-validation).
+    """
+    n = len(pref)
+    x = np.concatenate([diff, diff, -diff, -diff])
+    y = np.concatenate([np.ones(n), np.zeros(n), np.ones(n), np.zeros(n)])
+    w = np.concatenate([pref, 1 - pref, 1 - pref, pref])
+    groups = np.tile(np.arange(n), 4)
+    keep = w > 0
+    return x[keep], y[keep], w[keep], groups[keep]
+
+
+@dataclass(frozen=True)
+class LinearBTConfig:
+    """Linear Bradley-Terry."""
+
+    cs: int = 10
+    """Number of regularisation strengths tried (log-spaced 1e-4..1e4)."""
+    folds: int = 5
+    """Cross-validation folds, grouped by comparison so both orders stay together."""
+    max_iter: int = 1000
+    """Iterations of the lbfgs solver."""
+
+
+class LinearBT(RewardModel):
+    """r(step) = w . x(step), fitted by logistic regression on summed step features."""
+
+    kind = "bt"
+
+    def __init__(self, spec: FeatureSpec, config: LinearBTConfig | None = None) -> None:
+        super().__init__(spec)
+        self.config = config or LinearBTConfig()
+        self.weights: np.ndarray | None = None
+        self.c_: float | None = None
+
+    def inputs(self, segments: Segments) -> np.ndarray:
+        x = super().inputs(segments)
+        if self.spec.pixels:
+            return x
+        obs = segments.obs[:, :-1].reshape(segments.count, segments.length, -1).astype(np.float32)
+        return np.concatenate([x, obs**2 * segments.valid[..., None]], axis=-1)  # quadratic terms for vectors
+
+    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
+            should_stop: StopFn = _never) -> dict[str, float]:
+        if should_stop():
+            raise FitCancelledError("stopped before fitting")
+        phi = self.inputs(data.segments).sum(axis=1)  # (M, D)
+        diff = phi[data.a] - phi[data.b]
+        scale = np.sqrt((diff**2).mean(axis=0)) + 1e-8  # per-feature RMS, no centring: keeps antisymmetry
+        x, y, w, groups = pairwise_rows(diff / scale, data.pref.astype(np.float64))
+        folds = min(self.config.folds, len(data))
+        if folds >= 2:
+            cv = list(GroupKFold(n_splits=folds).split(x, y, groups))
+            model = LogisticRegressionCV(Cs=self.config.cs, cv=cv, fit_intercept=False, scoring="neg_log_loss",
+                                         l1_ratios=(0.0,), use_legacy_attributes=False,
+                                         max_iter=self.config.max_iter)
+            model.fit(x, y, sample_weight=w)
+            self.c_ = float(np.ravel(model.C_)[0])
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=self.config.max_iter)
+            model.fit(x, y, sample_weight=w)
+            self.c_ = 1.0
+        self.weights = (model.coef_.ravel() / scale).astype(np.float64)
+        on_step(1, 1, {"C": self.c_})
+        return {"C": self.c_}
+
+    def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
+        if self.weights is None:
+            raise RuntimeError("the model is not fitted")
+        return (x.astype(np.float64) @ self.weights).astype(np.float32)
+
+    def _config(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "C": self.c_}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        assert self.weights is not None
+        return {"weights": torch.from_numpy(self.weights)}
+
+    @classmethod
+    def _from_saved(cls, spec: FeatureSpec, config: dict, tensors: dict[str, torch.Tensor]) -> LinearBT:
+        model = cls(spec, LinearBTConfig(**config["config"]))
+        model.weights = tensors["weights"].numpy().astype(np.float64)
+        model.c_ = config.get("C")
+        return model
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Neural Bradley-Terry ensemble."""
+
+    members: int = 3
+    """Bagged reward networks (3-5)."""
+    hidden: tuple[int, ...] = (64, 64)
+    """Hidden layer sizes of each network."""
+    epochs: int = 40
+    """Passes over each member's bootstrap sample."""
+    batch_size: int = 64
+    """Comparisons per gradient step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 1e-4
+    """L2 penalty (AdamW)."""
+    noise_prob: float = 0.0
+    """Probability that a label is random noise: P = (1 - e) sigmoid(dR) + e / 2."""
+    seed: int = 0
+    """Seed of initialisation and batching (data order comes from the rng passed to fit)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.members <= 10:
+            raise ValueError(f"members must be 1-10 (3-5 recommended), got {self.members}")
+        if not 0.0 <= self.noise_prob < 1.0:
+            raise ValueError(f"noise_prob must lie in [0, 1), got {self.noise_prob}")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs, batch_size and lr must be positive")
+
+
+class EnsembleNet(nn.Module):
+    """K per-step reward MLPs evaluated as one batched network (one matmul per layer for all).
+
+    Input (K, N, D) -> standardise -> K independent MLPs -> (K, N). Batching the members
+    instead of looping over K small networks cuts the Python and autograd overhead K-fold.
+    """
+
+    def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        sizes = [in_dim, *hidden, 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / np.sqrt(fan_in)  # nn.Linear's default initialisation, per member
+            self.weights.append(nn.Parameter(torch.empty(members, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(members, 1, fan_out).uniform_(-bound, bound)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = (x - self.mean) / self.std  # (K, N, D)
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = torch.baddbmm(b, h, w)  # (K, N, out)
+            if i < last:
+                h = F.leaky_relu(h)
+        return h.squeeze(-1)  # (K, N)
+
+
+def bt_loss(r_a: torch.Tensor, r_b: torch.Tensor, pref: torch.Tensor, noise_prob: float = 0.0) -> torch.Tensor:
+    """Bradley-Terry loss of segment returns against P(A preferred), with optional label noise."""
+    logits = r_a - r_b
+    if noise_prob == 0.0:
+        return F.binary_cross_entropy_with_logits(logits, pref)
+    p = (1 - noise_prob) * torch.sigmoid(logits) + noise_prob / 2
+    return F.binary_cross_entropy(p, pref)
+
+
+class EnsembleBT(RewardModel):
+    """Bagged per-step reward networks; the reward is the members' mean."""
+
+    kind = "ensemble"
+
+    def __init__(self, spec: FeatureSpec, config: EnsembleConfig | None = None) -> None:
+        super().__init__(spec)
+        self.config = config or EnsembleConfig()
+        self.net: EnsembleNet | None = None
+        self.in_dim: int | None = None
+
+    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
+            should_stop: StopFn = _never) -> dict[str, float]:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        x = torch.from_numpy(self.inputs(data.segments))  # (M, L, D)
+        m, length, self.in_dim = x.shape
+        net = EnsembleNet(cfg.members, self.in_dim, cfg.hidden)
+        used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))
+        flat = x[used].reshape(-1, self.in_dim)
+        net.mean.copy_(flat.mean(0))
+        net.std.copy_(flat.std(0).clamp_min(1e-4))
+        a, b = torch.from_numpy(data.a), torch.from_numpy(data.b)
+        pref = torch.from_numpy(data.pref.astype(np.float32))
+        n, k = len(data), cfg.members
+        bags = torch.from_numpy(rng.integers(0, n, size=(k, n)))  # a bootstrap sample per member
+        opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps = max(1, int(np.ceil(n / cfg.batch_size)))
+        loss_value = float("nan")
+        for epoch in range(cfg.epochs):
+            if should_stop():
+                raise FitCancelledError("stopped during training")
+            order = torch.stack([bag[torch.from_numpy(rng.permutation(n))] for bag in bags])  # (K, n)
+            total = 0.0
+            for s in range(steps):
+                idx = order[:, s * cfg.batch_size : (s + 1) * cfg.batch_size]  # (K, B)
+                batch = idx.shape[1]
+                seg = torch.cat([a[idx], b[idx]], dim=1)  # (K, 2B) segments of each member's pairs
+                returns = net(x[seg].reshape(k, 2 * batch * length, -1)).reshape(k, 2 * batch, length).sum(-1)
+                loss = bt_loss(returns[:, :batch], returns[:, batch:], pref[idx], cfg.noise_prob) * k
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() / k * batch
+            loss_value = total / n
+            on_step(epoch + 1, cfg.epochs, {"loss": loss_value})
+        self.net = net.eval()
+        return {"train_loss": loss_value}
+
+    @torch.inference_mode()
+    def member_step_rewards(self, x: np.ndarray) -> np.ndarray:
+        """Each member's per-step rewards, (K, M, L)."""
+        if self.net is None:
+            raise RuntimeError("the model is not fitted")
+        m, length, d = x.shape
+        k = self.config.members
+        flat = torch.from_numpy(x).reshape(1, m * length, d).expand(k, -1, -1)
+        return self.net(flat).reshape(k, m, length).numpy()
+
+    def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
+        return self.member_step_rewards(x).mean(axis=0)
+
+    def member_returns(self, segments: Segments) -> np.ndarray:
+        """Each member's predicted segment returns, (K, M): their spread measures doubt."""
+        return self.member_step_rewards(self.inputs(segments)).sum(axis=2)
+
+    def member_prefs(self, data: Preferences) -> np.ndarray:
+        """Each member's P(A preferred), (K, N)."""
+        returns = self.member_returns(data.segments)
+        return _sigmoid(returns[:, data.a] - returns[:, data.b])
+
+    def _config(self) -> dict[str, Any]:
+        return {"config": {**asdict(self.config), "hidden": list(self.config.hidden)}, "in_dim": self.in_dim}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        assert self.net is not None
+        return dict(self.net.state_dict())
+
+    @classmethod
+    def _from_saved(cls, spec: FeatureSpec, config: dict, tensors: dict[str, torch.Tensor]) -> EnsembleBT:
+        cfg = config["config"]
+        model = cls(spec, EnsembleConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
+        model.in_dim = int(config["in_dim"])
+        net = EnsembleNet(model.config.members, model.in_dim, model.config.hidden)
+        net.load_state_dict(tensors)
+        model.net = net.eval()
+        return model
+
+
+MODEL_KINDS: dict[str, type[RewardModel]] = {"bt": LinearBT, "ensemble": EnsembleBT}
+
+
+def make_reward_model(kind: str, spec: FeatureSpec, **config: Any) -> RewardModel:
+    """A new, unfitted model of ``kind`` ('bt' or 'ensemble') with config overrides."""
+    if kind == "bt":
+        return LinearBT(spec, LinearBTConfig(**config))
+    if kind == "ensemble":
+        return EnsembleBT(spec, EnsembleConfig(**config))
+    raise ValueError(f"unknown reward model kind {kind!r}; use one of: {', '.join(MODEL_KINDS)}")
+
+
+def load_reward_model(folder: Path) -> RewardModel:
+    """Load a model written by :meth:`RewardModel.save`."""
+    config = json.loads((folder / CONFIG_FILE).read_text())
+    cls = MODEL_KINDS.get(config.get("kind", ""))
+    if cls is None:
+        raise ValueError(f"{folder / CONFIG_FILE} has unknown kind {config.get('kind')!r}")
+    tensors = load_file(str(folder / WEIGHTS_FILE))
+    return cls._from_saved(FeatureSpec.from_json(config["features"]), config, tensors)  # type: ignore[attr-defined]

@@ -1,0 +1,69 @@
+"""Query selection by disagreement, and preference metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
+from rlhf_core.preferences import FeatureSpec, Preferences, Segments
+from rlhf_core.queries import disagreement_pairs, disagreement_scores, random_pairs
+from rlhf_core.reward_models import make_reward_model
+
+
+def test_random_pairs_are_distinct_ordered_and_skip_existing_ones():
+    rng = np.random.default_rng(0)
+    pairs = random_pairs(6, 10, rng, exclude={(0, 1), (2, 3)})
+    assert len(pairs) == 10 and len(set(pairs)) == 10
+    assert all(a < b for a, b in pairs) and not {(0, 1), (2, 3)} & set(pairs)
+    assert len(random_pairs(4, 100, rng)) == 6  # only 6 pairs exist
+
+
+def test_disagreement_ranks_pairs_the_members_dispute_first():
+    rng = np.random.default_rng(0)
+    m, length = 60, 5
+    obs = np.zeros((m, length + 1, 2), np.float32)
+    obs[:, :, 0] = rng.normal(size=(m, 1))  # feature 0 varies and decides the labels
+    segments = Segments(obs, np.ones((m, length), bool))
+    a, b = rng.integers(0, m, 300), rng.integers(0, m, 300)
+    keep = a != b
+    a, b = a[keep], b[keep]
+    pref = (obs[a, 0, 0] > obs[b, 0, 0]).astype(float)
+    model = make_reward_model("ensemble", FeatureSpec.for_segments(segments), members=5, epochs=20)
+    model.fit(Preferences(segments, a, b, pref), rng=rng)
+    # new segments: 0-9 differ only along feature 1, never seen in training (members extrapolate
+    # differently); 10-19 differ clearly along feature 0 (members agree)
+    new = np.zeros((20, length + 1, 2), np.float32)
+    new[:10, :, 1] = np.linspace(-8, 8, 10)[:, None]
+    new[10:, :, 0] = np.linspace(-3, 3, 10)[:, None]
+    pool = Segments(new, np.ones((20, length), bool))
+    unseen = [(i, i + 5) for i in range(5)]
+    clear = [(10, 19), (11, 18), (12, 17)]
+    scores = disagreement_scores(model, pool, unseen + clear)
+    assert scores[:5].mean() > 3 * scores[5:].mean()
+    chosen, chosen_scores = disagreement_pairs(model, pool, 5, rng, oversample=10)
+    assert list(chosen_scores) == sorted(chosen_scores, reverse=True)
+    assert np.all(np.diff(chosen_scores) <= 0) and len(chosen) == 5
+
+
+def test_accuracy_excludes_ties_and_log_loss_counts_them_as_one_half():
+    p = np.array([0.9, 0.2, 0.6, 0.5])
+    pref = np.array([1.0, 1.0, 0.5, 0.0])
+    assert preference_accuracy(p, pref) == pytest.approx(1.5 / 3)  # ties excluded; P = 0.5 is half right
+    expected = -(np.log(0.9) + np.log(0.2) + 0.5 * np.log(0.6) + 0.5 * np.log(0.4) + np.log(0.5)) / 4
+    assert preference_log_loss(p, pref) == pytest.approx(expected)
+    assert np.isnan(preference_accuracy(p[2:3], pref[2:3]))
+
+
+def test_calibration_bins_compare_predicted_with_observed():
+    p = np.array([0.05, 0.07, 0.93, 0.95, 0.97])
+    pref = np.array([0.0, 1.0, 1.0, 1.0, 0.0])
+    bins = calibration(p, pref, bins=10)
+    assert [(b.low, b.count) for b in bins] == [(0.0, 2), (0.9, 3)]
+    assert bins[0].observed == 0.5 and bins[1].observed == pytest.approx(2 / 3)
+    assert bins[1].mean_predicted == pytest.approx(0.95)
+
+
+def test_spearman_is_nan_for_constant_inputs():
+    assert spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0])) == pytest.approx(0.5)
+    assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
