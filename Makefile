@@ -28,6 +28,7 @@ browser:
 	@bash scripts/setup_browser.sh
 
 test: $(STAMP) browser
+	$(BIN)/ruff check app db rlhf_core tests scripts
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

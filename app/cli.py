@@ -90,16 +90,20 @@ def status(studio: Studio, as_json: bool) -> None:
     header = f"{'project':<20} {'kind':<11} {'env':<32} {'items':>6} {'queries':>8} {'labels':>7}"
     click.echo(header)
     for r in rows:
-        click.echo(
-            f"{r['name']:<20} {r['kind']:<11} {r['env_id'] or '-':<32} {r['items']:>6} {r['queries']:>8} {r['labels']:>7}"
-        )
+        env = r["env_id"] or "-"
+        click.echo(f"{r['name']:<20} {r['kind']:<11} {env:<32} {r['items']:>6} {r['queries']:>8} {r['labels']:>7}")
 
 
 @cli.command("label-synthetic")
 @click.option("--project", "name", required=True, help="Project name.")
-@click.option("--teacher", "teacher_name", default="oracle", show_default=True,
-              type=click.Choice(["oracle", "stochastic", "myopic", "mistake", "skip", "equal"]),
-              help="B-Pref scripted teacher.")
+@click.option(
+    "--teacher",
+    "teacher_name",
+    default="oracle",
+    show_default=True,
+    type=click.Choice(["oracle", "stochastic", "myopic", "mistake", "skip", "equal"]),
+    help="B-Pref scripted teacher.",
+)
 @click.option("-n", "count", default=100, show_default=True, help="Pending pairs to label.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the teacher's randomness.")
 @click.pass_obj
@@ -116,22 +120,29 @@ def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, se
 
 @cli.command()
 @click.option("--project", "name", required=True, help="Project name.")
-@click.option("--method", type=click.Choice(["random", "disagreement"]), default="random", show_default=True,
-              help="random pairs, or those the active reward model's members dispute most.")
+@click.option(
+    "--method",
+    type=click.Choice(["random", "disagreement"]),
+    default="random",
+    show_default=True,
+    help="random pairs, or those the active reward model's members dispute most.",
+)
 @click.option("-n", "count", default=50, show_default=True, help="Pairs to add.")
 @click.option("--oversample", default=10, show_default=True, help="Candidates per kept pair (disagreement).")
 @click.option("--seed", default=None, type=int, help="Seed of the candidate sampling.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes for rendering clips.")
 @click.pass_obj
-def queries(studio: Studio, name: str, method: str, count: int, oversample: int, seed: int | None,
-            workers: int) -> None:
+def queries(
+    studio: Studio, name: str, method: str, count: int, oversample: int, seed: int | None, workers: int
+) -> None:
     """Add pairs to label (their clips are rendered first)."""
     from app.services.queries import add_queries
 
     bars = _Bars()
     try:
-        result = add_queries(studio, name, method, count, seed=seed, oversample=oversample, workers=workers,
-                             on_progress=bars)
+        result = add_queries(
+            studio, name, method, count, seed=seed, oversample=oversample, workers=workers, on_progress=bars
+        )
     except (LookupError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -142,22 +153,36 @@ def queries(studio: Studio, name: str, method: str, count: int, oversample: int,
 
 @cli.command("train-reward")
 @click.option("--project", "name", required=True, help="Project name.")
-@click.option("--kind", type=click.Choice(["bt", "ensemble"]), default="ensemble", show_default=True,
-              help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry.")
+@click.option(
+    "--kind",
+    type=click.Choice(["bt", "ensemble"]),
+    default="ensemble",
+    show_default=True,
+    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry.",
+)
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
 @click.option("--epochs", type=int, default=None, help="Ensemble training epochs.")
 @click.option("--noise-prob", type=float, default=None, help="Ensemble label-noise probability.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
-def train_reward(studio: Studio, name: str, kind: str, members: int | None, epochs: int | None,
-                 noise_prob: float | None, seed: int, as_json: bool) -> None:
+def train_reward(
+    studio: Studio,
+    name: str,
+    kind: str,
+    members: int | None,
+    epochs: int | None,
+    noise_prob: float | None,
+    seed: int,
+    as_json: bool,
+) -> None:
     """Train a reward model on the project's labels and make it the active version."""
     from app.services.rewards import train_reward_model
     from rlhf_core.reward_models import FitCancelledError
 
-    config = {k: v for k, v in {"members": members, "epochs": epochs, "noise_prob": noise_prob}.items()
-              if v is not None}
+    config = {
+        k: v for k, v in {"members": members, "epochs": epochs, "noise_prob": noise_prob}.items() if v is not None
+    }
     if config and kind != "ensemble":
         raise click.ClickException("--members, --epochs and --noise-prob apply to --kind ensemble only")
     bars = _Bars()

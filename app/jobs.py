@@ -12,11 +12,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -52,8 +53,7 @@ class JobView:
 
 
 def _view(job: Job) -> JobView:
-    return JobView(job.id, job.kind, job.status, job.progress, job.message, job.error, job.result,
-                   job.cancel_requested)
+    return JobView(job.id, job.kind, job.status, job.progress, job.message, job.error, job.result, job.cancel_requested)
 
 
 # --- handlers: what each kind of job does ---------------------------------------------------
@@ -61,15 +61,30 @@ def _view(job: Job) -> JobView:
 Handler = Callable[[Studio, dict[str, Any], Callable[[str, int, int], None], Callable[[], bool], int], dict[str, Any]]
 
 
-def _train_reward(studio: Studio, params: dict[str, Any], progress: Callable[[str, int, int], None],
-                  should_stop: Callable[[], bool], job_id: int) -> dict[str, Any]:
+def _train_reward(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
     from app.services.rewards import train_reward_model
 
-    result = train_reward_model(studio, params["project"], params["kind"], config=params.get("config"),
-                                seed=int(params.get("seed", 0)), on_progress=progress, should_stop=should_stop,
-                                job_id=job_id)
-    return {"version": result.version, "kind": result.kind, **{k: v for k, v in result.metrics.items()
-                                                                if not isinstance(v, list)}}
+    result = train_reward_model(
+        studio,
+        params["project"],
+        params["kind"],
+        config=params.get("config"),
+        seed=int(params.get("seed", 0)),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
+    return {
+        "version": result.version,
+        "kind": result.kind,
+        **{k: v for k, v in result.metrics.items() if not isinstance(v, list)},
+    }
 
 
 HANDLERS: dict[str, Handler] = {"train-reward": _train_reward}
@@ -96,8 +111,12 @@ def submit(studio: Studio, project_id: int, kind: str, params: dict[str, Any], *
     if spawn:
         env = {**os.environ, **studio.settings.as_env()}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.jobs", str(job_id)], env=env, start_new_session=True,
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "app.jobs", str(job_id)],
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         with session_scope(studio.engine, write=True) as session:
             row = session.get(Job, job_id)
@@ -138,18 +157,32 @@ def cancel(studio: Studio, job_id: int) -> None:
             job.status, job.finished_at = JobStatus.cancelled, utcnow()
 
 
+def _aware(t: datetime | None) -> datetime | None:
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
 def _expire_stale(session: Any) -> None:
+    """Mark failed the jobs whose worker died (no heartbeat) or never started."""
     limit = utcnow() - STALE_AFTER
-    for job in session.scalars(select(Job).where(Job.status == JobStatus.running)):
-        beat = job.heartbeat_at
-        if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=limit.tzinfo)
-        if beat is None or beat < limit:
+    for job in session.scalars(select(Job).where(Job.status.in_(_ACTIVE))):
+        if job.status is JobStatus.running:
+            beat = _aware(job.heartbeat_at)
+            if beat is None or beat < limit:
+                job.status, job.finished_at = JobStatus.failed, utcnow()
+                job.error = (
+                    "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+                )
+        elif _aware(job.created_at) < limit:  # type: ignore[operator]
             job.status, job.finished_at = JobStatus.failed, utcnow()
-            job.error = "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+            job.error = "the worker process never started; submit the job again"
 
 
 # --- the worker's side ------------------------------------------------------------------------
+
+
+#: Share of a job's progress bar each stage fills, so the bar only moves forward.
+STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "evaluate": (0.9, 1.0)}
+HEARTBEAT_EVERY_S = 10.0
 
 
 class _Reporter:
@@ -165,13 +198,22 @@ class _Reporter:
         if now - self.last < 0.5 and done < total:
             return
         self.last = now
+        low, high = STAGE_SPANS.get(stage, (0.0, 1.0))
         with session_scope(self.studio.engine, write=True) as session:
             job = session.get(Job, self.job_id)
             assert job is not None
-            job.progress = done / total if total else 0.0
+            job.progress = max(job.progress, low + (high - low) * (done / total if total else 0.0))
             job.message = f"{stage}: {done}/{total}"
             job.heartbeat_at = utcnow()
             self.cancelled = job.cancel_requested
+
+    def beat_until(self, stop: threading.Event) -> None:
+        """Heartbeat while a long step (e.g. a scikit-learn fit) reports no progress."""
+        while not stop.wait(HEARTBEAT_EVERY_S):
+            with session_scope(self.studio.engine, write=True) as session:
+                job = session.get(Job, self.job_id)
+                if job is not None:
+                    job.heartbeat_at = utcnow()
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last >= 0.5:
@@ -194,6 +236,8 @@ def run(studio: Studio, job_id: int) -> JobStatus:
         kind, params = job.kind, dict(job.params)
     reporter = _Reporter(studio, job_id)
     status, result, error, message = JobStatus.succeeded, None, None, "done"
+    stop_beating = threading.Event()
+    threading.Thread(target=reporter.beat_until, args=(stop_beating,), daemon=True).start()
     try:
         result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
     except FitCancelledError:
@@ -201,6 +245,8 @@ def run(studio: Studio, job_id: int) -> JobStatus:
     except Exception as exc:  # recorded for the app to show
         status, error, message = JobStatus.failed, f"{exc}", "failed; the active model is unchanged"
         error += "\n\n" + traceback.format_exc(limit=5)
+    finally:
+        stop_beating.set()
     with session_scope(studio.engine, write=True) as session:
         job = session.get(Job, job_id)
         assert job is not None

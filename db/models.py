@@ -247,6 +247,11 @@ class RewardModelRecord(Base):
 
     __table_args__ = (
         UniqueConstraint("project_id", "version", name="uq_reward_model_version"),
-        Index("uq_reward_model_one_active", "project_id", unique=True,
-              sqlite_where=text("active"), postgresql_where=text("active")),
+        Index(
+            "uq_reward_model_one_active",
+            "project_id",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
     )

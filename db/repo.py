@@ -108,11 +108,15 @@ def project_counts(session: Session, project_id: int) -> ProjectCounts:
     def count(stmt: object) -> int:
         return int(session.scalar(stmt) or 0)  # type: ignore[call-overload]
 
-    labels = select(func.count(Label.id)).join(Query, Query.id == Label.query_id).where(
-        Query.project_id == project_id, Label.choice.in_(ANSWERED)
+    labels = (
+        select(func.count(Label.id))
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.choice.in_(ANSWERED))
     )
-    labeled = select(func.count(func.distinct(Label.query_id))).join(Query, Query.id == Label.query_id).where(
-        Query.project_id == project_id, Label.choice.in_(ANSWERED)
+    labeled = (
+        select(func.count(func.distinct(Label.query_id)))
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.choice.in_(ANSWERED))
     )
     return ProjectCounts(
         trajectories=count(select(func.count(Trajectory.id)).where(Trajectory.project_id == project_id)),
@@ -300,13 +304,23 @@ def undo_last_label(
         return None
     query_id, swapped = label.query_id, label.swapped
     session.delete(label)
-    session.execute(delete(Claim).where(Claim.annotator_id == annotator_id, Claim.query_id.in_(
-        select(Query.id).where(Query.project_id == project_id)
-    )))
+    session.execute(
+        delete(Claim).where(
+            Claim.annotator_id == annotator_id,
+            Claim.query_id.in_(select(Query.id).where(Query.project_id == project_id)),
+        )
+    )
     now = utcnow()
     # The claim goes back with an older timestamp so it is served before any other claim.
-    session.add(Claim(query_id=query_id, annotator_id=annotator_id, claimed_at=now - timedelta(days=1),
-                      expires_at=now + ttl, swapped=swapped))
+    session.add(
+        Claim(
+            query_id=query_id,
+            annotator_id=annotator_id,
+            claimed_at=now - timedelta(days=1),
+            expires_at=now + ttl,
+            swapped=swapped,
+        )
+    )
     session.flush()
     return query_id
 
@@ -326,8 +340,10 @@ class AnnotatorProgress:
 def annotator_progress(session: Session, project_id: int, annotator_id: int) -> AnnotatorProgress:
     """Progress of a project and the pace of one annotator in it."""
     counts = project_counts(session, project_id)
-    mine = select(Label.answered_at).join(Query, Query.id == Label.query_id).where(
-        Query.project_id == project_id, Label.annotator_id == annotator_id, Label.choice.in_(ANSWERED)
+    mine = (
+        select(Label.answered_at)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.annotator_id == annotator_id, Label.choice.in_(ANSWERED))
     )
     my_labels = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
     since = utcnow() - timedelta(minutes=10)
@@ -353,7 +369,10 @@ def query_with_items(session: Session, query_id: int) -> tuple[Query, Item, Item
     """A query and its two items."""
     a, b = aliased(Item), aliased(Item)
     row = session.execute(
-        select(Query, a, b).join(a, a.id == Query.item_a_id).join(b, b.id == Query.item_b_id).where(Query.id == query_id)
+        select(Query, a, b)
+        .join(a, a.id == Query.item_a_id)
+        .join(b, b.id == Query.item_b_id)
+        .where(Query.id == query_id)
     ).first()
     if row is None:
         raise NotFoundError(f"no query with id {query_id}")
@@ -370,11 +389,12 @@ def labels_of_project(session: Session, project_id: int) -> list[Label]:
     """All labels of a project, oldest first."""
     return list(
         session.scalars(
-            select(Label).join(Query, Query.id == Label.query_id).where(Query.project_id == project_id).order_by(Label.id)
+            select(Label)
+            .join(Query, Query.id == Label.query_id)
+            .where(Query.project_id == project_id)
+            .order_by(Label.id)
         )
     )
-
-
 
 
 # --- preferences, reward models and jobs ----------------------------------------------------
@@ -448,7 +468,9 @@ def register_reward_model(session: Session, record: RewardModelRecord) -> Reward
 def activate_reward_model(session: Session, project_id: int, version: int) -> RewardModelRecord:
     """Make version ``version`` the project's active model."""
     record = session.scalar(
-        select(RewardModelRecord).where(RewardModelRecord.project_id == project_id, RewardModelRecord.version == version)
+        select(RewardModelRecord).where(
+            RewardModelRecord.project_id == project_id, RewardModelRecord.version == version
+        )
     )
     if record is None:
         raise NotFoundError(f"no reward model version {version} in this project")

@@ -43,8 +43,15 @@ class FrozenEncoder:
     (by its bytes) is encoded once per encoder instance.
     """
 
-    def __init__(self, name: str, module: nn.Module, features_dim: int, input_size: int,
-                 preprocess: Callable[[torch.Tensor], torch.Tensor], batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: nn.Module,
+        features_dim: int,
+        input_size: int,
+        preprocess: Callable[[torch.Tensor], torch.Tensor],
+        batch_size: int = 256,
+    ) -> None:
         self.name = name
         self.module = module.eval()
         for p in self.module.parameters():

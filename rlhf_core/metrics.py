@@ -50,8 +50,15 @@ def calibration(p_a: np.ndarray, pref: np.ndarray, bins: int = 10) -> list[Calib
     for k in range(bins):
         mask = which == k
         if mask.any():
-            out.append(CalibrationBin(float(edges[k]), float(edges[k + 1]), float(p_a[mask].mean()),
-                                      float(pref[mask].mean()), int(mask.sum())))
+            out.append(
+                CalibrationBin(
+                    float(edges[k]),
+                    float(edges[k + 1]),
+                    float(p_a[mask].mean()),
+                    float(pref[mask].mean()),
+                    int(mask.sum()),
+                )
+            )
     return out
 
 

@@ -60,8 +60,9 @@ class RewardModel(ABC):
         self.spec = spec
 
     @abstractmethod
-    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
-            should_stop: StopFn = _never) -> dict[str, float]:
+    def fit(
+        self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
+    ) -> dict[str, float]:
         """Fit on ``data``; returns training metrics. Raises FitCancelledError when stopped."""
 
     @abstractmethod
@@ -149,8 +150,9 @@ class LinearBT(RewardModel):
         obs = segments.obs[:, :-1].reshape(segments.count, segments.length, -1).astype(np.float32)
         return np.concatenate([x, obs**2 * segments.valid[..., None]], axis=-1)  # quadratic terms for vectors
 
-    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
-            should_stop: StopFn = _never) -> dict[str, float]:
+    def fit(
+        self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
+    ) -> dict[str, float]:
         if should_stop():
             raise FitCancelledError("stopped before fitting")
         phi = self.inputs(data.segments).sum(axis=1)  # (M, D)
@@ -160,9 +162,15 @@ class LinearBT(RewardModel):
         folds = min(self.config.folds, len(data))
         if folds >= 2:
             cv = list(GroupKFold(n_splits=folds).split(x, y, groups))
-            model = LogisticRegressionCV(Cs=self.config.cs, cv=cv, fit_intercept=False, scoring="neg_log_loss",
-                                         l1_ratios=(0.0,), use_legacy_attributes=False,
-                                         max_iter=self.config.max_iter)
+            model = LogisticRegressionCV(
+                Cs=self.config.cs,
+                cv=cv,
+                fit_intercept=False,
+                scoring="neg_log_loss",
+                l1_ratios=(0.0,),
+                use_legacy_attributes=False,
+                max_iter=self.config.max_iter,
+            )
             model.fit(x, y, sample_weight=w)
             self.c_ = float(np.ravel(model.C_)[0])
         else:
@@ -274,8 +282,9 @@ class EnsembleBT(RewardModel):
         self.net: EnsembleNet | None = None
         self.in_dim: int | None = None
 
-    def fit(self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet,
-            should_stop: StopFn = _never) -> dict[str, float]:
+    def fit(
+        self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
+    ) -> dict[str, float]:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         x = torch.from_numpy(self.inputs(data.segments))  # (M, L, D)

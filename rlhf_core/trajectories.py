@@ -170,7 +170,9 @@ def segment_window(traj: Trajectory, start: int, length: int) -> SegmentWindow:
     )
 
 
-def segment_frames(frames: np.ndarray, trajectory_length: int, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def segment_frames(
+    frames: np.ndarray, trajectory_length: int, start: int, length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Rendered frames of a window and its validity mask (padding shows the final frame)."""
     idx, valid = segment_indices(trajectory_length, start, length)
     return frames[idx], valid

@@ -61,7 +61,9 @@ def render_clip(job: ClipJob) -> Path:
 def clip_job(studio: Studio, left: Item, right: Item, fps: float) -> ClipJob:
     """The rendering job for ``left`` beside ``right``."""
     assert left.clip_file and right.clip_file
-    return ClipJob(studio.path(left.clip_file), studio.path(right.clip_file), studio.path(clip_relpath(left, right)), fps)
+    return ClipJob(
+        studio.path(left.clip_file), studio.path(right.clip_file), studio.path(clip_relpath(left, right)), fps
+    )
 
 
 def ensure_clip(studio: Studio, left: Item, right: Item, fps: float) -> Path:

@@ -9,9 +9,9 @@ behind, and a second run for an existing project adds nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -52,29 +52,38 @@ def add_queries(
         project = repo.get_project(session, project_name)
         existing = repo.existing_pairs(session, project.id)
     data = project_data(studio, project)
-    exclude = {tuple(sorted((int(r[0]), int(r[1])))) for r in
-               zip(data.rows([a for a, _ in existing]), data.rows([b for _, b in existing]), strict=True)}
+    exclude = {
+        tuple(sorted((int(r[0]), int(r[1]))))
+        for r in zip(data.rows([a for a, _ in existing]), data.rows([b for _, b in existing]), strict=True)
+    }
     if method == "random":
         pairs, scores = random_pairs(data.segments.count, n, rng, exclude), None  # type: ignore[arg-type]
     else:
         found = active_model(studio, project.id)
         if found is None:
             raise TrainingError("disagreement needs a trained reward model: run `rlhf train-reward` first")
-        pairs, scores = disagreement_pairs(found[1], data.segments, n, rng, oversample=oversample,
-                                           exclude=exclude)  # type: ignore[arg-type]
+        pairs, scores = disagreement_pairs(found[1], data.segments, n, rng, oversample=oversample, exclude=exclude)  # type: ignore[arg-type]
     if not pairs:
         return QueriesResult(0, method, None)
     ids = [(int(data.item_ids[i]), int(data.item_ids[j])) for i, j in pairs]
     with session_scope(studio.engine) as session:
         items = repo.items_by_id(session, [x for pair in ids for x in pair])
     fps = float(project.config.get("fps", 10))
-    jobs = [job for a, b in ids for job in (clip_job(studio, items[a], items[b], fps),
-                                             clip_job(studio, items[b], items[a], fps))]
+    jobs = [
+        job
+        for a, b in ids
+        for job in (clip_job(studio, items[a], items[b], fps), clip_job(studio, items[b], items[a], fps))
+    ]
     render_clips(jobs, workers, progress)
     with session_scope(studio.engine, write=True) as session:
         session.add_all(
-            Query(project_id=project.id, item_a_id=min(a, b), item_b_id=max(a, b), method=method,
-                  priority=float(scores[k]) if scores is not None else 0.0)
+            Query(
+                project_id=project.id,
+                item_a_id=min(a, b),
+                item_b_id=max(a, b),
+                method=method,
+                priority=float(scores[k]) if scores is not None else 0.0,
+            )
             for k, (a, b) in enumerate(ids)
         )
     top = float(scores[0]) if scores is not None and len(scores) else None

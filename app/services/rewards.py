@@ -207,7 +207,8 @@ def train_reward_model(
     strict = sum(1 for c in labels if c.pref != 0.5)
     if strict < MIN_LABELS:
         raise TrainingError(
-            f"project {project_name!r} has {strict} labels with a preference; at least {MIN_LABELS} are needed. "
+            f"project {project_name!r} has {strict} labels that prefer one side (left or right); at least "
+            f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
         )
     progress("load", 0, 1)
@@ -244,6 +245,8 @@ def train_reward_model(
         learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
     )
     progress("evaluate", 1, 1)
+    if stop():  # a cancel asked for after the fit still leaves the active model in place
+        raise FitCancelledError("stopped while evaluating")
 
     folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
     tmp = folder.with_name(folder.name + ".tmp")
@@ -278,8 +281,10 @@ def _rerank_unlabeled(session: Any, project_id: int, model: RewardModel, data: P
     queries = repo.unlabeled_queries(session, project_id)
     if not queries:
         return
-    pairs = [(int(r[0]), int(r[1])) for r in zip(data.rows([q.item_a_id for q in queries]),
-                                                  data.rows([q.item_b_id for q in queries]), strict=True)]
+    pairs = [
+        (int(r[0]), int(r[1]))
+        for r in zip(data.rows([q.item_a_id for q in queries]), data.rows([q.item_b_id for q in queries]), strict=True)
+    ]
     scores = disagreement_scores(model, data.segments, pairs)
     for query, score in zip(queries, scores, strict=True):
         query.priority = float(score)
@@ -347,4 +352,3 @@ def activate(studio: Studio, project_name: str, version: int) -> None:
     with session_scope(studio.engine, write=True) as session:
         project = repo.get_project(session, project_name)
         repo.activate_reward_model(session, project.id, version)
-

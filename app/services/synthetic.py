@@ -47,7 +47,13 @@ def label_synthetic(
         prefs = judge(config, data.teacher_rewards[rows_a], data.teacher_rewards[rows_b], scale=scale, rng=rng)
         for query, pref in zip(queries, prefs, strict=True):
             choice = (
-                Choice.skip if np.isnan(pref) else Choice.equal if pref == 0.5 else Choice.left if pref == 1 else Choice.right
+                Choice.skip
+                if np.isnan(pref)
+                else Choice.equal
+                if pref == 0.5
+                else Choice.left
+                if pref == 1
+                else Choice.right
             )
             repo.record_label(session, query.id, annotator.id, choice, swapped=False)
     return SyntheticResult(name, len(queries), int((prefs == 0.5).sum()), int(np.isnan(prefs).sum()))

@@ -59,8 +59,10 @@ def main() -> None:
         start = time.perf_counter()
         result = create_demo_project(studio, "bench", args.env)
         demo_s = time.perf_counter() - start
-        print(f"demo ({args.env}): {result.counts.items} segments, {result.counts.queries} queries in {demo_s:.1f} s "
-              f"(target < 120 s)")
+        print(
+            f"demo ({args.env}): {result.counts.items} segments, {result.counts.queries} queries in {demo_s:.1f} s "
+            f"(target < 120 s)"
+        )
         ls = labeling.open_session(studio, "bench", "bench-annotator")
         warm = _label_cycle(studio, ls, args.labels, delete_clips=False)
         cold = _label_cycle(studio, ls, min(20, args.labels), delete_clips=True)

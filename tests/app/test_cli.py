@@ -43,8 +43,21 @@ def test_demo_then_status_then_demo_again_adds_nothing(tmp_path):
 
 def test_cartpole_project_and_plain_status_table(tmp_path):
     data = tmp_path / "d"
-    out = _run("--data-dir", str(data), "demo", "--project", "cp", "--env", "CartPole-v1",
-               "--segments", "6", "--queries", "5", "--workers", "1")
+    out = _run(
+        "--data-dir",
+        str(data),
+        "demo",
+        "--project",
+        "cp",
+        "--env",
+        "CartPole-v1",
+        "--segments",
+        "6",
+        "--queries",
+        "5",
+        "--workers",
+        "1",
+    )
     assert out.exit_code == 0, out.output
     table = _run("--data-dir", str(data), "status").output.splitlines()
     assert table[0].split() == ["project", "kind", "env", "items", "queries", "labels"]

@@ -29,7 +29,7 @@ def test_demo_stores_trajectories_segments_and_pairs_consistently(tmp_path):
     for item in items:
         traj = load_trajectory(studio.path(trajs[item.trajectory_id].file))
         end = min(item.start + item.length, traj.length)
-        assert item.true_return == pytest.approx(float(traj.rewards[item.start:end].sum()))
+        assert item.true_return == pytest.approx(float(traj.rewards[item.start : end].sum()))
         frames = load_npz(studio.path(item.clip_file))
         assert frames["frames"].shape[0] == item.length == 75 and frames["valid"].dtype == bool
     returns = [i.true_return for i in items]

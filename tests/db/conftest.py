@@ -13,8 +13,9 @@ from db.models import Item, Project, ProjectKind, Query
 def seed_project(engine, *, n_items: int = 10, n_queries: int = 20, labels_per_query: int = 1, name: str = "p") -> int:
     """A trajectory project whose queries pair items; returns the project id."""
     with session_scope(engine, write=True) as session:
-        project = Project(name=name, kind=ProjectKind.trajectory, env_id="CartPole-v1",
-                          labels_per_query=labels_per_query)
+        project = Project(
+            name=name, kind=ProjectKind.trajectory, env_id="CartPole-v1", labels_per_query=labels_per_query
+        )
         session.add(project)
         session.flush()
         items = [Item(project_id=project.id, start=i, length=5, true_return=float(i)) for i in range(n_items)]

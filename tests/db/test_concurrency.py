@@ -55,8 +55,12 @@ def test_eight_processes_writing_500_labels_each_lose_none(store, db_url):
     )
     root = Path(__file__).resolve().parents[2]
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, db_url, f"annotator-{i}", str(LABELS_EACH), str(project_id)],
-                         cwd=root, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, db_url, f"annotator-{i}", str(LABELS_EACH), str(project_id)],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for i in range(WORKERS)
     ]
     errors = []
@@ -70,7 +74,8 @@ def test_eight_processes_writing_500_labels_each_lose_none(store, db_url):
         # one label per query: no two annotators were ever served the same pair
         assert session.scalar(select(func.count(func.distinct(Label.query_id)))) == WORKERS * LABELS_EACH
         per_annotator = session.execute(
-            select(Annotator.name, func.count(Label.id)).join(Label, Label.annotator_id == Annotator.id)
+            select(Annotator.name, func.count(Label.id))
+            .join(Label, Label.annotator_id == Annotator.id)
             .group_by(Annotator.name)
         ).all()
         assert sorted(n for _, n in per_annotator) == [LABELS_EACH] * WORKERS

@@ -60,9 +60,12 @@ def test_pairwise_rows_use_both_orders_and_split_ties_half_and_half():
     x, y, w, groups = pairwise_rows(diff, np.array([1.0, 0.5]))
     rows = {(tuple(xi), yi, wi) for xi, yi, wi in zip(x, y, w, strict=True)}
     assert rows == {
-        ((1.0, 2.0), 1.0, 1.0), ((-1.0, -2.0), 0.0, 1.0),  # a strict preference: both orders
-        ((3.0, 4.0), 1.0, 0.5), ((3.0, 4.0), 0.0, 0.5),  # a tie: half weight each way...
-        ((-3.0, -4.0), 1.0, 0.5), ((-3.0, -4.0), 0.0, 0.5),  # ...in both orders
+        ((1.0, 2.0), 1.0, 1.0),
+        ((-1.0, -2.0), 0.0, 1.0),  # a strict preference: both orders
+        ((3.0, 4.0), 1.0, 0.5),
+        ((3.0, 4.0), 0.0, 0.5),  # a tie: half weight each way...
+        ((-3.0, -4.0), 1.0, 0.5),
+        ((-3.0, -4.0), 0.0, 0.5),  # ...in both orders
     }
     assert sorted(groups.tolist()) == [0, 0, 1, 1, 1, 1]
 

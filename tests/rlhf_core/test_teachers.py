@@ -77,8 +77,13 @@ def test_named_teachers_and_validation():
 
 def _minigrid_traj(distances, rewards):
     t = len(rewards)
-    return Trajectory(np.zeros((t + 1, 2)), np.zeros(t, np.int64), np.asarray(rewards, np.float32), True,
-                      extras={"goal_distance": np.asarray(distances, np.float32)})
+    return Trajectory(
+        np.zeros((t + 1, 2)),
+        np.zeros(t, np.int64),
+        np.asarray(rewards, np.float32),
+        True,
+        extras={"goal_distance": np.asarray(distances, np.float32)},
+    )
 
 
 def test_minigrid_oracle_rewards_progress_toward_the_goal():

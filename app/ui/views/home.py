@@ -51,7 +51,11 @@ st.dataframe(
 )
 
 if state.get(state.ANNOTATOR):
-    st.page_link("views/label.py", label=f"Start labeling **{choice}** as **{state.get(state.ANNOTATOR)}**",
-                 icon=":material/compare:", query_params=state.url_params())
+    st.page_link(
+        "views/label.py",
+        label=f"Start labeling **{choice}** as **{state.get(state.ANNOTATOR)}**",
+        icon=":material/compare:",
+        query_params=state.url_params(),
+    )
 else:
     st.warning("Enter your name above to start labeling.")

@@ -20,8 +20,13 @@ ANSWERS = (
     (Choice.equal, "Equal", "3"),
     (Choice.cant_tell, "Can't tell", "4"),
 )
-SAID = {Choice.left: "left better", Choice.right: "right better", Choice.equal: "equal",
-        Choice.cant_tell: "can't tell", Choice.skip: "skipped"}
+SAID = {
+    Choice.left: "left better",
+    Choice.right: "right better",
+    Choice.equal: "equal",
+    Choice.cant_tell: "can't tell",
+    Choice.skip: "skipped",
+}
 
 state.init()
 studio = get_studio()
@@ -34,8 +39,9 @@ def _session() -> LabelingSession | None:
         return ls
     project, annotator = state.get(state.PROJECT), state.get(state.ANNOTATOR)
     if not annotator:
-        name = st.text_input("Your name (labels are recorded under it)", max_chars=100,
-                             placeholder="type your name and press Enter")
+        name = st.text_input(
+            "Your name (labels are recorded under it)", max_chars=100, placeholder="type your name and press Enter"
+        )
         if not name.strip():
             st.stop()
         state.set_persistent(state.ANNOTATOR, name.strip())
@@ -90,10 +96,14 @@ def _reward_chart(ls: LabelingSession, pair: labeling.Pair) -> None:
         for side, steps in (("left", predicted["left"]), ("right", predicted["right"]))
         for t, r in enumerate(steps)
     ]
-    chart = alt.Chart(pd.DataFrame(rows)).mark_line(point=True).encode(
-        x=alt.X("step:Q", title="step of the clip"),
-        y=alt.Y("reward:Q", title=f"predicted reward (model v{predicted['version']})"),
-        color=alt.Color("side:N", scale=alt.Scale(domain=["left", "right"], range=["#1f77b4", "#d62728"])),
+    chart = (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step:Q", title="step of the clip"),
+            y=alt.Y("reward:Q", title=f"predicted reward (model v{predicted['version']})"),
+            color=alt.Color("side:N", scale=alt.Scale(domain=["left", "right"], range=["#1f77b4", "#d62728"])),
+        )
     )
     st.altair_chart(chart.properties(height=180, width=760))
 
@@ -103,9 +113,11 @@ def labeling_panel(ls: LabelingSession) -> None:
     """The part that changes with each label; a label reruns only this."""
     progress = labeling.progress(studio, ls)
     total = max(progress.total_queries, 1)
-    st.progress(progress.labeled_queries / total,
-                text=f"{progress.labeled_queries} of {progress.total_queries} pairs labeled · "
-                     f"you: {progress.my_labels} labels · {progress.labels_per_minute:.1f} per minute")
+    st.progress(
+        progress.labeled_queries / total,
+        text=f"{progress.labeled_queries} of {progress.total_queries} pairs labeled · "
+        f"you: {progress.my_labels} labels · {progress.labels_per_minute:.1f} per minute",
+    )
     ack = st.session_state.pop(state.ACK, None)
     pair = state.get(state.PAIR)
     if pair is None:
@@ -131,10 +143,19 @@ def labeling_panel(ls: LabelingSession) -> None:
         st.error(pair.clip_error or "This clip cannot be shown.")
     cols = st.columns(len(ANSWERS) + 2, width=900)
     for col, (choice, text, key) in zip(cols, ANSWERS, strict=False):
-        col.button(text, key=f"answer-{choice.value}", shortcut=key, on_click=_answer,
-                   args=(pair.query_id, choice), disabled=pair.clip is None, type="primary", width="stretch")
-    cols[-2].button("Skip", key="skip", shortcut="S", on_click=_answer, args=(pair.query_id, Choice.skip),
-                    width="stretch")
+        col.button(
+            text,
+            key=f"answer-{choice.value}",
+            shortcut=key,
+            on_click=_answer,
+            args=(pair.query_id, choice),
+            disabled=pair.clip is None,
+            type="primary",
+            width="stretch",
+        )
+    cols[-2].button(
+        "Skip", key="skip", shortcut="S", on_click=_answer, args=(pair.query_id, Choice.skip), width="stretch"
+    )
     cols[-1].button("Undo", key="undo", icon=":material/undo:", shortcut="U", on_click=_undo, width="stretch")
     st.caption(f"pair #{pair.query_id}")
 

@@ -33,8 +33,10 @@ with session_scope(studio.engine) as session:
 st.title(f"Reward model · {project.name}")
 st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't tell and skips are not trained on.")
 
-KINDS = {"ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
-         "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)"}
+KINDS = {
+    "ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
+    "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)",
+}
 
 
 def _start(kind: str) -> None:
@@ -51,21 +53,39 @@ def _cancel(job_id: int) -> None:
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key="train_kind")
 latest = jobs.latest(studio, project.id, "train-reward")
-right.button("Retrain", icon=":material/model_training:", type="primary", on_click=_start, args=(kind,),
-             disabled=latest is not None and latest.active, width="stretch", key="retrain")
+right.button(
+    "Retrain",
+    icon=":material/model_training:",
+    type="primary",
+    on_click=_start,
+    args=(kind,),
+    disabled=latest is not None and latest.active,
+    width="stretch",
+    key="retrain",
+)
 if error := st.session_state.pop("train_error", None):
     st.error(error)
+
+
+has_versions = bool(rewards.registry(studio, project.name))
 
 
 def _job_panel() -> None:
     job = jobs.latest(studio, project.id, "train-reward")
     if job is None:
-        st.caption("No training yet. Click Retrain.")
+        if not has_versions:
+            st.caption("No training yet. Click Retrain.")
         return
     if job.active:
         st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
-        st.button("Cancel", icon=":material/cancel:", on_click=_cancel, args=(job.id,), key=f"cancel-{job.id}",
-                  disabled=job.cancel_requested)
+        st.button(
+            "Cancel",
+            icon=":material/cancel:",
+            on_click=_cancel,
+            args=(job.id,),
+            key=f"cancel-{job.id}",
+            disabled=job.cancel_requested,
+        )
         if st.session_state.get("watching") != job.id:
             st.session_state["watching"] = job.id
     else:
@@ -73,8 +93,10 @@ def _job_panel() -> None:
             st.rerun()  # the job just ended: refresh the registry and plots
         if job.status is JobStatus.succeeded and job.result:
             r = job.result
-            st.success(f"Job #{job.id}: version {r.get('version')} ({r.get('kind')}) is active · "
-                       f"val accuracy {r.get('val_accuracy')} · {r.get('n_labels')} labels")
+            st.success(
+                f"Job #{job.id}: version {r.get('version')} ({r.get('kind')}) is active · "
+                f"val accuracy {r.get('val_accuracy')} · {r.get('n_labels')} labels"
+            )
         elif job.status is JobStatus.failed:
             st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
             if job.error:
@@ -109,35 +131,56 @@ st.subheader(f"Version {active['version']} ({active['kind']})")
 cols = st.columns(5)
 cols[0].metric("Held-out accuracy", "n/a" if m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}")
 cols[1].metric("Log loss", "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}")
-cols[2].metric(f"Spearman vs {m.get('teacher_reward', 'true')} return",
-               "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}")
+cols[2].metric(
+    f"Spearman vs {m.get('teacher_reward', 'true')} return",
+    "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}",
+)
 cols[3].metric("Labels", m.get("n_labels"))
 cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
 
 plots = st.columns(2)
 if m.get("calibration"):
     cal = pd.DataFrame(m["calibration"])
-    diagonal = alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]})).mark_line(strokeDash=[4, 4], color="gray").encode(
-        x="x", y="y")
-    points = alt.Chart(cal).mark_line(point=True).encode(
-        x=alt.X("mean_predicted", title="predicted P(A preferred)", scale=alt.Scale(domain=[0, 1])),
-        y=alt.Y("observed", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
-        tooltip=["mean_predicted", "observed", "count"])
-    plots[0].altair_chart((diagonal + points).properties(title="Calibration (held-out pairs)", height=300),
-                          width="stretch")
+    diagonal = (
+        alt.Chart(pd.DataFrame({"x": [0, 1], "y": [0, 1]}))
+        .mark_line(strokeDash=[4, 4], color="gray")
+        .encode(x="x", y="y")
+    )
+    points = (
+        alt.Chart(cal)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("mean_predicted", title="predicted P(A preferred)", scale=alt.Scale(domain=[0, 1])),
+            y=alt.Y("observed", title="observed frequency", scale=alt.Scale(domain=[0, 1])),
+            tooltip=["mean_predicted", "observed", "count"],
+        )
+    )
+    plots[0].altair_chart(
+        (diagonal + points).properties(title="Calibration (held-out pairs)", height=300), width="stretch"
+    )
 curve = pd.DataFrame(m.get("learning_curve") or [])
-history = pd.DataFrame([{"n_labels": r["labels"], "val_accuracy": r["val_accuracy"], "series": "trained versions"}
-                        for r in versions if r["val_accuracy"] is not None])
+history = pd.DataFrame(
+    [
+        {"n_labels": r["labels"], "val_accuracy": r["val_accuracy"], "series": "trained versions"}
+        for r in versions
+        if r["val_accuracy"] is not None
+    ]
+)
 if not curve.empty:
     curve["series"] = "linear BT on first n labels"
 both = pd.concat([curve, history], ignore_index=True)
 if not both.empty:
     plots[1].altair_chart(
-        alt.Chart(both).mark_line(point=True).encode(
-            x=alt.X("n_labels", title="labels"), y=alt.Y("val_accuracy", title="held-out accuracy",
-                                                        scale=alt.Scale(zero=False)),
-            color="series").properties(title="Accuracy against the number of labels", height=300),
-        width="stretch")
+        alt.Chart(both)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("n_labels", title="labels"),
+            y=alt.Y("val_accuracy", title="held-out accuracy", scale=alt.Scale(zero=False)),
+            color="series",
+        )
+        .properties(title="Accuracy against the number of labels", height=300),
+        width="stretch",
+    )
 
 found = rewards.active_model(studio, project.id)
 if found is not None:
@@ -145,7 +188,11 @@ if found is not None:
     predicted = found[1].segment_returns(data.segments)
     scatter = pd.DataFrame({"teacher return": data.teacher_returns, "predicted return": predicted})
     st.altair_chart(
-        alt.Chart(scatter).mark_circle(opacity=0.5).encode(x="teacher return", y="predicted return").properties(
-            title=f"Predicted against teacher ({m.get('teacher_reward', 'true')}) return, every segment",
-            height=320),
-        width="stretch")
+        alt.Chart(scatter)
+        .mark_circle(opacity=0.5)
+        .encode(x="teacher return", y="predicted return")
+        .properties(
+            title=f"Predicted against teacher ({m.get('teacher_reward', 'true')}) return, every segment", height=320
+        ),
+        width="stretch",
+    )
