@@ -13,7 +13,20 @@ import click
 from tqdm import tqdm
 
 from app.config import Settings, Studio
+from app.services.clips import ClipUnavailableError
+from rlhf_core.encoders import EncoderUnavailableError
 from rlhf_core.envs import DEFAULT_ENV_ID, EnvError
+from rlhf_core.trajectories import DataFileError
+
+#: Errors caused by the input or the data folder: shown as one clear line, not a traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    LookupError,
+    ValueError,
+    EnvError,
+    DataFileError,
+    EncoderUnavailableError,
+    ClipUnavailableError,
+)
 
 
 class _Bars:
@@ -64,7 +77,7 @@ def demo(studio: Studio, name: str, env_id: str, segments: int, queries: int, se
         result = create_demo_project(
             studio, name, env_id, n_segments=segments, n_queries=queries, seed=seed, workers=workers, on_progress=bars
         )
-    except (EnvError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bars.close()
@@ -113,7 +126,7 @@ def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, se
 
     try:
         result = run(studio, name, teacher_name, count, seed=seed)
-    except (LookupError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{result.annotator} labeled {result.labeled} pairs ({result.equal} equal, {result.skipped} skipped)")
 
@@ -143,7 +156,7 @@ def queries(
         result = add_queries(
             studio, name, method, count, seed=seed, oversample=oversample, workers=workers, on_progress=bars
         )
-    except (LookupError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bars.close()
@@ -190,7 +203,7 @@ def train_reward(
         result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars)
     except (FitCancelledError, KeyboardInterrupt) as exc:
         raise click.ClickException("training cancelled; the active model is unchanged") from exc
-    except (LookupError, ValueError) as exc:
+    except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         bars.close()

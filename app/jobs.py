@@ -17,7 +17,8 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -25,6 +26,7 @@ from sqlalchemy import select
 from app.config import Settings, Studio
 from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
+from db.repo import as_utc
 
 STALE_AFTER = timedelta(seconds=60)
 _ACTIVE = (JobStatus.queued, JobStatus.running)
@@ -110,14 +112,25 @@ def submit(studio: Studio, project_id: int, kind: str, params: dict[str, Any], *
         job_id = job.id
     if spawn:
         env = {**os.environ, **studio.settings.as_env()}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.jobs", str(job_id)],
-            env=env,
-            start_new_session=True,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        log_path = job_log(studio, job_id)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "app.jobs", str(job_id)],
+                    env=env,
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        except OSError as exc:
+            with session_scope(studio.engine, write=True) as session:
+                row = session.get(Job, job_id)
+                assert row is not None
+                row.status, row.finished_at = JobStatus.failed, utcnow()
+                row.error = f"could not start the worker process: {exc}"
+            raise JobError(f"could not start the worker process: {exc}") from exc
         with session_scope(studio.engine, write=True) as session:
             row = session.get(Job, job_id)
             if row is not None and row.pid is None:
@@ -125,24 +138,40 @@ def submit(studio: Studio, project_id: int, kind: str, params: dict[str, Any], *
     return job_id
 
 
-def get(studio: Studio, job_id: int) -> JobView:
-    """The job's current state (a dead worker's job is marked failed)."""
+def _read(studio: Studio, find: Callable[[Any], Job | None]) -> Job | None:
+    """Read a job; only when it looks stale, take the write lock to mark it failed."""
+    with session_scope(studio.engine) as session:
+        job = find(session)
+        stale = job is not None and _is_stale(job)
+    if not stale:
+        return job
     with session_scope(studio.engine, write=True) as session:
         _expire_stale(session)
-        job = session.get(Job, job_id)
-        if job is None:
-            raise JobError(f"no job #{job_id}")
-        return _view(job)
+        return find(session)
+
+
+def job_log(studio: Studio, job_id: int) -> Path:
+    """Where a job's worker writes its output."""
+    return studio.settings.data_dir / "jobs" / f"{job_id}.log"
+
+
+def get(studio: Studio, job_id: int) -> JobView:
+    """The job's current state (a dead worker's job is marked failed)."""
+    job = _read(studio, lambda session: session.get(Job, job_id))
+    if job is None:
+        raise JobError(f"no job #{job_id}")
+    return _view(job)
 
 
 def latest(studio: Studio, project_id: int, kind: str) -> JobView | None:
     """The newest job of a kind for a project."""
-    with session_scope(studio.engine, write=True) as session:
-        _expire_stale(session)
-        job = session.scalar(
+    job = _read(
+        studio,
+        lambda session: session.scalar(
             select(Job).where(Job.project_id == project_id, Job.kind == kind).order_by(Job.id.desc()).limit(1)
-        )
-        return None if job is None else _view(job)
+        ),
+    )
+    return None if job is None else _view(job)
 
 
 def cancel(studio: Studio, job_id: int) -> None:
@@ -157,24 +186,28 @@ def cancel(studio: Studio, job_id: int) -> None:
             job.status, job.finished_at = JobStatus.cancelled, utcnow()
 
 
-def _aware(t: datetime | None) -> datetime | None:
-    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+def _is_stale(job: Job) -> bool:
+    """An active job whose worker stopped beating (running) or never started (queued)."""
+    limit = utcnow() - STALE_AFTER
+    if job.status is JobStatus.running:
+        beat = as_utc(job.heartbeat_at)
+        return beat is None or beat < limit
+    created = as_utc(job.created_at)
+    return job.status is JobStatus.queued and created is not None and created < limit
 
 
 def _expire_stale(session: Any) -> None:
     """Mark failed the jobs whose worker died (no heartbeat) or never started."""
-    limit = utcnow() - STALE_AFTER
     for job in session.scalars(select(Job).where(Job.status.in_(_ACTIVE))):
+        if not _is_stale(job):
+            continue
         if job.status is JobStatus.running:
-            beat = _aware(job.heartbeat_at)
-            if beat is None or beat < limit:
-                job.status, job.finished_at = JobStatus.failed, utcnow()
-                job.error = (
-                    "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
-                )
-        elif _aware(job.created_at) < limit:  # type: ignore[operator]
-            job.status, job.finished_at = JobStatus.failed, utcnow()
-            job.error = "the worker process never started; submit the job again"
+            job.error = (
+                "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+            )
+        else:
+            job.error = "the worker process never started; see its log in the data folder's jobs/ and submit again"
+        job.status, job.finished_at = JobStatus.failed, utcnow()
 
 
 # --- the worker's side ------------------------------------------------------------------------
@@ -250,6 +283,8 @@ def run(studio: Studio, job_id: int) -> JobStatus:
     with session_scope(studio.engine, write=True) as session:
         job = session.get(Job, job_id)
         assert job is not None
+        if job.status is not JobStatus.running:  # declared dead meanwhile: do not overwrite that
+            return job.status
         job.status, job.result, job.error, job.message = status, result, error, message
         job.finished_at = utcnow()
         if status is JobStatus.succeeded:

@@ -117,7 +117,19 @@ def upgrade(engine: Engine) -> None:
         if key in _migrated:
             return
         cfg = _alembic_config()
-        with engine.execution_options(**{_WRITE_OPTION: True}).begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        sqlite = engine.dialect.name == "sqlite"
+        with engine.connect() as conn:
+            if sqlite:
+                # Batch migrations recreate tables; with foreign keys on, dropping the old copy
+                # would cascade-delete labels. Off outside the transaction, checked before commit.
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+            with conn.execution_options(**{_WRITE_OPTION: True}).begin():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left {len(broken)} rows with broken foreign keys: {broken[:5]}")
+            if sqlite:
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
         _migrated.add(key)

@@ -19,7 +19,6 @@ from db.models import (
     Choice,
     Claim,
     Item,
-    Job,
     Label,
     Project,
     Query,
@@ -231,12 +230,6 @@ def claim_next_query(
     return _served(query, claim)
 
 
-def release_claims(session: Session, annotator_id: int, project_id: int) -> None:
-    """Give back every query an annotator holds in a project (e.g. when they leave)."""
-    ids = select(Query.id).where(Query.project_id == project_id)
-    session.execute(delete(Claim).where(Claim.annotator_id == annotator_id, Claim.query_id.in_(ids)))
-
-
 @dataclass(frozen=True)
 class RecordedLabel:
     """The stored label, and whether this call created it (False: it existed already)."""
@@ -347,7 +340,7 @@ def annotator_progress(session: Session, project_id: int, annotator_id: int) -> 
     )
     my_labels = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
     since = utcnow() - timedelta(minutes=10)
-    recent = sorted(_aware(t) for t in session.scalars(mine.where(Label.answered_at >= since)))
+    recent = sorted(as_utc(t) for t in session.scalars(mine.where(Label.answered_at >= since)))
     rate = 0.0
     if len(recent) >= 2:
         span_min = max((recent[-1] - recent[0]).total_seconds() / 60, 1 / 60)
@@ -355,9 +348,12 @@ def annotator_progress(session: Session, project_id: int, annotator_id: int) -> 
     return AnnotatorProgress(counts.queries, counts.labeled_queries, my_labels, rate)
 
 
-def _aware(t: datetime) -> datetime:
-    # SQLite returns naive datetimes even for timezone=True columns; they were stored in UTC.
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+def as_utc(t: datetime | None) -> datetime | None:
+    """A datetime read back from the store, made timezone-aware.
+
+    SQLite returns naive datetimes even for timezone=True columns; they were stored in UTC.
+    """
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def items_by_id(session: Session, ids: list[int]) -> dict[int, Item]:
@@ -383,18 +379,6 @@ def existing_pairs(session: Session, project_id: int) -> set[tuple[int, int]]:
     """The (item_a_id, item_b_id) pairs a project already asks about."""
     rows = session.execute(select(Query.item_a_id, Query.item_b_id).where(Query.project_id == project_id))
     return {(int(a), int(b)) for a, b in rows}
-
-
-def labels_of_project(session: Session, project_id: int) -> list[Label]:
-    """All labels of a project, oldest first."""
-    return list(
-        session.scalars(
-            select(Label)
-            .join(Query, Query.id == Label.query_id)
-            .where(Query.project_id == project_id)
-            .order_by(Label.id)
-        )
-    )
 
 
 # --- preferences, reward models and jobs ----------------------------------------------------
@@ -518,10 +502,3 @@ def unlabeled_queries(session: Session, project_id: int) -> list[Query]:
     """Queries of a project with no answer yet."""
     answered = select(Label.id).where(Label.query_id == Query.id, Label.choice.in_(ANSWERED)).correlate(Query)
     return list(session.scalars(select(Query).where(Query.project_id == project_id, ~answered.exists())))
-
-
-def latest_job(session: Session, project_id: int, kind: str) -> Job | None:
-    """The newest job of a kind for a project."""
-    return session.scalar(
-        select(Job).where(Job.project_id == project_id, Job.kind == kind).order_by(Job.id.desc()).limit(1)
-    )

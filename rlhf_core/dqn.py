@@ -181,8 +181,9 @@ class DQNAgent:
 
     def __init__(self, config: DQNConfig, feature_dim: int, n_actions: int, featurize: Featurize) -> None:
         self.config = config
-        torch.manual_seed(config.seed)
-        self.q = QNetwork(feature_dim, n_actions, config.hidden)
+        with torch.random.fork_rng():  # seeded initialisation without touching the global generator
+            torch.manual_seed(config.seed)
+            self.q = QNetwork(feature_dim, n_actions, config.hidden)
         self.target = QNetwork(feature_dim, n_actions, config.hidden)
         self.target.load_state_dict(self.q.state_dict())
         self.optimizer = torch.optim.Adam([p for p in self.q.parameters() if p.requires_grad], lr=config.learning_rate)

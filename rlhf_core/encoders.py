@@ -51,6 +51,7 @@ class FrozenEncoder:
         input_size: int,
         preprocess: Callable[[torch.Tensor], torch.Tensor],
         batch_size: int = 256,
+        max_cached: int = 200_000,
     ) -> None:
         self.name = name
         self.module = module.eval()
@@ -61,6 +62,7 @@ class FrozenEncoder:
         self._preprocess = preprocess
         self.batch_size = batch_size
         self._cache: dict[bytes, np.ndarray] = {}
+        self.max_cached = max_cached
         self._lock = threading.Lock()
         self.stats = CacheStats()
 
@@ -79,7 +81,8 @@ class FrozenEncoder:
         """Features (N, features_dim) of images (N, H, W, 3) uint8, cached per distinct image."""
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected uint8 images of shape (N, H, W, 3), got {images.dtype} {images.shape}")
-        keys = [hashlib.blake2b(img.tobytes(), digest_size=16).digest() for img in images]
+        shape = repr(images.shape[1:]).encode()
+        keys = [hashlib.blake2b(img.tobytes() + shape, digest_size=16).digest() for img in images]
         out = np.empty((len(images), self.features_dim), dtype=np.float32)
         with self._lock:
             missing: dict[bytes, int] = {}
@@ -100,6 +103,8 @@ class FrozenEncoder:
             for i, key in enumerate(keys):
                 if key in missing:
                     out[i] = self._cache[key]
+            while len(self._cache) > self.max_cached:  # oldest first (dicts keep insertion order)
+                self._cache.pop(next(iter(self._cache)))
         return out
 
 

@@ -286,10 +286,11 @@ class EnsembleBT(RewardModel):
         self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
     ) -> dict[str, float]:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
         x = torch.from_numpy(self.inputs(data.segments))  # (M, L, D)
         m, length, self.in_dim = x.shape
-        net = EnsembleNet(cfg.members, self.in_dim, cfg.hidden)
+        with torch.random.fork_rng():  # seeded initialisation without touching the global generator
+            torch.manual_seed(cfg.seed)
+            net = EnsembleNet(cfg.members, self.in_dim, cfg.hidden)
         used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))
         flat = x[used].reshape(-1, self.in_dim)
         net.mean.copy_(flat.mean(0))

@@ -185,13 +185,15 @@ def choose_segment_starts(
 
     When the episode terminated, the first window contains its end at a random position (so
     clips show endings of every kind: in environments like CartPole the ending is what
-    makes a clip good or bad); the others start anywhere up to ``T - 2L/3``. A trajectory
+    makes a clip good or bad); the others start anywhere up to ``T - 2L/3`` for a terminated
+    episode and ``T - L`` for a cut-off one (which must not look as if it had ended). A trajectory
     shorter than a window gives one window from its first step.
     """
     chosen: list[int] = []
     if terminated and count > 0:
         chosen.append(int(rng.integers(max(0, trajectory_length - length + 1), trajectory_length)))
-    last = max(0, trajectory_length - (2 * length) // 3)
+    # Only an episode that really ended may be padded: a cut-off one did not end.
+    last = max(0, trajectory_length - ((2 * length) // 3 if terminated else length))
     candidates = np.arange(0, last + 1)
     rng.shuffle(candidates)
     for start in candidates:

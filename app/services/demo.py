@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +92,8 @@ def create_demo_project(
     info = env_info(env_id)
     length = info.segment_length(1.5)
     rng = np.random.default_rng(seed)
-    folder = studio.settings.data_dir / "projects" / _slug(name)
-    if folder.exists():  # left over from an interrupted run: nothing in the database uses it
-        shutil.rmtree(folder)
+    # A folder of its own: names that slug alike ("my demo", "my-demo") never share files.
+    folder = studio.settings.data_dir / "projects" / f"{_slug(name)}-{uuid.uuid4().hex[:8]}"
     try:
         trajectories, items = _collect(studio, folder, env_id, length, n_segments, seed, workers, on_progress)
         pairs = _sample_pairs(len(items), n_queries, rng)

@@ -76,7 +76,8 @@ def add_queries(
     ]
     render_clips(jobs, workers, progress)
     with session_scope(studio.engine, write=True) as session:
-        session.add_all(
+        taken = repo.existing_pairs(session, project.id)  # again: pairs may have been added meanwhile
+        new = [
             Query(
                 project_id=project.id,
                 item_a_id=min(a, b),
@@ -85,6 +86,8 @@ def add_queries(
                 priority=float(scores[k]) if scores is not None else 0.0,
             )
             for k, (a, b) in enumerate(ids)
-        )
+            if (min(a, b), max(a, b)) not in taken
+        ]
+        session.add_all(new)
     top = float(scores[0]) if scores is not None and len(scores) else None
-    return QueriesResult(len(ids), method, top)
+    return QueriesResult(len(new), method, top)

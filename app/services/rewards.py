@@ -13,6 +13,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -38,7 +39,7 @@ from rlhf_core.reward_models import (
     make_reward_model,
 )
 from rlhf_core.teachers import teacher_reward_fn, teacher_reward_name, true_reward
-from rlhf_core.trajectories import Trajectory, load_trajectory
+from rlhf_core.trajectories import Trajectory, load_trajectory, segment_indices
 
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
@@ -73,8 +74,9 @@ class ProjectData:
 
 
 def _segment_arrays(traj: Trajectory, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    idx = np.minimum(np.arange(start, start + length + 1), traj.length)
-    return traj.obs[idx], np.arange(start, start + length) < traj.length
+    """Observations (L + 1: before each step, then after the last) and validity (L) of a window."""
+    idx, valid = segment_indices(traj.length, start, length + 1)
+    return traj.obs[idx], valid[:length]
 
 
 _data_lock = threading.Lock()
@@ -143,7 +145,9 @@ def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tu
 
 
 def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[str, Any]:
-    """Held-out metrics: accuracy (ties excluded), log loss, calibration, Spearman with the teacher."""
+    """Held-out metrics: accuracy (ties excluded), log loss, calibration, Spearman correlation of
+    predicted segment returns with the teacher's (``spearman_true``: the true reward, or the
+    registered oracle reward) and with the environment's own reward (``spearman_env``)."""
     if len(val) == 0:
         return {"val_accuracy": None, "log_loss": None, "spearman_true": None, "calibration": []}
     p = model.predict_pref(val)
@@ -153,6 +157,7 @@ def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[st
         "val_accuracy": _num(preference_accuracy(p, val.pref)),
         "log_loss": _num(preference_log_loss(p, val.pref)),
         "spearman_true": _num(spearman(predicted, data.teacher_returns[held])),
+        "spearman_env": _num(spearman(predicted, data.true_rewards.sum(axis=1)[held])),
         "calibration": [vars(b) for b in calibration(p, val.pref)],
     }
 
@@ -164,13 +169,11 @@ def _num(x: float) -> float | None:
 def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng: np.random.Generator) -> list[dict]:
     """Held-out accuracy of linear BT fitted on the first 25/50/75/100% of the training labels."""
     points = []
-    for frac in (0.25, 0.5, 0.75, 1.0):
-        n = max(MIN_LABELS // 2, int(len(train) * frac))
-        if n > len(train) or len(val) == 0:
-            continue
+    if len(val) == 0:
+        return points
+    sizes = sorted({min(len(train), max(MIN_LABELS // 2, int(len(train) * f))) for f in (0.25, 0.5, 0.75, 1.0)})
+    for n in sizes:
         sub = train.take(np.arange(n))
-        if len(np.unique(sub.pref)) < 2:
-            continue
         model = LinearBT(spec, LinearBTConfig(cs=5, folds=3))
         model.fit(sub, rng=rng)
         points.append({"n_labels": n, "val_accuracy": _num(preference_accuracy(model.predict_pref(val), val.pref))})
@@ -199,6 +202,8 @@ def train_reward_model(
     job_id: int | None = None,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version."""
+    if not 0 <= val_fraction < 0.9:
+        raise TrainingError(f"val_fraction must lie in [0, 0.9), got {val_fraction}")
     progress = on_progress or (lambda stage, done, total: None)
     stop = should_stop or (lambda: False)
     with session_scope(studio.engine) as session:
@@ -248,10 +253,15 @@ def train_reward_model(
     if stop():  # a cancel asked for after the fit still leaves the active model in place
         raise FitCancelledError("stopped while evaluating")
 
+    priorities = _disagreement_priorities(studio, project.id, model, data)  # before taking the write lock
     folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
     tmp = folder.with_name(folder.name + ".tmp")
-    model.save(tmp)
-    tmp.rename(folder)
+    try:
+        model.save(tmp)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         with session_scope(studio.engine, write=True) as session:
             record = repo.register_reward_model(
@@ -268,7 +278,9 @@ def train_reward_model(
                     job_id=job_id,
                 ),
             )
-            _rerank_unlabeled(session, project.id, model, data)
+            for query in repo.unlabeled_queries(session, project.id):  # still unlabeled now
+                if query.id in priorities:
+                    query.priority = priorities[query.id]
             version = record.version
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -276,30 +288,34 @@ def train_reward_model(
     return TrainResult(version, kind, metrics)
 
 
-def _rerank_unlabeled(session: Any, project_id: int, model: RewardModel, data: ProjectData) -> None:
-    """Priority of each unlabeled pair := how much the new model doubts it (disputed first)."""
-    queries = repo.unlabeled_queries(session, project_id)
+def _disagreement_priorities(
+    studio: Studio, project_id: int, model: RewardModel, data: ProjectData
+) -> dict[int, float]:
+    """How much the model doubts each unlabeled pair, by query id (served most disputed first)."""
+    with session_scope(studio.engine) as session:
+        queries = repo.unlabeled_queries(session, project_id)
     if not queries:
-        return
-    pairs = [
-        (int(r[0]), int(r[1]))
-        for r in zip(data.rows([q.item_a_id for q in queries]), data.rows([q.item_b_id for q in queries]), strict=True)
-    ]
-    scores = disagreement_scores(model, data.segments, pairs)
-    for query, score in zip(queries, scores, strict=True):
-        query.priority = float(score)
+        return {}
+    rows_a = data.rows([q.item_a_id for q in queries])
+    rows_b = data.rows([q.item_b_id for q in queries])
+    scores = disagreement_scores(model, data.segments, list(zip(rows_a.tolist(), rows_b.tolist(), strict=True)))
+    return {q.id: float(score) for q, score in zip(queries, scores, strict=True)}
 
 
-_models: dict[str, RewardModel] = {}
+_models: OrderedDict[str, RewardModel] = OrderedDict()
 _models_lock = threading.Lock()
+_MAX_MODELS = 4
 
 
 def load_model(studio: Studio, record: RewardModelRecord) -> RewardModel:
-    """A registered model, loaded once per process."""
+    """A registered model, loaded once per process (the few most recently used are kept)."""
     path = str(studio.path(record.path))
     with _models_lock:
         if path not in _models:
             _models[path] = load_reward_model(Path(path))
+            while len(_models) > _MAX_MODELS:
+                _models.popitem(last=False)
+        _models.move_to_end(path)
         return _models[path]
 
 

@@ -28,7 +28,10 @@ def label_synthetic(
     studio: Studio, project_name: str, teacher_name: str, n: int, *, seed: int = 0, **overrides: float
 ) -> SyntheticResult:
     """Label up to ``n`` pending pairs with the named B-Pref teacher, in one transaction."""
-    config = teacher(teacher_name, **overrides)
+    try:
+        config = teacher(teacher_name, **overrides)
+    except TypeError as exc:
+        raise ValueError(f"unknown teacher parameter: {exc}") from exc
     if n < 1:
         raise ValueError(f"-n must be at least 1, got {n}")
     with session_scope(studio.engine) as session:

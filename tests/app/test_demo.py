@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -43,9 +45,19 @@ def test_same_seed_gives_the_same_project(tmp_path):
     for studio in (one, two):
         demo.create_demo_project(studio, "p", n_segments=6, n_queries=5, workers=1, seed=3)
     with session_scope(one.engine) as s1, session_scope(two.engine) as s2:
-        r1 = [(i.start, i.true_return, i.clip_file) for i in s1.scalars(select(Item).order_by(Item.id))]
-        r2 = [(i.start, i.true_return, i.clip_file) for i in s2.scalars(select(Item).order_by(Item.id))]
+        r1 = [(i.start, i.true_return, Path(i.clip_file).name) for i in s1.scalars(select(Item).order_by(Item.id))]
+        r2 = [(i.start, i.true_return, Path(i.clip_file).name) for i in s2.scalars(select(Item).order_by(Item.id))]
     assert r1 == r2
+
+
+def test_projects_whose_names_slug_alike_keep_separate_files(tmp_path):
+    studio = Studio(Settings.from_env(tmp_path))
+    demo.create_demo_project(studio, "my demo", n_segments=3, n_queries=2, workers=1)
+    demo.create_demo_project(studio, "my-demo", n_segments=3, n_queries=2, workers=1)
+    with session_scope(studio.engine) as session:
+        items = list(session.scalars(select(Item)))
+    assert len(items) == 6 and all(studio.path(i.clip_file).is_file() for i in items)
+    assert len({Path(i.clip_file).parent.parent for i in items}) == 2
 
 
 def test_a_failure_while_rendering_leaves_no_project_and_no_files(tmp_path, monkeypatch):
@@ -59,7 +71,7 @@ def test_a_failure_while_rendering_leaves_no_project_and_no_files(tmp_path, monk
         demo.create_demo_project(studio, "p", n_segments=4, n_queries=3, workers=1)
     with session_scope(studio.engine) as session:
         assert session.scalars(select(Project)).all() == []
-    assert not (tmp_path / "projects" / "p").exists()
+    assert not list((tmp_path / "projects").glob("*"))  # the new folder was removed
 
 
 def test_sampled_pairs_are_distinct_and_ordered():

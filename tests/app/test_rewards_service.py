@@ -211,10 +211,16 @@ def test_failure_while_registering_removes_the_new_model_folder(labeled: Path, m
     before = _models(labeled)
     priorities = cp.rows(labeled, "SELECT id, priority FROM query ORDER BY id")
 
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk full (simulated)")
+    real = rewards.repo.unlabeled_queries
+    calls: list[int] = []
 
-    monkeypatch.setattr(rewards, "_rerank_unlabeled", broken)  # fails after the version row was added
+    def broken(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second call runs inside the registering transaction
+            raise RuntimeError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rewards.repo, "unlabeled_queries", broken)  # fails after the version row was added
     with pytest.raises(RuntimeError, match="simulated"):
         train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
 

@@ -69,7 +69,8 @@ def test_page_shows_clip_and_four_answers(demo_data_dir: Path, studio_env) -> No
     pair = _pair(at)
     assert pair.clip is not None and pair.clip.is_file()
     assert pair.clip.read_bytes()[:6] in (b"GIF87a", b"GIF89a")
-    assert pair.clip.is_relative_to(demo_data_dir / "projects" / "demo" / "clips")
+    [project] = (demo_data_dir / "projects").glob("demo-*")
+    assert pair.clip.is_relative_to(project / "clips")
     assert at.image[0].value[0].endswith(".gif")
     labels = {b.key: b.label for b in at.button}
     assert [labels[k] for k in ANSWER_KEYS] == ["Left better", "Right better", "Equal", "Can't tell"]
@@ -137,7 +138,7 @@ def test_skip_records_skip_without_preference(fresh_demo: Path, studio_env) -> N
 
 def test_missing_clip_shows_error_and_skip_still_works(fresh_demo: Path, studio_env) -> None:
     studio_env(fresh_demo)
-    project = fresh_demo / "projects" / "demo"
+    [project] = (fresh_demo / "projects").glob("demo-*")
     frames = list((project / "items").glob("*.npz"))
     assert frames and (project / "clips").is_dir()
     for path in frames:

@@ -62,6 +62,14 @@ def test_segment_starts_do_not_overlap_and_short_episodes_give_one_window():
     assert choose_segment_starts(4, 15, 3, rng) == [0]
 
 
+def test_only_terminated_episodes_get_windows_past_their_end():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert max(choose_segment_starts(225, 75, 3, rng, terminated=False)) <= 150
+    ends = [choose_segment_starts(225, 75, 1, rng, terminated=True)[0] for _ in range(50)]
+    assert min(ends) >= 151 and max(ends) > 200  # the first window contains the end
+
+
 def test_trajectory_validates_its_shapes():
     with pytest.raises(ValueError, match="obs has 3 rows, expected len\\(actions\\) \\+ 1 = 5"):
         Trajectory(obs=np.zeros((3, 2)), actions=np.zeros(4, dtype=np.int64), rewards=np.zeros(4), terminated=False)
