@@ -1,0 +1,48 @@
+"""A learned reward model as an environment reward: batched and normalised.
+
+Rewards for many transitions are computed in one call of the reward model (features of
+pixel observations come from the frozen encoder's cache). They are normalised with the mean
+and spread of the model's rewards on reference segments (the labeled clips), so a policy
+sees rewards of unit scale whatever the model's. The absorbing state after a termination
+gets the model's own padding reward, normalised the same way; together with
+``rlhf_core.dqn``'s absorbing-state bootstrap this keeps the shift of normalisation from
+making episodes look better shorter or longer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rlhf_core.preferences import Segments
+from rlhf_core.reward_models import RewardModel
+
+
+class LearnedReward:
+    """Callable ``(obs, actions, next_obs) -> rewards`` for batches of transitions."""
+
+    def __init__(self, model: RewardModel, reference: Segments | None = None) -> None:
+        self.model = model
+        self.mean, self.std = 0.0, 1.0
+        if reference is not None:
+            rewards = model.step_rewards(reference)[reference.valid]
+            if len(rewards) > 1:
+                self.mean = float(rewards.mean())
+                self.std = float(rewards.std()) or 1.0
+        self.calls = 0
+
+    def raw(self, obs: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """The model's reward of N transitions (obs, next_obs: (N, *obs_shape)), one model call."""
+        pairs = np.stack([obs, next_obs], axis=1)  # (N, 2, *obs_shape)
+        ok = np.ones((len(obs), 1), bool) if valid is None else valid.reshape(-1, 1)
+        self.calls += 1
+        return self.model.step_rewards(Segments(pairs, ok))[:, 0]
+
+    def __call__(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+        """Normalised rewards of N transitions."""
+        return ((self.raw(obs, next_obs) - self.mean) / self.std).astype(np.float32)
+
+    def absorbing_reward(self, example_obs: np.ndarray) -> float:
+        """Normalised per-step reward of the state after a termination (the model's padding reward)."""
+        one = example_obs[None]
+        raw = float(self.raw(one, one, np.array([False]))[0])
+        return (raw - self.mean) / self.std
