@@ -13,20 +13,11 @@ import click
 from tqdm import tqdm
 
 from app.config import Settings, Studio
-from app.services.clips import ClipUnavailableError
-from rlhf_core.encoders import EncoderUnavailableError
 from rlhf_core.envs import DEFAULT_ENV_ID, EnvError
-from rlhf_core.trajectories import DataFileError
+from rlhf_core.errors import StudioError
 
 #: Errors caused by the input or the data folder: shown as one clear line, not a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    LookupError,
-    ValueError,
-    EnvError,
-    DataFileError,
-    EncoderUnavailableError,
-    ClipUnavailableError,
-)
+USER_ERRORS: tuple[type[Exception], ...] = (LookupError, ValueError, EnvError, StudioError)
 
 
 class _Bars:

@@ -18,9 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class EncoderUnavailableError(RuntimeError):
-    """An encoder whose code or weights are not installed, with what to do about it."""
+from rlhf_core.errors import EncoderUnavailableError
 
 
 @dataclass
@@ -65,10 +63,6 @@ class FrozenEncoder:
         self.max_cached = max_cached
         self._lock = threading.Lock()
         self.stats = CacheStats()
-
-    def train(self, mode: bool = True) -> FrozenEncoder:
-        """A frozen encoder stays in eval mode (batch-norm statistics never change)."""
-        return self
 
     @torch.inference_mode()
     def _forward(self, images: np.ndarray) -> np.ndarray:

@@ -23,10 +23,7 @@ from PIL import Image
 
 from rlhf_core.behaviours import STATE_EXTRAS, Behaviour
 from rlhf_core.envs import env_family, make_env
-
-
-class DataFileError(RuntimeError):
-    """A bulk-data file that is missing or unreadable, with the path and what to do."""
+from rlhf_core.errors import DataFileError
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ import numpy as np
 from app.config import Studio
 from db.models import Item
 from rlhf_core.clips import side_by_side_gif
+from rlhf_core.errors import StudioError
 from rlhf_core.trajectories import DataFileError, load_npz, save_npz, write_bytes_atomic
 
 
-class ClipUnavailableError(RuntimeError):
+class ClipUnavailableError(StudioError):
     """A clip that cannot be shown; the message says which file and what to do."""
 
 

@@ -67,13 +67,13 @@ if error := st.session_state.pop("train_error", None):
     st.error(error)
 
 
-has_versions = bool(rewards.registry(studio, project.name))
+versions = rewards.registry(studio, project.name)  # read once; the page reruns when a job ends
 
 
 def _job_panel() -> None:
     job = jobs.latest(studio, project.id, "train-reward")
     if job is None:
-        if not has_versions:
+        if not versions:
             st.caption("No training yet. Click Retrain.")
         return
     if job.active:
@@ -108,7 +108,6 @@ def _job_panel() -> None:
 
 st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()
 
-versions = rewards.registry(studio, project.name)
 if not versions:
     st.stop()
 
