@@ -213,6 +213,132 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+@cli.command("train-policy")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option(
+    "--reward",
+    default="active",
+    show_default=True,
+    help="active: the active reward model; true: the environment's reward (baseline); or a reward model version.",
+)
+@click.option("--steps", type=int, default=None, help="Environment steps (default: the environment's preset).")
+@click.option(
+    "--encoder",
+    default=None,
+    help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the network, environment and exploration.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.pass_obj
+def train_policy_cmd(
+    studio: Studio, name: str, reward: str, steps: int | None, encoder: str | None, seed: int, as_json: bool
+) -> None:
+    """Train a DQN policy on the learned (or true) reward and register the checkpoint."""
+    from app.services.policies import train_policy
+    from rlhf_core.dqn import TrainingCancelledError
+
+    if steps is not None and steps < 1:
+        raise click.ClickException(f"--steps must be positive, got {steps}")
+    bars = _Bars()
+    try:
+        result = train_policy(studio, name, reward, steps=steps, encoder=encoder, seed=seed, on_progress=bars)
+    except (TrainingCancelledError, KeyboardInterrupt) as exc:
+        raise click.ClickException("training cancelled; no checkpoint was registered") from exc
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+    m = result.metrics
+    if as_json:
+        click.echo(json.dumps({"version": result.version, **m, "curve": result.curve}, indent=2))
+        return
+    success = "" if m["success_rate"] is None else f", success_rate {m['success_rate']:.2f}"
+    learned = "" if m["learned_return_mean"] is None else f", learned return {m['learned_return_mean']:.2f}"
+    click.echo(
+        f"policy version {result.version} ({m['reward']} reward, {m['labels_used']} labels): "
+        f"true return {m['true_return_mean']:.2f}{success}{learned}, "
+        f"{m['env_steps']} steps at {m['env_steps_per_second']:.0f} steps/s"
+    )
+
+
+@cli.command("policies")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_obj
+def policies_cmd(studio: Studio, name: str, as_json: bool) -> None:
+    """List a project's policy checkpoints."""
+    from app.services.policies import policy_registry
+
+    try:
+        rows = policy_registry(studio, name)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no policies yet: rlhf train-policy --project " + name)
+    for r in rows:
+        success = "" if r["success_rate"] is None else f" success {r['success_rate']:.2f}"
+        click.echo(
+            f"v{r['version']}: {r['reward']} reward, {r['labels_used']} labels, "
+            f"true return {r['true_return_mean']:.2f}{success}, {r['env_steps']} steps"
+        )
+
+
+@cli.command("policy-queries")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--version", type=int, default=None, help="Policy version (default: the newest).")
+@click.option("--episodes", default=4, show_default=True, help="Episodes to roll out.")
+@click.option("--seed", type=int, default=None, help="Seed of the rollouts and pairs.")
+@click.pass_obj
+def policy_queries(studio: Studio, name: str, version: int | None, episodes: int, seed: int | None) -> None:
+    """Turn a policy's fresh rollouts into new pairs to label, served first."""
+    from app.services.policies import rollouts_to_queries
+
+    bars = _Bars()
+    try:
+        added = rollouts_to_queries(studio, name, version, episodes=episodes, seed=seed, on_progress=bars)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+    click.echo(f"added {added.segments} segments from {added.episodes} episodes and {added.queries} queries")
+
+
+@cli.command("train-encoder")
+@click.option("--env", "env_id", default="MiniGrid-Empty-8x8-v0", show_default=True, help="Source environment.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
+@click.option("--frames", default=4000, show_default=True, help="Frames of the source task.")
+@click.option("--epochs", default=6, show_default=True, help="Training epochs.")
+@click.option("--seed", default=0, show_default=True, help="Seed.")
+@click.pass_obj
+def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs: int, seed: int) -> None:
+    """Train a CNN on a source MiniGrid task, to reuse frozen on another (--encoder source:FILE)."""
+    from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
+
+    if output.suffix != ".safetensors":
+        raise click.ClickException(f"the output file must end in .safetensors, got {output.name}")
+    bar = tqdm(desc="source task", unit="step", file=sys.stderr)
+    try:
+        config = SourceTaskConfig(env_id=env_id, frames=frames, epochs=epochs, seed=seed)
+
+        def on_step(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = train_source_encoder(config, output, on_step)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    click.echo(
+        f"saved {output} ({result.features_dim} features): held-out direction accuracy "
+        f"{result.direction_accuracy:.3f}, position error {result.position_error_cells:.2f} cells; "
+        f"use it with --encoder source:{output}"
+    )
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, help="Port to listen on.")

@@ -89,7 +89,30 @@ def _train_reward(
     }
 
 
-HANDLERS: dict[str, Handler] = {"train-reward": _train_reward}
+def _train_policy(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.policies import train_policy
+
+    result = train_policy(
+        studio,
+        params["project"],
+        params.get("reward", "active"),
+        steps=params.get("steps"),
+        encoder=params.get("encoder"),
+        seed=int(params.get("seed", 0)),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
+    return {"version": result.version, **result.metrics}
+
+
+HANDLERS: dict[str, Handler] = {"train-reward": _train_reward, "train-policy": _train_policy}
 
 
 # --- the app's side ---------------------------------------------------------------------------
@@ -214,7 +237,7 @@ def _expire_stale(session: Any) -> None:
 
 
 #: Share of a job's progress bar each stage fills, so the bar only moves forward.
-STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "evaluate": (0.9, 1.0)}
+STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "train": (0.1, 0.9), "evaluate": (0.9, 1.0)}
 HEARTBEAT_EVERY_S = 10.0
 
 
@@ -258,6 +281,7 @@ class _Reporter:
 
 def run(studio: Studio, job_id: int) -> JobStatus:
     """Run job ``job_id`` in this process and record how it ended."""
+    from rlhf_core.dqn import TrainingCancelledError
     from rlhf_core.reward_models import FitCancelledError
 
     with session_scope(studio.engine, write=True) as session:
@@ -273,8 +297,8 @@ def run(studio: Studio, job_id: int) -> JobStatus:
     threading.Thread(target=reporter.beat_until, args=(stop_beating,), daemon=True).start()
     try:
         result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
-    except FitCancelledError:
-        status, message = JobStatus.cancelled, "cancelled; the active model is unchanged"
+    except (FitCancelledError, TrainingCancelledError):
+        status, message = JobStatus.cancelled, "cancelled; the active model is unchanged, no checkpoint was added"
     except Exception as exc:  # recorded for the app to show
         status, error, message = JobStatus.failed, f"{exc}", "failed; the active model is unchanged"
         error += "\n\n" + traceback.format_exc(limit=5)

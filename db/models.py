@@ -255,3 +255,26 @@ class RewardModelRecord(Base):
             postgresql_where=text("active"),
         ),
     )
+
+
+class PolicyRecord(Base):
+    """A policy checkpoint: a DQN trained on a project's learned (or the true) reward."""
+
+    __tablename__ = "policy"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int]
+    reward: Mapped[str] = mapped_column(String(20))
+    """'true' (the environment's reward, the baseline) or 'model' (``reward_model_id``)."""
+    reward_model_id: Mapped[int | None] = mapped_column(ForeignKey("reward_model.id", ondelete="SET NULL"))
+    encoder: Mapped[str | None] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    label_count: Mapped[int] = mapped_column(Integer, default=0)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    curve: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    path: Mapped[str] = mapped_column(String(500))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_id", "version", name="uq_policy_version"),)

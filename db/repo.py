@@ -20,6 +20,7 @@ from db.models import (
     Claim,
     Item,
     Label,
+    PolicyRecord,
     Project,
     Query,
     RewardModelRecord,
@@ -502,3 +503,50 @@ def unlabeled_queries(session: Session, project_id: int) -> list[Query]:
     """Queries of a project with no answer yet."""
     answered = select(Label.id).where(Label.query_id == Query.id, Label.choice.in_(ANSWERED)).correlate(Query)
     return list(session.scalars(select(Query).where(Query.project_id == project_id, ~answered.exists())))
+
+
+# --- policies ------------------------------------------------------------------------------
+
+
+def policies(session: Session, project_id: int) -> list[PolicyRecord]:
+    """A project's policy checkpoints, newest first."""
+    return list(
+        session.scalars(
+            select(PolicyRecord).where(PolicyRecord.project_id == project_id).order_by(PolicyRecord.version.desc())
+        )
+    )
+
+
+def get_policy(session: Session, project_id: int, version: int | None = None) -> PolicyRecord:
+    """Checkpoint ``version`` of the project (the newest when None)."""
+    stmt = select(PolicyRecord).where(PolicyRecord.project_id == project_id)
+    if version is None:
+        stmt = stmt.order_by(PolicyRecord.version.desc())
+    else:
+        stmt = stmt.where(PolicyRecord.version == version)
+    record = session.scalars(stmt).first()
+    if record is None:
+        what = "no policy yet" if version is None else f"no policy version {version}"
+        raise NotFoundError(f"{what} in this project; train one with `rlhf train-policy` or on the Policy page")
+    return record
+
+
+def register_policy(session: Session, record: PolicyRecord) -> PolicyRecord:
+    """Add a checkpoint, numbered after the newest."""
+    newest = session.scalar(select(func.max(PolicyRecord.version)).where(PolicyRecord.project_id == record.project_id))
+    record.version = int(newest or 0) + 1
+    session.add(record)
+    session.flush()
+    return record
+
+
+def reward_model_by_version(session: Session, project_id: int, version: int) -> RewardModelRecord:
+    """Reward model ``version`` of the project."""
+    record = session.scalar(
+        select(RewardModelRecord).where(
+            RewardModelRecord.project_id == project_id, RewardModelRecord.version == version
+        )
+    )
+    if record is None:
+        raise NotFoundError(f"no reward model version {version} in this project")
+    return record

@@ -12,25 +12,37 @@ gamma)`` instead of ``r``, where ``r_abs`` is the reward the model assigns to th
 state (reward models here learn it from clips that continue past an episode's end; for
 the true reward it is 0, which gives the usual target). Time-limit truncations bootstrap
 from the next state as usual.
+
+Speed: acting uses a NumPy copy-free view of the online network's weights (no autograd or
+dispatcher overhead for one observation), learned rewards are computed for all
+transitions of a training round in one batched call, a round's minibatches are sampled and
+gathered at once, and Adam runs as one fused kernel.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 #: Observations (N, *obs_shape) -> features (N, D) float32.
 Featurize = Callable[[np.ndarray], np.ndarray]
 #: Batched reward of transitions: (obs, actions, next_obs) -> (N,) float32.
 RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+#: Did an episode that ended with (terminated, last reward, info) succeed?
+SuccessFn = Callable[[bool, float, dict[str, Any]], bool]
+#: Progress callback: (env steps done, total, metrics).
+OnStep = Callable[[int, int, dict[str, float]], None]
 
 
 class TrainingCancelledError(RuntimeError):
@@ -39,7 +51,7 @@ class TrainingCancelledError(RuntimeError):
 
 @dataclass(frozen=True)
 class DQNConfig:
-    """DQN hyperparameters (defaults suit CartPole-sized problems)."""
+    """DQN hyperparameters (field names and meanings follow stable-baselines3's ``DQN``)."""
 
     total_steps: int = 30_000
     """Environment steps."""
@@ -54,7 +66,9 @@ class DQNConfig:
     learning_starts: int = 1_000
     """Random steps before learning."""
     train_freq: int = 1
-    """Environment steps per gradient step."""
+    """Environment steps per training round."""
+    gradient_steps: int = 1
+    """Gradient steps per training round."""
     target_update_interval: int = 500
     """Environment steps between target-network copies."""
     exploration_fraction: float = 0.2
@@ -67,16 +81,85 @@ class DQNConfig:
     """Gradient clipping."""
     hidden: tuple[int, ...] = (128, 128)
     """Q-head hidden sizes."""
+    eval_every: int = 0
+    """Environment steps between greedy evaluations during training (0: only at the end)."""
+    eval_episodes: int = 5
+    """Episodes per evaluation."""
+    torch_threads: int = 1
+    """CPU threads for the updates. One is fastest: the Q-head's matrices are too small to share."""
     seed: int = 0
     """Seeds the network, the environment and exploration."""
 
     def __post_init__(self) -> None:
         if self.total_steps < 1 or self.batch_size < 1 or self.buffer_size < self.batch_size:
             raise ValueError("total_steps, batch_size must be positive and buffer_size >= batch_size")
+        if self.train_freq < 1 or self.gradient_steps < 1 or self.target_update_interval < 1:
+            raise ValueError("train_freq, gradient_steps and target_update_interval must be at least 1")
+        if self.buffer_size < self.train_freq:
+            raise ValueError("buffer_size must be at least train_freq")
         if not 0 < self.gamma < 1:
             raise ValueError(f"gamma must lie in (0, 1), got {self.gamma}")
         if not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
             raise ValueError("need 0 <= epsilon_end <= epsilon_start <= 1")
+        if self.torch_threads < 1:
+            raise ValueError("torch_threads must be at least 1")
+        if self.eval_every < 0 or self.eval_episodes < 1:
+            raise ValueError("eval_every must be >= 0 and eval_episodes >= 1")
+
+    def replace(self, **changes: Any) -> DQNConfig:
+        """A copy with some fields changed (validated again)."""
+        return DQNConfig(**{**asdict(self), **changes})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DQNConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "hidden" in known:
+            known["hidden"] = tuple(known["hidden"])
+        return cls(**known)
+
+
+#: Tuned settings per environment family. CartPole-v1 is rl-baselines3-zoo's tuned DQN.
+PRESETS: dict[str, DQNConfig] = {
+    "CartPole-v1": DQNConfig(
+        total_steps=50_000,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1_000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        epsilon_end=0.04,
+        hidden=(256, 256),
+        eval_every=5_000,
+    ),
+    "MiniGrid": DQNConfig(
+        total_steps=20_000,
+        learning_rate=5e-4,
+        batch_size=64,
+        buffer_size=50_000,
+        learning_starts=1_000,
+        gamma=0.95,
+        target_update_interval=500,
+        train_freq=4,
+        gradient_steps=1,
+        exploration_fraction=0.3,
+        epsilon_end=0.05,
+        hidden=(256,),
+        eval_every=2_000,
+    ),
+}
+
+
+def preset_for(env_id: str) -> DQNConfig:
+    """The tuned configuration of ``env_id`` (its family for MiniGrid), else the defaults."""
+    if env_id in PRESETS:
+        return PRESETS[env_id]
+    if env_id.startswith("MiniGrid-"):
+        return PRESETS["MiniGrid"]
+    return DQNConfig(eval_every=5_000)
 
 
 def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
@@ -127,15 +210,18 @@ class ReplayBuffer:
 
     def add(
         self, features: np.ndarray, action: int, reward: float, next_features: np.ndarray, terminated: bool
-    ) -> None:
+    ) -> int:
+        """Store a transition; returns its slot (its reward may be filled in later)."""
         i = self.pos
         self.features[i], self.next_features[i] = features, next_features
         self.actions[i], self.rewards[i], self.terminated[i] = action, reward, float(terminated)
         self.pos = (i + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
+        return i
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
-        idx = rng.integers(0, self.size, size=batch_size)
+    def sample_many(self, n_batches: int, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
+        """``n_batches`` minibatches gathered at once: tensors of shape (n_batches, batch_size, ...)."""
+        idx = rng.integers(0, self.size, size=(n_batches, batch_size))
         return ReplayBatch(
             torch.from_numpy(self.features[idx]),
             torch.from_numpy(self.actions[idx]),
@@ -143,6 +229,11 @@ class ReplayBuffer:
             torch.from_numpy(self.next_features[idx]),
             torch.from_numpy(self.terminated[idx]),
         )
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ReplayBatch:
+        """One minibatch of ``batch_size`` transitions."""
+        many = self.sample_many(1, batch_size, rng)
+        return ReplayBatch(*(t[0] for t in many))
 
 
 class QNetwork(nn.Module):
@@ -161,6 +252,52 @@ class QNetwork(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
+        return [
+            (m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in self.net if isinstance(m, nn.Linear)
+        ]
+
+
+def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:
+    """The MLP's forward pass in NumPy (ReLU between layers): features (N, D) -> (N, A)."""
+    x = features
+    for k, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if k < len(layers) - 1:
+            np.maximum(x, 0.0, out=x)
+    return x
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Greedy episodes: true returns, successes and, when a reward model is given, learned returns."""
+
+    returns: list[float]
+    lengths: list[int]
+    successes: list[bool] | None = None
+    learned_returns: list[float] | None = None
+
+    @property
+    def true_return_mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.successes is None else float(np.mean(self.successes))
+
+    @property
+    def learned_return_mean(self) -> float | None:
+        return None if self.learned_returns is None else float(np.mean(self.learned_returns))
+
+    def summary(self) -> dict[str, float | None]:
+        return {
+            "true_return_mean": self.true_return_mean,
+            "success_rate": self.success_rate,
+            "learned_return_mean": self.learned_return_mean,
+            "episode_length_mean": float(np.mean(self.lengths)),
+        }
+
 
 @dataclass(frozen=True)
 class DQNResult:
@@ -170,6 +307,9 @@ class DQNResult:
     """True return of each finished training episode."""
     env_steps: int
     seconds: float
+    curve: list[dict[str, float | None]] = field(default_factory=list)
+    """Greedy evaluations during training: ``step`` plus :meth:`Evaluation.summary`."""
+    gradient_steps: int = 0
 
     @property
     def env_steps_per_second(self) -> float:
@@ -186,15 +326,20 @@ class DQNAgent:
             self.q = QNetwork(feature_dim, n_actions, config.hidden)
         self.target = QNetwork(feature_dim, n_actions, config.hidden)
         self.target.load_state_dict(self.q.state_dict())
-        self.optimizer = torch.optim.Adam([p for p in self.q.parameters() if p.requires_grad], lr=config.learning_rate)
+        self.target.requires_grad_(False)
+        params = [p for p in self.q.parameters() if p.requires_grad]
+        try:
+            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate, fused=True)
+        except (RuntimeError, ValueError):  # a build without the fused CPU kernel
+            self.optimizer = torch.optim.Adam(params, lr=config.learning_rate)
+        self._layers = self.q.numpy_views()
         self.featurize = featurize
         self.n_actions = n_actions
         self.feature_dim = feature_dim
 
-    @torch.inference_mode()
     def greedy(self, features: np.ndarray) -> np.ndarray:
         """Greedy actions for features (N, D)."""
-        return self.q(torch.from_numpy(features)).argmax(dim=1).numpy()
+        return numpy_q_values(self._layers, features).argmax(axis=1)
 
     def update(self, batch: ReplayBatch, absorbing_value: float = 0.0) -> float:
         """One gradient step of the Huber TD loss; returns the loss."""
@@ -209,9 +354,9 @@ class DQNAgent:
             )
         q = self.q(batch.features).gather(1, batch.actions[:, None]).squeeze(1)
         loss = F.smooth_l1_loss(q, target)
-        self.optimizer.zero_grad()
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
+        nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
         return float(loss.detach())
 
@@ -221,69 +366,162 @@ class DQNAgent:
         *,
         reward_fn: RewardFn | None = None,
         absorbing_reward: float = 0.0,
-        on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+        on_step: OnStep | None = None,
         should_stop: Callable[[], bool] | None = None,
+        eval_env: gym.Env | None = None,
+        success_fn: SuccessFn | None = None,
     ) -> DQNResult:
         """Train on ``env`` for ``config.total_steps`` steps.
 
-        ``reward_fn`` replaces the environment's reward (called once per step here; a wrapper
-        that batches across environments can pass precomputed rewards). ``absorbing_reward``
-        is the per-step reward of the state after a termination (see the module docstring).
+        ``reward_fn`` replaces the environment's reward; it is called once per training round
+        on all of the round's new transitions. ``absorbing_reward`` is the per-step reward of
+        the state after a termination (see the module docstring). With ``eval_env``, greedy
+        evaluations every ``config.eval_every`` steps fill the result's ``curve``.
         """
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.config.torch_threads)
+        try:
+            return self._learn(env, reward_fn, absorbing_reward, on_step, should_stop, eval_env, success_fn)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _learn(
+        self,
+        env: gym.Env,
+        reward_fn: RewardFn | None,
+        absorbing_reward: float,
+        on_step: OnStep | None,
+        should_stop: Callable[[], bool] | None,
+        eval_env: gym.Env | None,
+        success_fn: SuccessFn | None,
+    ) -> DQNResult:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         buffer = ReplayBuffer(cfg.buffer_size, self.feature_dim)
         absorbing_value = absorbing_reward / (1 - cfg.gamma)
+        pending: list[tuple[int, np.ndarray, int, np.ndarray]] = []  # transitions awaiting a learned reward
         obs, _ = env.reset(seed=cfg.seed)
+        env.action_space.seed(cfg.seed)
         feats = self.featurize(obs[None])[0]
         returns: list[float] = []
-        episode_return = 0.0
-        start = time.perf_counter()
+        curve: list[dict[str, float | None]] = []
+        episode_return, loss, n_updates = 0.0, float("nan"), 0
         explore_steps = int(cfg.exploration_fraction * cfg.total_steps)
-        for step in range(cfg.total_steps):
+        start = time.perf_counter()
+        for step in range(1, cfg.total_steps + 1):
             epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, explore_steps, step)
-            if step < cfg.learning_starts or rng.random() < epsilon:
+            if step <= cfg.learning_starts or rng.random() < epsilon:
                 action = int(rng.integers(self.n_actions))
             else:
                 action = int(self.greedy(feats[None])[0])
             next_obs, true_reward, terminated, truncated, _ = env.step(action)
             episode_return += float(true_reward)
-            reward = (
-                float(true_reward)
-                if reward_fn is None
-                else float(reward_fn(obs[None], np.array([action]), next_obs[None])[0])
-            )
             next_feats = self.featurize(next_obs[None])[0]
-            buffer.add(feats, action, reward, next_feats, terminated)
+            slot = buffer.add(feats, action, float(true_reward), next_feats, terminated)
+            if reward_fn is not None:
+                pending.append((slot, obs, action, next_obs))
             obs, feats = next_obs, next_feats
             if terminated or truncated:
                 returns.append(episode_return)
                 episode_return = 0.0
                 obs, _ = env.reset()
                 feats = self.featurize(obs[None])[0]
-            if step >= cfg.learning_starts and step % cfg.train_freq == 0:
-                loss = self.update(buffer.sample(cfg.batch_size, rng), absorbing_value)
-                if step % cfg.target_update_interval == 0:
-                    self.target.load_state_dict(self.q.state_dict())
-                if on_step is not None and step % 500 == 0:
-                    on_step(step, cfg.total_steps, {"loss": loss, "epsilon": epsilon})
-            if should_stop is not None and step % 500 == 0 and should_stop():
-                raise TrainingCancelledError("stopped during training")
-        return DQNResult(returns, cfg.total_steps, time.perf_counter() - start)
+            if step % cfg.train_freq == 0:
+                if pending:
+                    _fill_rewards(buffer, pending, reward_fn)
+                if step > cfg.learning_starts:
+                    batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
+                    for g in range(cfg.gradient_steps):
+                        loss = self.update(ReplayBatch(*(t[g] for t in batches)), absorbing_value)
+                    n_updates += cfg.gradient_steps
+            if step > cfg.learning_starts and step % cfg.target_update_interval == 0:
+                self.target.load_state_dict(self.q.state_dict())
+            if eval_env is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps:
+                evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
+                curve.append({"step": step, **evaluation.summary()})
+            if step % 500 == 0 or step == cfg.total_steps:
+                if on_step is not None:
+                    recent = float(np.mean(returns[-10:])) if returns else float("nan")
+                    on_step(step, cfg.total_steps, {"loss": loss, "epsilon": epsilon, "episode_return": recent})
+                if should_stop is not None and should_stop():
+                    raise TrainingCancelledError("stopped during training")
+        seconds = time.perf_counter() - start
+        if eval_env is not None:
+            evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
+            curve.append({"step": cfg.total_steps, **evaluation.summary()})
+        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates)
 
-    def evaluate(self, env: gym.Env, episodes: int, seed: int = 10_000) -> list[float]:
-        """True returns of greedy episodes."""
-        out = []
+    def evaluate(
+        self,
+        env: gym.Env,
+        episodes: int,
+        seed: int = 10_000,
+        *,
+        reward_fn: RewardFn | None = None,
+        success_fn: SuccessFn | None = None,
+    ) -> Evaluation:
+        """Greedy episodes on the true reward (and the learned one, in one batched call per episode)."""
+        returns, lengths, successes, learned = [], [], [], []
         for k in range(episodes):
             obs, _ = env.reset(seed=seed + k)
-            total, done = 0.0, False
+            total, done, steps = 0.0, False, 0
+            observations, actions = [obs], []
             while not done:
                 action = int(self.greedy(self.featurize(obs[None]))[0])
-                obs, reward, terminated, truncated, _ = env.step(action)
+                obs, reward, terminated, truncated, info = env.step(action)
                 total += float(reward)
+                steps += 1
                 done = terminated or truncated
-            out.append(total)
-        return out
+                if reward_fn is not None:
+                    observations.append(obs)
+                    actions.append(action)
+            returns.append(total)
+            lengths.append(steps)
+            if success_fn is not None:
+                successes.append(bool(success_fn(bool(terminated), float(reward), info)))
+            if reward_fn is not None:
+                stacked = np.stack(observations)
+                learned.append(float(reward_fn(stacked[:-1], np.array(actions), stacked[1:]).sum()))
+        return Evaluation(
+            returns, lengths, successes if success_fn is not None else None, learned if reward_fn is not None else None
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def save(self, folder: Path, extra: dict[str, Any] | None = None) -> None:
+        """Online network weights (safetensors) and the configuration (JSON) into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.q.state_dict().items()}, str(folder / "q.safetensors"))
+        meta = {
+            "config": asdict(self.config),
+            "feature_dim": self.feature_dim,
+            "n_actions": self.n_actions,
+            **(extra or {}),
+        }
+        (folder / "policy.json").write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, featurize: Featurize) -> DQNAgent:
+        """An agent with the saved online network (also copied to the target network)."""
+        meta = json.loads((folder / "policy.json").read_text())
+        agent = cls(DQNConfig.from_dict(meta["config"]), int(meta["feature_dim"]), int(meta["n_actions"]), featurize)
+        state = load_file(str(folder / "q.safetensors"))
+        agent.q.load_state_dict(state)
+        agent.target.load_state_dict(state)
+        return agent
+
+
+def _fill_rewards(
+    buffer: ReplayBuffer, pending: list[tuple[int, np.ndarray, int, np.ndarray]], reward_fn: RewardFn | None
+) -> None:
+    """Replace the stored rewards of pending transitions by one batched call of ``reward_fn``."""
+    assert reward_fn is not None
+    slots = np.array([p[0] for p in pending])
+    obs = np.stack([p[1] for p in pending])
+    actions = np.array([p[2] for p in pending])
+    next_obs = np.stack([p[3] for p in pending])
+    buffer.rewards[slots] = reward_fn(obs, actions, next_obs)
+    pending.clear()
 
 
 def vector_features(obs: np.ndarray) -> np.ndarray:

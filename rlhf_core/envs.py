@@ -112,3 +112,15 @@ def env_info(env_id: str) -> EnvInfo:
         )
     finally:
         env.close()
+
+
+def _minigrid_success(terminated: bool, last_reward: float, info: dict) -> bool:
+    return terminated and last_reward > 0
+
+
+def success_fn(env_id: str):  # noqa: ANN201  (returns rlhf_core.dqn.SuccessFn | None; no import cycle)
+    """How to tell a successful episode of ``env_id`` (None where the environment defines no success).
+
+    MiniGrid: the episode terminated with a positive reward, i.e. the agent reached the goal.
+    """
+    return _minigrid_success if env_family(env_id) == "minigrid" else None

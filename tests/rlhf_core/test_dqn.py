@@ -12,6 +12,7 @@ from rlhf_core.dqn import (
     ReplayBuffer,
     double_dqn_target,
     linear_schedule,
+    preset_for,
     vector_features,
 )
 from rlhf_core.envs import make_env
@@ -55,9 +56,9 @@ def test_config_is_validated():
 def test_dqn_improves_the_return_on_cartpole_in_a_short_run():
     env = make_env("CartPole-v1", render=False)
     agent = DQNAgent(DQNConfig(total_steps=8_000, seed=1), 4, 2, vector_features)
-    before = np.mean(agent.evaluate(make_env("CartPole-v1", render=False), 5))
+    before = agent.evaluate(make_env("CartPole-v1", render=False), 5).true_return_mean
     result = agent.learn(env)
-    after = np.mean(agent.evaluate(make_env("CartPole-v1", render=False), 10))
+    after = agent.evaluate(make_env("CartPole-v1", render=False), 10).true_return_mean
     assert result.env_steps == 8_000 and result.env_steps_per_second > 0
     assert after > 100 and after > 3 * before
 
@@ -70,3 +71,17 @@ def test_same_seed_gives_the_same_network():
 
     for a, b in zip(train(), train(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_config_from_dict_ignores_unknown_keys_and_restores_tuples():
+    cfg = DQNConfig.from_dict({"hidden": [8, 8], "gamma": 0.9, "not_a_field": 1})
+    assert cfg.hidden == (8, 8) and cfg.gamma == 0.9
+    assert cfg.replace(train_freq=4).train_freq == 4
+    with pytest.raises(ValueError, match="train_freq"):
+        cfg.replace(train_freq=0)
+
+
+def test_presets_follow_the_environment_family():
+    assert preset_for("CartPole-v1").train_freq == 256  # rl-baselines3-zoo's tuned CartPole DQN
+    assert preset_for("MiniGrid-Empty-8x8-v0") == preset_for("MiniGrid-Empty-Random-6x6-v0")
+    assert preset_for("Acrobot-v1").eval_every > 0

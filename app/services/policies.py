@@ -1,0 +1,463 @@
+"""Use cases of policies: train a DQN on the learned reward, inspect it, label where it goes.
+
+Training mirrors reward training: the checkpoint is written to a fresh folder first and one
+transaction registers it, so a crash or a cancel leaves the registry as it was. The reward
+is the project's active reward model, a given version, or the environment's true reward
+(the baseline). Whatever the policy trained on, it is evaluated on the true reward (and on
+success where the environment defines it).
+
+:func:`rollouts_to_queries` closes the loop of Christiano et al. (2017): the policy's
+latest behaviour becomes new clips and pairs, served first, so people label exactly where
+the policy goes now, and a reward the policy has learned to exploit gets corrected there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from sqlalchemy import func, select
+
+from app.config import Studio
+from app.services.clips import clip_job, render_clips, save_item_frames
+from app.services.rewards import StageProgress, TrainingError, load_model, project_data
+from db import repo
+from db.engine import session_scope
+from db.models import Item, PolicyRecord, Project, Query, RewardModelRecord, Trajectory
+from rlhf_core.behaviours import Behaviour, random_action
+from rlhf_core.clips import side_by_side_gif
+from rlhf_core.dqn import DQNAgent, DQNConfig, Featurize, TrainingCancelledError, preset_for, vector_features
+from rlhf_core.encoders import get_encoder
+from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
+from rlhf_core.learned_reward import LearnedReward
+from rlhf_core.trajectories import (
+    Trajectory as Episode,
+)
+from rlhf_core.trajectories import (
+    choose_segment_starts,
+    rollout,
+    save_trajectory,
+    segment_frames,
+)
+
+#: Encoder of pixel policies when neither the caller nor the reward model names one.
+DEFAULT_ENCODER = "efficientnet-lite0"
+#: Greedy episodes of the final evaluation.
+FINAL_EVAL_EPISODES = 20
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    """A registered checkpoint and what it measured."""
+
+    version: int
+    metrics: dict[str, Any]
+    curve: list[dict[str, Any]]
+
+
+def _resolve_reward(session: Any, project: Project, reward: str) -> RewardModelRecord | None:
+    """'true' -> None; 'active' -> the active model; a number -> that reward model version."""
+    if reward == "true":
+        return None
+    if reward == "active":
+        record = repo.active_reward_model(session, project.id)
+        if record is None:
+            raise TrainingError(
+                f"project {project.name!r} has no active reward model: train one first (`rlhf train-reward` or "
+                "the Train page), or train on the environment's reward with --reward true"
+            )
+        return record
+    try:
+        version = int(reward)
+    except ValueError:
+        raise TrainingError(
+            f"reward must be 'active', 'true' or a reward model version number, got {reward!r}"
+        ) from None
+    return repo.reward_model_by_version(session, project.id, version)
+
+
+def _featurizer(info: EnvInfo, encoder: str | None) -> tuple[Featurize, int, str | None]:
+    if not info.pixels:
+        return vector_features, int(np.prod(info.obs_shape)), None
+    name = encoder or DEFAULT_ENCODER
+    enc = get_encoder(name)
+    return enc.encode, enc.features_dim, name
+
+
+def train_policy(
+    studio: Studio,
+    project_name: str,
+    reward: str = "active",
+    *,
+    steps: int | None = None,
+    encoder: str | None = None,
+    config: dict[str, Any] | None = None,
+    seed: int = 0,
+    on_progress: StageProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    job_id: int | None = None,
+) -> PolicyResult:
+    """Train a DQN on a project's environment and register the checkpoint."""
+    progress = on_progress or (lambda stage, done, total: None)
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        if not project.env_id:
+            raise TrainingError(f"project {project_name!r} has no environment; policies train on trajectory projects")
+        record = _resolve_reward(session, project, reward)
+    env_id = project.env_id
+    info = env_info(env_id)
+    try:
+        base = preset_for(env_id)
+        cfg = base.replace(seed=seed, **(config or {}), **({"total_steps": steps} if steps is not None else {}))
+    except (TypeError, ValueError) as exc:
+        raise TrainingError(f"bad policy setting: {exc}") from exc
+    progress("load", 0, 1)
+    reward_fn: LearnedReward | None = None
+    absorbing = 0.0
+    if record is not None:
+        model = load_model(studio, record)
+        reward_fn = LearnedReward(model, reference=project_data(studio, project).segments)
+        if encoder is None and model.spec.encoder:
+            encoder = model.spec.encoder  # share the reward model's cached features
+    featurize, feature_dim, encoder_name = _featurizer(info, encoder)
+    env, eval_env = make_env(env_id, render=False), make_env(env_id, render=False)
+    if reward_fn is not None:
+        example, _ = eval_env.reset(seed=seed)
+        absorbing = reward_fn.absorbing_reward(example)
+    progress("load", 1, 1)
+    agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
+    succeeded = success_fn(env_id)
+    try:
+        result = agent.learn(
+            env,
+            reward_fn=reward_fn,
+            absorbing_reward=absorbing,
+            on_step=lambda done, total, metrics: progress("train", done, total),
+            should_stop=should_stop,
+            eval_env=eval_env,
+            success_fn=succeeded,
+        )
+        progress("evaluate", 0, 1)
+        final = agent.evaluate(eval_env, FINAL_EVAL_EPISODES, reward_fn=reward_fn, success_fn=succeeded)
+        progress("evaluate", 1, 1)
+        if should_stop is not None and should_stop():
+            raise TrainingCancelledError("stopped while evaluating")
+    finally:
+        env.close()
+        eval_env.close()
+    metrics: dict[str, Any] = {
+        **final.summary(),
+        "env_steps": result.env_steps,
+        "env_steps_per_second": round(result.env_steps_per_second, 1),
+        "train_seconds": round(result.seconds, 2),
+        "gradient_steps": result.gradient_steps,
+        "labels_used": record.label_count if record is not None else 0,
+        "reward": "true" if record is None else f"model v{record.version}",
+        "episodes": len(result.episode_returns),
+    }
+    if encoder_name is not None:
+        metrics["encoder_cache_hit_rate"] = round(get_encoder(encoder_name).stats.hit_rate, 4)
+    folder = studio.settings.data_dir / "policies" / f"project-{project.id}" / uuid.uuid4().hex[:12]
+    tmp = folder.with_name(folder.name + ".tmp")
+    try:
+        agent.save(tmp, {"env_id": env_id, "encoder": encoder_name, "absorbing_reward": absorbing})
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        with session_scope(studio.engine, write=True) as session:
+            saved = repo.register_policy(
+                session,
+                PolicyRecord(
+                    project_id=project.id,
+                    version=0,
+                    reward="true" if record is None else "model",
+                    reward_model_id=None if record is None else record.id,
+                    encoder=encoder_name,
+                    config=_jsonable(cfg),
+                    label_count=metrics["labels_used"],
+                    metrics=metrics,
+                    curve=result.curve,
+                    path=studio.relative(folder),
+                    job_id=job_id,
+                ),
+            )
+            version = saved.version
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return PolicyResult(version, metrics, result.curve)
+
+
+def _jsonable(cfg: DQNConfig) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+# --- inspecting a checkpoint -------------------------------------------------------------------
+
+
+def policy_registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
+    """Every checkpoint of a project, newest first, with its metrics and training curve."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        records = repo.policies(session, project.id)
+        versions = {r.id: r.version for r in repo.reward_models(session, project.id)}
+    return [
+        {
+            "version": r.version,
+            "reward": "true" if r.reward == "true" else f"model v{versions.get(r.reward_model_id or -1, '?')}",
+            "labels_used": r.label_count,
+            "true_return_mean": r.metrics.get("true_return_mean"),
+            "success_rate": r.metrics.get("success_rate"),
+            "learned_return_mean": r.metrics.get("learned_return_mean"),
+            "env_steps": r.metrics.get("env_steps"),
+            "env_steps_per_second": r.metrics.get("env_steps_per_second"),
+            "encoder": r.encoder,
+            "created_at": r.created_at,
+            "curve": r.curve,
+        }
+        for r in records
+    ]
+
+
+def load_agent(studio: Studio, project_name: str, version: int | None = None) -> tuple[PolicyRecord, DQNAgent]:
+    """A checkpoint's record and its agent (the newest checkpoint when ``version`` is None)."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        record = repo.get_policy(session, project.id, version)
+        session.expunge(record)
+    info = env_info(project.env_id or "")
+    featurize, _, _ = _featurizer(info, record.encoder)
+    return record, DQNAgent.load(studio.path(record.path), featurize)
+
+
+def policy_behaviour(agent: DQNAgent, name: str, epsilon: float = 0.0) -> Behaviour:
+    """The checkpoint as a behaviour (greedy, or epsilon-greedy for variety)."""
+
+    def act(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
+        if epsilon > 0 and rng.random() < epsilon:
+            return random_action(env, obs, rng)
+        return int(agent.greedy(agent.featurize(obs[None]))[0])
+
+    return Behaviour(name, act)
+
+
+@dataclass(frozen=True)
+class Showcase:
+    """One episode of the policy beside one of a random policy, from the same start."""
+
+    gif: bytes
+    policy_return: float
+    random_return: float
+    policy_success: bool | None
+    random_success: bool | None
+    predicted_rewards: np.ndarray | None
+    """The active reward model's per-step reward along the policy's episode (None without a model)."""
+    true_rewards: np.ndarray
+    reward_model_version: int | None
+
+
+def _pad(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.arange(length) < len(frames)
+    idx = np.minimum(np.arange(length), len(frames) - 1)
+    return frames[idx], valid
+
+
+def showcase(studio: Studio, project_name: str, version: int | None = None, *, seed: int = 0) -> Showcase:
+    """Roll out a checkpoint and a random policy from the same start; clip them side by side."""
+    record, agent = load_agent(studio, project_name, version)
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        session.expunge(project)
+    env_id = project.env_id or ""
+    info = env_info(env_id)
+    max_steps = 10 * info.segment_length(1.5)
+    mine = rollout(
+        env_id,
+        policy_behaviour(agent, f"policy v{record.version}"),
+        seed=seed,
+        rng=np.random.default_rng(seed),
+        max_steps=max_steps,
+    )
+    rand = rollout(
+        env_id, Behaviour("random", random_action), seed=seed, rng=np.random.default_rng(seed), max_steps=max_steps
+    )
+    assert mine.frames is not None and rand.frames is not None
+    length = max(len(mine.frames), len(rand.frames))
+    left, left_valid = _pad(mine.frames, length)
+    right, right_valid = _pad(rand.frames, length)
+    gif = side_by_side_gif(left, left_valid, right, right_valid, fps=info.render_fps)
+    succeeded = success_fn(env_id)
+
+    def success(ep: Episode) -> bool | None:
+        return None if succeeded is None else succeeded(ep.terminated, float(ep.rewards[-1]), {})
+
+    predicted, model_version = None, None
+    with session_scope(studio.engine) as session:
+        active = repo.active_reward_model(session, project.id)
+        if active is not None:
+            session.expunge(active)
+    if active is not None:
+        learned = LearnedReward(load_model(studio, active))
+        predicted = learned.raw(mine.obs[:-1], mine.obs[1:])
+        model_version = active.version
+    return Showcase(
+        gif,
+        mine.true_return,
+        rand.true_return,
+        success(mine),
+        success(rand),
+        predicted,
+        mine.rewards,
+        model_version,
+    )
+
+
+# --- labeling where the policy goes -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewQueries:
+    """What :func:`rollouts_to_queries` added."""
+
+    episodes: int
+    segments: int
+    queries: int
+
+
+def rollouts_to_queries(
+    studio: Studio,
+    project_name: str,
+    version: int | None = None,
+    *,
+    episodes: int = 4,
+    pairs_per_segment: int = 2,
+    epsilon: float = 0.05,
+    seed: int | None = None,
+    on_progress: StageProgress | None = None,
+) -> NewQueries:
+    """Turn a checkpoint's fresh rollouts into clips and new pairs, served before older ones.
+
+    Each new segment is paired with another new one and with existing segments of the
+    project, so the reward model learns how the policy's behaviour compares with what people
+    already judged. Files first, rows in one transaction: a failure adds nothing.
+    """
+    if episodes < 1 or pairs_per_segment < 1:
+        raise ValueError("episodes and pairs_per_segment must be at least 1")
+    progress = on_progress or (lambda stage, done, total: None)
+    record, agent = load_agent(studio, project_name, version)
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        session.expunge(project)
+        existing = [item for item, _ in repo.project_items(session, project.id) if item.clip_file]
+        for item in existing:
+            session.expunge(item)
+        top = session.scalar(select(func.max(Query.priority)).where(Query.project_id == project.id)) or 0.0
+    env_id = project.env_id or ""
+    info = env_info(env_id)
+    length = int(project.config.get("segment_length") or info.segment_length(1.5))
+    rng = np.random.default_rng(seed)
+    behaviour = policy_behaviour(agent, f"policy v{record.version}", epsilon)
+    folder = studio.settings.data_dir / "rollouts" / f"project-{project.id}" / uuid.uuid4().hex[:12]
+    rows: list[tuple[Trajectory, list[Item]]] = []
+    try:
+        for k in range(episodes):
+            episode_seed = int(rng.integers(1 << 30))
+            ep = rollout(env_id, behaviour, seed=episode_seed, rng=rng, max_steps=3 * length)
+            traj_path = folder / "trajectories" / f"{k:05d}.npz"
+            save_trajectory(traj_path, ep)
+            traj = Trajectory(
+                project_id=project.id,
+                file=studio.relative(traj_path),
+                length=ep.length,
+                source_policy=ep.source,
+                seed=episode_seed,
+                true_return=ep.true_return,
+                terminated=ep.terminated,
+            )
+            items = []
+            assert ep.frames is not None
+            for start in choose_segment_starts(ep.length, length, 2, rng, terminated=ep.terminated):
+                frames, valid = segment_frames(ep.frames, ep.length, start, length)
+                frames_path = folder / "items" / f"{k:05d}_{start:04d}.npz"
+                save_item_frames(frames_path, frames, valid)
+                end = min(start + length, ep.length)
+                items.append(
+                    Item(
+                        project_id=project.id,
+                        start=start,
+                        length=length,
+                        clip_file=studio.relative(frames_path),
+                        true_return=float(ep.rewards[start:end].sum()),
+                    )
+                )
+            rows.append((traj, items))
+            progress("rollouts", k + 1, episodes)
+        new_items = [item for _, items in rows for item in items]
+        pairs = _pairs_for(len(new_items), len(existing), pairs_per_segment, rng)
+
+        def item_of(key: int) -> Item:  # keys < 0 are new items: -1 - index
+            return new_items[-1 - key] if key < 0 else existing[key]
+
+        jobs = []
+        for a, b in pairs:  # clips are named after the items' frame files: render before any row exists
+            jobs.append(clip_job(studio, item_of(a), item_of(b), info.render_fps))
+            jobs.append(clip_job(studio, item_of(b), item_of(a), info.render_fps))
+        render_clips(jobs, 1, progress)
+        with session_scope(studio.engine, write=True) as session:
+            for traj, items in rows:
+                session.add(traj)
+                session.flush()
+                for item in items:
+                    item.trajectory_id = traj.id
+                session.add_all(items)
+            session.flush()
+            queries = []
+            for a, b in pairs:
+                ida, idb = item_of(a).id, item_of(b).id
+                queries.append(
+                    Query(
+                        project_id=project.id,
+                        item_a_id=min(ida, idb),
+                        item_b_id=max(ida, idb),
+                        method="policy",
+                        priority=top + 1.0,
+                    )
+                )
+            session.add_all(queries)
+            session.flush()
+            added = NewQueries(episodes, len(new_items), len(queries))
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return added
+
+
+def _pairs_for(n_new: int, n_existing: int, per_segment: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Pairs of keys (new item i is ``-1 - i``, existing item j is ``j``): each new segment with
+    another new one (a ring in random order), then with ``per_segment - 1`` random existing ones."""
+    chosen: list[tuple[int, int]] = []
+    seen: set[frozenset[int]] = set()
+
+    def add(a: int, b: int) -> None:
+        if a != b and frozenset((a, b)) not in seen:
+            seen.add(frozenset((a, b)))
+            chosen.append((a, b))
+
+    order = rng.permutation(n_new)
+    if n_new > 1:
+        for i in range(n_new):
+            add(-1 - int(order[i]), -1 - int(order[(i + 1) % n_new]))
+    for i in range(n_new):
+        if n_existing:
+            for j in rng.choice(n_existing, size=min(per_segment - 1, n_existing), replace=False):
+                add(-1 - i, int(j))
+    return chosen

@@ -1,0 +1,232 @@
+"""Policy page: train a DQN on the learned reward, watch it next to a random policy, and send
+its latest behaviour back to the labeling queue."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from app import jobs
+from app.services import policies
+from app.services.rewards import TrainingError
+from app.ui import state
+from app.ui.resources import get_studio
+from db import repo
+from db.engine import session_scope
+from db.models import JobStatus
+from rlhf_core.dqn import preset_for
+from rlhf_core.errors import StudioError
+
+state.init()
+studio = get_studio()
+project_name = state.get(state.PROJECT)
+if not project_name:
+    st.info("Choose a project on the Projects page first.")
+    st.page_link("views/home.py", label="Projects", icon=":material/home:")
+    st.stop()
+
+with session_scope(studio.engine) as session:
+    try:
+        project = repo.get_project(session, project_name)
+    except repo.NotFoundError as exc:
+        st.error(str(exc))
+        st.stop()
+    active_model = repo.active_reward_model(session, project.id)
+    model_versions = [r.version for r in repo.reward_models(session, project.id)]
+
+if not project.env_id:
+    st.info("Policies train on environments; this is a text project. Use the Train page for its reward model.")
+    st.stop()
+
+st.title(f"Policy · {project.name}")
+st.caption(
+    "A DQN learns from the reward your labels taught and is judged on the environment's true reward. "
+    "Watch it next to a random policy; where it goes wrong, send its clips to the Label page."
+)
+
+REWARDS = {"active": "Active reward model", "true": "True reward (baseline)"}
+REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
+
+
+def _start(reward: str, steps: int) -> None:
+    try:
+        jobs.submit(studio, project.id, "train-policy", {"project": project.name, "reward": reward, "steps": steps})
+    except jobs.JobError as exc:
+        st.session_state["policy_error"] = str(exc)
+
+
+def _cancel(job_id: int) -> None:
+    jobs.cancel(studio, job_id)
+
+
+c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+default_reward = "active" if active_model is not None else "true"
+reward = c1.selectbox(
+    "Reward",
+    list(REWARDS),
+    index=list(REWARDS).index(default_reward),
+    format_func=REWARDS.get,
+    key="policy_reward",
+)
+steps = c2.number_input(
+    "Environment steps",
+    min_value=1_000,
+    max_value=1_000_000,
+    value=preset_for(project.env_id).total_steps,
+    step=1_000,
+    key="policy_steps",
+)
+latest = jobs.latest(studio, project.id, "train-policy")
+c3.button(
+    "Train policy",
+    icon=":material/smart_toy:",
+    type="primary",
+    on_click=_start,
+    args=(reward, int(steps)),
+    disabled=(latest is not None and latest.active) or (reward == "active" and active_model is None),
+    width="stretch",
+    key="train_policy",
+)
+if reward == "active" and active_model is None:
+    st.caption("No active reward model yet: train one on the Train page, or pick the true reward.")
+if error := st.session_state.pop("policy_error", None):
+    st.error(error)
+
+checkpoints = policies.policy_registry(studio, project.name)
+
+
+def _job_panel() -> None:
+    job = jobs.latest(studio, project.id, "train-policy")
+    if job is None:
+        if not checkpoints:
+            st.caption("No policy yet. Click Train policy.")
+        return
+    if job.active:
+        st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
+        st.button(
+            "Cancel",
+            icon=":material/cancel:",
+            on_click=_cancel,
+            args=(job.id,),
+            key=f"cancel-policy-{job.id}",
+            disabled=job.cancel_requested,
+        )
+        st.session_state["watching_policy"] = job.id
+    else:
+        if st.session_state.pop("watching_policy", None) == job.id:
+            st.rerun()  # the job just ended: show the new checkpoint
+        if job.status is JobStatus.succeeded and job.result:
+            r = job.result
+            success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
+            st.success(
+                f"Job #{job.id}: policy v{r.get('version')} · true return {r.get('true_return_mean'):.2f}{success} · "
+                f"{r.get('env_steps_per_second')} steps/s"
+            )
+        elif job.status is JobStatus.failed:
+            st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
+            if job.error:
+                with st.expander("Details"):
+                    st.code(job.error)
+        elif job.status is JobStatus.cancelled:
+            st.warning(f"Job #{job.id} was cancelled; no checkpoint was added.")
+
+
+st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()
+
+if not checkpoints:
+    st.stop()
+
+st.subheader("Checkpoints")
+table = pd.DataFrame([{k: v for k, v in r.items() if k != "curve"} for r in checkpoints])
+st.dataframe(table, hide_index=True, width="stretch")
+version = st.selectbox("Checkpoint", [r["version"] for r in checkpoints], key="policy_version")
+chosen = next(r for r in checkpoints if r["version"] == version)
+
+curve = pd.DataFrame(chosen["curve"] or [])
+if not curve.empty:
+    measure = "success_rate" if curve["success_rate"].notna().any() else "true_return_mean"
+    series = [measure] + (["learned_return_mean"] if curve["learned_return_mean"].notna().any() else [])
+    long = curve.melt(id_vars="step", value_vars=series, var_name="series", value_name="value").dropna()
+    st.altair_chart(
+        alt.Chart(long)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("step", title="environment steps"),
+            y=alt.Y("value", title=None),
+            color=alt.Color("series", title=None),
+            tooltip=["step", "series", "value"],
+        )
+        .properties(title="Greedy evaluation during training (true and learned reward)", height=280),
+        width="stretch",
+    )
+
+st.subheader("Watch it")
+w1, w2 = st.columns([1, 3], vertical_alignment="bottom")
+seed = int(w1.number_input("Start seed", min_value=0, value=0, step=1, key="policy_seed"))
+
+
+@st.cache_data(show_spinner="Rolling out…", max_entries=16)
+def _showcase(data_dir: str, project: str, version: int, seed: int) -> policies.Showcase:
+    return policies.showcase(studio, project, version, seed=seed)
+
+
+try:
+    show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed)
+except (StudioError, LookupError, ValueError) as exc:
+    st.error(str(exc))
+    st.stop()
+st.image(show.gif, caption=f"left: policy v{version} · right: random policy (same start)")
+
+
+def _outcome(ret: float, success: bool | None) -> str:
+    return f"{ret:.2f}" + ("" if success is None else (" · reached the goal" if success else " · did not succeed"))
+
+
+m1, m2 = st.columns(2)
+m1.metric("Policy: true return", _outcome(show.policy_return, show.policy_success))
+m2.metric("Random: true return", _outcome(show.random_return, show.random_success))
+if show.predicted_rewards is not None:
+    steps_df = pd.DataFrame(
+        {
+            "step": range(len(show.predicted_rewards)),
+            f"predicted (model v{show.reward_model_version})": show.predicted_rewards,
+            "true": show.true_rewards,
+        }
+    ).melt(id_vars="step", var_name="reward", value_name="value")
+    st.altair_chart(
+        alt.Chart(steps_df)
+        .mark_line()
+        .encode(x="step", y=alt.Y("value", title="per-step reward"), color=alt.Color("reward", title=None))
+        .properties(title="Reward along the policy's episode", height=220),
+        width="stretch",
+    )
+
+st.subheader("Label where the policy goes")
+st.caption(
+    "Rolls out this checkpoint and adds its clips as new pairs (against each other and against clips already "
+    "judged), served first on the Label page."
+)
+
+
+def _to_queries(version: int) -> None:
+    try:
+        added = policies.rollouts_to_queries(studio, project.name, version, episodes=4)
+    except (StudioError, TrainingError, LookupError, ValueError) as exc:
+        st.session_state["policy_queries_msg"] = ("error", str(exc))
+        return
+    st.session_state["policy_queries_msg"] = (
+        "ok",
+        f"Added {added.queries} pairs from {added.segments} clips of {added.episodes} episodes.",
+    )
+
+
+st.button(
+    "Add the policy's rollouts to the labeling queue",
+    icon=":material/playlist_add:",
+    on_click=_to_queries,
+    args=(int(version),),
+    key="policy_to_queries",
+)
+if msg := st.session_state.pop("policy_queries_msg", None):
+    (st.success if msg[0] == "ok" else st.error)(msg[1] + (" Label them on the Label page." if msg[0] == "ok" else ""))

@@ -1,0 +1,153 @@
+"""Policies end to end on a small CartPole project: train, register, cancel, job, CLI, queries, page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import _cartpole as cp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from app import jobs
+from app.cli import cli
+from app.services import labeling, policies
+from app.services.rewards import TrainingError, train_reward_model
+from db import repo
+from db.engine import session_scope
+from db.models import JobStatus
+from rlhf_core.dqn import TrainingCancelledError
+
+pytestmark = pytest.mark.slow
+
+POLICY_PAGE = Path(__file__).resolve().parents[2] / "app" / "ui" / "views" / "policy.py"
+STEPS = 1_500  # learning starts after 1,000 steps; rounds every 256 steps
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CartPole project, 40 segments, 60 pairs of which 50 oracle-labeled, a linear BT model, one policy."""
+    data = cp.build(tmp_path_factory.mktemp("cartpole") / "data", n_queries=60, oracle_labels=50)
+    studio = cp.studio_for(data)
+    train_reward_model(studio, cp.PROJECT, "bt")
+    policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS)
+    studio.engine.dispose()
+    return data
+
+
+@pytest.fixture
+def data(template: Path, tmp_path: Path, studio_env) -> Path:
+    return studio_env(cp.copy(template, tmp_path / "data"))
+
+
+def test_policy_on_the_learned_reward_is_registered_with_its_metrics(data: Path) -> None:
+    studio = cp.studio_for(data)
+    result = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, seed=1)
+    assert result.version == 2
+    m = result.metrics
+    assert m["labels_used"] == 50 and m["reward"] == "model v1"
+    assert m["env_steps"] == STEPS and m["env_steps_per_second"] > 0 and m["gradient_steps"] == 2 * 128  # rounds at steps 1,024 and 1,280
+    assert m["success_rate"] is None  # CartPole defines no success
+    assert m["learned_return_mean"] is not None and m["true_return_mean"] > 0
+    assert [point["step"] for point in result.curve] == [STEPS]
+    rows = cp.rows(data, "SELECT version, reward, label_count, path FROM policy ORDER BY version")
+    assert [r[:3] for r in rows] == [(1, "model", 50), (2, "model", 50)]
+    assert (data / rows[1][3] / "q.safetensors").is_file()
+    _, agent = policies.load_agent(studio, cp.PROJECT, 2)
+    assert agent.config.seed == 1
+
+
+def test_true_reward_baseline_uses_no_labels(data: Path) -> None:
+    result = policies.train_policy(cp.studio_for(data), cp.PROJECT, "true", steps=STEPS)
+    assert result.metrics["labels_used"] == 0 and result.metrics["learned_return_mean"] is None
+    assert cp.rows(data, "SELECT reward, reward_model_id FROM policy WHERE version = 2") == [("true", None)]
+
+
+def test_bad_reward_choices_are_clear_and_change_nothing(data: Path) -> None:
+    studio = cp.studio_for(data)
+    with pytest.raises(TrainingError, match="'active', 'true' or a reward model version"):
+        policies.train_policy(studio, cp.PROJECT, "best", steps=STEPS)
+    with pytest.raises(LookupError, match="no reward model version 7"):
+        policies.train_policy(studio, cp.PROJECT, "7", steps=STEPS)
+    with pytest.raises(TrainingError, match="bad policy setting"):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, config={"gamma": 2.0})
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+
+
+def test_cancel_registers_nothing_and_leaves_no_files(data: Path) -> None:
+    studio = cp.studio_for(data)
+    before = sorted(p.name for p in (data / "policies").glob("*/*"))
+    with pytest.raises(TrainingCancelledError):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, should_stop=lambda: True)
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+    assert sorted(p.name for p in (data / "policies").glob("*/*")) == before
+
+
+def test_policy_job_runs_and_reports_progress(data: Path) -> None:
+    studio = cp.studio_for(data)
+    with session_scope(studio.engine) as session:
+        pid = repo.get_project(session, cp.PROJECT).id
+    params = {"project": cp.PROJECT, "reward": "true", "steps": STEPS}
+    job_id = jobs.submit(studio, pid, "train-policy", params, spawn=False)
+    assert jobs.run(studio, job_id) is JobStatus.succeeded
+    view = jobs.get(studio, job_id)
+    assert view.progress == pytest.approx(1.0)
+    assert view.result is not None and view.result["version"] == 2 and view.result["labels_used"] == 0
+
+
+def test_cli_train_policy_json_carries_the_issue_fields(data: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["--data-dir", str(data), "train-policy", "--project", cp.PROJECT, "--steps", str(STEPS), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    for key in ("true_return_mean", "success_rate", "env_steps_per_second", "labels_used", "curve"):
+        assert key in payload
+    assert payload["labels_used"] == 50
+    listing = runner.invoke(cli, ["--data-dir", str(data), "policies", "--project", cp.PROJECT])
+    assert listing.exit_code == 0 and "v2: model v1 reward, 50 labels" in listing.output
+    bad = runner.invoke(cli, ["--data-dir", str(data), "train-policy", "--project", "nope", "--steps", "10"])
+    assert bad.exit_code == 1 and "nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_rollouts_become_new_pairs_served_first(data: Path) -> None:
+    studio = cp.studio_for(data)
+    before = cp.rows(data, "SELECT count(*), max(priority) FROM query")[0]
+    added = policies.rollouts_to_queries(studio, cp.PROJECT, episodes=2, seed=3)
+    assert added.episodes == 2 and added.segments >= 2 and added.queries >= added.segments
+    rows = cp.rows(data, "SELECT item_a_id, item_b_id, priority FROM query WHERE method = 'policy'")
+    assert len(rows) == added.queries and all(a < b and p > before[1] for a, b, p in rows)
+    assert cp.rows(data, "SELECT count(*) FROM query")[0][0] == before[0] + added.queries
+    sources = cp.rows(data, "SELECT DISTINCT source_policy FROM trajectory WHERE source_policy LIKE 'policy%'")
+    assert sources == [("policy v1",)]
+    policy_queries = {q for (q,) in cp.rows(data, "SELECT id FROM query WHERE method = 'policy'")}
+    session = labeling.open_session(studio, cp.PROJECT, "ann")
+    pair = labeling.next_pair(studio, session, rng=np.random.default_rng(0))
+    assert pair is not None and pair.query_id in policy_queries  # served before the older pairs
+    assert pair.clip is not None and pair.clip.is_file()
+
+
+def test_showcase_puts_the_policy_beside_a_random_one(data: Path) -> None:
+    show = policies.showcase(cp.studio_for(data), cp.PROJECT, seed=5)
+    assert show.gif[:6] in (b"GIF87a", b"GIF89a")
+    assert show.reward_model_version == 1 and show.predicted_rewards is not None
+    assert len(show.predicted_rewards) == len(show.true_rewards) == int(show.policy_return)
+
+
+def test_policy_page_shows_checkpoints_and_sends_rollouts_to_labeling(data: Path) -> None:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == f"Policy · {cp.PROJECT}"
+    assert at.button(key="train_policy").disabled is False
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Policy: true return" in metrics and "Random: true return" in metrics
+    n_before = cp.rows(data, "SELECT count(*) FROM query")[0][0]
+    at.button(key="policy_to_queries").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Added" in s.value for s in at.success)
+    assert cp.rows(data, "SELECT count(*) FROM query")[0][0] > n_before
