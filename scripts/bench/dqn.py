@@ -1,0 +1,172 @@
+"""Benchmark: our DQN against stable-baselines3's DQN, same environment and hyperparameters.
+
+Run: ``pip install -c constraints.txt -e ".[bench]"`` once (stable-baselines3), then
+``python scripts/bench/dqn.py [--env CartPole-v1 MiniGrid-Empty-Random-6x6-v0] [--steps N]``
+
+Each run is a separate process (so thread settings and caches do not leak between them):
+
+- CartPole-v1 (vectors): both with rl-baselines3-zoo's tuned DQN hyperparameters (our
+  ``PRESETS["CartPole-v1"]``: lr 2.3e-3, batch 64, buffer 100k, train_freq 256,
+  gradient_steps 128, target update 10, exploration 0.16 -> 0.04, MLP 256x256).
+- MiniGrid-Empty-Random-6x6-v0 (48x48 RGB pixels): SB3's ``CnnPolicy`` (NatureCNN trained
+  end to end) against our Q-head on frozen, cached EfficientNet-Lite0 features, both with
+  our MiniGrid preset (train_freq 4, one gradient step, head 256).
+
+SB3 runs twice, with torch's default threads and with one thread (ours uses one, which is
+faster for small networks); the ratio is taken against the faster SB3 run. Reported:
+environment steps per second over the whole ``learn`` call, and the mean true return of 20
+greedy episodes afterwards (same seeds for both).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EVAL_EPISODES = 20
+EVAL_SEED = 10_000
+
+
+def _evaluate(act: Any, env_id: str) -> float:
+    from rlhf_core.envs import make_env
+
+    env = make_env(env_id, render=False)
+    returns = []
+    for k in range(EVAL_EPISODES):
+        obs, _ = env.reset(seed=EVAL_SEED + k)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(int(act(obs)))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return float(np.mean(returns))
+
+
+def run_ours(env_id: str, steps: int, seed: int) -> dict[str, Any]:
+    from rlhf_core.dqn import DQNAgent, preset_for, vector_features
+    from rlhf_core.encoders import get_encoder
+    from rlhf_core.envs import env_info, make_env
+
+    info = env_info(env_id)
+    cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0)
+    if info.pixels:
+        enc = get_encoder("efficientnet-lite0")
+        featurize, dim = enc.encode, enc.features_dim
+    else:
+        featurize, dim = vector_features, int(np.prod(info.obs_shape))
+    agent = DQNAgent(cfg, dim, info.n_actions, featurize)
+    start = time.perf_counter()
+    agent.learn(make_env(env_id, render=False))
+    seconds = time.perf_counter() - start
+    final = _evaluate(lambda obs: agent.greedy(featurize(obs[None]))[0], env_id)
+    return {"sps": steps / seconds, "seconds": seconds, "final_return": final}
+
+
+def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str, Any]:
+    import torch
+    from stable_baselines3 import DQN
+
+    from rlhf_core.dqn import preset_for
+    from rlhf_core.envs import env_info, make_env
+
+    if threads:
+        torch.set_num_threads(threads)
+    info = env_info(env_id)
+    cfg = preset_for(env_id)
+    model = DQN(
+        "CnnPolicy" if info.pixels else "MlpPolicy",
+        make_env(env_id, render=False),
+        learning_rate=cfg.learning_rate,
+        buffer_size=cfg.buffer_size,
+        learning_starts=cfg.learning_starts,
+        batch_size=cfg.batch_size,
+        gamma=cfg.gamma,
+        train_freq=cfg.train_freq,
+        gradient_steps=cfg.gradient_steps,
+        target_update_interval=cfg.target_update_interval,
+        exploration_fraction=cfg.exploration_fraction,
+        exploration_initial_eps=cfg.epsilon_start,
+        exploration_final_eps=cfg.epsilon_end,
+        max_grad_norm=cfg.max_grad_norm,
+        policy_kwargs={"net_arch": list(cfg.hidden)},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+    start = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    seconds = time.perf_counter() - start
+    final = _evaluate(lambda obs: model.predict(obs, deterministic=True)[0], env_id)
+    return {"sps": steps / seconds, "seconds": seconds, "final_return": final, "threads": torch.get_num_threads()}
+
+
+def _spawn(which: str, env_id: str, steps: int, seed: int, threads: int = 0) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
+    cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+DEFAULT_STEPS = {"CartPole-v1": 50_000, "MiniGrid-Empty-Random-6x6-v0": 10_000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", nargs="+", default=list(DEFAULT_STEPS))
+    parser.add_argument("--steps", type=int, default=None, help="Environment steps (default per environment).")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--worker", choices=["ours", "sb3"], default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        env_id = args.env[0]
+        steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
+        result = (
+            run_ours(env_id, steps, args.seed)
+            if args.worker == "ours"
+            else run_sb3(env_id, steps, args.seed, args.threads or None)
+        )
+        print(json.dumps(result))
+        return
+    rows = []
+    for env_id in args.env:
+        steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
+        ours = _spawn("ours", env_id, steps, args.seed)
+        sb3_default = _spawn("sb3", env_id, steps, args.seed)
+        sb3_one = _spawn("sb3", env_id, steps, args.seed, threads=1)
+        best = max(sb3_default, sb3_one, key=lambda r: r["sps"])
+        row = {
+            "env_id": env_id,
+            "steps": steps,
+            "ours": ours,
+            "sb3_default_threads": sb3_default,
+            "sb3_one_thread": sb3_one,
+            "speedup": ours["sps"] / best["sps"],
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    print()
+    print(
+        "| environment | steps | ours steps/s | SB3 steps/s (default threads / 1 thread) | speedup | "
+        "final return ours | final return SB3 (best) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        best = max(r["sb3_default_threads"], r["sb3_one_thread"], key=lambda x: x["sps"])
+        print(
+            f"| {r['env_id']} | {r['steps']} | {r['ours']['sps']:.0f} | {r['sb3_default_threads']['sps']:.0f} / "
+            f"{r['sb3_one_thread']['sps']:.0f} | {r['speedup']:.1f}x | {r['ours']['final_return']:.2f} | "
+            f"{best['final_return']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
