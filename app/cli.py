@@ -339,6 +339,75 @@ def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs
     )
 
 
+@cli.command("import")
+@click.option("--project", "name", required=True, help="Text project (created if it does not exist).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the order new responses are stored in.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.pass_obj
+def import_(studio: Studio, name: str, seed: int, file: Path) -> None:
+    """Import text pairs from FILE (.csv or .jsonl) into a text project.
+
+    \b
+    Fields: prompt, response_a, response_b  (pairs to label), or
+            prompt, chosen, rejected        (labeled pairs, annotator "import").
+    Every line is checked first; a file with a bad line imports nothing.
+    """
+    import numpy as np
+
+    from app.services.text_data import describe_import, import_text_file
+
+    try:
+        result = import_text_file(studio, name, file, rng=np.random.default_rng(seed))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(describe_import(result))
+
+
+@cli.command()
+@click.option("--project", "name", required=True, help="Text project.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv"]),
+    default=None,
+    help="File format (default: from the extension of -o; .csv is csv, anything else jsonl).",
+)
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+)
+@click.pass_obj
+def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
+    """Export a text project's preferences as TRL rows (prompt, chosen, rejected).
+
+    One row per left/right label; equal and can't-tell answers go to OUT's sibling
+    NAME.ties.EXT (prompt, response_a, response_b, choice, annotator).
+    """
+    from app.services.text_data import export_preferences
+
+    try:
+        result = export_preferences(studio, name, out, fmt)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from exc
+    click.echo(f"wrote {result.rows} preferences to {result.path} and {result.ties} ties to {result.ties_path}")
+
+
+@cli.command("demo-text")
+@click.option("--project", "name", default="text-demo", show_default=True, help="Project name.")
+@click.pass_obj
+def demo_text(studio: Studio, name: str) -> None:
+    """Create a text project from the shipped demo pairs (a second run adds nothing)."""
+    from app.services.text_data import create_text_demo, describe_import
+
+    try:
+        results = create_text_demo(studio, name)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    for result in results:
+        click.echo(describe_import(result))
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, help="Port to listen on.")

@@ -1,5 +1,7 @@
 """Use cases of the labeling page: who labels, the next pair, answers, undo and progress.
 
+One flow for both kinds of project: a trajectory project's pair comes with its side-by-side
+clip, a text project's pair with its prompt and the two responses in the order shown.
 Every answer is committed (SQLite ``synchronous=FULL``) before these functions return, so
 the UI may acknowledge a label as soon as :func:`submit_label` returns.
 """
@@ -16,7 +18,7 @@ from app.config import Studio
 from app.services.clips import ClipUnavailableError, ensure_clip
 from db import repo
 from db.engine import session_scope
-from db.models import Choice, utcnow
+from db.models import Choice, ProjectKind, utcnow
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,17 @@ class LabelingSession:
     annotator_name: str
     guidelines: str
     fps: float
+    kind: ProjectKind
+    """What the project compares: clips (trajectory) or responses to a prompt (text)."""
+
+
+@dataclass(frozen=True)
+class PairTexts:
+    """A text pair as shown: the prompt, and the left and right responses (raw, never rendered)."""
+
+    prompt: str
+    left: str
+    right: str
 
 
 @dataclass(frozen=True)
@@ -42,8 +55,15 @@ class Pair:
     right_item_id: int
     shown_at: datetime
     clip: Path | None
-    """The side-by-side clip, or None when it cannot be shown (see ``clip_error``)."""
+    """The side-by-side clip, or None when it cannot be shown (see ``clip_error``); None in text projects."""
     clip_error: str | None = None
+    texts: PairTexts | None = None
+    """The prompt and responses of a text project's pair; None in trajectory projects."""
+
+    @property
+    def viewable(self) -> bool:
+        """Whether the pair can be shown, and so answered (a skip is always possible)."""
+        return self.clip is not None or self.texts is not None
 
 
 def open_session(studio: Studio, project_name: str, annotator_name: str) -> LabelingSession:
@@ -58,6 +78,7 @@ def open_session(studio: Studio, project_name: str, annotator_name: str) -> Labe
             annotator_name=annotator.name,
             guidelines=project.guidelines,
             fps=float(project.config.get("fps", 10)),
+            kind=project.kind,
         )
 
 
@@ -71,6 +92,9 @@ def next_pair(
             return None
         _query, item_a, item_b = repo.query_with_items(session, served.query_id)
     left, right = (item_b, item_a) if served.swapped else (item_a, item_b)
+    if ls.kind is ProjectKind.text:
+        texts = PairTexts(prompt=left.prompt or "", left=left.text or "", right=right.text or "")
+        return Pair(served.query_id, served.swapped, left.id, right.id, utcnow(), None, None, texts)
     clip: Path | None = None
     error = None
     try:

@@ -26,6 +26,14 @@ SHOW_REWARD = "show_reward"
 """Whether the labeling page plots the active reward model's per-step prediction (bool)."""
 NAME_INPUT = "annotator_name_input"
 """Widget key of the name field."""
+PROJECT_RADIO = "project_radio"
+"""Widget key of the project choice on the projects page."""
+IMPORT_FILE = "import_file"
+"""Widget key of the file uploader of text pairs (CSV or JSON Lines) on the projects page."""
+IMPORT_NAME = "import_project_name"
+"""Widget key of the name of the text project an import goes into."""
+IMPORT_REPORT = "import_report"
+"""Outcome of the last import: (succeeded, message, problems), shown once on the projects page."""
 
 _URL_KEYS = (ANNOTATOR, PROJECT)
 

@@ -1,4 +1,4 @@
-"""Projects page: who you are, which project, how far each one is."""
+"""Projects page: who you are, which project, how far each one is; import text pairs."""
 
 from __future__ import annotations
 
@@ -6,19 +6,69 @@ import pandas as pd
 import streamlit as st
 
 from app.services.projects import project_summaries
+from app.services.text_data import FORMATS, ImportFileError, describe_import, import_text_pairs
 from app.ui import state
 from app.ui.resources import get_studio
+from rlhf_core.errors import StudioError
 
 state.init()
 studio = get_studio()
 st.title("rlhf-studio")
-st.caption("Compare pairs of clips; every answer lands in the label store at once and teaches a reward model.")
+st.caption("Compare pairs of clips or texts; every answer lands in the label store at once and teaches a reward model.")
 
 
 def _set_name() -> None:
     name = (st.session_state.get(state.NAME_INPUT) or "").strip()
     if name:
         state.set_persistent(state.ANNOTATOR, name)
+
+
+def _import() -> None:
+    """on_click: import the uploaded file into the named text project, all or nothing."""
+    upload = st.session_state.get(state.IMPORT_FILE)
+    name = (st.session_state.get(state.IMPORT_NAME) or "").strip()
+    if upload is None:
+        st.session_state[state.IMPORT_REPORT] = (False, "Choose a CSV or JSONL file first.", ())
+        return
+    try:
+        result = import_text_pairs(studio, name, upload.getvalue(), upload.name)
+    except ImportFileError as exc:
+        count = "1 problem" if len(exc.problems) == 1 else f"{len(exc.problems)} problems"
+        report = (False, f"The file has {count}; nothing was imported. Fix them and upload it again.", exc.problems)
+    except (LookupError, ValueError, StudioError) as exc:
+        report = (False, str(exc), ())
+    else:
+        report = (True, describe_import(result), ())
+        state.set_persistent(state.PROJECT, result.project)
+        st.session_state.pop(state.PROJECT_RADIO, None)  # the choice follows the imported project
+    st.session_state[state.IMPORT_REPORT] = report
+
+
+def import_section(rows: list[dict]) -> None:
+    """Create or extend a text project from an uploaded file of prompt/response pairs."""
+    report = st.session_state.pop(state.IMPORT_REPORT, None)
+    current = state.get(state.PROJECT)
+    text_projects = [r["name"] for r in rows if r["kind"] == "text"]
+    st.session_state.setdefault(state.IMPORT_NAME, current if current in text_projects else "text")
+    with st.expander("Import text pairs (CSV or JSONL)", icon=":material/upload_file:", expanded=report is not None):
+        st.markdown(
+            "One pair per line, with the fields `prompt, response_a, response_b` (pairs to label) or "
+            "`prompt, chosen, rejected` (pairs already labeled, recorded under the annotator `import`). "
+            "Every line is checked first: a file with a bad line imports nothing. Importing a file again "
+            "adds nothing twice."
+        )
+        st.text_input("Text project (created if it does not exist)", key=state.IMPORT_NAME, max_chars=100)
+        st.file_uploader("File", type=[ext.lstrip(".") for ext in FORMATS], key=state.IMPORT_FILE)
+        st.button("Import", key="import", icon=":material/upload:", on_click=_import)
+        if report is not None:
+            succeeded, message, problems = report
+            if succeeded:
+                st.success("Imported.", icon=":material/check_circle:")
+                st.text(message)  # names from the file: plain text, never Markdown
+            else:
+                st.error(message)
+                if problems:
+                    st.code("\n".join(problems), language=None)
 
 
 st.text_input(
@@ -32,13 +82,17 @@ st.text_input(
 
 rows = project_summaries(studio)
 if not rows:
-    st.info(f"No projects in `{studio.settings.data_dir}` yet. Create one with `rlhf demo`, then reload.")
+    st.info(
+        f"No projects in `{studio.settings.data_dir}` yet. Create one with `rlhf demo` (clips) or "
+        "`rlhf demo-text` (texts), then reload; or import text pairs below."
+    )
+    import_section(rows)
     st.stop()
 
 names = [r["name"] for r in rows]
 current = state.get(state.PROJECT)
 choice = st.radio(
-    "Project", names, index=names.index(current) if current in names else 0, horizontal=True, key="project_radio"
+    "Project", names, index=names.index(current) if current in names else 0, horizontal=True, key=state.PROJECT_RADIO
 )
 if choice != current:
     state.set_persistent(state.PROJECT, choice)
@@ -59,3 +113,5 @@ if state.get(state.ANNOTATOR):
     )
 else:
     st.warning("Enter your name above to start labeling.")
+
+import_section(rows)

@@ -1,6 +1,13 @@
-"""Labeling page: two clips side by side, four answers on the keyboard, undo, progress."""
+"""Labeling page: two clips (or two responses to a prompt) side by side, four answers on the
+keyboard, undo, progress.
+
+Text is shown with ``st.text``, never as Markdown or HTML: responses come from imported
+files, and markup in them must be seen, not run.
+"""
 
 from __future__ import annotations
+
+import math
 
 import altair as alt
 import numpy as np
@@ -11,7 +18,7 @@ from app.services import labeling
 from app.services.labeling import LabelingSession
 from app.ui import state
 from app.ui.resources import get_studio
-from db.models import Choice
+from db.models import Choice, ProjectKind
 from db.repo import NotFoundError
 
 ANSWERS = (
@@ -27,6 +34,10 @@ SAID = {
     Choice.cant_tell: "can't tell",
     Choice.skip: "skipped",
 }
+
+#: Height (pixels) of the scrolling boxes that hold a prompt and a response at most.
+PROMPT_MAX_HEIGHT = 200
+RESPONSE_MAX_HEIGHT = 420
 
 state.init()
 studio = get_studio()
@@ -108,6 +119,38 @@ def _reward_chart(ls: LabelingSession, pair: labeling.Pair) -> None:
     st.altair_chart(chart.properties(height=180, width=760))
 
 
+def _box_height(texts: tuple[str, ...], chars_per_line: int, most: int) -> int:
+    """A box height that fits the longest of ``texts`` up to ``most`` pixels (then it scrolls)."""
+    lines = max(sum(max(1, math.ceil(len(line) / chars_per_line)) for line in text.split("\n")) for text in texts)
+    return int(min(most, max(60, 24 * lines + 34)))
+
+
+def _show_texts(texts: labeling.PairTexts) -> None:
+    """The prompt above the two responses, as plain text in scrolling boxes."""
+    st.markdown("**Prompt**")
+    with st.container(height=_box_height((texts.prompt,), 110, PROMPT_MAX_HEIGHT), border=True, key="prompt-box"):
+        st.text(texts.prompt)
+    height = _box_height((texts.left, texts.right), 55, RESPONSE_MAX_HEIGHT)
+    left, right = st.columns(2)
+    for col, title, text, side in ((left, "◀ Left", texts.left, "left"), (right, "Right ▶", texts.right, "right")):
+        col.markdown(f"**{title}**")
+        with col.container(height=height, border=True, key=f"response-{side}"):
+            st.text(text)
+
+
+def _show_clip(ls: LabelingSession, pair: labeling.Pair) -> None:
+    """The side-by-side clip, and the reward model's prediction under it when asked."""
+    if pair.clip is None:
+        st.error(pair.clip_error or "This clip cannot be shown.")
+        return
+    st.image(str(pair.clip), width=760)
+    left, right = st.columns(2, width=760)
+    left.markdown("**◀ Left**")
+    right.markdown("<div style='text-align:right'><b>Right ▶</b></div>", unsafe_allow_html=True)
+    if st.session_state.get(state.SHOW_REWARD):
+        _reward_chart(ls, pair)
+
+
 @st.fragment
 def labeling_panel(ls: LabelingSession) -> None:
     """The part that changes with each label; a label reruns only this."""
@@ -132,15 +175,10 @@ def labeling_panel(ls: LabelingSession) -> None:
     if ack:
         st.toast(ack, icon=":material/check_circle:")
         st.caption(f":material/check_circle: {ack}")
-    if pair.clip is not None:
-        st.image(str(pair.clip), width=760)
-        left, right = st.columns(2, width=760)
-        left.markdown("**◀ Left**")
-        right.markdown("<div style='text-align:right'><b>Right ▶</b></div>", unsafe_allow_html=True)
-        if st.session_state.get(state.SHOW_REWARD):
-            _reward_chart(ls, pair)
+    if pair.texts is not None:
+        _show_texts(pair.texts)
     else:
-        st.error(pair.clip_error or "This clip cannot be shown.")
+        _show_clip(ls, pair)
     cols = st.columns(len(ANSWERS) + 2, width=900)
     for col, (choice, text, key) in zip(cols, ANSWERS, strict=False):
         col.button(
@@ -149,7 +187,7 @@ def labeling_panel(ls: LabelingSession) -> None:
             shortcut=key,
             on_click=_answer,
             args=(pair.query_id, choice),
-            disabled=pair.clip is None,
+            disabled=not pair.viewable,
             type="primary",
             width="stretch",
         )
@@ -166,5 +204,6 @@ title, guide = st.columns([4, 1], vertical_alignment="bottom")
 title.subheader(f"{ls.project_name} · labeling as {ls.annotator_name}")
 with guide.popover("Guidelines", icon=":material/menu_book:", width="stretch"):
     st.markdown(ls.guidelines or "_This project has no guidelines yet._")
-st.toggle("Show the reward model's prediction under the clips", key=state.SHOW_REWARD)
+if ls.kind is ProjectKind.trajectory:
+    st.toggle("Show the reward model's prediction under the clips", key=state.SHOW_REWARD)
 labeling_panel(ls)

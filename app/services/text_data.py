@@ -1,0 +1,568 @@
+"""Use cases of text projects: import prompt/response pairs, export preferences for TRL.
+
+Import reads CSV or JSON Lines (chosen by the file's extension) in one of two layouts:
+
+* ``prompt, response_a, response_b``: pairs to label. Each response becomes an item
+  (prompt + text, no trajectory) and each line a query pairing the two.
+* ``prompt, chosen, rejected``: pairs already labeled (TRL's preference format): the same,
+  plus a label with ``pref`` = P(item A preferred) recorded under the annotator ``import``.
+
+Every line is checked before anything is written: a file with a bad line imports nothing,
+and the error lists the bad lines by number and field. The rows are then written in one
+write transaction. Items are deduplicated by (prompt, text) and queries by pair, so
+importing the same file again adds nothing.
+
+Export writes a text project's strict preferences (left/right answers) as TRL's
+``prompt, chosen, rejected`` rows, one row per label; ties and can't-tell answers go to a
+sibling file ``NAME.ties.EXT`` with ``prompt, response_a, response_b, choice, annotator``.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.config import Studio
+from db import repo
+from db.engine import session_scope
+from db.models import Choice, Item, Label, Project, ProjectKind, Query
+from rlhf_core.errors import StudioError
+
+#: Name and role of the annotator that labels of ``prompt, chosen, rejected`` files are recorded under.
+IMPORT_ANNOTATOR = "import"
+IMPORT_ROLE = "import"
+#: How many problems an import error lists before it only counts the rest.
+MAX_PROBLEMS_SHOWN = 20
+#: Import formats by file extension.
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
+EXPORT_FORMATS = ("jsonl", "csv")
+#: The shipped demo: pairs to label, and a few pairs already labeled.
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
+DEMO_FILES = (DEMO_DIR / "demo_text_pairs.jsonl", DEMO_DIR / "demo_text_labeled.jsonl")
+
+# Responses can be long; the csv module refuses fields over 128 KiB by default.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 24))
+
+TEXT_GUIDELINES = """\
+### What to compare
+One prompt and two responses to it, side by side. Pick the response that **answers the
+prompt better**: correct, helpful, honest and safe, then clear and concise.
+
+* Text is shown exactly as written: markup (HTML, Markdown) is *not* rendered. A response
+  that contains code or markup is judged like any other text.
+* **Equal**: both are about as good (or as bad). **Can't tell**: you cannot judge them
+  (you lack the knowledge, the prompt is unclear); it is stored but never used for training.
+
+Keys: **1** left better · **2** right better · **3** equal · **4** can't tell · **S** skip · **U** undo.
+"""
+
+
+class Layout(enum.StrEnum):
+    """What the lines of an import file hold."""
+
+    pairs = "pairs"
+    """``prompt, response_a, response_b``: pairs to label."""
+    labeled = "labeled"
+    """``prompt, chosen, rejected``: labeled pairs, the first response preferred."""
+
+
+LAYOUT_FIELDS = {Layout.pairs: ("prompt", "response_a", "response_b"), Layout.labeled: ("prompt", "chosen", "rejected")}
+_EXPECTED = "prompt, response_a, response_b (pairs to label) or prompt, chosen, rejected (labeled pairs)"
+
+
+class ImportFileError(StudioError):
+    """An import file with problems; nothing was imported. ``problems`` lists them all."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
+        more = len(problems) - MAX_PROBLEMS_SHOWN
+        tail = f"\n  ... and {more} more" if more > 0 else ""
+        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        super().__init__(f"{source}: {count}, nothing imported; fix the file and import it again:\n{shown}{tail}")
+
+
+@dataclass(frozen=True)
+class TextPairRow:
+    """One line of an import file: a prompt and two different responses to it."""
+
+    line: int
+    """Line number in the file (1-based; the line a CSV record starts on)."""
+    prompt: str
+    first: str
+    """``response_a``, or ``chosen`` (preferred) in a labeled file."""
+    second: str
+    """``response_b``, or ``rejected`` in a labeled file."""
+
+    def __post_init__(self) -> None:
+        if self.first == self.second:
+            raise ValueError(f"line {self.line}: a pair needs two different responses")
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """A checked import file."""
+
+    source: str
+    """The file's name, as errors and results name it."""
+    layout: Layout
+    rows: tuple[TextPairRow, ...]
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def parse_text_file(data: bytes, filename: str) -> ParsedFile:
+    """Read and check every line of a CSV or JSON Lines file of text pairs.
+
+    Raises ImportFileError listing every bad line (number and field) when any line is bad.
+    """
+    source = Path(filename).name or filename
+    fmt = FORMATS.get(Path(source).suffix.lower())
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise ImportFileError(source, [f"{source}: unknown file type; name it with one of {known} (CSV or JSON Lines)"])
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ImportFileError(
+            source, [f"line {line} of {source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
+        ) from exc
+    if fmt == "jsonl" and text.lstrip().startswith("["):
+        raise ImportFileError(
+            source, [f"{source} holds a JSON array; write one JSON object per line (JSON Lines) instead"]
+        )
+    header: list[str] | None = None
+    if fmt == "csv":
+        header, records, problems = _csv_records(text, source)
+    else:
+        records, problems = _jsonl_records(text, source)
+    if not records and not problems:
+        raise ImportFileError(source, [f"{source} holds no pairs; expected the fields {_EXPECTED}"])
+    layout, problem = None, None
+    if header is not None:
+        layout, problem = _layout(header, 1, source)
+        absent = [name for name in LAYOUT_FIELDS[layout] if name not in header] if layout else []
+        if absent:
+            names = ", ".join(repr(name) for name in absent)
+            found = ", ".join(repr(name) for name in header)
+            raise ImportFileError(
+                source, [f"line 1 of {source}: the header lacks the column(s) {names} (found: {found})"]
+            )
+    elif records:
+        layout, problem = _layout(list(records[0][1]), records[0][0], source)
+    if problem:
+        problems.append(problem)
+    if layout is None:
+        raise ImportFileError(source, sorted(problems, key=_line_of))
+    rows: list[TextPairRow] = []
+    first_seen: dict[tuple[str, frozenset[str]], tuple[int, str]] = {}
+    for line, record in records:
+        values, record_problems = _check_record(record, LAYOUT_FIELDS[layout], line, source)
+        problems.extend(record_problems)
+        if values is None:
+            continue
+        prompt, first, second = values
+        if layout is Layout.labeled:  # the same pair answered both ways cannot be imported
+            key = (prompt, frozenset((first, second)))
+            earlier = first_seen.setdefault(key, (line, first))
+            if earlier[1] != first:
+                problems.append(
+                    f"line {line} of {source}: contradicts line {earlier[0]} (same prompt and responses, "
+                    "chosen and rejected swapped); keep one of the two lines"
+                )
+                continue
+        rows.append(TextPairRow(line, prompt, first, second))
+    if problems:
+        raise ImportFileError(source, sorted(problems, key=_line_of))
+    return ParsedFile(source, layout, tuple(rows))
+
+
+def _line_of(problem: str) -> int:
+    """The line number a problem message starts with, for sorting (0 when it names none)."""
+    head = problem.split(" ", 2)
+    return int(head[1]) if len(head) > 1 and head[0] == "line" and head[1].isdigit() else 0
+
+
+def _csv_records(text: str, source: str) -> tuple[list[str] | None, list[tuple[int, dict[str, Any]]], list[str]]:
+    """The header and the records of a CSV file, each record with the line it starts on."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    problems: list[str] = []
+    try:
+        first = next(reader, None)
+    except csv.Error as exc:
+        return None, [], [f"line 1 of {source}: malformed CSV header ({exc})"]
+    if first is None or not any(h.strip() for h in first):
+        return None, [], []
+    header = [h.strip() for h in first]
+    records: list[tuple[int, dict[str, Any]]] = []
+    start = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problems.append(f"line {start} of {source}: malformed CSV ({exc}); quote cells that hold line breaks")
+            break
+        line, start = start, reader.line_num + 1
+        if not any(cell.strip() for cell in row):
+            continue  # a blank line
+        if len(row) > len(header):
+            problems.append(
+                f"line {line} of {source}: {len(row)} cells but the header has {len(header)}; "
+                'quote cells that contain commas ("a, b")'
+            )
+            continue
+        records.append((line, {name: cell for name, cell in zip(header, row, strict=False)}))
+    return header, records, problems
+
+
+def _jsonl_records(text: str, source: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """Records of a JSON Lines file (one object per line; blank lines ignored)."""
+    records: list[tuple[int, dict[str, Any]]] = []
+    problems: list[str] = []
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other line separators.
+    for number, raw in enumerate(text.split("\n"), start=1):
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            problems.append(f"line {number} of {source}: invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        if not isinstance(value, dict):
+            problems.append(
+                f"line {number} of {source}: must be a JSON object with fields {_EXPECTED}, got {_json_type(value)}"
+            )
+            continue
+        records.append((number, value))
+    return records, problems
+
+
+def _layout(names: list[str], line: int, source: str) -> tuple[Layout | None, str | None]:
+    """The layout of a file, from a CSV file's header or the fields of its first JSON object."""
+    fields = set(names)
+    labeled = fields & {"chosen", "rejected"}
+    pairs = fields & {"response_a", "response_b"}
+    if labeled and pairs:
+        return None, (
+            f"line {line} of {source}: has both chosen/rejected and response_a/response_b fields; "
+            "use one layout per file"
+        )
+    if labeled:
+        return Layout.labeled, None
+    if pairs:
+        return Layout.pairs, None
+    found = ", ".join(sorted(map(str, fields))) or "none"
+    return None, f"line {line} of {source}: expected the fields {_EXPECTED}; found: {found}"
+
+
+def _check_record(
+    record: dict[str, Any], fields: tuple[str, str, str], line: int, source: str
+) -> tuple[tuple[str, str, str] | None, list[str]]:
+    """The (prompt, first, second) of one record, or the problems with its fields."""
+    problems = []
+    for name in fields:
+        where = f"line {line} of {source}: field {name!r}"
+        if name not in record:
+            problems.append(f"{where} is missing")
+        elif not isinstance(record[name], str):
+            problems.append(f"{where} must be a string, got {_json_type(record[name])}")
+        elif not record[name].strip():
+            problems.append(f"{where} is empty")
+    if problems:
+        return None, problems
+    prompt, first, second = (record[name] for name in fields)
+    if first == second:
+        return None, [
+            f"line {line} of {source}: fields {fields[1]!r} and {fields[2]!r} are identical; "
+            "a pair needs two different responses"
+        ]
+    return (prompt, first, second), []
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+# --- import --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import added to a text project."""
+
+    project: str
+    created: bool
+    """The project did not exist and was created (kind text)."""
+    source: str
+    layout: Layout
+    lines: int
+    """Pairs read from the file."""
+    items_added: int
+    """New responses (prompt + text); the others were in the project already."""
+    pairs_added: int
+    pairs_present: int
+    """Lines whose pair the project held already (or an earlier line of the file had)."""
+    labels_added: int
+    labels_present: int
+    """Lines whose pair already had an import label with the same answer."""
+    labels_conflicting: int
+    """Lines whose pair already had an import label with the other answer; the stored one is kept."""
+
+
+def import_text_pairs(
+    studio: Studio,
+    project_name: str,
+    data: bytes,
+    filename: str,
+    *,
+    rng: np.random.Generator | None = None,
+) -> ImportResult:
+    """Import a CSV or JSON Lines file of text pairs into a text project (created if missing).
+
+    All or nothing: every line is checked first (ImportFileError lists the bad ones), then
+    everything is written in one transaction. New responses are stored in a random order
+    (``rng``), so item A of a query (the lower id) is the first response of a line only half
+    of the time, and imported preferences are not all 1.
+    """
+    name = project_name.strip()
+    if not name:
+        raise ValueError("a project name cannot be empty; pass --project NAME")
+    if len(name) > 100:
+        raise ValueError(f"project names have at most 100 characters, got {len(name)}")
+    parsed = parse_text_file(data, filename)
+    rng = rng if rng is not None else np.random.default_rng(0)
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.find_project(session, name)
+        created = project is None
+        if project is None:
+            project = Project(name=name, kind=ProjectKind.text, env_id=None, config={}, guidelines=TEXT_GUIDELINES)
+            session.add(project)
+            session.flush()
+        elif project.kind is not ProjectKind.text:
+            raise ValueError(
+                f"project {name!r} is a {project.kind.value} project (clips); text pairs go into a text "
+                "project: choose another name, and the import creates it"
+            )
+        items = repo.text_item_ids(session, project.id)
+        new_keys = list(
+            dict.fromkeys(
+                key
+                for row in parsed.rows
+                for key in ((row.prompt, row.first), (row.prompt, row.second))
+                if key not in items
+            )
+        )
+        new_items = [
+            Item(project_id=project.id, prompt=new_keys[i][0], text=new_keys[i][1])
+            for i in rng.permutation(len(new_keys))
+        ]
+        session.add_all(new_items)
+        session.flush()
+        items.update({(str(item.prompt), str(item.text)): item.id for item in new_items})
+
+        queries = repo.query_ids_by_pair(session, project.id)
+        new_queries: dict[tuple[int, int], Query] = {}
+        for row in parsed.rows:
+            a, b = items[(row.prompt, row.first)], items[(row.prompt, row.second)]
+            pair = (min(a, b), max(a, b))
+            if pair not in queries and pair not in new_queries:
+                new_queries[pair] = Query(project_id=project.id, item_a_id=pair[0], item_b_id=pair[1], method="import")
+        session.add_all(new_queries.values())
+        session.flush()
+        queries.update({pair: query.id for pair, query in new_queries.items()})
+
+        labels_added = labels_present = labels_conflicting = 0
+        if parsed.layout is Layout.labeled:
+            annotator = repo.get_or_create_annotator(session, IMPORT_ANNOTATOR, role=IMPORT_ROLE)
+            answered = repo.labels_by_annotator(session, project.id, annotator.id)
+            for row in parsed.rows:
+                chosen, rejected = items[(row.prompt, row.first)], items[(row.prompt, row.second)]
+                query_id = queries[(min(chosen, rejected), max(chosen, rejected))]
+                # As if shown in id order (not swapped): left is item A.
+                choice = Choice.left if chosen < rejected else Choice.right
+                pref = repo.pref_for(choice, False)
+                if query_id in answered:
+                    labels_present += answered[query_id] == pref
+                    labels_conflicting += answered[query_id] != pref
+                    continue
+                session.add(
+                    Label(
+                        query_id=query_id,
+                        annotator_id=annotator.id,
+                        choice=choice,
+                        pref=pref,
+                        swapped=False,
+                        shown_at=None,
+                    )
+                )
+                answered[query_id] = pref
+                labels_added += 1
+            session.flush()
+    return ImportResult(
+        project=name,
+        created=created,
+        source=parsed.source,
+        layout=parsed.layout,
+        lines=len(parsed.rows),
+        items_added=len(new_items),
+        pairs_added=len(new_queries),
+        pairs_present=len(parsed.rows) - len(new_queries),
+        labels_added=labels_added,
+        labels_present=labels_present,
+        labels_conflicting=labels_conflicting,
+    )
+
+
+def import_text_file(
+    studio: Studio, project_name: str, path: Path, *, rng: np.random.Generator | None = None
+) -> ImportResult:
+    """:func:`import_text_pairs` on a file."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ImportFileError(Path(path).name, [f"cannot read {path}: {exc.strerror}"]) from exc
+    return import_text_pairs(studio, project_name, data, Path(path).name, rng=rng)
+
+
+def create_text_demo(studio: Studio, name: str = "text-demo") -> list[ImportResult]:
+    """Import the shipped demo files (pairs to label, a few labeled pairs) into project ``name``.
+
+    Idempotent: a second run adds nothing.
+    """
+    return [import_text_file(studio, name, path) for path in DEMO_FILES]
+
+
+def describe_import(result: ImportResult) -> str:
+    """One line saying what an import did, for the CLI and the app."""
+    verb = "created" if result.created else "extended"
+    parts = [
+        f"{result.source} -> text project {result.project!r} ({verb}): {result.lines} pairs read",
+        f"{result.items_added} new responses",
+        f"{result.pairs_added} new pairs, {result.pairs_present} already present",
+    ]
+    if result.layout is Layout.labeled:
+        labels = (
+            f"{result.labels_added} labels added (annotator {IMPORT_ANNOTATOR!r}), "
+            f"{result.labels_present} already present"
+        )
+        if result.labels_conflicting:
+            labels += f", {result.labels_conflicting} kept as stored (the store had the other answer)"
+        parts.append(labels)
+    return ", ".join(parts)
+
+
+# --- export --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The files an export wrote and how many rows each holds."""
+
+    path: Path
+    ties_path: Path
+    rows: int
+    """``prompt, chosen, rejected`` rows: one per left/right label."""
+    ties: int
+    """Equal and can't-tell labels, in the ties file."""
+
+
+def ties_path_for(path: Path, fmt: str) -> Path:
+    """The sibling file of ties and can't-tell answers: ``prefs.jsonl`` -> ``prefs.ties.jsonl``."""
+    stem = path.stem if path.suffix else path.name
+    return path.with_name(f"{stem}.ties.{fmt}")
+
+
+def format_for(path: Path, fmt: str | None) -> str:
+    """The export format: ``fmt`` if given, else from the file's extension (``.csv``, else jsonl)."""
+    if fmt is None:
+        return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+    return fmt
+
+
+def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str | None = None) -> ExportResult:
+    """Write a text project's preferences as TRL ``prompt, chosen, rejected`` rows (one per label).
+
+    Left/right answers go to ``path``; equal and can't-tell answers to :func:`ties_path_for`
+    (``prompt, response_a, response_b, choice, annotator``); skips are left out. Both files
+    are always written (possibly empty), each atomically.
+    """
+    fmt = format_for(path, fmt)
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        if project.kind is not ProjectKind.text:
+            raise ValueError(
+                f"project {project_name!r} is a {project.kind.value} project; export writes text preferences "
+                "(prompt, chosen, rejected) and works on text projects only"
+            )
+        judgements = repo.text_judgements(session, project.id)
+    rows, ties = [], []
+    for j in judgements:
+        if j.pref in (0.0, 1.0):
+            chosen, rejected = (j.text_a, j.text_b) if j.pref == 1.0 else (j.text_b, j.text_a)
+            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected})
+        else:
+            ties.append(
+                {
+                    "prompt": j.prompt,
+                    "response_a": j.text_a,
+                    "response_b": j.text_b,
+                    "choice": j.choice.value,
+                    "annotator": j.annotator,
+                }
+            )
+    ties_path = ties_path_for(path, fmt)
+    _write_atomic(path, _encode(rows, ("prompt", "chosen", "rejected"), fmt))
+    _write_atomic(ties_path, _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator"), fmt))
+    return ExportResult(path, ties_path, len(rows), len(ties))
+
+
+def _encode(rows: list[dict[str, str]], fields: tuple[str, ...], fmt: str) -> bytes:
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a file via a temporary file in the same folder and a rename: never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
