@@ -167,6 +167,11 @@ def queries(
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
 @click.option("--epochs", type=int, default=None, help="Ensemble training epochs.")
 @click.option("--noise-prob", type=float, default=None, help="Ensemble label-noise probability.")
+@click.option(
+    "--encoder",
+    default=None,
+    help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
@@ -177,6 +182,7 @@ def train_reward(
     members: int | None,
     epochs: int | None,
     noise_prob: float | None,
+    encoder: str | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -191,7 +197,7 @@ def train_reward(
         raise click.ClickException("--members, --epochs and --noise-prob apply to --kind ensemble only")
     bars = _Bars()
     try:
-        result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars)
+        result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder)
     except (FitCancelledError, KeyboardInterrupt) as exc:
         raise click.ClickException("training cancelled; the active model is unchanged") from exc
     except USER_ERRORS as exc:

@@ -81,6 +81,7 @@ def _train_reward(
         on_progress=progress,
         should_stop=should_stop,
         job_id=job_id,
+        encoder=params.get("encoder"),
     )
     return {
         "version": result.version,

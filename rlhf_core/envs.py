@@ -8,6 +8,7 @@ drawn for people to compare.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import gymnasium as gym
@@ -71,6 +72,9 @@ def make_env(env_id: str, *, render: bool = True) -> gym.Env:
     Raises EnvError when the id is unknown or its action space is not discrete.
     """
     _import_env_packages(env_id)
+    if render:
+        # Off-screen frames only: keep pygame-based renderers (CartPole) from probing for a display.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         env = gym.make(env_id, render_mode="rgb_array" if render else None)
     except gym.error.Error as exc:

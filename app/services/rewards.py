@@ -26,6 +26,7 @@ from app.config import Studio
 from db import repo
 from db.engine import session_scope
 from db.models import Project, RewardModelRecord
+from rlhf_core.encoders import get_encoder
 from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_scores
@@ -200,8 +201,13 @@ def train_reward_model(
     on_progress: StageProgress | None = None,
     should_stop: StopFn | None = None,
     job_id: int | None = None,
+    encoder: str | None = None,
 ) -> TrainResult:
-    """Train a reward model of ``kind`` on a project's labels and make it the active version."""
+    """Train a reward model of ``kind`` on a project's labels and make it the active version.
+
+    ``encoder`` names the frozen encoder of pixel observations (``rlhf_core.encoders``; default
+    efficientnet-lite0); a policy trained on this model reuses it and its feature cache.
+    """
     if not 0 <= val_fraction < 0.9:
         raise TrainingError(f"val_fraction must lie in [0, 0.9), got {val_fraction}")
     progress = on_progress or (lambda stage, done, total: None)
@@ -222,8 +228,10 @@ def train_reward_model(
     rng = np.random.default_rng(seed)
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
-    spec = FeatureSpec.for_segments(data.segments)
     try:
+        spec = FeatureSpec.for_segments(data.segments, encoder) if encoder else FeatureSpec.for_segments(data.segments)
+        if spec.encoder:
+            get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
     except TypeError as exc:
         raise TrainingError(f"bad option for a {kind!r} model: {exc}") from exc
@@ -247,6 +255,7 @@ def train_reward_model(
         n_val=len(val),
         fit_seconds=round(fit_seconds, 3),
         teacher_reward=teacher_reward_name(project.env_id or ""),
+        encoder=spec.encoder,
         learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
     )
     progress("evaluate", 1, 1)

@@ -3,7 +3,9 @@
 Run: ``python scripts/bench/closed_loop.py [--env MiniGrid-Empty-Random-6x6-v0 CartPole-v1]``
 
 For each environment, in a fresh data folder and through the same use cases as the app and
-the CLI: create the demo project, then repeat rounds of
+the CLI: create the demo project (for MiniGrid also train the source-task encoder on the
+8x8 room, as ``rlhf train-encoder`` does, and use it for the reward model and the policy),
+then repeat rounds of
 
 1. the B-Pref oracle labels the next ``--labels-per-round`` pending pairs (highest priority
    first: after round one these are the pairs cut from the policy's own rollouts),
@@ -33,6 +35,7 @@ from app.services.demo import create_demo_project
 from app.services.policies import rollouts_to_queries, train_policy
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
+from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Plan:
 
     segments: int
     queries: int
+    first_labels: int
     labels_per_round: int
     max_labels: int
     reward_kind: str
@@ -49,11 +53,16 @@ class Plan:
     target_metric: str
     target: float
     budget_s: float
+    source_encoder: bool
 
 
 PLANS: dict[str, Plan] = {
-    "MiniGrid-Empty-Random-6x6-v0": Plan(200, 300, 150, 900, "bt", 8_000, 8, "success_rate", 0.9, 600.0),
-    "CartPole-v1": Plan(120, 300, 250, 500, "ensemble", 50_000, 8, "true_return_mean", 450.0, 1200.0),
+    "MiniGrid-Empty-Random-6x6-v0": Plan(
+        200, 300, 200, 100, 1_000, "bt", 10_000, 8, "success_rate", 0.9, 600.0, source_encoder=True
+    ),
+    "CartPole-v1": Plan(
+        120, 300, 250, 250, 500, "ensemble", 50_000, 8, "true_return_mean", 450.0, 1200.0, source_encoder=False
+    ),
 }
 
 
@@ -63,14 +72,20 @@ def run(env_id: str, plan: Plan, data_dir: Path, seed: int) -> dict[str, Any]:
     create_demo_project(studio, "loop", env_id, n_segments=plan.segments, n_queries=plan.queries, seed=seed)
     demo_s = time.perf_counter() - start
     print(f"[{env_id}] demo project in {demo_s:.1f} s", flush=True)
+    encoder = None
+    if plan.source_encoder:
+        out = data_dir / "encoders" / "minigrid8.safetensors"
+        quality = train_source_encoder(SourceTaskConfig(env_id="MiniGrid-Empty-8x8-v0", seed=seed), out)
+        encoder = f"source:{out}"
+        print(f"[{env_id}] source-task encoder at {time.perf_counter() - start:.1f} s: {quality}", flush=True)
     rounds: list[dict[str, Any]] = []
     labels = 0
     while True:
-        want = min(plan.labels_per_round, plan.max_labels - labels)
+        want = min(plan.labels_per_round if rounds else plan.first_labels, plan.max_labels - labels)
         if want > 0:
             labels += label_synthetic(studio, "loop", "oracle", want, seed=seed + len(rounds)).labeled
         t0 = time.perf_counter()
-        reward = train_reward_model(studio, "loop", plan.reward_kind, seed=seed)
+        reward = train_reward_model(studio, "loop", plan.reward_kind, seed=seed, encoder=encoder)
         t1 = time.perf_counter()
         policy = train_policy(studio, "loop", "active", steps=plan.policy_steps, seed=seed + len(rounds))
         t2 = time.perf_counter()
