@@ -159,24 +159,30 @@ def queries(
 @click.option("--project", "name", required=True, help="Project name.")
 @click.option(
     "--kind",
-    type=click.Choice(["bt", "ensemble"]),
-    default="ensemble",
-    show_default=True,
-    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry.",
+    type=click.Choice(["bt", "ensemble", "text-lora"]),
+    default=None,
+    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry (default for trajectory projects); "
+    "text-lora: MiniLM + LoRA (text projects, their default).",
 )
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
-@click.option("--epochs", type=int, default=None, help="Ensemble training epochs.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (ensemble, text-lora).")
 @click.option("--noise-prob", type=float, default=None, help="Ensemble label-noise probability.")
+@click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
+@click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
+@click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_reward(
     studio: Studio,
     name: str,
-    kind: str,
+    kind: str | None,
     members: int | None,
     epochs: int | None,
     noise_prob: float | None,
+    rank: int | None,
+    lr: float | None,
+    max_length: int | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -184,11 +190,20 @@ def train_reward(
     from app.services.rewards import train_reward_model
     from rlhf_core.reward_models import FitCancelledError
 
-    config = {
-        k: v for k, v in {"members": members, "epochs": epochs, "noise_prob": noise_prob}.items() if v is not None
-    }
-    if config and kind != "ensemble":
-        raise click.ClickException("--members, --epochs and --noise-prob apply to --kind ensemble only")
+    ensemble_only = {"members": members, "noise_prob": noise_prob}
+    text_only = {"rank": rank, "lr": lr, "max_length": max_length}
+    config = {k: v for k, v in {**ensemble_only, **text_only, "epochs": epochs}.items() if v is not None}
+    if kind is None:
+        kind = _project_default_kind(studio, name)
+    if kind == "bt" and config:
+        raise click.ClickException(
+            "--members, --epochs and --noise-prob apply to --kind ensemble only "
+            "(--epochs, --rank, --lr and --max-length to --kind text-lora)"
+        )
+    if kind == "ensemble" and any(v is not None for v in text_only.values()):
+        raise click.ClickException("--rank, --lr and --max-length apply to --kind text-lora only")
+    if kind == "text-lora" and any(v is not None for v in ensemble_only.values()):
+        raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
     bars = _Bars()
     try:
         result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars)
@@ -202,11 +217,53 @@ def train_reward(
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))
         return
+    if result.kind == "text-lora":
+        click.echo(
+            f"version {result.version} (text-lora) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
+            f"log_loss {_fmt(m['log_loss'])}, {m['n_labels']} labels, fit {m['fit_seconds']:.2f} s "
+            f"({m['pairs_per_s']:.1f} pairs/s), trainable {m['trainable_fraction']:.2%} of {m['backbone']}"
+        )
+        return
     click.echo(
         f"version {result.version} ({result.kind}) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
         f"log_loss {_fmt(m['log_loss'])}, spearman_true {_fmt(m['spearman_true'])} ({m['teacher_reward']} reward), "
         f"{m['n_labels']} labels, fit {m['fit_seconds']:.2f} s"
     )
+
+
+def _project_default_kind(studio: Studio, name: str) -> str:
+    from app.services.rewards import default_kind
+    from db import repo
+    from db.engine import session_scope
+
+    try:
+        with session_scope(studio.engine) as session:
+            return default_kind(repo.get_project(session, name))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--project", "name", required=True, help="Text project whose active reward model scores.")
+@click.option("--prompt", required=True, help="The prompt the responses answer.")
+@click.option("--response", "responses", multiple=True, required=True, help="A response to score (repeat the option).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a ranking.")
+@click.pass_obj
+def score(studio: Studio, name: str, prompt: str, responses: tuple[str, ...], as_json: bool) -> None:
+    """Score responses to a prompt with the project's active text reward model, best first."""
+    from app.services.text_rewards import score_responses
+
+    try:
+        result = score_responses(studio, name, prompt, list(responses))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        ranked = [{"rank": i + 1, "score": s, "response": r} for i, (r, s) in enumerate(result.ranked)]
+        click.echo(json.dumps({"version": result.version, "prompt": prompt, "ranked": ranked}, indent=2))
+        return
+    click.echo(f"reward model version {result.version}, best first:")
+    for i, (response, value) in enumerate(result.ranked, start=1):
+        click.echo(f"{i:>3}. {value:+8.3f}  {response}")
 
 
 def _fmt(x: float | None) -> str:
