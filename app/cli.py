@@ -159,9 +159,10 @@ def queries(
 @click.option("--project", "name", required=True, help="Project name.")
 @click.option(
     "--kind",
-    type=click.Choice(["bt", "ensemble", "text-lora"]),
+    type=click.Choice(["bt", "ensemble", "cnn-lora", "text-lora"]),
     default=None,
     help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry (default for trajectory projects); "
+    "cnn-lora: reward head on a LoRA-adapted CNN (pixel observations); "
     "text-lora: MiniLM + LoRA (text projects, their default).",
 )
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
@@ -268,6 +269,77 @@ def score(studio: Studio, name: str, prompt: str, responses: tuple[str, ...], as
 
 def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+@cli.command("train-classifier")
+@click.option(
+    "--data",
+    "path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A text,label CSV (--kind text) or a folder with one sub-folder of images per class (--kind image); "
+    "default: the packaged sentiment reviews, or the generated shapes.",
+)
+@click.option("--kind", type=click.Choice(["text", "image"]), default="text", show_default=True, help="Data kind.")
+@click.option(
+    "--mode",
+    type=click.Choice(["frozen", "lora", "full"]),
+    default="frozen",
+    show_default=True,
+    help="frozen: features + new linear head; lora: PEFT adapters + head; full: every weight trains.",
+)
+@click.option("--epochs", default=5, show_default=True, help="Training epochs.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def train_classifier(
+    studio: Studio, path: Path | None, kind: str, mode: str, epochs: int, seed: int, as_json: bool
+) -> None:
+    """Adapt a pretrained backbone (MiniLM for text, EfficientNet-Lite0 for images) to a labeled dataset."""
+    from app.services.classifiers import train_classifier as run
+
+    bar = tqdm(total=0, desc="train", unit="step", leave=True, file=sys.stderr)
+
+    def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, on_step=on_step)
+    except USER_ERRORS + (OSError,) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(
+        f"{kind} classifier, mode {mode}: held-out accuracy {result.accuracy:.3f} on {result.n_val} examples "
+        f"({result.n_train} trained on); trainable {result.trainable_params:,} of {result.total_params:,} "
+        f"parameters ({result.trainable_fraction:.2%}); {result.train_seconds:.1f} s"
+    )
+    width = max(len(n) for n in result.class_names) + 2
+    click.echo("confusion matrix (rows: true class, columns: predicted):")
+    click.echo(" " * width + "".join(f"{n:>{width}}" for n in result.class_names))
+    for name, row in zip(result.class_names, result.confusion, strict=True):
+        click.echo(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+
+
+@cli.command("make-demo-images")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-class", default=30, show_default=True, help="Images of each shape.")
+@click.option("--size", default=64, show_default=True, help="Width and height in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Seed of colours, sizes and places.")
+def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None:
+    """Draw a small image dataset (circle, square, triangle, cross; one sub-folder each) into FOLDER."""
+    from rlhf_core.classifiers import make_shape_images
+
+    try:
+        counts = make_shape_images(folder, per_class=per_class, size=size, seed=seed)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {sum(counts.values())} images of {len(counts)} classes ({', '.join(counts)}) to {folder}")
+    click.echo(f"train on them: rlhf train-classifier --kind image --data {folder} --mode lora")
 
 
 @cli.command()

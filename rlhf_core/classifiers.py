@@ -30,7 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlhf_core.reward_models import FitCancelledError
-from rlhf_core.text_backbones import load_sequence_classifier, load_tokenizer, quiet_transformers, torch_threads
+from rlhf_core.text_backbones import (
+    bf16_autocast_pays_off,
+    load_sequence_classifier,
+    load_tokenizer,
+    quiet_transformers,
+    torch_threads,
+)
 
 Mode = Literal["frozen", "lora", "full"]
 DataKind = Literal["text", "image"]
@@ -74,6 +80,8 @@ class ClassifierConfig:
     """Tokens per text."""
     image_size: int = 64
     """Images are resized to this square size."""
+    bf16: bool | None = None
+    """bfloat16 autocast when training the backbone: None = where the CPU has AMX."""
     num_threads: int | None = None
     """Intra-op threads (None: torch's default)."""
     seed: int = 0
@@ -282,6 +290,10 @@ class _Adapter:
                 with quiet_transformers():
                     self.model = get_peft_model(self.model, lora)
 
+    def transformer(self) -> Any:
+        """The transformers model inside (under PEFT's wrapper in lora mode)."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
     def trainable(self) -> list[nn.Parameter]:
         if self.cfg.mode == "frozen":
             return list(self.head.parameters())
@@ -300,7 +312,7 @@ class _Adapter:
             return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return self.model(batch)
 
-    @torch.inference_mode()
+    @torch.no_grad()  # not inference_mode: the head trains on these features
     def frozen_features(self, inputs: Any) -> torch.Tensor:
         """Backbone features, computed once per example: MiniLM mean-pooled tokens, CNN pooled map."""
         self.model.eval()
@@ -340,7 +352,8 @@ def train_classifier(
         started = time.perf_counter()
         if cfg.mode == "frozen":
             history = _fit_head(adapter, train, cfg, rng, opt, on_step, should_stop)
-            predicted = adapter.head(adapter.frozen_features(val.inputs)).argmax(-1).numpy()
+            with torch.inference_mode():
+                predicted = adapter.head(adapter.frozen_features(val.inputs)).argmax(-1).numpy()
         else:
             history = _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop)
             predicted = _predict(adapter, val)
@@ -396,6 +409,9 @@ def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[f
     labels = torch.from_numpy(train.labels)
     steps = int(np.ceil(len(train) / cfg.batch_size)) * cfg.epochs
     done, history = 0, []
+    bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
+    if train.kind == "text":  # see text_reward: eager attention trains ~2x faster under bf16 on CPU
+        adapter.transformer().set_attn_implementation("eager" if bf16 else "sdpa")
     adapter.model.train()
     _freeze_batchnorm(adapter.model)
     for _ in range(cfg.epochs):
@@ -404,7 +420,9 @@ def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[f
             if should_stop is not None and should_stop():
                 raise FitCancelledError("stopped during training")
             inputs = [train.inputs[i] for i in idx] if train.kind == "text" else train.inputs[idx]
-            loss = F.cross_entropy(adapter.logits(adapter.encode(inputs)), labels[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = adapter.logits(adapter.encode(inputs))
+            loss = F.cross_entropy(logits.float(), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -414,6 +432,8 @@ def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[f
                 on_step(done, steps, {"loss": loss.item()})
         history.append(total / len(train))
     adapter.model.eval()
+    if train.kind == "text":
+        adapter.transformer().set_attn_implementation("sdpa")
     return history
 
 
