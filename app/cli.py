@@ -159,30 +159,37 @@ def queries(
 @click.option("--project", "name", required=True, help="Project name.")
 @click.option(
     "--kind",
-    type=click.Choice(["bt", "ensemble"]),
-    default="ensemble",
-    show_default=True,
-    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry.",
+    type=click.Choice(["bt", "ensemble", "cnn-lora", "text-lora"]),
+    default=None,
+    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry (default for trajectory projects); "
+    "cnn-lora: reward head on a LoRA-adapted CNN (pixel observations); "
+    "text-lora: MiniLM + LoRA (text projects, their default).",
 )
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
-@click.option("--epochs", type=int, default=None, help="Ensemble training epochs.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (ensemble, text-lora).")
 @click.option("--noise-prob", type=float, default=None, help="Ensemble label-noise probability.")
 @click.option(
     "--encoder",
     default=None,
     help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
 )
+@click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
+@click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
+@click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_reward(
     studio: Studio,
     name: str,
-    kind: str,
+    kind: str | None,
     members: int | None,
     epochs: int | None,
     noise_prob: float | None,
     encoder: str | None,
+    rank: int | None,
+    lr: float | None,
+    max_length: int | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -190,11 +197,20 @@ def train_reward(
     from app.services.rewards import train_reward_model
     from rlhf_core.reward_models import FitCancelledError
 
-    config = {
-        k: v for k, v in {"members": members, "epochs": epochs, "noise_prob": noise_prob}.items() if v is not None
-    }
-    if config and kind != "ensemble":
-        raise click.ClickException("--members, --epochs and --noise-prob apply to --kind ensemble only")
+    ensemble_only = {"members": members, "noise_prob": noise_prob}
+    text_only = {"rank": rank, "lr": lr, "max_length": max_length}
+    config = {k: v for k, v in {**ensemble_only, **text_only, "epochs": epochs}.items() if v is not None}
+    if kind is None:
+        kind = _project_default_kind(studio, name)
+    if kind == "bt" and config:
+        raise click.ClickException(
+            "--members, --epochs and --noise-prob apply to --kind ensemble only "
+            "(--epochs, --rank, --lr and --max-length to --kind text-lora)"
+        )
+    if kind == "ensemble" and any(v is not None for v in text_only.values()):
+        raise click.ClickException("--rank, --lr and --max-length apply to --kind text-lora only")
+    if kind == "text-lora" and any(v is not None for v in ensemble_only.values()):
+        raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
     bars = _Bars()
     try:
         result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder)
@@ -208,11 +224,53 @@ def train_reward(
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))
         return
+    if result.kind == "text-lora":
+        click.echo(
+            f"version {result.version} (text-lora) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
+            f"log_loss {_fmt(m['log_loss'])}, {m['n_labels']} labels, fit {m['fit_seconds']:.2f} s "
+            f"({m['pairs_per_s']:.1f} pairs/s), trainable {m['trainable_fraction']:.2%} of {m['backbone']}"
+        )
+        return
     click.echo(
         f"version {result.version} ({result.kind}) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
         f"log_loss {_fmt(m['log_loss'])}, spearman_true {_fmt(m['spearman_true'])} ({m['teacher_reward']} reward), "
         f"{m['n_labels']} labels, fit {m['fit_seconds']:.2f} s"
     )
+
+
+def _project_default_kind(studio: Studio, name: str) -> str:
+    from app.services.rewards import default_kind
+    from db import repo
+    from db.engine import session_scope
+
+    try:
+        with session_scope(studio.engine) as session:
+            return default_kind(repo.get_project(session, name))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@cli.command()
+@click.option("--project", "name", required=True, help="Text project whose active reward model scores.")
+@click.option("--prompt", required=True, help="The prompt the responses answer.")
+@click.option("--response", "responses", multiple=True, required=True, help="A response to score (repeat the option).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a ranking.")
+@click.pass_obj
+def score(studio: Studio, name: str, prompt: str, responses: tuple[str, ...], as_json: bool) -> None:
+    """Score responses to a prompt with the project's active text reward model, best first."""
+    from app.services.text_rewards import score_responses
+
+    try:
+        result = score_responses(studio, name, prompt, list(responses))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        ranked = [{"rank": i + 1, "score": s, "response": r} for i, (r, s) in enumerate(result.ranked)]
+        click.echo(json.dumps({"version": result.version, "prompt": prompt, "ranked": ranked}, indent=2))
+        return
+    click.echo(f"reward model version {result.version}, best first:")
+    for i, (response, value) in enumerate(result.ranked, start=1):
+        click.echo(f"{i:>3}. {value:+8.3f}  {response}")
 
 
 def _fmt(x: float | None) -> str:
@@ -412,6 +470,77 @@ def demo_text(studio: Studio, name: str) -> None:
         raise click.ClickException(str(exc)) from exc
     for result in results:
         click.echo(describe_import(result))
+
+
+@cli.command("train-classifier")
+@click.option(
+    "--data",
+    "path",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="A text,label CSV (--kind text) or a folder with one sub-folder of images per class (--kind image); "
+    "default: the packaged sentiment reviews, or the generated shapes.",
+)
+@click.option("--kind", type=click.Choice(["text", "image"]), default="text", show_default=True, help="Data kind.")
+@click.option(
+    "--mode",
+    type=click.Choice(["frozen", "lora", "full"]),
+    default="frozen",
+    show_default=True,
+    help="frozen: features + new linear head; lora: PEFT adapters + head; full: every weight trains.",
+)
+@click.option("--epochs", default=5, show_default=True, help="Training epochs.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def train_classifier(
+    studio: Studio, path: Path | None, kind: str, mode: str, epochs: int, seed: int, as_json: bool
+) -> None:
+    """Adapt a pretrained backbone (MiniLM for text, EfficientNet-Lite0 for images) to a labeled dataset."""
+    from app.services.classifiers import train_classifier as run
+
+    bar = tqdm(total=0, desc="train", unit="step", leave=True, file=sys.stderr)
+
+    def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, on_step=on_step)
+    except USER_ERRORS + (OSError,) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(
+        f"{kind} classifier, mode {mode}: held-out accuracy {result.accuracy:.3f} on {result.n_val} examples "
+        f"({result.n_train} trained on); trainable {result.trainable_params:,} of {result.total_params:,} "
+        f"parameters ({result.trainable_fraction:.2%}); {result.train_seconds:.1f} s"
+    )
+    width = max(len(n) for n in result.class_names) + 2
+    click.echo("confusion matrix (rows: true class, columns: predicted):")
+    click.echo(" " * width + "".join(f"{n:>{width}}" for n in result.class_names))
+    for name, row in zip(result.class_names, result.confusion, strict=True):
+        click.echo(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+
+
+@cli.command("make-demo-images")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--per-class", default=30, show_default=True, help="Images of each shape.")
+@click.option("--size", default=64, show_default=True, help="Width and height in pixels.")
+@click.option("--seed", default=0, show_default=True, help="Seed of colours, sizes and places.")
+def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None:
+    """Draw a small image dataset (circle, square, triangle, cross; one sub-folder each) into FOLDER."""
+    from rlhf_core.classifiers import make_shape_images
+
+    try:
+        counts = make_shape_images(folder, per_class=per_class, size=size, seed=seed)
+    except (ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {sum(counts.values())} images of {len(counts)} classes ({', '.join(counts)}) to {folder}")
+    click.echo(f"train on them: rlhf train-classifier --kind image --data {folder} --mode lora")
 
 
 @cli.command()

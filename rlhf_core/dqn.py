@@ -208,9 +208,7 @@ class ReplayBuffer:
         self.terminated = np.zeros(capacity, np.float32)
         self.capacity, self.size, self.pos = capacity, 0, 0
 
-    def add(
-        self, features: np.ndarray, action: int, reward: float, next_features: np.ndarray, terminated: bool
-    ) -> int:
+    def add(self, features: np.ndarray, action: int, reward: float, next_features: np.ndarray, terminated: bool) -> int:
         """Store a transition; returns its slot (its reward may be filled in later)."""
         i = self.pos
         self.features[i], self.next_features[i] = features, next_features
@@ -254,9 +252,7 @@ class QNetwork(nn.Module):
 
     def numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
-        return [
-            (m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in self.net if isinstance(m, nn.Linear)
-        ]
+        return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in self.net if isinstance(m, nn.Linear)]
 
 
 def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 from app.config import Studio
 from db import repo
 from db.engine import session_scope
-from db.models import Project, RewardModelRecord
+from db.models import Project, ProjectKind, RewardModelRecord
 from rlhf_core.encoders import get_encoder
 from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
@@ -44,6 +44,8 @@ from rlhf_core.trajectories import Trajectory, load_trajectory, segment_indices
 
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
+#: Kind of the LoRA reward model of text projects (app.services.text_rewards).
+TEXT_KIND = "text-lora"
 #: Stage-aware progress callback: (stage, done, total).
 StageProgress = Callable[[str, int, int], None]
 
@@ -181,6 +183,11 @@ def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng:
     return points
 
 
+def default_kind(project: Project) -> str:
+    """The reward model a project trains unless told otherwise."""
+    return TEXT_KIND if project.kind is ProjectKind.text else "ensemble"
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A registered reward model version and its metrics."""
@@ -193,7 +200,7 @@ class TrainResult:
 def train_reward_model(
     studio: Studio,
     project_name: str,
-    kind: str,
+    kind: str | None = None,
     *,
     config: dict[str, Any] | None = None,
     val_fraction: float = 0.2,
@@ -205,8 +212,10 @@ def train_reward_model(
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
 
-    ``encoder`` names the frozen encoder of pixel observations (``rlhf_core.encoders``; default
-    efficientnet-lite0); a policy trained on this model reuses it and its feature cache.
+    ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
+    (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
+    frozen encoder of pixel observations (``rlhf_core.encoders``; default efficientnet-lite0);
+    a policy trained on this model reuses it and its feature cache.
     """
     if not 0 <= val_fraction < 0.9:
         raise TrainingError(f"val_fraction must lie in [0, 0.9), got {val_fraction}")
@@ -215,12 +224,32 @@ def train_reward_model(
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         labels = repo.comparisons(session, project.id)
+    kind = kind or default_kind(project)
+    if (kind == TEXT_KIND) != (project.kind is ProjectKind.text):
+        raise TrainingError(
+            f"project {project_name!r} holds {project.kind.value} items: train it with --kind "
+            + ("text-lora" if project.kind is ProjectKind.text else "bt or ensemble")
+        )
     strict = sum(1 for c in labels if c.pref != 0.5)
     if strict < MIN_LABELS:
         raise TrainingError(
             f"project {project_name!r} has {strict} labels that prefer one side (left or right); at least "
             f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
+        )
+    if kind == TEXT_KIND:
+        from app.services.text_rewards import train_text_reward_model
+
+        return train_text_reward_model(
+            studio,
+            project,
+            labels,
+            config=config,
+            val_fraction=val_fraction,
+            seed=seed,
+            progress=progress,
+            should_stop=stop,
+            job_id=job_id,
         )
     progress("load", 0, 1)
     data = project_data(studio, project)
@@ -316,8 +345,15 @@ _models_lock = threading.Lock()
 _MAX_MODELS = 4
 
 
-def load_model(studio: Studio, record: RewardModelRecord) -> RewardModel:
-    """A registered model, loaded once per process (the few most recently used are kept)."""
+def load_model(studio: Studio, record: RewardModelRecord) -> Any:
+    """A registered model, loaded once per process (the few most recently used are kept).
+
+    A trajectory model is a :class:`RewardModel`; a ``text-lora`` one a ``TextRewardModel``.
+    """
+    if record.kind == TEXT_KIND:
+        from app.services.text_rewards import load_text_model
+
+        return load_text_model(studio, record)
     path = str(studio.path(record.path))
     with _models_lock:
         if path not in _models:
@@ -328,7 +364,7 @@ def load_model(studio: Studio, record: RewardModelRecord) -> RewardModel:
         return _models[path]
 
 
-def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, RewardModel] | None:
+def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, Any] | None:
     """The project's active model record and the loaded model, or None."""
     with session_scope(studio.engine) as session:
         record = repo.active_reward_model(session, project_id)
@@ -340,7 +376,7 @@ def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, Re
 def predicted_step_rewards(studio: Studio, project: Project, item_ids: list[int]) -> dict[str, Any] | None:
     """Per-step rewards the active model predicts for items, with the model's version; None if no model."""
     found = active_model(studio, project.id)
-    if found is None:
+    if found is None or found[0].kind == TEXT_KIND:
         return None
     record, model = found
     data = project_data(studio, project)

@@ -18,6 +18,7 @@ navigation = st.navigation(
         st.Page(_VIEWS / "label.py", title="Label", icon=":material/compare:", url_path="label"),
         st.Page(_VIEWS / "train.py", title="Train", icon=":material/model_training:", url_path="train"),
         st.Page(_VIEWS / "policy.py", title="Policy", icon=":material/smart_toy:", url_path="policy"),
+        st.Page(_VIEWS / "classifiers.py", title="Classifiers", icon=":material/category:", url_path="classifiers"),
     ]
 )
 navigation.run()

@@ -12,7 +12,7 @@ from app.ui import state
 from app.ui.resources import get_studio
 from db import repo
 from db.engine import session_scope
-from db.models import JobStatus
+from db.models import JobStatus, ProjectKind
 
 state.init()
 studio = get_studio()
@@ -33,10 +33,15 @@ with session_scope(studio.engine) as session:
 st.title(f"Reward model · {project.name}")
 st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't tell and skips are not trained on.")
 
-KINDS = {
-    "ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
-    "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)",
-}
+is_text = project.kind is ProjectKind.text
+KINDS = (
+    {"text-lora": "MiniLM + LoRA (query/value adapters and a score head; the base model stays frozen)"}
+    if is_text
+    else {
+        "ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
+        "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)",
+    }
+)
 
 
 def _start(kind: str) -> None:
@@ -130,12 +135,19 @@ st.subheader(f"Version {active['version']} ({active['kind']})")
 cols = st.columns(5)
 cols[0].metric("Held-out accuracy", "n/a" if m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}")
 cols[1].metric("Log loss", "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}")
-cols[2].metric(
-    f"Spearman vs {m.get('teacher_reward', 'true')} return",
-    "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}",
-)
-cols[3].metric("Labels", m.get("n_labels"))
-cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
+if active["kind"] == "text-lora":
+    cols[2].metric("Trainable", f"{m.get('trainable_fraction', 0):.2%} of {m.get('backbone', 'the backbone')}")
+    cols[3].metric("Labels", m.get("n_labels"))
+    cols[4].metric(
+        "Fit", f"{m.get('fit_seconds', 0):.1f} s", f"{m.get('pairs_per_s', 0):.1f} pairs/s", delta_color="off"
+    )
+else:
+    cols[2].metric(
+        f"Spearman vs {m.get('teacher_reward', 'true')} return",
+        "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}",
+    )
+    cols[3].metric("Labels", m.get("n_labels"))
+    cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
 
 plots = st.columns(2)
 if m.get("calibration"):
@@ -180,6 +192,12 @@ if not both.empty:
         .properties(title="Accuracy against the number of labels", height=300),
         width="stretch",
     )
+
+if is_text:
+    from app.ui.text_scoring import rank_responses_section
+
+    rank_responses_section(studio, project.name)
+    st.stop()
 
 found = rewards.active_model(studio, project.id)
 if found is not None:

@@ -1,0 +1,225 @@
+"""Use cases of text reward models: train a LoRA reward model on a text project, score responses.
+
+A text project's items hold a ``prompt`` and a response ``text``; its queries pair two
+responses to the same prompt, and a label's ``pref`` is P(item A preferred). Training
+follows the same rule as trajectory models: fit, evaluate and write to a fresh folder
+first, then register the version in one transaction, so a failure or a cancel leaves the
+store as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from app.config import Studio
+from db import repo
+from db.engine import session_scope
+from db.models import Project, ProjectKind, RewardModelRecord
+from rlhf_core.errors import StudioError
+from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss
+
+if TYPE_CHECKING:  # torch and transformers load only when a text model is used
+    from app.services.rewards import StageProgress, TrainResult
+    from rlhf_core.text_reward import TextPreferences, TextRewardModel
+
+TEXT_KIND = "text-lora"
+
+
+class NoTextModelError(StudioError):
+    """The project has no active text reward model to score with."""
+
+
+def text_preferences(project_name: str, comparisons: list[repo.Comparison], items: dict[int, Any]) -> TextPreferences:
+    """The labeled comparisons of a text project as (prompt, response A, response B, pref)."""
+    from rlhf_core.text_reward import TextPreferences
+
+    prompts, a, b = [], [], []
+    for c in comparisons:
+        item_a, item_b = items[c.item_a_id], items[c.item_b_id]
+        for item in (item_a, item_b):
+            if item.text is None:
+                raise StudioError(
+                    f"item {item.id} of project {project_name!r} has no response text; "
+                    "text reward models train on text projects (prompt + response items)"
+                )
+        prompts.append(item_a.prompt or "")
+        a.append(item_a.text)
+        b.append(item_b.text)
+    return TextPreferences.from_lists(prompts, a, b, [c.pref for c in comparisons])
+
+
+def train_text_reward_model(
+    studio: Studio,
+    project: Project,
+    labels: list[repo.Comparison],
+    *,
+    config: dict[str, Any] | None,
+    val_fraction: float,
+    seed: int,
+    progress: StageProgress,
+    should_stop: Any,
+    job_id: int | None,
+) -> TrainResult:
+    """Train a LoRA reward model on a text project's labels and make it the active version.
+
+    Called by :func:`app.services.rewards.train_reward_model`, which has checked the project
+    and the number of labels.
+    """
+    from app.services.rewards import TrainingError, TrainResult, label_hash, split_train_val
+    from rlhf_core.reward_models import FitCancelledError
+    from rlhf_core.text_reward import TextRewardConfig, TextRewardModel
+
+    if project.kind is not ProjectKind.text:
+        raise TrainingError(
+            f"{TEXT_KIND} models train on text projects; {project.name!r} holds trajectories: use --kind bt or ensemble"
+        )
+    try:
+        cfg = TextRewardConfig(**{"seed": seed, **(config or {})})
+    except TypeError as exc:
+        raise TrainingError(f"bad option for a {TEXT_KIND!r} model: {exc}") from exc
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from exc
+    progress("load", 0, 1)
+    ids = sorted({c.item_a_id for c in labels} | {c.item_b_id for c in labels})
+    with session_scope(studio.engine) as session:
+        items = repo.items_by_id(session, ids)
+    prefs = text_preferences(project.name, labels, items)
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
+    train, val = prefs.take(train_idx), prefs.take(val_idx)
+    model = TextRewardModel(cfg)
+    progress("load", 1, 1)
+
+    started = time.perf_counter()
+    fit = model.fit(
+        train, rng=rng, on_step=lambda done, total, m: progress("fit", done, total), should_stop=should_stop
+    )
+    fit_seconds = time.perf_counter() - started
+    if should_stop():
+        raise FitCancelledError("stopped after fitting")
+    progress("evaluate", 0, 1)
+    metrics = evaluate_text(model, val)
+    metrics.update(
+        n_labels=len(prefs),
+        n_train=len(train),
+        n_val=len(val),
+        fit_seconds=round(fit_seconds, 3),
+        pairs_per_s=round(fit["pairs_per_s"], 2),
+        train_loss=_num(fit["train_loss"]),
+        trainable_params=int(fit["trainable_params"]),
+        backbone_params=int(fit["backbone_params"]),
+        trainable_fraction=round(fit["trainable_fraction"], 6),
+        backbone=cfg.backbone,
+        bf16=fit["bf16"],
+    )
+    progress("evaluate", 1, 1)
+    if should_stop():
+        raise FitCancelledError("stopped while evaluating")
+
+    folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
+    tmp = folder.with_name(folder.name + ".tmp")
+    try:
+        model.save(tmp)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        with session_scope(studio.engine, write=True) as session:
+            record = repo.register_reward_model(
+                session,
+                RewardModelRecord(
+                    project_id=project.id,
+                    version=0,
+                    kind=TEXT_KIND,
+                    config=config or {},
+                    label_count=len(prefs),
+                    label_hash=label_hash(labels),
+                    metrics=metrics,
+                    path=studio.relative(folder),
+                    job_id=job_id,
+                ),
+            )
+            version = record.version
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    with _models_lock:
+        _models[str(folder)] = model  # the next score call need not reload it
+        _trim()
+    return TrainResult(version, TEXT_KIND, metrics)
+
+
+def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any]:
+    """Held-out accuracy (ties excluded), log loss and calibration."""
+    if len(val) == 0:
+        return {"val_accuracy": None, "log_loss": None, "calibration": []}
+    p = model.predict_pref(val)
+    return {
+        "val_accuracy": _num(preference_accuracy(p, val.pref)),
+        "log_loss": _num(preference_log_loss(p, val.pref)),
+        "calibration": [vars(b) for b in calibration(p, val.pref)],
+    }
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+_models: OrderedDict[str, TextRewardModel] = OrderedDict()
+_models_lock = threading.Lock()
+_MAX_MODELS = 2
+
+
+def _trim() -> None:
+    while len(_models) > _MAX_MODELS:
+        _models.popitem(last=False)
+
+
+def load_text_model(studio: Studio, record: RewardModelRecord) -> TextRewardModel:
+    """A registered text model, loaded once per process (the two most recently used are kept)."""
+    from rlhf_core.text_reward import TextRewardModel
+
+    path = str(studio.path(record.path))
+    with _models_lock:
+        if path not in _models:
+            _models[path] = TextRewardModel.load(Path(path))
+            _trim()
+        _models.move_to_end(path)
+        return _models[path]
+
+
+@dataclass(frozen=True)
+class ScoredResponses:
+    """Responses to one prompt ranked by the active text reward model, best first."""
+
+    version: int
+    prompt: str
+    ranked: list[tuple[str, float]]
+
+
+def score_responses(studio: Studio, project_name: str, prompt: str, responses: list[str]) -> ScoredResponses:
+    """Score responses to ``prompt`` with the project's active text model and rank them."""
+    if not responses:
+        raise ValueError("give at least one response to score")
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        record = repo.active_reward_model(session, project.id)
+    if record is None or record.kind != TEXT_KIND:
+        raise NoTextModelError(
+            f"project {project_name!r} has no active text reward model; "
+            f"train one first: rlhf train-reward --project {project_name}"
+        )
+    model = load_text_model(studio, record)
+    scores = model.score([prompt] * len(responses), responses)
+    order = np.argsort(-scores, kind="stable")
+    return ScoredResponses(record.version, prompt, [(responses[i], float(scores[i])) for i in order])

