@@ -21,6 +21,7 @@ gathered at once, and Adam runs as one fused kernel.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -95,6 +96,11 @@ class DQNConfig:
             raise ValueError("total_steps, batch_size must be positive and buffer_size >= batch_size")
         if self.train_freq < 1 or self.gradient_steps < 1 or self.target_update_interval < 1:
             raise ValueError("train_freq, gradient_steps and target_update_interval must be at least 1")
+        if self.total_steps <= self.learning_starts:
+            raise ValueError(
+                f"total_steps ({self.total_steps}) must exceed learning_starts ({self.learning_starts}): "
+                "before that the agent only acts at random and never learns"
+            )
         if self.buffer_size < self.train_freq:
             raise ValueError("buffer_size must be at least train_freq")
         if not 0 < self.gamma < 1:
@@ -267,7 +273,12 @@ def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.nda
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Greedy episodes: true returns, successes and, when a reward model is given, learned returns."""
+    """Greedy episodes: true returns, successes and, when a reward model is given, learned returns.
+
+    A learned return sums the learned reward over the episode's steps; the absorbing tail
+    after a termination (which the TD target does count) is left out, so it reads in the
+    same units as the clips people labeled.
+    """
 
     returns: list[float]
     lengths: list[int]
@@ -320,8 +331,7 @@ class DQNAgent:
         with torch.random.fork_rng():  # seeded initialisation without touching the global generator
             torch.manual_seed(config.seed)
             self.q = QNetwork(feature_dim, n_actions, config.hidden)
-        self.target = QNetwork(feature_dim, n_actions, config.hidden)
-        self.target.load_state_dict(self.q.state_dict())
+        self.target = copy.deepcopy(self.q)  # no draw from the global generator
         self.target.requires_grad_(False)
         params = [p for p in self.q.parameters() if p.requires_grad]
         try:
@@ -374,23 +384,6 @@ class DQNAgent:
         the state after a termination (see the module docstring). With ``eval_env``, greedy
         evaluations every ``config.eval_every`` steps fill the result's ``curve``.
         """
-        threads = torch.get_num_threads()
-        torch.set_num_threads(self.config.torch_threads)
-        try:
-            return self._learn(env, reward_fn, absorbing_reward, on_step, should_stop, eval_env, success_fn)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _learn(
-        self,
-        env: gym.Env,
-        reward_fn: RewardFn | None,
-        absorbing_reward: float,
-        on_step: OnStep | None,
-        should_stop: Callable[[], bool] | None,
-        eval_env: gym.Env | None,
-        success_fn: SuccessFn | None,
-    ) -> DQNResult:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         buffer = ReplayBuffer(cfg.buffer_size, self.feature_dim)
@@ -403,6 +396,7 @@ class DQNAgent:
         curve: list[dict[str, float | None]] = []
         episode_return, loss, n_updates = 0.0, float("nan"), 0
         explore_steps = int(cfg.exploration_fraction * cfg.total_steps)
+        eval_seconds = 0.0
         start = time.perf_counter()
         for step in range(1, cfg.total_steps + 1):
             epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, explore_steps, step)
@@ -427,21 +421,28 @@ class DQNAgent:
                     _fill_rewards(buffer, pending, reward_fn)
                 if step > cfg.learning_starts:
                     batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
-                    for g in range(cfg.gradient_steps):
-                        loss = self.update(ReplayBatch(*(t[g] for t in batches)), absorbing_value)
+                    threads = torch.get_num_threads()
+                    torch.set_num_threads(cfg.torch_threads)  # only the updates: encoders keep theirs
+                    try:
+                        for g in range(cfg.gradient_steps):
+                            loss = self.update(ReplayBatch(*(t[g] for t in batches)), absorbing_value)
+                    finally:
+                        torch.set_num_threads(threads)
                     n_updates += cfg.gradient_steps
             if step > cfg.learning_starts and step % cfg.target_update_interval == 0:
                 self.target.load_state_dict(self.q.state_dict())
             if eval_env is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps:
+                eval_start = time.perf_counter()
                 evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
                 curve.append({"step": step, **evaluation.summary()})
+                eval_seconds += time.perf_counter() - eval_start
             if step % 500 == 0 or step == cfg.total_steps:
                 if on_step is not None:
                     recent = float(np.mean(returns[-10:])) if returns else float("nan")
                     on_step(step, cfg.total_steps, {"loss": loss, "epsilon": epsilon, "episode_return": recent})
                 if should_stop is not None and should_stop():
                     raise TrainingCancelledError("stopped during training")
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start - eval_seconds  # training only: evaluations are not steps
         if eval_env is not None:
             evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
             curve.append({"step": cfg.total_steps, **evaluation.summary()})

@@ -220,8 +220,17 @@ def _build(name: str) -> FrozenEncoder:
     return factory()
 
 
+def canonical_name(name: str) -> str:
+    """``name`` with any file argument made absolute, so it means the same file from any folder."""
+    kind, sep, arg = name.partition(":")
+    if sep and arg and (kind == "source" or kind in RESNET_WEIGHTS):
+        return f"{kind}:{Path(arg).expanduser().resolve()}"
+    return name
+
+
 def get_encoder(name: str) -> FrozenEncoder:
     """The process-wide instance of encoder ``name`` (its feature cache is shared)."""
+    name = canonical_name(name)
     with _INSTANCES_LOCK:
         if name not in _INSTANCES:
             _INSTANCES[name] = _build(name)

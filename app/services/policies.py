@@ -17,6 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -32,7 +33,7 @@ from db.models import Item, PolicyRecord, Project, Query, RewardModelRecord, Tra
 from rlhf_core.behaviours import Behaviour, random_action
 from rlhf_core.clips import side_by_side_gif
 from rlhf_core.dqn import DQNAgent, DQNConfig, Featurize, TrainingCancelledError, preset_for, vector_features
-from rlhf_core.encoders import get_encoder
+from rlhf_core.encoders import canonical_name, get_encoder
 from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.learned_reward import LearnedReward
 from rlhf_core.trajectories import (
@@ -84,7 +85,7 @@ def _resolve_reward(session: Any, project: Project, reward: str) -> RewardModelR
 def _featurizer(info: EnvInfo, encoder: str | None) -> tuple[Featurize, int, str | None]:
     if not info.pixels:
         return vector_features, int(np.prod(info.obs_shape)), None
-    name = encoder or DEFAULT_ENCODER
+    name = canonical_name(encoder or DEFAULT_ENCODER)
     enc = get_encoder(name)
     return enc.encode, enc.features_dim, name
 
@@ -132,6 +133,8 @@ def train_policy(
     progress("load", 1, 1)
     agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
     succeeded = success_fn(env_id)
+    stats = get_encoder(encoder_name).stats if encoder_name else None
+    hits0, misses0 = (stats.hits, stats.misses) if stats else (0, 0)
     try:
         result = agent.learn(
             env,
@@ -160,8 +163,9 @@ def train_policy(
         "reward": "true" if record is None else f"model v{record.version}",
         "episodes": len(result.episode_returns),
     }
-    if encoder_name is not None:
-        metrics["encoder_cache_hit_rate"] = round(get_encoder(encoder_name).stats.hit_rate, 4)
+    if stats is not None:  # this run's lookups only
+        hits, misses = stats.hits - hits0, stats.misses - misses0
+        metrics["encoder_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
     folder = studio.settings.data_dir / "policies" / f"project-{project.id}" / uuid.uuid4().hex[:12]
     tmp = folder.with_name(folder.name + ".tmp")
     try:
@@ -366,8 +370,10 @@ def rollouts_to_queries(
     length = int(project.config.get("segment_length") or info.segment_length(1.5))
     rng = np.random.default_rng(seed)
     behaviour = policy_behaviour(agent, f"policy v{record.version}", epsilon)
-    folder = studio.settings.data_dir / "rollouts" / f"project-{project.id}" / uuid.uuid4().hex[:12]
+    batch = uuid.uuid4().hex[:12]
+    folder = studio.settings.data_dir / "rollouts" / f"project-{project.id}" / batch
     rows: list[tuple[Trajectory, list[Item]]] = []
+    rendered: list[Path] = []
     try:
         for k in range(episodes):
             episode_seed = int(rng.integers(1 << 30))
@@ -387,7 +393,8 @@ def rollouts_to_queries(
             assert ep.frames is not None
             for start in choose_segment_starts(ep.length, length, 2, rng, terminated=ep.terminated):
                 frames, valid = segment_frames(ep.frames, ep.length, start, length)
-                frames_path = folder / "items" / f"{k:05d}_{start:04d}.npz"
+                # Clip files are named after frame files: a batch-unique stem never reuses an old clip's name.
+                frames_path = folder / "items" / f"{batch}_{k:05d}_{start:04d}.npz"
                 save_item_frames(frames_path, frames, valid)
                 end = min(start + length, ep.length)
                 items.append(
@@ -411,6 +418,7 @@ def rollouts_to_queries(
         for a, b in pairs:  # clips are named after the items' frame files: render before any row exists
             jobs.append(clip_job(studio, item_of(a), item_of(b), info.render_fps))
             jobs.append(clip_job(studio, item_of(b), item_of(a), info.render_fps))
+        rendered = [job.out for job in jobs]  # some land in older items' clip folders
         render_clips(jobs, 1, progress)
         with session_scope(studio.engine, write=True) as session:
             for traj, items in rows:
@@ -437,6 +445,8 @@ def rollouts_to_queries(
             added = NewQueries(episodes, len(new_items), len(queries))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
+        for path in rendered:
+            path.unlink(missing_ok=True)
         raise
     return added
 

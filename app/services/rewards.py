@@ -26,7 +26,7 @@ from app.config import Studio
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
-from rlhf_core.encoders import get_encoder
+from rlhf_core.encoders import canonical_name, get_encoder
 from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_scores
@@ -258,7 +258,11 @@ def train_reward_model(
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
-        spec = FeatureSpec.for_segments(data.segments, encoder) if encoder else FeatureSpec.for_segments(data.segments)
+        spec = (
+            FeatureSpec.for_segments(data.segments, canonical_name(encoder))
+            if encoder
+            else FeatureSpec.for_segments(data.segments)
+        )
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))

@@ -74,6 +74,8 @@ def test_bad_reward_choices_are_clear_and_change_nothing(data: Path) -> None:
         policies.train_policy(studio, cp.PROJECT, "7", steps=STEPS)
     with pytest.raises(TrainingError, match="bad policy setting"):
         policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, config={"gamma": 2.0})
+    with pytest.raises(TrainingError, match="must exceed learning_starts"):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=500)
     assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
 
 
@@ -84,6 +86,41 @@ def test_cancel_registers_nothing_and_leaves_no_files(data: Path) -> None:
         policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, should_stop=lambda: True)
     assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
     assert sorted(p.name for p in (data / "policies").glob("*/*")) == before
+
+
+def test_failed_registration_leaves_no_checkpoint_files(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sorted(p.name for p in (data / "policies").glob("*/*"))
+
+    def broken(session: object, record: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(policies.repo, "register_policy", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        policies.train_policy(cp.studio_for(data), cp.PROJECT, "true", steps=STEPS)
+    assert sorted(p.name for p in (data / "policies").glob("*/*")) == before  # the saved checkpoint was removed
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+
+
+def test_failed_rollouts_to_queries_add_no_rows_and_remove_their_clips(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studio = cp.studio_for(data)
+    gifs_before = set(data.rglob("*.gif"))
+    counts = cp.rows(data, "SELECT (SELECT count(*) FROM query), (SELECT count(*) FROM item)")
+
+    real_scope = policies.session_scope
+
+    def failing_scope(engine: object, *, write: bool = False):  # the write transaction fails after the clips
+        if write:
+            raise RuntimeError("write failed")
+        return real_scope(engine, write=write)
+
+    monkeypatch.setattr(policies, "session_scope", failing_scope)
+    with pytest.raises(RuntimeError, match="write failed"):
+        policies.rollouts_to_queries(studio, cp.PROJECT, episodes=1, seed=0)
+    assert cp.rows(data, "SELECT (SELECT count(*) FROM query), (SELECT count(*) FROM item)") == counts
+    assert set(data.rglob("*.gif")) == gifs_before  # clips rendered into older items' folders are gone too
+    assert not list(data.glob("rollouts/*/*"))
 
 
 def test_policy_job_runs_and_reports_progress(data: Path) -> None:

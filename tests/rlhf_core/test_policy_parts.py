@@ -87,6 +87,8 @@ def test_dqn_on_frozen_features_moves_the_head_and_not_the_encoder(source_file: 
     moved = [not torch.equal(a, b.detach()) for a, b in zip(head_before, agent.q.parameters(), strict=True)]
     assert all(moved)
     assert enc.stats.hit_rate > 0.5  # a 6x6 room has few distinct frames
+    x = enc.encode(make_env("MiniGrid-Empty-Random-6x6-v0", render=False).reset(seed=3)[0][None])
+    np.testing.assert_array_equal(agent.greedy(x), agent.q(torch.from_numpy(x)).argmax(dim=1).numpy())
 
 
 def test_numpy_acting_matches_the_torch_network():

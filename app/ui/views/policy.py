@@ -71,7 +71,7 @@ reward = c1.selectbox(
 )
 steps = c2.number_input(
     "Environment steps",
-    min_value=1_000,
+    min_value=2_000,
     max_value=1_000_000,
     value=preset_for(project.env_id).total_steps,
     step=1_000,
@@ -167,12 +167,13 @@ seed = int(w1.number_input("Start seed", min_value=0, value=0, step=1, key="poli
 
 
 @st.cache_data(show_spinner="Rolling out…", max_entries=16)
-def _showcase(data_dir: str, project: str, version: int, seed: int) -> policies.Showcase:
-    return policies.showcase(studio, project, version, seed=seed)
+def _showcase(data_dir: str, project: str, version: int, seed: int, reward_model_id: int | None) -> policies.Showcase:
+    return policies.showcase(studio, project, version, seed=seed)  # reward_model_id: in the key only
 
 
 try:
-    show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed)
+    model_id = active_model.id if active_model is not None else None
+    show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed, model_id)
 except (StudioError, LookupError, ValueError) as exc:
     st.error(str(exc))
     st.stop()

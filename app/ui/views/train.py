@@ -40,6 +40,11 @@ KINDS = (
     else {
         "ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
         "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)",
+        **(
+            {"cnn-lora": "CNN + LoRA (reward head on a LoRA-adapted EfficientNet-Lite0; slower, pixels only)"}
+            if project.config.get("pixels")
+            else {}
+        ),
     }
 )
 
