@@ -198,7 +198,11 @@ if show.predicted_rewards is not None:
     st.altair_chart(
         alt.Chart(steps_df)
         .mark_line()
-        .encode(x="step", y=alt.Y("value", title="per-step reward"), color=alt.Color("reward", title=None))
+        .encode(
+            x=alt.X("step:Q", axis=alt.Axis(tickMinStep=1, format="d")),
+            y=alt.Y("value", title="per-step reward"),
+            color=alt.Color("reward", title=None),
+        )
         .properties(title="Reward along the policy's episode", height=220),
         width="stretch",
     )
