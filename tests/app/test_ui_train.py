@@ -128,7 +128,7 @@ def test_queued_job_shows_progress_and_cancel(data: Path) -> None:
 
     assert at.button(key="retrain").disabled  # one training at a time
     assert f"Job #{job_id}" in at.get("progress")[0].proto.text
-    cancel = at.button(key=f"cancel-{job_id}")
+    cancel = at.button(key=f"cancel-train-reward-{job_id}")
     assert not cancel.disabled
 
     cancel.click().run()

@@ -11,10 +11,10 @@ from app import jobs
 from app.services import policies
 from app.services.rewards import TrainingError
 from app.ui import state
+from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
 from db import repo
 from db.engine import session_scope
-from db.models import JobStatus
 from rlhf_core.dqn import preset_for
 from rlhf_core.errors import StudioError
 
@@ -56,10 +56,6 @@ def _start(reward: str, steps: int) -> None:
         st.session_state["policy_error"] = str(exc)
 
 
-def _cancel(job_id: int) -> None:
-    jobs.cancel(studio, job_id)
-
-
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
 default_reward = "active" if active_model is not None else "true"
 reward = c1.selectbox(
@@ -96,40 +92,24 @@ if error := st.session_state.pop("policy_error", None):
 checkpoints = policies.policy_registry(studio, project.name)
 
 
+def _succeeded(job: jobs.JobView) -> str:
+    r = job.result or {}
+    success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
+    return (
+        f"Job #{job.id}: policy v{r.get('version')} · true return {r.get('true_return_mean'):.2f}{success} · "
+        f"{r.get('env_steps_per_second')} steps/s"
+    )
+
+
 def _job_panel() -> None:
-    job = jobs.latest(studio, project.id, "train-policy")
-    if job is None:
-        if not checkpoints:
-            st.caption("No policy yet. Click Train policy.")
-        return
-    if job.active:
-        st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
-        st.button(
-            "Cancel",
-            icon=":material/cancel:",
-            on_click=_cancel,
-            args=(job.id,),
-            key=f"cancel-policy-{job.id}",
-            disabled=job.cancel_requested,
-        )
-        st.session_state["watching_policy"] = job.id
-    else:
-        if st.session_state.pop("watching_policy", None) == job.id:
-            st.rerun()  # the job just ended: show the new checkpoint
-        if job.status is JobStatus.succeeded and job.result:
-            r = job.result
-            success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
-            st.success(
-                f"Job #{job.id}: policy v{r.get('version')} · true return {r.get('true_return_mean'):.2f}{success} · "
-                f"{r.get('env_steps_per_second')} steps/s"
-            )
-        elif job.status is JobStatus.failed:
-            st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
-            if job.error:
-                with st.expander("Details"):
-                    st.code(job.error)
-        elif job.status is JobStatus.cancelled:
-            st.warning(f"Job #{job.id} was cancelled; no checkpoint was added.")
+    job_panel(
+        studio,
+        project.id,
+        "train-policy",
+        empty=None if checkpoints else "No policy yet. Click Train policy.",
+        succeeded=_succeeded,
+        cancelled="no checkpoint was added.",
+    )
 
 
 st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()

@@ -9,10 +9,11 @@ import streamlit as st
 from app import jobs
 from app.services import rewards
 from app.ui import state
+from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
 from db import repo
 from db.engine import session_scope
-from db.models import JobStatus, ProjectKind
+from db.models import ProjectKind
 
 state.init()
 studio = get_studio()
@@ -56,10 +57,6 @@ def _start(kind: str) -> None:
         st.session_state["train_error"] = str(exc)
 
 
-def _cancel(job_id: int) -> None:
-    jobs.cancel(studio, job_id)
-
-
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key="train_kind")
 latest = jobs.latest(studio, project.id, "train-reward")
@@ -81,39 +78,17 @@ versions = rewards.registry(studio, project.name)  # read once; the page reruns 
 
 
 def _job_panel() -> None:
-    job = jobs.latest(studio, project.id, "train-reward")
-    if job is None:
-        if not versions:
-            st.caption("No training yet. Click Retrain.")
-        return
-    if job.active:
-        st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
-        st.button(
-            "Cancel",
-            icon=":material/cancel:",
-            on_click=_cancel,
-            args=(job.id,),
-            key=f"cancel-{job.id}",
-            disabled=job.cancel_requested,
-        )
-        if st.session_state.get("watching") != job.id:
-            st.session_state["watching"] = job.id
-    else:
-        if st.session_state.pop("watching", None) == job.id:
-            st.rerun()  # the job just ended: refresh the registry and plots
-        if job.status is JobStatus.succeeded and job.result:
-            r = job.result
-            st.success(
-                f"Job #{job.id}: version {r.get('version')} ({r.get('kind')}) is active · "
-                f"val accuracy {r.get('val_accuracy')} · {r.get('n_labels')} labels"
-            )
-        elif job.status is JobStatus.failed:
-            st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
-            if job.error:
-                with st.expander("Details"):
-                    st.code(job.error)
-        elif job.status is JobStatus.cancelled:
-            st.warning(f"Job #{job.id} was cancelled; the active model is unchanged.")
+    job_panel(
+        studio,
+        project.id,
+        "train-reward",
+        empty=None if versions else "No training yet. Click Retrain.",
+        succeeded=lambda job: (
+            f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
+            f"val accuracy {job.result.get('val_accuracy')} · {job.result.get('n_labels')} labels"
+        ),
+        cancelled="the active model is unchanged.",
+    )
 
 
 st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()

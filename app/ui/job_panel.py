@@ -1,0 +1,56 @@
+"""The progress panel of a background job, shared by the pages that start jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from app import jobs
+from app.config import Studio
+from db.models import JobStatus
+
+
+def job_panel(
+    studio: Studio,
+    project_id: int,
+    kind: str,
+    *,
+    empty: str | None,
+    succeeded: Callable[[jobs.JobView], str],
+    cancelled: str,
+) -> None:
+    """Show the latest job of ``kind``: progress and *Cancel* while it runs, its outcome after.
+
+    Run inside a fragment that reruns every second while the job is active; when the job
+    ends the whole page reruns once, so tables and plots show what it produced.
+    """
+    job = jobs.latest(studio, project_id, kind)
+    watch_key = f"watching-{kind}"
+    if job is None:
+        if empty:
+            st.caption(empty)
+        return
+    if job.active:
+        st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
+        st.button(
+            "Cancel",
+            icon=":material/cancel:",
+            on_click=jobs.cancel,
+            args=(studio, job.id),
+            key=f"cancel-{kind}-{job.id}",
+            disabled=job.cancel_requested,
+        )
+        st.session_state[watch_key] = job.id
+        return
+    if st.session_state.pop(watch_key, None) == job.id:
+        st.rerun()  # the job just ended: refresh the page's tables and plots
+    if job.status is JobStatus.succeeded and job.result:
+        st.success(succeeded(job))
+    elif job.status is JobStatus.failed:
+        st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
+        if job.error:
+            with st.expander("Details"):
+                st.code(job.error)
+    elif job.status is JobStatus.cancelled:
+        st.warning(f"Job #{job.id} was cancelled; {cancelled}")
