@@ -25,6 +25,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from app.config import Studio
+from app.services.artifacts import staged_folder
 from app.services.clips import clip_job, render_clips, save_item_frames
 from app.services.rewards import StageProgress, TrainingError, load_model, project_data
 from db import repo
@@ -166,15 +167,10 @@ def train_policy(
     if stats is not None:  # this run's lookups only
         hits, misses = stats.hits - hits0, stats.misses - misses0
         metrics["encoder_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
-    folder = studio.settings.data_dir / "policies" / f"project-{project.id}" / uuid.uuid4().hex[:12]
-    tmp = folder.with_name(folder.name + ".tmp")
-    try:
-        agent.save(tmp, {"env_id": env_id, "encoder": encoder_name, "absorbing_reward": absorbing})
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
+    with staged_folder(
+        studio.settings.data_dir / "policies" / f"project-{project.id}",
+        lambda tmp: agent.save(tmp, {"env_id": env_id, "encoder": encoder_name, "absorbing_reward": absorbing}),
+    ) as folder:
         with session_scope(studio.engine, write=True) as session:
             saved = repo.register_policy(
                 session,
@@ -193,9 +189,6 @@ def train_policy(
                 ),
             )
             version = saved.version
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     return PolicyResult(version, metrics, result.curve)
 
 

@@ -9,10 +9,8 @@ cancel therefore leaves the previously active model in place.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from app.config import Studio
+from app.services.artifacts import staged_folder
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
@@ -296,15 +295,7 @@ def train_reward_model(
         raise FitCancelledError("stopped while evaluating")
 
     priorities = _disagreement_priorities(studio, project.id, model, data)  # before taking the write lock
-    folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
-    tmp = folder.with_name(folder.name + ".tmp")
-    try:
-        model.save(tmp)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
+    with staged_folder(studio.settings.data_dir / "models" / f"project-{project.id}", model.save) as folder:
         with session_scope(studio.engine, write=True) as session:
             record = repo.register_reward_model(
                 session,
@@ -324,9 +315,6 @@ def train_reward_model(
                 if query.id in priorities:
                     query.priority = priorities[query.id]
             version = record.version
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     return TrainResult(version, kind, metrics)
 
 

@@ -9,10 +9,8 @@ store as it was.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.config import Studio
+from app.services.artifacts import staged_folder
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
@@ -125,15 +124,7 @@ def train_text_reward_model(
     if should_stop():
         raise FitCancelledError("stopped while evaluating")
 
-    folder = studio.settings.data_dir / "models" / f"project-{project.id}" / uuid.uuid4().hex[:12]
-    tmp = folder.with_name(folder.name + ".tmp")
-    try:
-        model.save(tmp)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
+    with staged_folder(studio.settings.data_dir / "models" / f"project-{project.id}", model.save) as folder:
         with session_scope(studio.engine, write=True) as session:
             record = repo.register_reward_model(
                 session,
@@ -150,9 +141,6 @@ def train_text_reward_model(
                 ),
             )
             version = record.version
-    except BaseException:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
     with _models_lock:
         _models[str(folder)] = model  # the next score call need not reload it
         _trim()
