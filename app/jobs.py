@@ -113,14 +113,42 @@ def _train_policy(
     return {"version": result.version, **result.metrics}
 
 
-HANDLERS: dict[str, Handler] = {"train-reward": _train_reward, "train-policy": _train_policy}
+def _train_classifier(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.classifiers import train_classifier
+
+    path = params.get("path")
+    result = train_classifier(
+        studio,
+        params["kind"],
+        params["mode"],
+        path=Path(path) if path else None,
+        epochs=int(params.get("epochs", 5)),
+        seed=int(params.get("seed", 0)),
+        on_step=lambda done, total, metrics: progress("fit", done, total),
+        should_stop=should_stop,
+    )
+    return {**result.to_json(), "dataset": params.get("dataset", "")}
+
+
+HANDLERS: dict[str, Handler] = {
+    "train-reward": _train_reward,
+    "train-policy": _train_policy,
+    "train-classifier": _train_classifier,  # not tied to a project: project_id None
+}
 
 
 # --- the app's side ---------------------------------------------------------------------------
 
 
-def submit(studio: Studio, project_id: int, kind: str, params: dict[str, Any], *, spawn: bool = True) -> int:
-    """Record a job and start its worker process; refuses a second active job of a kind per project."""
+def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, Any], *, spawn: bool = True) -> int:
+    """Record a job and start its worker process; refuses a second active job of a kind per project
+    (``project_id`` None: jobs that belong to no project, such as classifiers)."""
     if kind not in HANDLERS:
         raise JobError(f"unknown job kind {kind!r}")
     with session_scope(studio.engine, write=True) as session:
@@ -187,7 +215,7 @@ def get(studio: Studio, job_id: int) -> JobView:
     return _view(job)
 
 
-def latest(studio: Studio, project_id: int, kind: str) -> JobView | None:
+def latest(studio: Studio, project_id: int | None, kind: str) -> JobView | None:
     """The newest job of a kind for a project."""
     job = _read(
         studio,

@@ -8,6 +8,7 @@ experiment whose result is returned (and shown), not a registered model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +55,7 @@ def train_classifier(
     epochs: int = 5,
     seed: int = 0,
     on_step: ProgressFn | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ClassifierResult:
     """Adapt the pretrained backbone of ``kind`` to the dataset in ``mode`` (frozen, lora, full)."""
     from rlhf_core.classifiers import ClassifierConfig
@@ -61,4 +63,4 @@ def train_classifier(
 
     config = ClassifierConfig(mode=mode, epochs=epochs, seed=seed)  # validates mode and epochs
     data = load_dataset(studio, kind, path, config.image_size)
-    return fit(data, config, on_step=on_step)
+    return fit(data, config, on_step=on_step, should_stop=should_stop)

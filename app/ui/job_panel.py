@@ -13,7 +13,7 @@ from db.models import JobStatus
 
 def job_panel(
     studio: Studio,
-    project_id: int,
+    project_id: int | None,
     kind: str,
     *,
     empty: str | None,

@@ -9,8 +9,10 @@ Each run is a separate process (so thread settings and caches do not leak betwee
   ``PRESETS["CartPole-v1"]``: lr 2.3e-3, batch 64, buffer 100k, train_freq 256,
   gradient_steps 128, target update 10, exploration 0.16 -> 0.04, MLP 256x256).
 - MiniGrid-Empty-Random-6x6-v0 (48x48 RGB pixels): SB3's ``CnnPolicy`` (NatureCNN trained
-  end to end) against our Q-head on frozen, cached EfficientNet-Lite0 features, both with
-  our MiniGrid preset (train_freq 4, one gradient step, head 256).
+  end to end) against our Q-head on frozen, cached features, both with our MiniGrid preset
+  (train_freq 4, one gradient step, head 256). Ours runs twice: on EfficientNet-Lite0
+  (ImageNet, 1280 features) and on the source-task CNN (trained once on the 8x8 room, then
+  frozen; 512 features), made in ``.bench/`` on first use.
 
 Every run is repeated for each seed (``--seeds``, default 0 1 2); SB3 runs with one thread
 (ours uses one, which is faster for networks this small) and, for the speed only, once more
@@ -51,7 +53,7 @@ def _evaluate(act: Any, env_id: str) -> float:
     return float(np.mean(returns))
 
 
-def run_ours(env_id: str, steps: int, seed: int) -> dict[str, Any]:
+def run_ours(env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0") -> dict[str, Any]:
     from rlhf_core.dqn import DQNAgent, preset_for, vector_features
     from rlhf_core.encoders import get_encoder
     from rlhf_core.envs import env_info, make_env
@@ -59,7 +61,7 @@ def run_ours(env_id: str, steps: int, seed: int) -> dict[str, Any]:
     info = env_info(env_id)
     cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0)
     if info.pixels:
-        enc = get_encoder("efficientnet-lite0")
+        enc = get_encoder(encoder)
         featurize, dim = enc.encode, enc.features_dim
     else:
         featurize, dim = vector_features, int(np.prod(info.obs_shape))
@@ -109,11 +111,25 @@ def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str
     return {"sps": steps / seconds, "seconds": seconds, "final_return": final, "threads": torch.get_num_threads()}
 
 
-def _spawn(which: str, env_id: str, steps: int, seed: int, threads: int = 0) -> dict[str, Any]:
+def _spawn(
+    which: str, env_id: str, steps: int, seed: int, threads: int = 0, encoder: str = "efficientnet-lite0"
+) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
-    cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads)]
+    cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads), "--encoder", encoder]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _source_encoder() -> Path:
+    """A source-task encoder trained on the 8x8 room (as ``rlhf train-encoder`` does), made once."""
+    from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
+
+    out = Path(__file__).resolve().parents[2] / ".bench" / "minigrid8.safetensors"
+    if not out.is_file():
+        start = time.perf_counter()
+        result = train_source_encoder(SourceTaskConfig(env_id="MiniGrid-Empty-8x8-v0"), out)
+        print(f"source-task encoder trained in {time.perf_counter() - start:.1f} s: {result}", flush=True)
+    return out
 
 
 DEFAULT_STEPS = {"CartPole-v1": 50_000, "MiniGrid-Empty-Random-6x6-v0": 10_000}
@@ -131,12 +147,13 @@ def main() -> None:
     parser.add_argument("--worker", choices=["ours", "sb3"], default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         env_id = args.env[0]
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
         result = (
-            run_ours(env_id, steps, args.seed)
+            run_ours(env_id, steps, args.seed, args.encoder)
             if args.worker == "ours"
             else run_sb3(env_id, steps, args.seed, args.threads or None)
         )
@@ -145,21 +162,25 @@ def main() -> None:
     rows = []
     for env_id in args.env:
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
-        ours = [_spawn("ours", env_id, steps, seed) for seed in args.seeds]
         sb3_one = [_spawn("sb3", env_id, steps, seed, threads=1) for seed in args.seeds]
         sb3_default = _spawn("sb3", env_id, steps, args.seeds[0])  # speed only: one seed
-        row = {
-            "env_id": env_id,
-            "steps": steps,
-            "seeds": args.seeds,
-            "ours": ours,
-            "sb3_one_thread": sb3_one,
-            "sb3_default_threads": sb3_default,
-            "speedup_vs_sb3_one_thread": _mean(ours, "sps") / _mean(sb3_one, "sps"),
-            "speedup_vs_sb3_default_threads": _mean(ours, "sps") / sb3_default["sps"],
-        }
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        encoders = ["efficientnet-lite0"]
+        if env_id.startswith("MiniGrid-"):
+            encoders.append(f"source:{_source_encoder()}")
+        for encoder in encoders:
+            ours = [_spawn("ours", env_id, steps, seed, encoder=encoder) for seed in args.seeds]
+            row = {
+                "env_id": env_id + ("" if encoder == encoders[0] else " (source-task encoder)"),
+                "steps": steps,
+                "seeds": args.seeds,
+                "ours": ours,
+                "sb3_one_thread": sb3_one,
+                "sb3_default_threads": sb3_default,
+                "speedup_vs_sb3_one_thread": _mean(ours, "sps") / _mean(sb3_one, "sps"),
+                "speedup_vs_sb3_default_threads": _mean(ours, "sps") / sb3_default["sps"],
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print()
     print(
         "| environment | steps | ours steps/s | SB3 steps/s: 1 thread / default threads | speedup: vs 1 thread / "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,14 @@ def test_classifiers_page_trains_on_the_shapes_and_draws_the_confusion_matrix(tm
     at.radio(key="classifier_mode").set_value("frozen")
     at.number_input(key="classifier_epochs").set_value(1)
     at.button(key="classifier_train").click().run()
-
     assert not at.exception, [e.value for e in at.exception]
+    assert at.button(key="classifier_train").disabled  # one run at a time while the job works
+    deadline = time.monotonic() + 300
+    while not at.metric and time.monotonic() < deadline:  # the job runs in its own process
+        time.sleep(1.0)
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Job #1" in s.value for s in at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert 0.0 <= float(metrics["Held-out accuracy"]) <= 1.0
     assert metrics["Examples"] == "90 + 30"

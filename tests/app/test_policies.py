@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import _cartpole as cp
@@ -189,3 +190,22 @@ def test_policy_page_shows_checkpoints_and_sends_rollouts_to_labeling(data: Path
     assert not at.exception, [e.value for e in at.exception]
     assert any("Added" in s.value for s in at.success)
     assert cp.rows(data, "SELECT count(*) FROM query")[0][0] > n_before
+
+
+def test_policy_page_train_button_starts_a_job_with_the_chosen_settings(data: Path) -> None:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    at.selectbox(key="policy_reward").set_value("true")
+    at.number_input(key="policy_steps").set_value(2_000)
+    at.button(key="train_policy").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = cp.rows(data, "SELECT kind, params FROM job")
+    assert len(rows) == 1 and rows[0][0] == "train-policy"
+    assert json.loads(rows[0][1]) == {"project": cp.PROJECT, "reward": "true", "steps": 2_000}
+    assert at.button(key="train_policy").disabled  # one policy job at a time per project
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and cp.rows(data, "SELECT status FROM job")[0][0] in ("queued", "running"):
+        time.sleep(1.0)
+    assert cp.rows(data, "SELECT status FROM job") == [("succeeded",)]
+    assert cp.rows(data, "SELECT max(version) FROM policy") == [(2,)]

@@ -1,7 +1,8 @@
 """Classifiers page: transfer learning three ways (frozen features, LoRA, full fine-tuning).
 
-Choose a dataset and a mode, train (here, with a progress bar: small datasets take seconds
-to a minute), and read the held-out accuracy and the confusion matrix.
+Choose a dataset and a mode, train (a background job with progress and Cancel; its result,
+accuracy and confusion matrix, is kept in the job's row), and read the held-out accuracy
+and the confusion matrix.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.services import classifiers
+from app import jobs
 from app.ui import state
+from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
-from rlhf_core.errors import StudioError
+from db.models import JobStatus
 
 state.init()
 studio = get_studio()
@@ -37,8 +39,9 @@ MODES = {
     "lora": "LoRA adapters + head",
     "full": "Full fine-tuning",
 }
-RESULT = "classifier_result"
-"""session_state key: the last run's result (dict) with its dataset and mode."""
+JOB_KIND = "train-classifier"
+ERROR = "classifier_error"
+"""session_state key: a message about the last Train click that could not start a job."""
 
 dataset = st.radio(
     "Dataset", list(DATASETS), format_func=lambda k: DATASETS[k][1], key="classifier_dataset", horizontal=True
@@ -52,28 +55,58 @@ left, right = st.columns([3, 1], vertical_alignment="bottom")
 mode = left.radio("Mode", list(MODES), format_func=MODES.get, key="classifier_mode", horizontal=True)
 epochs = right.number_input("Epochs", min_value=1, max_value=50, value=5, key="classifier_epochs")
 
-if st.button("Train", icon=":material/model_training:", type="primary", key="classifier_train"):
-    if dataset in ("text-file", "image-folder") and path is None:
-        st.warning("Enter the path of your dataset first.")
-    else:
-        bar = st.progress(0.0, text="loading the backbone...")
 
-        def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
-            bar.progress(done / total, text=f"step {done}/{total} · loss {metrics.get('loss', float('nan')):.3f}")
+def _start() -> None:
+    # Read the widgets' current values: a callback runs before the page script, so module
+    # variables still hold the previous run's values.
+    chosen = st.session_state["classifier_dataset"]
+    typed = str(st.session_state.get("classifier_path") or "").strip()
+    given = Path(typed).expanduser() if typed else None
+    if chosen in ("text-file", "image-folder") and (given is None or not given.exists()):
+        st.session_state[ERROR] = (
+            "Enter the path of an existing dataset first." if given is None else f"{given} not found"
+        )
+        return
+    params = {
+        "kind": DATASETS[chosen][0],
+        "mode": st.session_state["classifier_mode"],
+        "path": str(given) if given and chosen in ("text-file", "image-folder") else None,
+        "epochs": int(st.session_state["classifier_epochs"]),
+        "dataset": DATASETS[chosen][1],
+    }
+    try:
+        jobs.submit(studio, None, JOB_KIND, params)
+    except jobs.JobError as exc:
+        st.session_state[ERROR] = str(exc)
 
-        try:
-            result = classifiers.train_classifier(studio, kind, mode, path=path, epochs=int(epochs), on_step=on_step)
-        except (LookupError, ValueError, OSError, StudioError) as exc:
-            bar.empty()
-            st.error(str(exc))
-        else:
-            bar.empty()
-            st.session_state[RESULT] = {"dataset": DATASETS[dataset][1], **result.to_json()}
 
-r = st.session_state.get(RESULT)
+latest = jobs.latest(studio, None, JOB_KIND)
+st.button(
+    "Train",
+    icon=":material/model_training:",
+    type="primary",
+    key="classifier_train",
+    on_click=_start,
+    disabled=latest is not None and latest.active,
+)
+if error := st.session_state.pop(ERROR, None):
+    st.warning(error)
+
+
+def _succeeded(job: jobs.JobView) -> str:
+    r = job.result or {}
+    return f"Job #{job.id}: {r.get('dataset')} · {MODES.get(r.get('mode', ''), '')} · accuracy {r.get('accuracy'):.3f}"
+
+
+st.fragment(
+    lambda: job_panel(studio, None, JOB_KIND, empty=None, succeeded=_succeeded, cancelled="nothing was kept."),
+    run_every=1.0 if latest is not None and latest.active else None,
+)()
+
+r = latest.result if latest is not None and latest.status is JobStatus.succeeded else None
 if r is None:
     st.stop()
-st.subheader(f"{r['dataset']} · {MODES[r['mode']]}")
+st.subheader(f"{r.get('dataset', '')} · {MODES[r['mode']]}")
 cols = st.columns(4)
 cols[0].metric("Held-out accuracy", f"{r['accuracy']:.3f}")
 cols[1].metric(

@@ -49,7 +49,9 @@ REWARDS = {"active": "Active reward model", "true": "True reward (baseline)"}
 REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
 
 
-def _start(reward: str, steps: int) -> None:
+def _start() -> None:
+    # The widgets' current values (a callback runs before the script, so locals would be stale).
+    reward, steps = st.session_state["policy_reward"], int(st.session_state["policy_steps"])
     try:
         jobs.submit(studio, project.id, "train-policy", {"project": project.name, "reward": reward, "steps": steps})
     except jobs.JobError as exc:
@@ -79,7 +81,6 @@ c3.button(
     icon=":material/smart_toy:",
     type="primary",
     on_click=_start,
-    args=(reward, int(steps)),
     disabled=(latest is not None and latest.active) or (reward == "active" and active_model is None),
     width="stretch",
     key="train_policy",
