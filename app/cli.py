@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -38,6 +40,22 @@ class _Bars:
             bar.close()
 
 
+@contextmanager
+def _reporting(cancelled: str | None = None, *cancel_errors: type[BaseException]) -> Iterator[_Bars]:
+    """Progress bars for a long use case; its user errors (and, given ``cancelled``, a cancel or
+    Ctrl-C) become one clear line."""
+    stops = (*cancel_errors, KeyboardInterrupt) if cancelled is not None else ()
+    bars = _Bars()
+    try:
+        yield bars
+    except stops as exc:
+        raise click.ClickException(str(cancelled)) from exc
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bars.close()
+
+
 @click.group()
 @click.option(
     "--data-dir",
@@ -63,15 +81,10 @@ def demo(studio: Studio, name: str, env_id: str, segments: int, queries: int, se
     """Create a demo project with clips ready to label (does nothing if it exists)."""
     from app.services.demo import create_demo_project
 
-    bars = _Bars()
-    try:
+    with _reporting() as bars:
         result = create_demo_project(
             studio, name, env_id, n_segments=segments, n_queries=queries, seed=seed, workers=workers, on_progress=bars
         )
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bars.close()
     c = result.counts
     verb = "created" if result.created else "already exists, nothing added"
     click.echo(f"project {result.project!r} {verb}: {c.items} segments, {c.queries} queries, {c.labels} labels")
@@ -142,15 +155,10 @@ def queries(
     """Add pairs to label (their clips are rendered first)."""
     from app.services.queries import add_queries
 
-    bars = _Bars()
-    try:
+    with _reporting() as bars:
         result = add_queries(
             studio, name, method, count, seed=seed, oversample=oversample, workers=workers, on_progress=bars
         )
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bars.close()
     extra = f", most disputed score {result.top_score:.3f}" if result.top_score is not None else ""
     click.echo(f"added {result.added} {method} pairs{extra}")
 
@@ -211,15 +219,8 @@ def train_reward(
         raise click.ClickException("--rank, --lr and --max-length apply to --kind text-lora only")
     if kind == "text-lora" and any(v is not None for v in ensemble_only.values()):
         raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
-    bars = _Bars()
-    try:
+    with _reporting("training cancelled; the active model is unchanged", FitCancelledError) as bars:
         result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder)
-    except (FitCancelledError, KeyboardInterrupt) as exc:
-        raise click.ClickException("training cancelled; the active model is unchanged") from exc
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bars.close()
     m = result.metrics
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))
@@ -303,15 +304,8 @@ def train_policy_cmd(
 
     if steps is not None and steps < 1:
         raise click.ClickException(f"--steps must be positive, got {steps}")
-    bars = _Bars()
-    try:
+    with _reporting("training cancelled; no checkpoint was registered", TrainingCancelledError) as bars:
         result = train_policy(studio, name, reward, steps=steps, encoder=encoder, seed=seed, on_progress=bars)
-    except (TrainingCancelledError, KeyboardInterrupt) as exc:
-        raise click.ClickException("training cancelled; no checkpoint was registered") from exc
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bars.close()
     m = result.metrics
     if as_json:
         click.echo(json.dumps({"version": result.version, **m, "curve": result.curve}, indent=2))
@@ -360,13 +354,8 @@ def policy_queries(studio: Studio, name: str, version: int | None, episodes: int
     """Turn a policy's fresh rollouts into new pairs to label, served first."""
     from app.services.policies import rollouts_to_queries
 
-    bars = _Bars()
-    try:
+    with _reporting() as bars:
         added = rollouts_to_queries(studio, name, version, episodes=episodes, seed=seed, on_progress=bars)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        bars.close()
     click.echo(f"added {added.segments} segments from {added.episodes} episodes and {added.queries} queries")
 
 

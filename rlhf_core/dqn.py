@@ -116,6 +116,10 @@ class DQNConfig:
         """A copy with some fields changed (validated again)."""
         return DQNConfig(**{**asdict(self), **changes})
 
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON values (tuples as lists); :meth:`from_dict` reads them back."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DQNConfig:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
@@ -490,7 +494,7 @@ class DQNAgent:
         folder.mkdir(parents=True, exist_ok=True)
         save_file({k: v.contiguous() for k, v in self.q.state_dict().items()}, str(folder / "q.safetensors"))
         meta = {
-            "config": asdict(self.config),
+            "config": self.config.to_dict(),
             "feature_dim": self.feature_dim,
             "n_actions": self.n_actions,
             **(extra or {}),

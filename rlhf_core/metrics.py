@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -67,3 +68,17 @@ def spearman(predicted: np.ndarray, target: np.ndarray) -> float:
     if len(predicted) < 3 or np.ptp(predicted) == 0 or np.ptp(target) == 0:
         return float("nan")
     return float(spearmanr(predicted, target).statistic)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """``x`` as a float, or None when it is missing or not finite (JSON has no NaN)."""
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
+def held_out_metrics(p_a: np.ndarray, pref: np.ndarray) -> dict[str, Any]:
+    """Accuracy (ties excluded), log loss and calibration bins of predicted P(A) against labels."""
+    return {
+        "val_accuracy": finite_or_none(preference_accuracy(p_a, pref)),
+        "log_loss": finite_or_none(preference_log_loss(p_a, pref)),
+        "calibration": [vars(b) for b in calibration(p_a, pref)],
+    }

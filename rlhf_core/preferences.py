@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlhf_core.encoders import get_encoder
+from rlhf_core.encoders import canonical_name, get_encoder
 
 PREF_VALUES = (0.0, 0.5, 1.0)
 
@@ -91,9 +91,12 @@ class FeatureSpec:
     """Name of the frozen encoder for pixel observations (``rlhf_core.encoders``)."""
 
     @classmethod
-    def for_segments(cls, segments: Segments, encoder: str = "efficientnet-lite0") -> FeatureSpec:
+    def for_segments(cls, segments: Segments, encoder: str | None = None) -> FeatureSpec:
+        """The spec of ``segments``; pixels use ``encoder`` (default efficientnet-lite0), stored with
+        any file path made absolute so the saved model loads from any working folder."""
         shape = tuple(int(s) for s in segments.obs.shape[2:])
-        return cls(shape, segments.pixels, encoder if segments.pixels else None)
+        name = canonical_name(encoder or "efficientnet-lite0")
+        return cls(shape, segments.pixels, name if segments.pixels else None)
 
     def to_json(self) -> dict:
         return {"obs_shape": list(self.obs_shape), "pixels": self.pixels, "encoder": self.encoder}

@@ -33,7 +33,7 @@ from db.engine import session_scope
 from db.models import Item, PolicyRecord, Project, Query, RewardModelRecord, Trajectory
 from rlhf_core.behaviours import Behaviour, random_action
 from rlhf_core.clips import side_by_side_gif
-from rlhf_core.dqn import DQNAgent, DQNConfig, Featurize, TrainingCancelledError, preset_for, vector_features
+from rlhf_core.dqn import DQNAgent, Featurize, TrainingCancelledError, preset_for, vector_features
 from rlhf_core.encoders import canonical_name, get_encoder
 from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.learned_reward import LearnedReward
@@ -180,7 +180,7 @@ def train_policy(
                     reward="true" if record is None else "model",
                     reward_model_id=None if record is None else record.id,
                     encoder=encoder_name,
-                    config=_jsonable(cfg),
+                    config=cfg.to_dict(),
                     label_count=metrics["labels_used"],
                     metrics=metrics,
                     curve=result.curve,
@@ -190,12 +190,6 @@ def train_policy(
             )
             version = saved.version
     return PolicyResult(version, metrics, result.curve)
-
-
-def _jsonable(cfg: DQNConfig) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
 
 
 # --- inspecting a checkpoint -------------------------------------------------------------------
@@ -225,15 +219,22 @@ def policy_registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
     ]
 
 
-def load_agent(studio: Studio, project_name: str, version: int | None = None) -> tuple[PolicyRecord, DQNAgent]:
-    """A checkpoint's record and its agent (the newest checkpoint when ``version`` is None)."""
+def _checkpoint(
+    studio: Studio, project_name: str, version: int | None
+) -> tuple[Project, PolicyRecord, RewardModelRecord | None, DQNAgent]:
+    """The project, a checkpoint's record, the active reward model's record (one read) and the agent."""
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = repo.get_policy(session, project.id, version)
-        session.expunge(record)
-    info = env_info(project.env_id or "")
-    featurize, _, _ = _featurizer(info, record.encoder)
-    return record, DQNAgent.load(studio.path(record.path), featurize)
+        active = repo.active_reward_model(session, project.id)
+    featurize, _, _ = _featurizer(env_info(project.env_id or ""), record.encoder)
+    return project, record, active, DQNAgent.load(studio.path(record.path), featurize)
+
+
+def load_agent(studio: Studio, project_name: str, version: int | None = None) -> tuple[PolicyRecord, DQNAgent]:
+    """A checkpoint's record and its agent (the newest checkpoint when ``version`` is None)."""
+    _, record, _, agent = _checkpoint(studio, project_name, version)
+    return record, agent
 
 
 def policy_behaviour(agent: DQNAgent, name: str, epsilon: float = 0.0) -> Behaviour:
@@ -270,10 +271,7 @@ def _pad(frames: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
 
 def showcase(studio: Studio, project_name: str, version: int | None = None, *, seed: int = 0) -> Showcase:
     """Roll out a checkpoint and a random policy from the same start; clip them side by side."""
-    record, agent = load_agent(studio, project_name, version)
-    with session_scope(studio.engine) as session:
-        project = repo.get_project(session, project_name)
-        session.expunge(project)
+    project, record, active, agent = _checkpoint(studio, project_name, version)
     env_id = project.env_id or ""
     info = env_info(env_id)
     max_steps = 10 * info.segment_length(1.5)
@@ -298,10 +296,6 @@ def showcase(studio: Studio, project_name: str, version: int | None = None, *, s
         return None if succeeded is None else succeeded(ep.terminated, float(ep.rewards[-1]), {})
 
     predicted, model_version = None, None
-    with session_scope(studio.engine) as session:
-        active = repo.active_reward_model(session, project.id)
-        if active is not None:
-            session.expunge(active)
     if active is not None:
         learned = LearnedReward(load_model(studio, active))
         predicted = learned.raw(mine.obs[:-1], mine.obs[1:])
@@ -350,13 +344,9 @@ def rollouts_to_queries(
     if episodes < 1 or pairs_per_segment < 1:
         raise ValueError("episodes and pairs_per_segment must be at least 1")
     progress = on_progress or (lambda stage, done, total: None)
-    record, agent = load_agent(studio, project_name, version)
+    project, record, _, agent = _checkpoint(studio, project_name, version)
     with session_scope(studio.engine) as session:
-        project = repo.get_project(session, project_name)
-        session.expunge(project)
         existing = [item for item, _ in repo.project_items(session, project.id) if item.clip_file]
-        for item in existing:
-            session.expunge(item)
         top = session.scalar(select(func.max(Query.priority)).where(Query.project_id == project.id)) or 0.0
     env_id = project.env_id or ""
     info = env_info(env_id)

@@ -25,8 +25,8 @@ from app.services.artifacts import staged_folder
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
-from rlhf_core.encoders import canonical_name, get_encoder
-from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
+from rlhf_core.encoders import get_encoder
+from rlhf_core.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_scores
 from rlhf_core.reward_models import (
@@ -152,20 +152,13 @@ def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[st
     registered oracle reward) and with the environment's own reward (``spearman_env``)."""
     if len(val) == 0:
         return {"val_accuracy": None, "log_loss": None, "spearman_true": None, "calibration": []}
-    p = model.predict_pref(val)
     held = np.unique(np.concatenate([val.a, val.b]))
     predicted = model.segment_returns(data.segments.subset(held))
     return {
-        "val_accuracy": _num(preference_accuracy(p, val.pref)),
-        "log_loss": _num(preference_log_loss(p, val.pref)),
-        "spearman_true": _num(spearman(predicted, data.teacher_returns[held])),
-        "spearman_env": _num(spearman(predicted, data.true_rewards.sum(axis=1)[held])),
-        "calibration": [vars(b) for b in calibration(p, val.pref)],
+        **held_out_metrics(model.predict_pref(val), val.pref),
+        "spearman_true": finite_or_none(spearman(predicted, data.teacher_returns[held])),
+        "spearman_env": finite_or_none(spearman(predicted, data.true_rewards.sum(axis=1)[held])),
     }
-
-
-def _num(x: float) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng: np.random.Generator) -> list[dict]:
@@ -178,7 +171,8 @@ def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng:
         sub = train.take(np.arange(n))
         model = LinearBT(spec, LinearBTConfig(cs=5, folds=3))
         model.fit(sub, rng=rng)
-        points.append({"n_labels": n, "val_accuracy": _num(preference_accuracy(model.predict_pref(val), val.pref))})
+        accuracy = finite_or_none(preference_accuracy(model.predict_pref(val), val.pref))
+        points.append({"n_labels": n, "val_accuracy": accuracy})
     return points
 
 
@@ -257,11 +251,7 @@ def train_reward_model(
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
-        spec = (
-            FeatureSpec.for_segments(data.segments, canonical_name(encoder))
-            if encoder
-            else FeatureSpec.for_segments(data.segments)
-        )
+        spec = FeatureSpec.for_segments(data.segments, encoder)
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
@@ -295,27 +285,47 @@ def train_reward_model(
         raise FitCancelledError("stopped while evaluating")
 
     priorities = _disagreement_priorities(studio, project.id, model, data)  # before taking the write lock
-    with staged_folder(studio.settings.data_dir / "models" / f"project-{project.id}", model.save) as folder:
+    version = register_version(studio, project.id, kind, model, config, labels, metrics, job_id, priorities)
+    return TrainResult(version, kind, metrics)
+
+
+def register_version(
+    studio: Studio,
+    project_id: int,
+    kind: str,
+    model: Any,
+    config: dict[str, Any] | None,
+    labels: list[repo.Comparison],
+    metrics: dict[str, Any],
+    job_id: int | None,
+    priorities: dict[int, float] | None = None,
+) -> int:
+    """Save a trained model and register it as the project's active version, in one transaction
+    that also applies new query ``priorities``; returns the version. The saved model is kept in
+    the process's model cache, so the next prediction need not load it again."""
+    with staged_folder(studio.settings.data_dir / "models" / f"project-{project_id}", model.save) as folder:
         with session_scope(studio.engine, write=True) as session:
             record = repo.register_reward_model(
                 session,
                 RewardModelRecord(
-                    project_id=project.id,
+                    project_id=project_id,
                     version=0,
                     kind=kind,
                     config=config or {},
-                    label_count=len(prefs),
+                    label_count=len(labels),
                     label_hash=label_hash(labels),
                     metrics=metrics,
                     path=studio.relative(folder),
                     job_id=job_id,
                 ),
             )
-            for query in repo.unlabeled_queries(session, project.id):  # still unlabeled now
-                if query.id in priorities:
-                    query.priority = priorities[query.id]
+            if priorities:
+                for query in repo.unlabeled_queries(session, project_id):  # still unlabeled now
+                    if query.id in priorities:
+                        query.priority = priorities[query.id]
             version = record.version
-    return TrainResult(version, kind, metrics)
+    _cache_model(str(folder), model)
+    return version
 
 
 def _disagreement_priorities(
@@ -332,9 +342,17 @@ def _disagreement_priorities(
     return {q.id: float(score) for q, score in zip(queries, scores, strict=True)}
 
 
-_models: OrderedDict[str, RewardModel] = OrderedDict()
+_models: OrderedDict[str, Any] = OrderedDict()
 _models_lock = threading.Lock()
 _MAX_MODELS = 4
+
+
+def _cache_model(path: str, model: Any) -> None:
+    with _models_lock:
+        _models[path] = model
+        _models.move_to_end(path)
+        while len(_models) > _MAX_MODELS:
+            _models.popitem(last=False)
 
 
 def load_model(studio: Studio, record: RewardModelRecord) -> Any:
@@ -342,18 +360,19 @@ def load_model(studio: Studio, record: RewardModelRecord) -> Any:
 
     A trajectory model is a :class:`RewardModel`; a ``text-lora`` one a ``TextRewardModel``.
     """
-    if record.kind == TEXT_KIND:
-        from app.services.text_rewards import load_text_model
-
-        return load_text_model(studio, record)
     path = str(studio.path(record.path))
     with _models_lock:
-        if path not in _models:
-            _models[path] = load_reward_model(Path(path))
-            while len(_models) > _MAX_MODELS:
-                _models.popitem(last=False)
-        _models.move_to_end(path)
-        return _models[path]
+        if path in _models:
+            _models.move_to_end(path)
+            return _models[path]
+    if record.kind == TEXT_KIND:
+        from rlhf_core.text_reward import TextRewardModel
+
+        model: Any = TextRewardModel.load(Path(path))
+    else:
+        model = load_reward_model(Path(path))
+    _cache_model(path, model)
+    return model
 
 
 def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, Any] | None:

@@ -9,22 +9,18 @@ store as it was.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.config import Studio
-from app.services.artifacts import staged_folder
 from db import repo
 from db.engine import session_scope
-from db.models import Project, ProjectKind, RewardModelRecord
+from db.models import Project, ProjectKind
 from rlhf_core.errors import StudioError
-from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss
+from rlhf_core.metrics import finite_or_none, held_out_metrics
 
 if TYPE_CHECKING:  # torch and transformers load only when a text model is used
     from app.services.rewards import StageProgress, TrainResult
@@ -73,7 +69,7 @@ def train_text_reward_model(
     Called by :func:`app.services.rewards.train_reward_model`, which has checked the project
     and the number of labels.
     """
-    from app.services.rewards import TrainingError, TrainResult, label_hash, split_train_val
+    from app.services.rewards import TrainingError, TrainResult, register_version, split_train_val
     from rlhf_core.reward_models import FitCancelledError
     from rlhf_core.text_reward import TextRewardConfig, TextRewardModel
 
@@ -113,7 +109,7 @@ def train_text_reward_model(
         n_val=len(val),
         fit_seconds=round(fit_seconds, 3),
         pairs_per_s=round(fit["pairs_per_s"], 2),
-        train_loss=_num(fit["train_loss"]),
+        train_loss=finite_or_none(fit["train_loss"]),
         trainable_params=int(fit["trainable_params"]),
         backbone_params=int(fit["backbone_params"]),
         trainable_fraction=round(fit["trainable_fraction"], 6),
@@ -124,26 +120,7 @@ def train_text_reward_model(
     if should_stop():
         raise FitCancelledError("stopped while evaluating")
 
-    with staged_folder(studio.settings.data_dir / "models" / f"project-{project.id}", model.save) as folder:
-        with session_scope(studio.engine, write=True) as session:
-            record = repo.register_reward_model(
-                session,
-                RewardModelRecord(
-                    project_id=project.id,
-                    version=0,
-                    kind=TEXT_KIND,
-                    config=config or {},
-                    label_count=len(prefs),
-                    label_hash=label_hash(labels),
-                    metrics=metrics,
-                    path=studio.relative(folder),
-                    job_id=job_id,
-                ),
-            )
-            version = record.version
-    with _models_lock:
-        _models[str(folder)] = model  # the next score call need not reload it
-        _trim()
+    version = register_version(studio, project.id, TEXT_KIND, model, config, labels, metrics, job_id)
     return TrainResult(version, TEXT_KIND, metrics)
 
 
@@ -151,39 +128,7 @@ def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any
     """Held-out accuracy (ties excluded), log loss and calibration."""
     if len(val) == 0:
         return {"val_accuracy": None, "log_loss": None, "calibration": []}
-    p = model.predict_pref(val)
-    return {
-        "val_accuracy": _num(preference_accuracy(p, val.pref)),
-        "log_loss": _num(preference_log_loss(p, val.pref)),
-        "calibration": [vars(b) for b in calibration(p, val.pref)],
-    }
-
-
-def _num(x: float | None) -> float | None:
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-_models: OrderedDict[str, TextRewardModel] = OrderedDict()
-_models_lock = threading.Lock()
-_MAX_MODELS = 2
-
-
-def _trim() -> None:
-    while len(_models) > _MAX_MODELS:
-        _models.popitem(last=False)
-
-
-def load_text_model(studio: Studio, record: RewardModelRecord) -> TextRewardModel:
-    """A registered text model, loaded once per process (the two most recently used are kept)."""
-    from rlhf_core.text_reward import TextRewardModel
-
-    path = str(studio.path(record.path))
-    with _models_lock:
-        if path not in _models:
-            _models[path] = TextRewardModel.load(Path(path))
-            _trim()
-        _models.move_to_end(path)
-        return _models[path]
+    return held_out_metrics(model.predict_pref(val), val.pref)
 
 
 @dataclass(frozen=True)
@@ -207,7 +152,9 @@ def score_responses(studio: Studio, project_name: str, prompt: str, responses: l
             f"project {project_name!r} has no active text reward model; "
             f"train one first: rlhf train-reward --project {project_name}"
         )
-    model = load_text_model(studio, record)
+    from app.services.rewards import load_model
+
+    model = load_model(studio, record)
     scores = model.score([prompt] * len(responses), responses)
     order = np.argsort(-scores, kind="stable")
     return ScoredResponses(record.version, prompt, [(responses[i], float(scores[i])) for i in order])

@@ -5,6 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app.config import Settings, Studio
+from app.ui import state
+from db import repo
+from db.engine import session_scope
+from db.models import Project
 
 
 @st.cache_resource(show_spinner=False)
@@ -18,3 +22,20 @@ def get_studio() -> Studio:
     """The studio for the settings in the environment (one per data folder and database)."""
     settings = Settings.from_env()
     return _studio(str(settings.data_dir), settings.database_url)
+
+
+def current_project(studio: Studio) -> Project:
+    """The project chosen on the Projects page; without one (or if it is gone) the page stops
+    with a pointer to the Projects page or the reason."""
+    name = state.get(state.PROJECT)
+    if not name:
+        st.info("Choose a project on the Projects page first.")
+        st.page_link("views/home.py", label="Projects", icon=":material/home:")
+        st.stop()
+    with session_scope(studio.engine) as session:
+        try:
+            return repo.get_project(session, name)
+        except repo.NotFoundError as exc:
+            st.error(str(exc))
+            st.stop()
+    raise AssertionError("unreachable: st.stop() ends the script")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from app import jobs
 from app.cli import cli
-from app.services import text_rewards
+from app.services import rewards
 from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
@@ -57,7 +57,7 @@ def test_train_reward_on_a_text_project_trains_text_lora_then_score_ranks(data: 
     assert json.loads(config) == {"epochs": 4, "lr": 3e-3, "max_length": 32, "rank": 4}
     assert (data / folder / "adapter_model.safetensors").exists() and (data / folder / "reward_model.json").exists()
 
-    text_rewards._models.clear()  # score from the saved adapter, as a fresh process would
+    rewards._models.clear()  # score from the saved adapter, as a fresh process would
     good, bad = "The staff were lovely and the food was superb.", "Rude staff and cold, tasteless food."
     result = _rlhf(data, "score", "--project", tp.PROJECT, "--prompt", tp.PROMPT, "--response", bad, "--response", good)
 

@@ -12,7 +12,7 @@ from app.services import policies
 from app.services.rewards import TrainingError
 from app.ui import state
 from app.ui.job_panel import job_panel
-from app.ui.resources import get_studio
+from app.ui.resources import current_project, get_studio
 from db import repo
 from db.engine import session_scope
 from rlhf_core.dqn import preset_for
@@ -20,18 +20,8 @@ from rlhf_core.errors import StudioError
 
 state.init()
 studio = get_studio()
-project_name = state.get(state.PROJECT)
-if not project_name:
-    st.info("Choose a project on the Projects page first.")
-    st.page_link("views/home.py", label="Projects", icon=":material/home:")
-    st.stop()
-
+project = current_project(studio)
 with session_scope(studio.engine) as session:
-    try:
-        project = repo.get_project(session, project_name)
-    except repo.NotFoundError as exc:
-        st.error(str(exc))
-        st.stop()
     active_model = repo.active_reward_model(session, project.id)
     model_versions = [r.version for r in repo.reward_models(session, project.id)]
 

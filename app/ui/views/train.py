@@ -10,25 +10,15 @@ from app import jobs
 from app.services import rewards
 from app.ui import state
 from app.ui.job_panel import job_panel
-from app.ui.resources import get_studio
+from app.ui.resources import current_project, get_studio
 from db import repo
 from db.engine import session_scope
 from db.models import ProjectKind
 
 state.init()
 studio = get_studio()
-project_name = state.get(state.PROJECT)
-if not project_name:
-    st.info("Choose a project on the Projects page first.")
-    st.page_link("views/home.py", label="Projects", icon=":material/home:")
-    st.stop()
-
+project = current_project(studio)
 with session_scope(studio.engine) as session:
-    try:
-        project = repo.get_project(session, project_name)
-    except repo.NotFoundError as exc:
-        st.error(str(exc))
-        st.stop()
     n_prefs = len(repo.comparisons(session, project.id))
 
 st.title(f"Reward model · {project.name}")
