@@ -1,4 +1,4 @@
-"""DQN for discrete actions: double DQN, target network, Huber loss, replay, epsilon schedule.
+"""DQN for discrete actions: (double) DQN, target network, Huber loss, replay, epsilon schedule.
 
 The loop is written to be read top to bottom (after cleanrl's ``dqn.py``). Observations are
 turned into features by a ``featurize`` function (identity for vectors; a frozen, cached
@@ -16,7 +16,9 @@ from the next state as usual.
 Speed: acting uses a NumPy copy-free view of the online network's weights (no autograd or
 dispatcher overhead for one observation), learned rewards are computed for all
 transitions of a training round in one batched call, a round's minibatches are sampled and
-gathered at once, and Adam runs as one fused kernel.
+gathered at once and their target-network values computed in one pass, subnormal floats are
+flushed to zero during updates, and Adam runs as one fused kernel. With ``compile=True``
+each gradient step is one compiled graph.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.optim.adam import adam
 
 #: Observations (N, *obs_shape) -> features (N, D) float32.
 Featurize = Callable[[np.ndarray], np.ndarray]
@@ -88,6 +93,15 @@ class DQNConfig:
     """Episodes per evaluation."""
     torch_threads: int = 1
     """CPU threads for the updates. One is fastest: the Q-head's matrices are too small to share."""
+    double_q: bool = True
+    """Double DQN: the online network picks the next action, the target network values it.
+    False: vanilla DQN, the target network's best value (stable-baselines3's ``DQN``)."""
+    compile: bool = False
+    """Run each gradient step as one compiled graph (``torch.compile``: TD target, loss,
+    gradient, clipping and Adam together), about twice as fast per step. Compiling takes a few
+    seconds (cached on disk for later runs), so it pays on runs of thousands of gradient
+    steps. Falls back to ordinary updates, with a warning, where compiling fails (for
+    example without a C++ compiler)."""
     seed: int = 0
     """Seeds the network, the environment and exploration."""
 
@@ -128,7 +142,9 @@ class DQNConfig:
         return cls(**known)
 
 
-#: Tuned settings per environment family. CartPole-v1 is rl-baselines3-zoo's tuned DQN.
+#: Tuned settings per environment family. CartPole-v1 is rl-baselines3-zoo's tuned DQN with
+#: the algorithm it was tuned for (vanilla DQN, as stable-baselines3 runs it) and compiled
+#: updates (it makes 24,576 gradient steps in 50,000 environment steps).
 PRESETS: dict[str, DQNConfig] = {
     "CartPole-v1": DQNConfig(
         total_steps=50_000,
@@ -144,6 +160,8 @@ PRESETS: dict[str, DQNConfig] = {
         epsilon_end=0.04,
         hidden=(256, 256),
         eval_every=5_000,
+        double_q=False,
+        compile=True,
     ),
     "MiniGrid": DQNConfig(
         total_steps=20_000,
@@ -179,22 +197,46 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
     return start + (end - start) * min(1.0, t / duration)
 
 
-def double_dqn_target(
+def td_target(
     rewards: torch.Tensor,
     terminated: torch.Tensor,
-    next_q_online: torch.Tensor,
     next_q_target: torch.Tensor,
     gamma: float,
-    absorbing_value: float = 0.0,
+    absorbing_value: float | torch.Tensor = 0.0,
+    next_q_online: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """TD target: the online net picks the next action, the target net values it.
+    """TD target of a batch: ``r + gamma * V(next)``.
 
-    Terminal transitions bootstrap from the absorbing state's value instead of the next state.
+    With ``next_q_online`` (double DQN) the online network picks the next action and the
+    target network values it; without, the target network's best value is used (vanilla
+    DQN). Terminal transitions bootstrap from the absorbing state's value instead.
     """
-    next_action = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
-    next_value = next_q_target.gather(1, next_action).squeeze(1)  # (B,)
-    bootstrap = torch.where(terminated.bool(), torch.full_like(next_value, absorbing_value), next_value)
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_action = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
+        next_value = next_q_target.gather(1, next_action).squeeze(1)  # (B,)
+    bootstrap = torch.where(terminated.bool(), absorbing_value, next_value)
     return rewards + gamma * bootstrap
+
+
+@contextmanager
+def update_mode(threads: int) -> Iterator[None]:
+    """Run gradient steps with ``threads`` intra-op threads and subnormal floats flushed to zero.
+
+    Adam's second moments and late-training gradients decay into the subnormal range, where
+    x86 arithmetic is many times slower: flushing them (numerically negligible here) took a
+    CartPole run from 52 s to 39 s. Both settings are restored afterwards.
+    """
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    flushing = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+        torch.set_num_threads(old_threads)
 
 
 class ReplayBatch(NamedTuple):
@@ -258,11 +300,25 @@ class QNetwork(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return mlp_forward(self.linear_params(), x)
+
+    def linear_params(self) -> list[torch.Tensor]:
+        """Weight and bias of each linear layer in order: [W1, b1, W2, b2, ...]."""
+        return [t for m in self.net if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
 
     def numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
         return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in self.net if isinstance(m, nn.Linear)]
+
+
+def mlp_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The Q-network's forward pass on its :meth:`QNetwork.linear_params` (ReLU between layers)."""
+    n = len(params) // 2
+    for k in range(n):
+        x = F.linear(x, params[2 * k], params[2 * k + 1])
+        if k < n - 1:
+            x = torch.relu(x)
+    return x
 
 
 def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:
@@ -327,6 +383,57 @@ class DQNResult:
         return self.env_steps / self.seconds if self.seconds > 0 else 0.0
 
 
+def _fused_update(
+    params: list[torch.Tensor],
+    target_params: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: list[torch.Tensor],
+    batch: ReplayBatch,
+    absorbing_value: torch.Tensor,
+    *,
+    gamma: float,
+    double_q: bool,
+    max_grad_norm: float,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+) -> torch.Tensor:
+    """One gradient step written for ``torch.compile``: TD target, Huber loss, its gradient
+    (``torch.func``), norm clipping and ``torch.optim``'s functional Adam, updating ``params``
+    and the Adam state in place. The same arithmetic as :meth:`DQNAgent.update`."""
+    with torch.no_grad():
+        next_q_target = mlp_forward(target_params, batch.next_features)
+        online_next = mlp_forward(params, batch.next_features) if double_q else None
+        target = td_target(batch.rewards, batch.terminated, next_q_target, gamma, absorbing_value, online_next)
+
+    def loss_fn(p: list[torch.Tensor]) -> torch.Tensor:
+        chosen = mlp_forward(p, batch.features).gather(1, batch.actions[:, None]).squeeze(1)
+        return F.smooth_l1_loss(chosen, target)
+
+    grad_list, loss = torch.func.grad_and_value(loss_fn)(params)
+    # as torch.nn.utils.clip_grad_norm_ does, on gradients that are not stored in .grad
+    clip = torch.clamp(max_grad_norm / (torch.nn.utils.get_total_norm(grad_list) + 1e-6), max=1.0)
+    adam(
+        params,
+        [g * clip for g in grad_list],
+        exp_avgs,
+        exp_avg_sqs,
+        [],
+        steps,
+        foreach=False,
+        amsgrad=False,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        weight_decay=0.0,
+        eps=eps,
+        maximize=False,
+    )
+    return loss
+
+
 class DQNAgent:
     """Online and target Q-networks on features, and the training loop."""
 
@@ -346,21 +453,42 @@ class DQNAgent:
         self.featurize = featurize
         self.n_actions = n_actions
         self.feature_dim = feature_dim
+        self._compiled: Callable[..., torch.Tensor] | None = None
+        self._compiled_ran = False
+        if config.compile:
+            self._compiled = torch.compile(_fused_update, fullgraph=True, dynamic=False)
 
     def greedy(self, features: np.ndarray) -> np.ndarray:
         """Greedy actions for features (N, D)."""
         return numpy_q_values(self._layers, features).argmax(axis=1)
 
-    def update(self, batch: ReplayBatch, absorbing_value: float = 0.0) -> float:
-        """One gradient step of the Huber TD loss; returns the loss."""
+    def target_values(self, next_features: torch.Tensor) -> torch.Tensor:
+        """The target network's Q-values of next states, any leading shape (..., D) -> (..., A).
+
+        A training round's minibatches all see the same target network (it is copied between
+        rounds, on environment steps), so the round computes them in one batched pass.
+        """
         with torch.no_grad():
-            target = double_dqn_target(
-                batch.rewards,
-                batch.terminated,
-                self.q(batch.next_features),
-                self.target(batch.next_features),
-                self.config.gamma,
-                absorbing_value,
+            return self.target(next_features)
+
+    def update(
+        self, batch: ReplayBatch, absorbing_value: float = 0.0, next_q_target: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One gradient step of the Huber TD loss; returns the loss (a 0-d tensor).
+
+        ``next_q_target``: the target network's values of ``batch.next_features`` when
+        already computed (see :meth:`target_values`); the compiled step computes its own.
+        """
+        if self._compiled is not None:
+            loss = self._compiled_update(batch, absorbing_value)
+            if loss is not None:
+                return loss
+        if next_q_target is None:
+            next_q_target = self.target_values(batch.next_features)
+        with torch.no_grad():
+            online_next = self.q(batch.next_features) if self.config.double_q else None
+            target = td_target(
+                batch.rewards, batch.terminated, next_q_target, self.config.gamma, absorbing_value, online_next
             )
         q = self.q(batch.features).gather(1, batch.actions[:, None]).squeeze(1)
         loss = F.smooth_l1_loss(q, target)
@@ -368,7 +496,47 @@ class DQNAgent:
         loss.backward()
         nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return float(loss.detach())
+        return loss.detach()
+
+    def _compiled_update(self, batch: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
+        """The compiled gradient step on the optimizer's own Adam state; None if it cannot compile."""
+        assert self._compiled is not None
+        params = self.q.linear_params()
+        state = [self.optimizer.state[p] for p in params]
+        for p, st in zip(params, state, strict=True):
+            if not st:  # what Adam initialises on its first step, so both paths share one state
+                st.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        group = self.optimizer.param_groups[0]
+        try:
+            loss = self._compiled(
+                [p.detach() for p in params],  # same storage: updates land in self.q
+                self.target.linear_params(),
+                [st["exp_avg"] for st in state],
+                [st["exp_avg_sq"] for st in state],
+                [st["step"] for st in state],
+                batch,
+                torch.tensor(absorbing_value, dtype=torch.float32),
+                gamma=self.config.gamma,
+                double_q=self.config.double_q,
+                max_grad_norm=self.config.max_grad_norm,
+                lr=group["lr"],
+                beta1=group["betas"][0],
+                beta2=group["betas"][1],
+                eps=group["eps"],
+            )
+        except Exception as exc:  # noqa: BLE001  (compilation can fail in many ways; only the first call compiles)
+            if self._compiled_ran:
+                raise
+            warnings.warn(
+                f"compiled DQN updates are unavailable here ({type(exc).__name__}: {str(exc)[:200]}); "
+                "training continues with ordinary updates",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._compiled = None
+            return None
+        self._compiled_ran = True
+        return loss
 
     def learn(
         self,
@@ -425,13 +593,13 @@ class DQNAgent:
                     _fill_rewards(buffer, pending, reward_fn)
                 if step > cfg.learning_starts:
                     batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
-                    threads = torch.get_num_threads()
-                    torch.set_num_threads(cfg.torch_threads)  # only the updates: encoders keep theirs
-                    try:
+                    with update_mode(cfg.torch_threads):  # only the updates: encoders keep their threads
+                        # ordinary updates take the round's target values from one batched pass
+                        targets = None if self._compiled else self.target_values(batches.next_features)
                         for g in range(cfg.gradient_steps):
-                            loss = self.update(ReplayBatch(*(t[g] for t in batches)), absorbing_value)
-                    finally:
-                        torch.set_num_threads(threads)
+                            batch = ReplayBatch(*(t[g] for t in batches))
+                            loss_t = self.update(batch, absorbing_value, None if targets is None else targets[g])
+                    loss = float(loss_t)
                     n_updates += cfg.gradient_steps
             if step > cfg.learning_starts and step % cfg.target_update_interval == 0:
                 self.target.load_state_dict(self.q.state_dict())

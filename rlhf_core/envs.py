@@ -89,10 +89,46 @@ def make_env(env_id: str, *, render: bool = True) -> gym.Env:
             "the studio needs a Discrete one (DQN policies choose among discrete actions)."
         )
     if env_family(env_id) == "minigrid":
-        from minigrid.wrappers import ImgObsWrapper, RGBImgObsWrapper
+        from minigrid.wrappers import ImgObsWrapper
 
-        env = ImgObsWrapper(RGBImgObsWrapper(env, tile_size=MINIGRID_OBS_TILE))
+        env = ImgObsWrapper(_cached_rgb_wrapper()(env, tile_size=MINIGRID_OBS_TILE))
     return env
+
+
+def _cached_rgb_wrapper() -> type:
+    """MiniGrid's ``RGBImgObsWrapper`` with each distinct state's frame drawn once (imported late)."""
+    from minigrid.wrappers import RGBImgObsWrapper
+
+    class CachedRGBImgObsWrapper(RGBImgObsWrapper):
+        """The whole grid as an RGB image, as ``RGBImgObsWrapper`` draws it, cached per state.
+
+        A frame is a function of the grid's contents and the agent's position and direction
+        (the state MiniGrid's own ``hash`` identifies), so frames are kept under exactly those.
+        Drawing one takes about 285 us, the key about 20 us; a room has few distinct states,
+        so a training run draws each once. Callers get a copy they may change.
+        """
+
+        max_frames = 4096
+
+        def __init__(self, env: gym.Env, tile_size: int) -> None:
+            super().__init__(env, tile_size=tile_size)
+            self._frames: dict[tuple[bytes, int, int, int], np.ndarray] = {}
+            self.frames_drawn = 0
+
+        def observation(self, obs: dict) -> dict:
+            game = self.unwrapped
+            x, y = game.agent_pos
+            key = (game.grid.encode().tobytes(), int(x), int(y), int(game.agent_dir))
+            frame = self._frames.get(key)
+            if frame is None:
+                frame = game.get_frame(highlight=game.highlight, tile_size=self.tile_size)
+                if len(self._frames) >= self.max_frames:  # forget the oldest
+                    del self._frames[next(iter(self._frames))]
+                self._frames[key] = frame
+                self.frames_drawn += 1
+            return {**obs, "image": frame.copy()}
+
+    return CachedRGBImgObsWrapper
 
 
 def env_info(env_id: str) -> EnvInfo:

@@ -9,10 +9,12 @@ import torch
 from rlhf_core.dqn import (
     DQNAgent,
     DQNConfig,
+    ReplayBatch,
     ReplayBuffer,
-    double_dqn_target,
     linear_schedule,
     preset_for,
+    td_target,
+    update_mode,
     vector_features,
 )
 from rlhf_core.envs import make_env
@@ -23,10 +25,71 @@ def test_double_dqn_target_uses_online_argmax_valued_by_the_target_net():
     terminated = torch.tensor([0.0, 1.0])
     online = torch.tensor([[0.0, 5.0], [3.0, 0.0]])  # picks action 1, then action 0
     target = torch.tensor([[10.0, 2.0], [7.0, 9.0]])
-    got = double_dqn_target(rewards, terminated, online, target, gamma=0.5)
+    got = td_target(rewards, terminated, target, gamma=0.5, next_q_online=online)
     assert got.tolist() == [1.0 + 0.5 * 2.0, 1.0]  # terminal: no bootstrap from the next state
-    absorbing = double_dqn_target(rewards, terminated, online, target, gamma=0.5, absorbing_value=-4.0)
+    absorbing = td_target(rewards, terminated, target, gamma=0.5, absorbing_value=-4.0, next_q_online=online)
     assert absorbing.tolist() == [2.0, 1.0 + 0.5 * -4.0]  # terminal: the absorbing state's value
+    vanilla = td_target(rewards, terminated, target, gamma=0.5)
+    assert vanilla.tolist() == [1.0 + 0.5 * 10.0, 1.0]  # the target network's best value
+
+
+def _random_batches(n: int, seed: int = 0) -> list[ReplayBatch]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        ReplayBatch(
+            torch.randn(32, 4, generator=g),
+            torch.randint(0, 2, (32,), generator=g),
+            torch.randn(32, generator=g),
+            torch.randn(32, 4, generator=g),
+            (torch.rand(32, generator=g) < 0.2).float(),
+        )
+        for _ in range(n)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("double_q", [True, False])
+def test_compiled_updates_match_ordinary_updates(double_q):
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, max_grad_norm=0.5, double_q=double_q, seed=4)
+    eager = DQNAgent(cfg, 4, 2, vector_features)
+    compiled = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+    start = [p.detach().clone() for p in eager.q.parameters()]
+    with update_mode(1):
+        for batch in _random_batches(12):
+            # the absorbing value and clipping (max_grad_norm 0.5) are both exercised
+            a = eager.update(batch, absorbing_value=-2.0)
+            b = compiled.update(batch, absorbing_value=-2.0)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert compiled._compiled is not None, "the compiled path fell back to eager"
+    for e, c, s in zip(eager.q.parameters(), compiled.q.parameters(), start, strict=True):
+        torch.testing.assert_close(e, c, rtol=1e-4, atol=1e-5)
+        assert not torch.equal(c, s)  # it did learn
+    state = compiled.optimizer.state[next(compiled.q.parameters())]
+    assert float(state["step"]) == 12  # the optimizer's own Adam state was used
+    # acting reads the same storage the compiled step updates
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.greedy(x), compiled.q(torch.from_numpy(x)).argmax(1).numpy())
+
+
+def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(monkeypatch):
+    agent = DQNAgent(DQNConfig(hidden=(8,), compile=True), 4, 2, vector_features)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    agent._compiled = broken
+    before = [p.detach().clone() for p in agent.q.parameters()]
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        agent.update(_random_batches(1)[0])
+    assert agent._compiled is None
+    assert any(not torch.equal(p, b) for p, b in zip(agent.q.parameters(), before, strict=True))
+
+
+def test_update_mode_restores_threads():
+    threads = torch.get_num_threads()
+    with update_mode(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
 
 
 def test_linear_schedule():
@@ -82,6 +145,8 @@ def test_config_from_dict_ignores_unknown_keys_and_restores_tuples():
 
 
 def test_presets_follow_the_environment_family():
-    assert preset_for("CartPole-v1").train_freq == 256  # rl-baselines3-zoo's tuned CartPole DQN
+    cartpole = preset_for("CartPole-v1")  # rl-baselines3-zoo's tuned CartPole DQN, and its algorithm
+    assert cartpole.train_freq == 256 and not cartpole.double_q and cartpole.compile
+    assert preset_for("MiniGrid-Empty-8x8-v0").double_q
     assert preset_for("MiniGrid-Empty-8x8-v0") == preset_for("MiniGrid-Empty-Random-6x6-v0")
     assert preset_for("Acrobot-v1").eval_every > 0

@@ -68,3 +68,28 @@ def test_behaviour_mix_has_random_and_noisy_scripted_members():
 def test_noise_level_is_validated():
     with pytest.raises(ValueError, match="epsilon must lie in"):
         with_noise(cartpole_controller, 1.5)
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-DoorKey-5x5-v0", DEFAULT_ENV_ID])
+def test_cached_minigrid_frames_equal_freshly_drawn_ones(env_id):
+    # DoorKey changes the grid itself (the key is picked up, the door opens), so the cache key
+    # must follow the grid's contents, not only the agent
+    env = make_env(env_id, render=False)
+    game = env.unwrapped
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    grids = set()
+    for _ in range(1500):
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        np.testing.assert_array_equal(obs, game.get_frame(highlight=game.highlight, tile_size=8))
+        grids.add(game.grid.encode().tobytes())
+        if terminated or truncated:
+            obs, _ = env.reset()
+    cached = env.env  # ImgObsWrapper -> the caching RGB wrapper
+    assert 0 < cached.frames_drawn < 400  # far fewer drawings than steps
+    if env_id.startswith("MiniGrid-DoorKey"):
+        assert len(grids) > 1
+    first, _ = env.reset(seed=0)
+    first[:] = 0  # a caller's copy: changing it leaves the cache alone
+    again, _ = env.reset(seed=0)
+    np.testing.assert_array_equal(again, game.get_frame(highlight=game.highlight, tile_size=8))
