@@ -105,26 +105,29 @@ def _cached_rgb_wrapper() -> type:
         A frame is a function of the grid's contents and the agent's position and direction
         (the state MiniGrid's own ``hash`` identifies), so frames are kept under exactly those.
         Drawing one takes about 285 us, the key about 20 us; a room has few distinct states,
-        so a training run draws each once. Callers get a copy they may change.
+        so a training run draws each once. Callers get a copy they may change. The cache
+        holds at most ``max_bytes`` of frames and forgets the oldest first.
         """
 
-        max_frames = 4096
+        max_bytes = 32 * 2**20
 
         def __init__(self, env: gym.Env, tile_size: int) -> None:
             super().__init__(env, tile_size=tile_size)
-            self._frames: dict[tuple[bytes, int, int, int], np.ndarray] = {}
+            self._frames: dict[tuple[bytes, int, int, int, bool], np.ndarray] = {}
+            self._bytes = 0
             self.frames_drawn = 0
 
         def observation(self, obs: dict) -> dict:
             game = self.unwrapped
             x, y = game.agent_pos
-            key = (game.grid.encode().tobytes(), int(x), int(y), int(game.agent_dir))
+            key = (game.grid.encode().tobytes(), int(x), int(y), int(game.agent_dir), bool(game.highlight))
             frame = self._frames.get(key)
             if frame is None:
                 frame = game.get_frame(highlight=game.highlight, tile_size=self.tile_size)
-                if len(self._frames) >= self.max_frames:  # forget the oldest
-                    del self._frames[next(iter(self._frames))]
+                while self._frames and self._bytes + frame.nbytes > self.max_bytes:  # forget the oldest
+                    self._bytes -= self._frames.pop(next(iter(self._frames))).nbytes
                 self._frames[key] = frame
+                self._bytes += frame.nbytes
                 self.frames_drawn += 1
             return {**obs, "image": frame.copy()}
 

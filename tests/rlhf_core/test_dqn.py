@@ -85,11 +85,22 @@ def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(monkeypatch):
     assert any(not torch.equal(p, b) for p, b in zip(agent.q.parameters(), before, strict=True))
 
 
-def test_update_mode_restores_threads():
+def test_update_mode_flushes_subnormals_and_restores_both_settings():
+    def flushing() -> bool:
+        return float(torch.tensor([1e-40]) * 1.0) == 0.0
+
     threads = torch.get_num_threads()
+    assert not flushing()
     with update_mode(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == threads
+        assert torch.get_num_threads() == 1 and flushing()
+    assert torch.get_num_threads() == threads and not flushing()
+    torch.set_flush_denormal(True)  # a caller that flushes already keeps flushing
+    try:
+        with update_mode(1):
+            pass
+        assert flushing()
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_linear_schedule():

@@ -89,6 +89,16 @@ def test_cached_minigrid_frames_equal_freshly_drawn_ones(env_id):
     assert 0 < cached.frames_drawn < 400  # far fewer drawings than steps
     if env_id.startswith("MiniGrid-DoorKey"):
         assert len(grids) > 1
+    small = make_env(env_id, render=False)
+    small.env.max_bytes = 10 * obs.nbytes  # a small budget: the oldest frames are forgotten
+    small.reset(seed=1)
+    for _ in range(300):
+        frame, _, terminated, truncated, _ = small.step(int(rng.integers(small.action_space.n)))
+        np.testing.assert_array_equal(frame, small.unwrapped.get_frame(highlight=True, tile_size=8))
+        assert small.env._bytes <= small.env.max_bytes and len(small.env._frames) <= 10
+        if terminated or truncated:
+            small.reset()
+    assert small.env.frames_drawn > 10
     first, _ = env.reset(seed=0)
     first[:] = 0  # a caller's copy: changing it leaves the cache alone
     again, _ = env.reset(seed=0)
