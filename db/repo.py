@@ -496,12 +496,15 @@ def active_reward_model(session: Session, project_id: int) -> RewardModelRecord 
     )
 
 
+def _next_version(session: Session, model: type[RewardModelRecord] | type[PolicyRecord], project_id: int) -> int:
+    """The version number after the project's newest record of ``model`` (1 for the first)."""
+    newest = session.scalar(select(func.max(model.version)).where(model.project_id == project_id))
+    return int(newest or 0) + 1
+
+
 def register_reward_model(session: Session, record: RewardModelRecord) -> RewardModelRecord:
     """Add a new version (numbered after the newest) and make it the active one."""
-    newest = session.scalar(
-        select(func.max(RewardModelRecord.version)).where(RewardModelRecord.project_id == record.project_id)
-    )
-    record.version = int(newest or 0) + 1
+    record.version = _next_version(session, RewardModelRecord, record.project_id)
     session.execute(
         update(RewardModelRecord).where(RewardModelRecord.project_id == record.project_id).values(active=False)
     )
@@ -513,13 +516,7 @@ def register_reward_model(session: Session, record: RewardModelRecord) -> Reward
 
 def activate_reward_model(session: Session, project_id: int, version: int) -> RewardModelRecord:
     """Make version ``version`` the project's active model."""
-    record = session.scalar(
-        select(RewardModelRecord).where(
-            RewardModelRecord.project_id == project_id, RewardModelRecord.version == version
-        )
-    )
-    if record is None:
-        raise NotFoundError(f"no reward model version {version} in this project")
+    record = reward_model_by_version(session, project_id, version)
     session.execute(update(RewardModelRecord).where(RewardModelRecord.project_id == project_id).values(active=False))
     record.active = True
     session.flush()
@@ -594,8 +591,7 @@ def get_policy(session: Session, project_id: int, version: int | None = None) ->
 
 def register_policy(session: Session, record: PolicyRecord) -> PolicyRecord:
     """Add a checkpoint, numbered after the newest."""
-    newest = session.scalar(select(func.max(PolicyRecord.version)).where(PolicyRecord.project_id == record.project_id))
-    record.version = int(newest or 0) + 1
+    record.version = _next_version(session, PolicyRecord, record.project_id)
     session.add(record)
     session.flush()
     return record

@@ -462,6 +462,7 @@ class DQNAgent:
         self.feature_dim = feature_dim
         self._compiled: Callable[..., torch.Tensor] | None = None
         self._compiled_ran = False
+        self._compiled_state: tuple[tuple[list[torch.Tensor], ...], tuple[torch.Tensor, ...], float] | None = None
         if config.compile:
             self._compiled = torch.compile(_fused_update, fullgraph=True, dynamic=False)
 
@@ -508,34 +509,17 @@ class DQNAgent:
     def _compiled_update(self, batch: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
         """The compiled gradient step on the optimizer's own Adam state; None if it cannot compile."""
         assert self._compiled is not None
-        params = self.q.linear_params()
-        state = [self.optimizer.state[p] for p in params]
-        for p, st in zip(params, state, strict=True):
-            if not st:  # what Adam initialises on its first step, so both paths share one state
-                st.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        group = self.optimizer.param_groups[0]
-
-        def scalar(x: float) -> torch.Tensor:
-            # hyperparameters as 0-d tensors: their values are not baked into the graph, so
-            # agents that differ only in them share one compiled graph
-            return torch.tensor(x, dtype=torch.float32)
-
+        if self._compiled_state is None:
+            self._compiled_state = self._compiled_inputs()
+        weights_and_state, hyperparameters, eps = self._compiled_state
         try:
             loss = self._compiled(
-                [p.detach() for p in params],  # same storage: updates land in self.q
-                self.target.linear_params(),
-                [st["exp_avg"] for st in state],
-                [st["exp_avg_sq"] for st in state],
-                [st["step"] for st in state],
+                *weights_and_state,
                 batch,
-                scalar(absorbing_value),
-                scalar(self.config.gamma),
-                scalar(self.config.max_grad_norm),
-                scalar(group["lr"]),
-                scalar(group["betas"][0]),
-                scalar(group["betas"][1]),
+                torch.tensor(absorbing_value, dtype=torch.float32),
+                *hyperparameters,
                 double_q=self.config.double_q,
-                eps=group["eps"],
+                eps=eps,
             )
         except Exception as exc:  # noqa: BLE001  (compilation can fail in many ways; only the first call compiles)
             if self._compiled_ran:
@@ -550,6 +534,30 @@ class DQNAgent:
             return None
         self._compiled_ran = True
         return loss
+
+    def _compiled_inputs(self) -> tuple[tuple[list[torch.Tensor], ...], tuple[torch.Tensor, ...], float]:
+        """What every compiled step receives, made once: the parameters (same storage as the
+        networks', so updates land in ``self.q`` and target copies reach the graph), the Adam
+        state and the hyperparameters as 0-d tensors (values not baked into the graph, so
+        agents that differ only in them share one compiled graph)."""
+        params = self.q.linear_params()
+        state = [self.optimizer.state[p] for p in params]
+        for p, st in zip(params, state, strict=True):
+            if not st:  # what Adam initialises on its first step, so both paths share one state
+                st.update(step=torch.tensor(0.0), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        group = self.optimizer.param_groups[0]
+        hyperparameters = (self.config.gamma, self.config.max_grad_norm, group["lr"], *group["betas"])
+        return (
+            (
+                [p.detach() for p in params],
+                self.target.linear_params(),
+                [st["exp_avg"] for st in state],
+                [st["exp_avg_sq"] for st in state],
+                [st["step"] for st in state],
+            ),
+            tuple(torch.tensor(x, dtype=torch.float32) for x in hyperparameters),
+            group["eps"],
+        )
 
     def learn(
         self,

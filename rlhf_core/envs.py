@@ -8,6 +8,7 @@ drawn for people to compare.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -95,8 +96,10 @@ def make_env(env_id: str, *, render: bool = True) -> gym.Env:
     return env
 
 
+@functools.cache
 def _cached_rgb_wrapper() -> type:
-    """MiniGrid's ``RGBImgObsWrapper`` with each distinct state's frame drawn once (imported late)."""
+    """MiniGrid's ``RGBImgObsWrapper`` with each distinct state's frame drawn once (the class is
+    made on first use, when minigrid is imported, and reused)."""
     from minigrid.wrappers import RGBImgObsWrapper
 
     class CachedRGBImgObsWrapper(RGBImgObsWrapper):

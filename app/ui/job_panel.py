@@ -16,15 +16,32 @@ def job_panel(
     project_id: int | None,
     kind: str,
     *,
+    live: bool,
     empty: str | None,
     succeeded: Callable[[jobs.JobView], str],
     cancelled: str,
 ) -> None:
     """Show the latest job of ``kind``: progress and *Cancel* while it runs, its outcome after.
 
-    Run inside a fragment that reruns every second while the job is active; when the job
-    ends the whole page reruns once, so tables and plots show what it produced.
+    The panel is a fragment that reruns every second while ``live`` (the page saw the job
+    active); when the job ends the whole page reruns once, so tables and plots show what it
+    produced.
     """
+    st.fragment(
+        lambda: _panel(studio, project_id, kind, empty=empty, succeeded=succeeded, cancelled=cancelled),
+        run_every=1.0 if live else None,
+    )()
+
+
+def _panel(
+    studio: Studio,
+    project_id: int | None,
+    kind: str,
+    *,
+    empty: str | None,
+    succeeded: Callable[[jobs.JobView], str],
+    cancelled: str,
+) -> None:
     job = jobs.latest(studio, project_id, kind)
     watch_key = f"watching-{kind}"
     if job is None:

@@ -98,10 +98,15 @@ def _succeeded(job: jobs.JobView) -> str:
     return f"Job #{job.id}: {r.get('dataset')} · {MODES.get(r.get('mode', ''), '')} · accuracy {r.get('accuracy'):.3f}"
 
 
-st.fragment(
-    lambda: job_panel(studio, None, JOB_KIND, empty=None, succeeded=_succeeded, cancelled="nothing was kept."),
-    run_every=1.0 if latest is not None and latest.active else None,
-)()
+job_panel(
+    studio,
+    None,
+    JOB_KIND,
+    live=latest is not None and latest.active,
+    empty=None,
+    succeeded=_succeeded,
+    cancelled="nothing was kept.",
+)
 
 r = latest.result if latest is not None and latest.status is JobStatus.succeeded else None
 if r is None:

@@ -92,18 +92,15 @@ def _succeeded(job: jobs.JobView) -> str:
     )
 
 
-def _job_panel() -> None:
-    job_panel(
-        studio,
-        project.id,
-        "train-policy",
-        empty=None if checkpoints else "No policy yet. Click Train policy.",
-        succeeded=_succeeded,
-        cancelled="no checkpoint was added.",
-    )
-
-
-st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()
+job_panel(
+    studio,
+    project.id,
+    "train-policy",
+    live=latest is not None and latest.active,
+    empty=None if checkpoints else "No policy yet. Click Train policy.",
+    succeeded=_succeeded,
+    cancelled="no checkpoint was added.",
+)
 
 if not checkpoints:
     st.stop()

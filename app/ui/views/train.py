@@ -67,21 +67,18 @@ if error := st.session_state.pop("train_error", None):
 versions = rewards.registry(studio, project.name)  # read once; the page reruns when a job ends
 
 
-def _job_panel() -> None:
-    job_panel(
-        studio,
-        project.id,
-        "train-reward",
-        empty=None if versions else "No training yet. Click Retrain.",
-        succeeded=lambda job: (
-            f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
-            f"val accuracy {job.result.get('val_accuracy')} · {job.result.get('n_labels')} labels"
-        ),
-        cancelled="the active model is unchanged.",
-    )
-
-
-st.fragment(_job_panel, run_every=1.0 if latest is not None and latest.active else None)()
+job_panel(
+    studio,
+    project.id,
+    "train-reward",
+    live=latest is not None and latest.active,
+    empty=None if versions else "No training yet. Click Retrain.",
+    succeeded=lambda job: (
+        f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
+        f"val accuracy {job.result.get('val_accuracy')} · {job.result.get('n_labels')} labels"
+    ),
+    cancelled="the active model is unchanged.",
+)
 
 if not versions:
     st.stop()
