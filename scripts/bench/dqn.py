@@ -8,7 +8,8 @@ Each run is a separate process (so thread settings and caches do not leak betwee
 - CartPole-v1 (vectors): both with rl-baselines3-zoo's tuned DQN hyperparameters (our
   ``PRESETS["CartPole-v1"]``: lr 2.3e-3, batch 64, buffer 100k, train_freq 256,
   gradient_steps 128, target update 10, exploration 0.16 -> 0.04, MLP 256x256), vanilla
-  DQN on both sides; ours compiles its gradient step (``torch.compile``, cached on disk).
+  DQN on both sides; ours compiles its gradient steps, 8 per call (``torch.compile``,
+  cached on disk: the bench reports warm runs; the first compile on a machine takes ~20 s).
 - MiniGrid-Empty-Random-6x6-v0 (48x48 RGB pixels): SB3's ``CnnPolicy`` (NatureCNN trained
   end to end) against our Q-head on frozen, cached features, both with our MiniGrid preset
   (train_freq 4, one gradient step, head 256). Ours runs twice: on EfficientNet-Lite0

@@ -47,6 +47,10 @@ def _random_batches(n: int, seed: int = 0) -> list[ReplayBatch]:
     ]
 
 
+def _stacked(batches: list[ReplayBatch]) -> ReplayBatch:
+    return ReplayBatch(*(torch.stack(parts) for parts in zip(*batches, strict=True)))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("double_q", [True, False])
 def test_compiled_updates_match_ordinary_updates(double_q):
@@ -54,18 +58,27 @@ def test_compiled_updates_match_ordinary_updates(double_q):
     eager = DQNAgent(cfg, 4, 2, vector_features)
     compiled = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
     start = [p.detach().clone() for p in eager.q.parameters()]
+    batches = _random_batches(13)
     with update_mode(1):
-        for batch in _random_batches(12):
-            # the absorbing value and clipping (max_grad_norm 0.5) are both exercised
-            a = eager.update(batch, absorbing_value=-2.0)
-            b = compiled.update(batch, absorbing_value=-2.0)
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        # a round of 12 steps: two compiled calls of 6 (the largest divisor up to STEPS_PER_CALL);
+        # the absorbing value and clipping (max_grad_norm 0.5) are both exercised
+        a = eager.update_round(_stacked(batches[:12]), absorbing_value=-2.0)
+        b = compiled.update_round(_stacked(batches[:12]), absorbing_value=-2.0)
+        assert compiled._compiled_sizes == {6}
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # every step's loss
+        if not double_q:  # a single step (its own compiled graph) continues from the same state
+            torch.testing.assert_close(eager.update(batches[12]), compiled.update(batches[12]), rtol=1e-5, atol=1e-6)
+            assert compiled._compiled_sizes == {1, 6}
     assert compiled._compiled is not None, "the compiled path fell back to eager"
     for e, c, s in zip(eager.q.parameters(), compiled.q.parameters(), start, strict=True):
         torch.testing.assert_close(e, c, rtol=1e-4, atol=1e-5)
         assert not torch.equal(c, s)  # it did learn
-    state = compiled.optimizer.state[next(compiled.q.parameters())]
-    assert float(state["step"]) == 12  # the optimizer's own Adam state was used
+    steps = 12 if double_q else 13
+    for e, c in zip(eager.q.parameters(), compiled.q.parameters(), strict=True):
+        state = compiled.optimizer.state[c]  # the optimizer's own Adam state was used, and counted
+        assert float(state["step"]) == steps
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[moment], eager.optimizer.state[e][moment], rtol=1e-4, atol=1e-7)
     # acting reads the same storage the compiled step updates
     x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     np.testing.assert_array_equal(compiled.greedy(x), compiled.q(torch.from_numpy(x)).argmax(1).numpy())
@@ -83,6 +96,25 @@ def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(monkeypatch):
         agent.update(_random_batches(1)[0])
     assert agent._compiled is None
     assert any(not torch.equal(p, b) for p, b in zip(agent.q.parameters(), before, strict=True))
+    # the ordinary step counted itself in the state the compiled path had set up
+    assert all(float(agent.optimizer.state[p]["step"]) == 1 for p in agent.q.parameters())
+
+
+def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
+    agent = DQNAgent(DQNConfig(hidden=(8,), compile=True), 4, 2, vector_features)
+    calls = []
+
+    def fails_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return torch.zeros(1)
+
+    agent._compiled = fails_the_second_time
+    batch = _random_batches(1)[0]
+    agent.update(batch)
+    with pytest.raises(RuntimeError, match="out of memory"):  # steps may have been taken: no rerun
+        agent.update(batch)
 
 
 def test_update_mode_flushes_subnormals_and_restores_both_settings():
@@ -135,6 +167,28 @@ def test_dqn_improves_the_return_on_cartpole_in_a_short_run():
     after = agent.evaluate(make_env("CartPole-v1", render=False), 10).true_return_mean
     assert result.env_steps == 8_000 and result.env_steps_per_second > 0
     assert after > 100 and after > 3 * before
+
+
+@pytest.mark.parametrize(("interval", "copied_last_round", "n_copies"), [(25, True, 11), (250, False, 2)])
+def test_the_target_network_copies_the_online_one_on_schedule(interval, copied_last_round, n_copies):
+    """Rounds at every 50th step from 150 to 600. Copies every 25 steps: 24 are due, but only
+    the first (the agent may have been trained before) and the 10 that follow a round can
+    change anything, and the last round (step 600) is copied at once. Copies every 250 steps:
+    the last one is at step 500, before the rounds at 550 and 600."""
+    cfg = DQNConfig(
+        total_steps=600, learning_starts=100, train_freq=50, gradient_steps=2, target_update_interval=interval,
+        hidden=(8,), learning_rate=1e-2,
+    )  # fmt: skip
+    agent = DQNAgent(cfg, 4, 2, vector_features)
+    start = [p.detach().clone() for p in agent.target.parameters()]
+    copies = []
+    load = agent.target.load_state_dict
+    agent.target.load_state_dict = lambda state: copies.append(1) or load(state)  # type: ignore[method-assign]
+    agent.learn(make_env("CartPole-v1", render=False))
+    same = all(torch.equal(t, q) for t, q in zip(agent.target.parameters(), agent.q.parameters(), strict=True))
+    assert same == copied_last_round
+    assert not any(torch.equal(t, s) for t, s in zip(agent.target.parameters(), start, strict=True))
+    assert len(copies) == n_copies
 
 
 def test_same_seed_gives_the_same_network():
