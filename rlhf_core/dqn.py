@@ -474,9 +474,6 @@ class _CompiledState:
     """gamma, max_grad_norm, beta1, beta2."""
     lr: float
     eps: float
-    adam_steps: int = 0
-    """Adam steps taken so far, for the bias corrections (``steps`` holds the same count; this
-    copy is read without a tensor access)."""
 
 
 class DQNAgent:
@@ -583,7 +580,7 @@ class DQNAgent:
         fixed = [gamma, max_grad_norm, 1 - beta1, beta2, 1 - beta2, absorbing_value]
         losses = []
         for start in range(0, n, k):
-            t = st.adam_steps + 1 + np.arange(k, dtype=np.float64)
+            t = float(st.steps[0]) + 1 + np.arange(k, dtype=np.float64)  # Adam's step numbers
             scalars = np.concatenate([fixed, st.lr / (1 - beta1**t), np.sqrt(1 - beta2**t)])
             try:
                 losses.append(
@@ -611,7 +608,6 @@ class DQNAgent:
                 self._compiled = None
                 return None
             self._compiled_sizes.add(k)
-            st.adam_steps += k
         return torch.cat(losses)
 
     def _compiled_inputs(self) -> _CompiledState:
