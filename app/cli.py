@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -10,16 +11,63 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
 
 from app.config import Settings, Studio
-from rlhf_core.envs import DEFAULT_ENV_ID, EnvError
-from rlhf_core.errors import StudioError
+from app.errors import USER_ERRORS
+from rlhf_core.envs import DEFAULT_ENV_ID
 
-#: Errors caused by the input or the data folder: shown as one clear line, not a traceback.
-USER_ERRORS: tuple[type[Exception], ...] = (LookupError, ValueError, EnvError, StudioError)
+#: Set to 1 for the same effect as ``--debug``: errors keep their traceback.
+DEBUG_ENV = "RLHF_DEBUG"
+#: Longest message an internal error's one line quotes.
+_MAX_QUOTED = 300
+
+
+def _printable(text: str) -> str:
+    """``text`` as the terminal can show it: lone surrogates (from undecodable file names or
+    file content) escaped instead of failing to print."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _os_error_message(exc: OSError) -> str:
+    if exc.strerror and exc.filename is not None:
+        return f"cannot use {exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+class StudioGroup(click.Group):
+    """The ``rlhf`` group: every error a person can cause ends as one line ``Error: ...``, exit 1.
+
+    Errors meant for people (``app.errors.USER_ERRORS``: the message says what to do) and
+    operating-system errors (a file that cannot be written, a full disk) print their message;
+    any other exception is a bug and says so in one line. ``--debug`` (or ``RLHF_DEBUG=1``)
+    lets every traceback through instead. Click's own usage errors exit with status 2.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug") or (isinstance(exc, OSError) and exc.errno == errno.EPIPE):
+                raise  # a closed pipe (`rlhf status | head`): click ends quietly
+            raise click.ClickException(_printable(self._describe(exc))) from exc
+
+    @staticmethod
+    def _describe(exc: Exception) -> str:
+        if isinstance(exc, USER_ERRORS):
+            return str(exc) or type(exc).__name__
+        if isinstance(exc, OSError):
+            return _os_error_message(exc)
+        quoted = (str(exc).strip().splitlines() or [""])[0]
+        if len(quoted) > _MAX_QUOTED:
+            quoted = quoted[:_MAX_QUOTED] + "..."
+        detail = f"{type(exc).__name__}: {quoted}" if quoted else type(exc).__name__
+        return f"internal error ({detail}); this is a bug: rerun with --debug for the traceback"
 
 
 class _Bars:
@@ -42,30 +90,39 @@ class _Bars:
 
 @contextmanager
 def _reporting(cancelled: str | None = None, *cancel_errors: type[BaseException]) -> Iterator[_Bars]:
-    """Progress bars for a long use case; its user errors (and, given ``cancelled``, a cancel or
-    Ctrl-C) become one clear line."""
+    """Progress bars for a long use case; given ``cancelled``, a cancel or Ctrl-C becomes that
+    one line. (Errors are reported by :class:`StudioGroup`.)"""
     stops = (*cancel_errors, KeyboardInterrupt) if cancelled is not None else ()
     bars = _Bars()
     try:
         yield bars
     except stops as exc:
         raise click.ClickException(str(cancelled)) from exc
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bars.close()
 
 
-@click.group()
+@click.group(cls=StudioGroup)
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="Data folder (overrides RLHF_DATA_DIR; default ./data).",
 )
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar=DEBUG_ENV,
+    help=f"Show the full traceback of any error (also: {DEBUG_ENV}=1).",
+)
+@click.version_option(package_name="rlhf-studio", prog_name="rlhf")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None) -> None:
-    """rlhf-studio: teach models from human preferences."""
+def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
+    """rlhf-studio: teach models from human preferences.
+
+    Errors print one line, `Error: ...`, with what to do (exit status 1; 2 for a wrong
+    command line); --debug shows the traceback instead.
+    """
     ctx.obj = Studio(Settings.from_env(data_dir))
 
 
@@ -128,10 +185,7 @@ def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, se
     """Label pending pairs with a scripted teacher, as annotator teacher:NAME."""
     from app.services.synthetic import label_synthetic as run
 
-    try:
-        result = run(studio, name, teacher_name, count, seed=seed)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = run(studio, name, teacher_name, count, seed=seed)
     click.echo(f"{result.annotator} labeled {result.labeled} pairs ({result.equal} equal, {result.skipped} skipped)")
 
 
@@ -244,11 +298,8 @@ def _project_default_kind(studio: Studio, name: str) -> str:
     from db import repo
     from db.engine import session_scope
 
-    try:
-        with session_scope(studio.engine) as session:
-            return default_kind(repo.get_project(session, name))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    with session_scope(studio.engine) as session:
+        return default_kind(repo.get_project(session, name))
 
 
 @cli.command()
@@ -261,10 +312,7 @@ def score(studio: Studio, name: str, prompt: str, responses: tuple[str, ...], as
     """Score responses to a prompt with the project's active text reward model, best first."""
     from app.services.text_rewards import score_responses
 
-    try:
-        result = score_responses(studio, name, prompt, list(responses))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = score_responses(studio, name, prompt, list(responses))
     if as_json:
         ranked = [{"rank": i + 1, "score": s, "response": r} for i, (r, s) in enumerate(result.ranked)]
         click.echo(json.dumps({"version": result.version, "prompt": prompt, "ranked": ranked}, indent=2))
@@ -327,10 +375,7 @@ def policies_cmd(studio: Studio, name: str, as_json: bool) -> None:
     """List a project's policy checkpoints."""
     from app.services.policies import policy_registry
 
-    try:
-        rows = policy_registry(studio, name)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    rows = policy_registry(studio, name)
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -381,8 +426,6 @@ def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs
             bar.update(done - bar.n)
 
         result = train_source_encoder(config, output, on_step)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
     click.echo(
@@ -409,10 +452,7 @@ def import_(studio: Studio, name: str, seed: int, file: Path) -> None:
 
     from app.services.text_data import describe_import, import_text_file
 
-    try:
-        result = import_text_file(studio, name, file, rng=np.random.default_rng(seed))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    result = import_text_file(studio, name, file, rng=np.random.default_rng(seed))
     click.echo(describe_import(result))
 
 
@@ -437,12 +477,7 @@ def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
     """
     from app.services.text_data import export_preferences
 
-    try:
-        result = export_preferences(studio, name, out, fmt)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from exc
+    result = export_preferences(studio, name, out, fmt)
     click.echo(f"wrote {result.rows} preferences to {result.path} and {result.ties} ties to {result.ties_path}")
 
 
@@ -453,10 +488,7 @@ def demo_text(studio: Studio, name: str) -> None:
     """Create a text project from the shipped demo pairs (a second run adds nothing)."""
     from app.services.text_data import create_text_demo, describe_import
 
-    try:
-        results = create_text_demo(studio, name)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from exc
+    results = create_text_demo(studio, name)
     for result in results:
         click.echo(describe_import(result))
 
@@ -496,8 +528,6 @@ def train_classifier(
 
     try:
         result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, on_step=on_step)
-    except USER_ERRORS + (OSError,) as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
     if as_json:
@@ -524,10 +554,7 @@ def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None
     """Draw a small image dataset (circle, square, triangle, cross; one sub-folder each) into FOLDER."""
     from rlhf_core.classifiers import make_shape_images
 
-    try:
-        counts = make_shape_images(folder, per_class=per_class, size=size, seed=seed)
-    except (ValueError, OSError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    counts = make_shape_images(folder, per_class=per_class, size=size, seed=seed)
     click.echo(f"wrote {sum(counts.values())} images of {len(counts)} classes ({', '.join(counts)}) to {folder}")
     click.echo(f"train on them: rlhf train-classifier --kind image --data {folder} --mode lora")
 
@@ -535,9 +562,16 @@ def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, help="Port to listen on.")
-@click.pass_obj
-def app(studio: Studio, host: str, port: int) -> None:
-    """Start the labeling app (Streamlit) on http://HOST:PORT."""
+@click.pass_context
+def app(ctx: click.Context, host: str, port: int) -> None:
+    """Start the labeling app (Streamlit) on http://HOST:PORT.
+
+    The browser is shown no traceback (nor server paths in it): an unexpected error says
+    only that one happened, and its details go to this terminal; with --debug the page
+    shows them too.
+    """
+    studio: Studio = ctx.obj
+    debug = bool(ctx.parent and ctx.parent.params.get("debug"))
     studio.engine  # noqa: B018  (migrate before the first page loads, and fail here if we cannot)
     main = Path(__file__).parent / "ui" / "main.py"
     env = {**os.environ, **studio.settings.as_env()}
@@ -550,6 +584,7 @@ def app(studio: Studio, host: str, port: int) -> None:
         "--server.fileWatcherType", "none",
         "--theme.base", "light",
         "--client.toolbarMode", "minimal",
+        "--client.showErrorDetails", "full" if debug else "none",
     ]  # fmt: skip
     click.echo(f"rlhf-studio on http://{host}:{port}  (data: {studio.settings.data_dir})")
     with subprocess.Popen(cmd, env=env) as server:

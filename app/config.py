@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from db.engine import make_engine, sqlite_url
+from db.engine import StoreAccessError, make_engine, parse_database_url, sqlite_url
 
 DATA_DIR_ENV = "RLHF_DATA_DIR"
 DATABASE_URL_ENV = "RLHF_DATABASE_URL"
@@ -58,9 +58,16 @@ class Studio:
 
     @cached_property
     def engine(self) -> Engine:
-        """The label store, migrated to the newest schema on first use."""
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return make_engine(self.settings.database_url)
+        """The label store, migrated to the newest schema on first use.
+
+        Raises StoreAccessError (one line with the fix) when the data folder or the database
+        cannot be used; nothing is created or migrated then.
+        """
+        url = parse_database_url(self.settings.database_url)
+        check_data_dir(self.settings.data_dir)
+        engine = make_engine(url)
+        ensure_data_dir(self.settings.data_dir)
+        return engine
 
     def path(self, relative: str) -> Path:
         """Absolute path of a file recorded relative to the data folder."""
@@ -69,3 +76,43 @@ class Studio:
     def relative(self, path: Path) -> str:
         """A path inside the data folder, as recorded in the database."""
         return path.relative_to(self.settings.data_dir).as_posix()
+
+
+_CHOOSE = f"choose another data folder (--data-dir or {DATA_DIR_ENV})"
+_PUBLIC = "the studio's data folder cannot be used; ask whoever runs the server to fix it"
+
+
+def check_data_dir(folder: Path) -> None:
+    """StoreAccessError unless the data folder is, or can be created as, a folder this user
+    writes to. Creates nothing."""
+    existing = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        blocker = next(p for p in reversed([folder, *folder.parents]) if p.exists() and not p.is_dir())
+        where = "is a file" if blocker == folder else f"cannot be created: {blocker} is a file"
+        raise StoreAccessError(f"the data folder {folder} {where}, not a folder; {_CHOOSE}", public=_PUBLIC)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if existing == folder:
+            raise StoreAccessError(
+                f"the data folder {folder} is read-only for this user; make it writable (chmod u+w {folder}, "
+                f"or run as its owner) or {_CHOOSE}",
+                public=_PUBLIC,
+            )
+        raise StoreAccessError(
+            f"cannot create the data folder {folder}: {existing} is read-only for this user; create the "
+            f"folder with write permission for this user, or {_CHOOSE}",
+            public=_PUBLIC,
+        )
+
+
+def ensure_data_dir(folder: Path) -> None:
+    """Create the data folder if needed; StoreAccessError when it cannot be, or is not writable."""
+    check_data_dir(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a race with another process, or a file system that refuses
+        raise StoreAccessError(
+            f"cannot create the data folder {folder}: {exc.strerror}; {_CHOOSE}", public=_PUBLIC
+        ) from exc
+    check_data_dir(folder)

@@ -24,15 +24,17 @@ from typing import Any
 from sqlalchemy import select
 
 from app.config import Settings, Studio
+from app.errors import USER_ERRORS
 from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
 from db.repo import as_utc
+from rlhf_core.errors import StudioError
 
 STALE_AFTER = timedelta(seconds=60)
 _ACTIVE = (JobStatus.queued, JobStatus.running)
 
 
-class JobError(RuntimeError):
+class JobError(StudioError):
     """A job that cannot be submitted (e.g. one is already running for the project)."""
 
 
@@ -328,9 +330,15 @@ def run(studio: Studio, job_id: int) -> JobStatus:
         result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
     except (FitCancelledError, TrainingCancelledError):
         status, message = JobStatus.cancelled, "cancelled; the active model is unchanged, no checkpoint was added"
-    except Exception as exc:  # recorded for the app to show
+    except USER_ERRORS as exc:  # the message says what to do; the app shows it
         status, error, message = JobStatus.failed, f"{exc}", "failed; the active model is unchanged"
-        error += "\n\n" + traceback.format_exc(limit=5)
+    except Exception as exc:  # a bug: the app shows one line, the traceback goes to the job's log
+        status, message = JobStatus.failed, "failed; the active model is unchanged"
+        error = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug: the traceback is in "
+            f"the job's log (jobs/{job_id}.log in the data folder)"
+        )
+        traceback.print_exc(file=sys.stderr)
     finally:
         stop_beating.set()
     with session_scope(studio.engine, write=True) as session:

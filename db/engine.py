@@ -10,6 +10,8 @@ through its SQLAlchemy URL (``RLHF_DATABASE_URL``).
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,10 +22,28 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
+from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+
+from db.errors import StoreError
+
+
+class StoreAccessError(StoreError):
+    """The label store or the data folder cannot be used: one line saying what is wrong and the fix.
+
+    ``public`` says the same without server file paths or URLs, for the web app, whose
+    visitor is not always the person who runs the server.
+    """
+
+    def __init__(self, message: str, *, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
+
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -31,28 +51,251 @@ _WRITE_OPTION = "rlhf_write"
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 
+#: Where the database URL comes from, as error messages name it.
+URL_SETTING = "RLHF_DATABASE_URL"
+#: How to install the PostgreSQL driver, as error messages say it.
+POSTGRES_INSTALL = "pip install 'rlhf-studio[postgres]' (psycopg 3)"
+_URL_EXAMPLES = "sqlite:////absolute/path/rlhf.db or postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE"
+
 
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"
 
 
-def make_engine(url: str, *, migrate: bool = True) -> Engine:
-    """Create an engine for ``url`` (and bring its schema to the newest migration)."""
-    parsed = make_url(url)
+def parse_database_url(url: str) -> URL:
+    """The parsed URL of the label store, or a StoreAccessError saying why it cannot be one.
+
+    A plain ``postgresql://`` URL means psycopg 3 (the ``postgres`` extra), whatever the
+    SQLAlchemy version's default driver; an in-memory SQLite database is refused (each
+    command would start from an empty store and keep nothing).
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:  # the message does not echo the URL: it may hold a password
+        raise StoreAccessError(f"{URL_SETTING} is not a database URL; use e.g. {_URL_EXAMPLES}") from exc
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and (
+        parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory"
+    ):
+        raise StoreAccessError(
+            f"{URL_SETTING} names an in-memory SQLite database, which would keep no label after the command "
+            f"ends; name a file, e.g. sqlite:////absolute/path/rlhf.db, or unset {URL_SETTING} to use rlhf.db "
+            "in the data folder"
+        )
+    return parsed
+
+
+def make_engine(url: str | URL, *, migrate: bool = True) -> Engine:
+    """Create an engine for ``url`` (and bring its schema to the newest migration).
+
+    Every problem a person can fix (a bad URL, a missing driver, a server that does not
+    answer, a read-only or foreign file, a schema newer than this code) raises StoreAccessError,
+    one line with the fix, and leaves the store as it was.
+    """
+    parsed = parse_database_url(url) if isinstance(url, str) else url
+    safe = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(parsed)
         # NullPool: a SQLite connection is cheap, and pooled ones would pin WAL snapshots.
-        engine = create_engine(
-            url, poolclass=NullPool, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        engine = _create(
+            parsed,
+            poolclass=NullPool,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         _configure_sqlite(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
-    if migrate:
+        engine = _create(parsed, pool_pre_ping=True)
+    event.listen(engine, "handle_error", _raise_store_error)
+    if not migrate:
+        return engine
+    try:
         upgrade(engine)
+    except (DBAPIError, sqlite3.Error) as exc:
+        engine.dispose()
+        error = store_error(exc, engine.url)
+        if error is None:
+            raise
+        raise error from exc
+    except TypeError as exc:  # a query option of the URL that the driver does not take
+        engine.dispose()
+        raise StoreAccessError(
+            f"{URL_SETTING} has an option the database driver does not take ({exc}): {safe}",
+            public="the label store's database URL has an option its driver does not take; fix the server's settings",
+        ) from exc
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
+
+
+def _create(url: URL, **kwargs: Any) -> Engine:
+    """create_engine, with an unknown database kind or a missing driver said in one line."""
+    try:
+        return create_engine(url, **kwargs)
+    except NoSuchModuleError as exc:
+        raise StoreAccessError(
+            f"{URL_SETTING} names an unknown kind of database ({url.drivername!r}); use e.g. {_URL_EXAMPLES}"
+        ) from exc
+    except ImportError as exc:
+        missing = exc.name or url.get_driver_name()
+        if url.get_backend_name() == "postgresql":
+            if url.get_driver_name() == "psycopg":
+                raise StoreAccessError(
+                    f"PostgreSQL needs its driver, psycopg, which is not installed: {POSTGRES_INSTALL}"
+                ) from exc
+            raise StoreAccessError(
+                f"{URL_SETTING} asks for the PostgreSQL driver {url.get_driver_name()!r}, which is not installed "
+                f"(no module {missing!r}): install the supported one with {POSTGRES_INSTALL} and write the URL "
+                f"as postgresql+psycopg://..., or install {missing}"
+            ) from exc
+        raise StoreAccessError(
+            f"{URL_SETTING} needs the database driver {url.get_driver_name()!r}, which is not installed "
+            f"(no module {missing!r}); install it, or unset {URL_SETTING} to use SQLite in the data folder"
+        ) from exc
+
+
+def _check_sqlite_file(url: URL) -> None:
+    """Refuse, before SQLite creates or touches anything, a database file it cannot use."""
+    database = url.database or ""
+    if database.startswith("file:"):
+        return  # a SQLite URI filename: the driver checks it
+    path = Path(database).expanduser().absolute()
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # a file stands where a folder must be
+        raise StoreAccessError(
+            f"cannot create the folder {folder} for the database: {_blocking_file(folder)} is a file, not a "
+            f"folder; choose another data folder (--data-dir or RLHF_DATA_DIR) or {URL_SETTING}",
+            public="cannot create the folder of the database: a file stands in its path; fix the server's settings",
+        ) from exc
+    except PermissionError as exc:
+        raise StoreAccessError(
+            f"cannot create the folder {folder} for the database: permission denied; make its parent "
+            f"writable or choose another data folder (--data-dir or RLHF_DATA_DIR) or {URL_SETTING}",
+            public="cannot create the folder of the database (permission denied); fix the server's settings",
+        ) from exc
+    if path.exists() and not path.is_file():
+        raise StoreAccessError(
+            f"the database {path} is not a file (a folder or a special file); move it away or choose "
+            f"another data folder (--data-dir or RLHF_DATA_DIR) or {URL_SETTING}",
+            public="the database path is not a file; fix the server's settings",
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreAccessError(
+            _READONLY.format(what=f"the database file {path} is read-only", path=path), public=_READONLY_PUBLIC
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreAccessError(
+            _READONLY.format(
+                what=f"the folder {folder} of the database is read-only (SQLite writes its journal next to "
+                "the database)",
+                path=folder,
+            ),
+            public=_READONLY_PUBLIC,
+        )
+
+
+_READONLY = (
+    "{what}; make it writable (chmod u+w {path}, or run as its owner) or choose another data folder "
+    "(--data-dir or RLHF_DATA_DIR)"
+)
+_READONLY_PUBLIC = "the label store is read-only, so nothing can be saved; ask whoever runs the server to fix it"
+
+
+def _blocking_file(folder: Path) -> Path:
+    """The first part of ``folder``'s path that exists and is not a folder."""
+    for part in reversed([folder, *folder.parents]):
+        if part.exists() and not part.is_dir():
+            return part
+    return folder
+
+
+def store_error(exc: BaseException, url: URL, *, connecting: bool = False) -> StoreAccessError | None:
+    """The StoreAccessError for a driver error a person can fix (None for any other error).
+
+    ``connecting``: the error came while opening a connection (a server that does not answer).
+    """
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(orig, sqlite3.Error):
+        return _sqlite_error(orig, Path(url.database or ""))
+    if connecting and url.get_backend_name() != "sqlite" and type(orig).__name__ == "OperationalError":
+        return _connect_error(str(orig), url)
+    return None
+
+
+def _sqlite_error(exc: sqlite3.Error, path: Path) -> StoreAccessError | None:
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith("SQLITE_READONLY"):
+        return StoreAccessError(
+            _READONLY.format(what=f"the database {path} is read-only (SQLite: {exc})", path=path),
+            public=_READONLY_PUBLIC,
+        )
+    if code == "SQLITE_NOTADB":
+        return StoreAccessError(
+            f"{path} is not an SQLite database (SQLite: {exc}); move the file away, or choose another data "
+            f"folder (--data-dir or RLHF_DATA_DIR) or {URL_SETTING}",
+            public="the label store is not an SQLite database; ask whoever runs the server to fix it",
+        )
+    if code == "SQLITE_CORRUPT":
+        return StoreAccessError(
+            f"the database {path} is damaged (SQLite: {exc}); restore it from a backup",
+            public="the label store is damaged; ask whoever runs the server to restore it",
+        )
+    if code == "SQLITE_CANTOPEN":
+        return StoreAccessError(
+            f"cannot open the database {path} (SQLite: {exc}); check that the file and its folder exist "
+            "and are readable and writable",
+            public="cannot open the label store; ask whoever runs the server to fix it",
+        )
+    if code == "SQLITE_FULL":
+        return StoreAccessError(
+            f"the disk holding the database {path} is full (SQLite: {exc}); free some space and try again",
+            public="the server's disk is full; nothing was saved",
+        )
+    return None
+
+
+_CONNECT_REASONS = (
+    ("connection refused", "connection refused"),
+    ("password authentication failed", "password authentication failed"),
+    ("no password supplied", "no password given"),
+    ("does not exist", None),  # database "x" does not exist / role "x" does not exist
+    ("timeout expired", "timed out"),
+    ("could not translate host name", "unknown host"),
+    ("failed to resolve host", "unknown host"),
+    ("name or service not known", "unknown host"),
+    ("no such file or directory", "no server socket"),
+)
+
+
+def _connect_error(message: str, url: URL) -> StoreAccessError:
+    lowered = message.lower()
+    reason = next((r for key, r in _CONNECT_REASONS if key in lowered), "")
+    if reason is None:  # the server's own words: which database or role is missing
+        reason = next((line.split(":", 1)[-1].strip() for line in message.splitlines() if "does not exist" in line), "")
+    if not reason:
+        reason = message.strip().splitlines()[0].removeprefix("connection failed:").strip()[:200]
+    default_port = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}.get(url.get_backend_name())
+    where = f"{url.host or 'localhost'}:{url.port or default_port}"
+    return StoreAccessError(
+        f"cannot connect to the database at {where} ({reason}); start the server or fix {URL_SETTING}",
+        public="cannot connect to the label store's database server; ask whoever runs the server to start it",
+    )
+
+
+def _raise_store_error(context: ExceptionContext) -> None:
+    """handle_error hook: a driver error a person can fix becomes a StoreAccessError, wherever it happens."""
+    if context.is_pre_ping:
+        return  # the pool retries with a fresh connection
+    engine_url = context.engine.url if context.engine is not None else None
+    if engine_url is None:
+        return
+    error = store_error(context.original_exception, engine_url, connecting=context.connection is None)
+    if error is not None:
+        raise error from context.sqlalchemy_exception
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -124,6 +367,7 @@ def upgrade(engine: Engine) -> None:
                 # would cascade-delete labels. Off outside the transaction, checked before commit.
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
             with conn.execution_options(**{_WRITE_OPTION: True}).begin():
+                _refuse_unknown_revision(conn, cfg)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 if sqlite:
@@ -133,3 +377,18 @@ def upgrade(engine: Engine) -> None:
             if sqlite:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
         _migrated.add(key)
+
+
+def _refuse_unknown_revision(conn: Any, cfg: Config) -> None:
+    """A store migrated by a newer rlhf-studio: say so, instead of failing inside Alembic."""
+    script = ScriptDirectory.from_config(cfg)
+    for revision in MigrationContext.configure(conn).get_current_heads():
+        try:
+            known = script.get_revision(revision)
+        except (RevisionError, CommandError):
+            known = None
+        if known is None:
+            raise StoreAccessError(
+                f"the label store is at schema revision {revision}, newer than this rlhf-studio (newest known: "
+                f"{script.get_current_head()}); upgrade rlhf-studio (pip install -U rlhf-studio)"
+            )

@@ -27,7 +27,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from db import names
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -87,6 +89,10 @@ class Project(Base):
 
     __table_args__ = (CheckConstraint("labels_per_query >= 1", name="labels_per_query_positive"),)
 
+    @validates("name")
+    def _valid_name(self, _key: str, name: str) -> str:
+        return names.project_name(name)
+
 
 class Annotator(Base):
     """A person (or a scripted teacher, ``teacher:NAME``) who gives labels."""
@@ -98,6 +104,11 @@ class Annotator(Base):
     token_hash: Mapped[str | None] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(20), default="annotator")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @validates("name")
+    def _valid_name(self, _key: str, name: str) -> str:
+        # the role decides whether a reserved name may be taken (see repo.get_or_create_annotator)
+        return names.annotator_name(name, reserved_ok=True)
 
 
 class Trajectory(Base):

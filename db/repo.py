@@ -14,6 +14,8 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
+from db import names
+from db.errors import NotFoundError
 from db.models import (
     Annotator,
     Choice,
@@ -35,10 +37,6 @@ DEFAULT_CLAIM_TTL = timedelta(minutes=10)
 ANSWERED = (Choice.left, Choice.right, Choice.equal, Choice.cant_tell)
 
 
-class NotFoundError(LookupError):
-    """A project, query or annotator that does not exist."""
-
-
 def pref_for(choice: Choice, swapped: bool) -> float | None:
     """P(item A preferred) for an on-screen choice; None when it carries no preference."""
     if choice is Choice.equal:
@@ -54,18 +52,22 @@ def pref_for(choice: Choice, swapped: bool) -> float | None:
 
 
 def get_project(session: Session, name: str) -> Project:
-    """The project called ``name``; NotFoundError names the ones that exist."""
+    """The project called ``name``; NotFoundError names the ones that exist.
+
+    An invalid name (empty, too long, control characters) is an InvalidNameError.
+    """
+    name = names.project_name(name)
     project = session.scalar(select(Project).where(Project.name == name))
     if project is None:
-        names = session.scalars(select(Project.name).order_by(Project.name)).all()
-        known = ", ".join(names) if names else "none yet; run `rlhf demo` to create one"
+        existing = session.scalars(select(Project.name).order_by(Project.name)).all()
+        known = ", ".join(existing) if existing else "none yet; run `rlhf demo` to create one"
         raise NotFoundError(f"no project named {name!r} (projects: {known})")
     return project
 
 
 def find_project(session: Session, name: str) -> Project | None:
-    """The project called ``name``, or None."""
-    return session.scalar(select(Project).where(Project.name == name))
+    """The project called ``name``, or None (InvalidNameError for a name no project can have)."""
+    return session.scalar(select(Project).where(Project.name == names.project_name(name)))
 
 
 def list_projects(session: Session) -> list[Project]:
@@ -74,12 +76,12 @@ def list_projects(session: Session) -> list[Project]:
 
 
 def get_or_create_annotator(session: Session, name: str, role: str = "annotator") -> Annotator:
-    """The annotator called ``name``, created on first use."""
-    name = name.strip()
-    if not name:
-        raise ValueError("an annotator name cannot be empty")
-    if len(name) > 100:
-        raise ValueError(f"annotator names have at most 100 characters, got {len(name)}")
+    """The annotator called ``name``, created on first use.
+
+    The name must be valid (:mod:`db.names`); the studio's own names (``import``,
+    ``teacher:*``) are taken only with a role other than ``annotator``.
+    """
+    name = names.annotator_name(name, reserved_ok=role != "annotator")
     annotator = session.scalar(select(Annotator).where(Annotator.name == name))
     if annotator is None:
         try:
@@ -238,6 +240,8 @@ class RecordedLabel:
     label_id: int
     created: bool
     pref: float | None
+    choice: Choice
+    """The stored answer: the one just given when ``created``, else the earlier one that stands."""
 
 
 def record_label(
@@ -256,7 +260,7 @@ def record_label(
     """
     existing = session.scalar(select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id))
     if existing is not None:
-        return RecordedLabel(existing.id, False, existing.pref)
+        return RecordedLabel(existing.id, False, existing.pref, existing.choice)
     if session.get(Query, query_id) is None:
         raise NotFoundError(f"no query with id {query_id}; it may have been deleted")
     label = Label(
@@ -275,9 +279,9 @@ def record_label(
         existing = session.scalars(
             select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id)
         ).one()
-        return RecordedLabel(existing.id, False, existing.pref)
+        return RecordedLabel(existing.id, False, existing.pref, existing.choice)
     session.execute(delete(Claim).where(Claim.query_id == query_id, Claim.annotator_id == annotator_id))
-    return RecordedLabel(label.id, True, label.pref)
+    return RecordedLabel(label.id, True, label.pref, label.choice)
 
 
 def undo_last_label(

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.reward_models import FitCancelledError
 from rlhf_core.text_backbones import (
     bf16_autocast_pays_off,
@@ -89,15 +90,15 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+            raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.rank < 1:
-            raise ValueError("epochs, batch_size and rank must be at least 1")
+            raise InvalidInputError("epochs, batch_size and rank must be at least 1")
         if self.lr is not None and not 0 < self.lr < 1:
-            raise ValueError(f"lr must lie in (0, 1), got {self.lr}")
+            raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
         if not 0.05 <= self.val_fraction <= 0.5:
-            raise ValueError(f"val_fraction must lie in [0.05, 0.5], got {self.val_fraction}")
+            raise InvalidInputError(f"val_fraction must lie in [0.05, 0.5], got {self.val_fraction}")
         if not 8 <= self.max_length <= 512 or not 32 <= self.image_size <= 512:
-            raise ValueError("max_length must lie in 8..512 and image_size in 32..512")
+            raise InvalidInputError("max_length must lie in 8..512 and image_size in 32..512")
 
     def learning_rate(self, kind: str) -> float:
         return self.lr if self.lr is not None else _DEFAULT_LR[(kind, self.mode)]
@@ -116,7 +117,7 @@ class LabeledData:
         if len(self.inputs) != len(self.labels):
             raise ValueError(f"{len(self.inputs)} examples but {len(self.labels)} labels")
         if len(self.class_names) < 2:
-            raise ValueError(f"a classifier needs at least 2 classes, found {len(self.class_names)}")
+            raise InvalidInputError(f"a classifier needs at least 2 classes, found {len(self.class_names)}")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -150,7 +151,7 @@ def image_dataset(root: Path, size: int = 64) -> LabeledData:
                     images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR)))
                 labels.append(label)
     if len(classes) < 2 or not images:
-        raise ValueError(f"{root} needs one sub-folder of images per class (at least 2), found {len(classes)}")
+        raise InvalidInputError(f"{root} needs one sub-folder of images per class (at least 2), found {len(classes)}")
     return LabeledData("image", np.stack(images), np.array(labels), classes)
 
 
@@ -460,7 +461,7 @@ def make_shape_images(root: Path, per_class: int = 30, size: int = 64, seed: int
     from PIL import Image, ImageDraw
 
     if per_class < 2:
-        raise ValueError(f"per_class must be at least 2, got {per_class}")
+        raise InvalidInputError(f"per_class must be at least 2, got {per_class}")
     rng = np.random.default_rng(seed)
     counts = {}
     for shape in SHAPES:

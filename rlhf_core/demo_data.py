@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.text_reward import TextPreferences
 
 SENTIMENT_CSV = "sentiment.csv"
@@ -53,15 +54,17 @@ def load_text_csv(path: Path) -> tuple[list[str], list[str]]:
         reader = csv.DictReader(f)
         missing = {"text", "label"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: column(s) {', '.join(sorted(missing))} missing; the header must be text,label")
+            raise InvalidInputError(
+                f"{path}: column(s) {', '.join(sorted(missing))} missing; the header must be text,label"
+            )
         for line, row in enumerate(reader, start=2):
             text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
             if not text or not label:
-                raise ValueError(f"{path}: line {line} has an empty text or label")
+                raise InvalidInputError(f"{path}: line {line} has an empty text or label")
             texts.append(text)
             labels.append(label)
     if not texts:
-        raise ValueError(f"{path} has no rows")
+        raise InvalidInputError(f"{path} has no rows")
     return texts, labels
 
 

@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from rlhf_core.errors import InvalidInputError
+
 #: Observations (N, *obs_shape) -> features (N, D) float32.
 Featurize = Callable[[np.ndarray], np.ndarray]
 #: Batched reward of transitions: (obs, actions, next_obs) -> (N,) float32.
@@ -110,24 +112,24 @@ class DQNConfig:
 
     def __post_init__(self) -> None:
         if self.total_steps < 1 or self.batch_size < 1 or self.buffer_size < self.batch_size:
-            raise ValueError("total_steps, batch_size must be positive and buffer_size >= batch_size")
+            raise InvalidInputError("total_steps, batch_size must be positive and buffer_size >= batch_size")
         if self.train_freq < 1 or self.gradient_steps < 1 or self.target_update_interval < 1:
-            raise ValueError("train_freq, gradient_steps and target_update_interval must be at least 1")
+            raise InvalidInputError("train_freq, gradient_steps and target_update_interval must be at least 1")
         if self.total_steps <= self.learning_starts:
-            raise ValueError(
+            raise InvalidInputError(
                 f"total_steps ({self.total_steps}) must exceed learning_starts ({self.learning_starts}): "
                 "before that the agent only acts at random and never learns"
             )
         if self.buffer_size < self.train_freq:
-            raise ValueError("buffer_size must be at least train_freq")
+            raise InvalidInputError("buffer_size must be at least train_freq")
         if not 0 < self.gamma < 1:
-            raise ValueError(f"gamma must lie in (0, 1), got {self.gamma}")
+            raise InvalidInputError(f"gamma must lie in (0, 1), got {self.gamma}")
         if not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
-            raise ValueError("need 0 <= epsilon_end <= epsilon_start <= 1")
+            raise InvalidInputError("need 0 <= epsilon_end <= epsilon_start <= 1")
         if self.torch_threads < 1:
-            raise ValueError("torch_threads must be at least 1")
+            raise InvalidInputError("torch_threads must be at least 1")
         if self.eval_every < 0 or self.eval_episodes < 1:
-            raise ValueError("eval_every must be >= 0 and eval_episodes >= 1")
+            raise InvalidInputError("eval_every must be >= 0 and eval_episodes >= 1")
 
     def replace(self, **changes: Any) -> DQNConfig:
         """A copy with some fields changed (validated again)."""

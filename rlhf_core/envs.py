@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
+from rlhf_core.errors import InvalidInputError
+
 #: The default demo environment. An empty 6x6 room with a random start: clips from a
 #: random walker and from a goal-seeking agent look clearly different, the pixel
 #: observations have few distinct values (so cached CNN features pay off), and a policy
@@ -25,7 +27,7 @@ DEFAULT_ENV_ID = "MiniGrid-Empty-Random-6x6-v0"
 MINIGRID_OBS_TILE = 8
 
 
-class EnvError(ValueError):
+class EnvError(InvalidInputError):
     """An environment id that cannot be used by the studio, with the reason and the fix."""
 
 
@@ -78,7 +80,7 @@ def make_env(env_id: str, *, render: bool = True) -> gym.Env:
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         env = gym.make(env_id, render_mode="rgb_array" if render else None)
-    except gym.error.Error as exc:
+    except (gym.error.Error, ImportError) as exc:  # ImportError: an id like 'module:Env' whose module is absent
         raise EnvError(
             f"unknown environment {env_id!r}: {exc}. Use a registered Gymnasium id such as "
             f"{DEFAULT_ENV_ID!r} or 'CartPole-v1'."

@@ -31,6 +31,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import GroupKFold
 from torch import nn
 
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments, step_inputs
 
 #: Progress callback: (done, total, metrics so far).
@@ -228,11 +229,11 @@ class EnsembleConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.members <= 10:
-            raise ValueError(f"members must be 1-10 (3-5 recommended), got {self.members}")
+            raise InvalidInputError(f"members must be 1-10 (3-5 recommended), got {self.members}")
         if not 0.0 <= self.noise_prob < 1.0:
-            raise ValueError(f"noise_prob must lie in [0, 1), got {self.noise_prob}")
+            raise InvalidInputError(f"noise_prob must lie in [0, 1), got {self.noise_prob}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs, batch_size and lr must be positive")
+            raise InvalidInputError("epochs, batch_size and lr must be positive")
 
 
 class EnsembleNet(nn.Module):
@@ -389,11 +390,11 @@ class CnnLoraConfig:
 
     def __post_init__(self) -> None:
         if self.rank < 1 or self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("rank, epochs, batch_size and lr must be positive")
+            raise InvalidInputError("rank, epochs, batch_size and lr must be positive")
         if not 32 <= self.image_size <= 512:
-            raise ValueError(f"image_size must lie in 32..512, got {self.image_size}")
+            raise InvalidInputError(f"image_size must lie in 32..512, got {self.image_size}")
         if not 0.0 <= self.noise_prob < 1.0:
-            raise ValueError(f"noise_prob must lie in [0, 1), got {self.noise_prob}")
+            raise InvalidInputError(f"noise_prob must lie in [0, 1), got {self.noise_prob}")
 
 
 class _CnnRewardNet(nn.Module):
@@ -447,7 +448,7 @@ class CnnLoraBT(RewardModel):
 
     def __init__(self, spec: FeatureSpec, config: CnnLoraConfig | None = None) -> None:
         if not spec.pixels:
-            raise ValueError("cnn-lora needs pixel observations; use bt or ensemble for vector observations")
+            raise InvalidInputError("cnn-lora needs pixel observations; use bt or ensemble for vector observations")
         super().__init__(spec)
         self.config = config or CnnLoraConfig()
         self.net: Any = None
@@ -561,7 +562,7 @@ def make_reward_model(kind: str, spec: FeatureSpec, **config: Any) -> RewardMode
         if "hidden" in config:
             config = {**config, "hidden": tuple(config["hidden"])}
         return CnnLoraBT(spec, CnnLoraConfig(**config))
-    raise ValueError(f"unknown reward model kind {kind!r}; use one of: {', '.join(MODEL_KINDS)}")
+    raise InvalidInputError(f"unknown reward model kind {kind!r}; use one of: {', '.join(MODEL_KINDS)}")
 
 
 def load_reward_model(folder: Path) -> RewardModel:

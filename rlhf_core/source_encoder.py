@@ -26,7 +26,7 @@ from torch import nn
 
 from rlhf_core.encoders import FrozenEncoder
 from rlhf_core.envs import env_family, make_env
-from rlhf_core.errors import EncoderUnavailableError
+from rlhf_core.errors import EncoderUnavailableError, InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ class SourceTaskConfig:
 
     def __post_init__(self) -> None:
         if env_family(self.env_id) != "minigrid":
-            raise ValueError(
+            raise InvalidInputError(
                 f"the source task needs a MiniGrid environment (agent position labels), got {self.env_id!r}"
             )
         if self.frames < 50 or self.epochs < 1 or self.batch_size < 1 or not self.channels:
-            raise ValueError("frames >= 50, epochs >= 1, batch_size >= 1 and at least one channel are required")
+            raise InvalidInputError("frames >= 50, epochs >= 1, batch_size >= 1 and at least one channel are required")
 
 
 class SourceCNN(nn.Module):
@@ -176,8 +176,14 @@ def load_source_encoder(path: Path) -> FrozenEncoder:
             f"no source-task encoder at {path} (and {meta_path.name} beside it); "
             "train one with `rlhf train-encoder --env MiniGrid-Empty-8x8-v0 -o FILE`"
         )
-    meta = json.loads(meta_path.read_text())
-    config = SourceTaskConfig(**{**meta["config"], "channels": tuple(meta["config"]["channels"])})
-    trunk = SourceCNN(config.channels)
-    trunk.load_state_dict(load_file(str(path)))
+    try:
+        meta = json.loads(meta_path.read_text())
+        config = SourceTaskConfig(**{**meta["config"], "channels": tuple(meta["config"]["channels"])})
+        trunk = SourceCNN(config.channels)
+        trunk.load_state_dict(load_file(str(path)))
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:  # not what train-encoder writes
+        raise EncoderUnavailableError(
+            f"{path} (with {meta_path.name}) is not a source-task encoder ({type(exc).__name__}: {exc}); "
+            "train one with `rlhf train-encoder --env MiniGrid-Empty-8x8-v0 -o FILE`"
+        ) from exc
     return FrozenEncoder(f"source:{path}", trunk, trunk.features_dim, config.input_size, lambda x: x * 2.0 - 1.0)

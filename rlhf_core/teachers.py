@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from rlhf_core.envs import env_family
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.trajectories import Trajectory, segment_indices, segment_window
 
 
@@ -46,13 +47,13 @@ class TeacherConfig:
 
     def __post_init__(self) -> None:
         if self.beta <= 0:
-            raise ValueError(f"beta must be positive (inf for deterministic), got {self.beta}")
+            raise InvalidInputError(f"beta must be positive (inf for deterministic), got {self.beta}")
         if not 0 < self.gamma <= 1:
-            raise ValueError(f"gamma must lie in (0, 1], got {self.gamma}")
+            raise InvalidInputError(f"gamma must lie in (0, 1], got {self.gamma}")
         if not 0 <= self.eps_mistake <= 0.5:
-            raise ValueError(f"eps_mistake must lie in [0, 0.5], got {self.eps_mistake}")
+            raise InvalidInputError(f"eps_mistake must lie in [0, 0.5], got {self.eps_mistake}")
         if self.skip_threshold < 0 or self.equal_threshold < 0:
-            raise ValueError("thresholds must be non-negative")
+            raise InvalidInputError("thresholds must be non-negative")
 
 
 #: The named teachers of B-Pref, with its default parameters.
@@ -69,7 +70,7 @@ TEACHERS: dict[str, TeacherConfig] = {
 def teacher(name: str, **overrides: float) -> TeacherConfig:
     """The named teacher, with parameters overridden."""
     if name not in TEACHERS:
-        raise ValueError(f"unknown teacher {name!r}; use one of: {', '.join(TEACHERS)}")
+        raise InvalidInputError(f"unknown teacher {name!r}; use one of: {', '.join(TEACHERS)}")
     return replace(TEACHERS[name], **overrides)
 
 

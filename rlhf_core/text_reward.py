@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.reward_models import FitCancelledError, ProgressFn, StopFn
 from rlhf_core.text_backbones import (
     HUB_NAMES,
@@ -85,25 +86,25 @@ class TextRewardConfig:
 
     def __post_init__(self) -> None:
         if self.rank < 1:
-            raise ValueError(f"rank must be at least 1, got {self.rank}")
+            raise InvalidInputError(f"rank must be at least 1, got {self.rank}")
         if self.alpha <= 0:
-            raise ValueError(f"alpha must be positive, got {self.alpha}")
+            raise InvalidInputError(f"alpha must be positive, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+            raise InvalidInputError(f"dropout must lie in [0, 1), got {self.dropout}")
         if not self.target_modules:
-            raise ValueError("target_modules must name at least one layer, e.g. ('query', 'value')")
+            raise InvalidInputError("target_modules must name at least one layer, e.g. ('query', 'value')")
         if not 8 <= self.max_length <= 512:
-            raise ValueError(f"max_length must lie in 8..512 (MiniLM's position limit), got {self.max_length}")
+            raise InvalidInputError(f"max_length must lie in 8..512 (MiniLM's position limit), got {self.max_length}")
         if self.batch_size < 1 or self.epochs < 1 or self.sort_window < 1:
-            raise ValueError("batch_size, epochs and sort_window must be at least 1")
+            raise InvalidInputError("batch_size, epochs and sort_window must be at least 1")
         if not 0 < self.lr < 1:
-            raise ValueError(f"lr must lie in (0, 1), got {self.lr}")
+            raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
         if self.weight_decay < 0 or self.max_grad_norm < 0 or self.margin < 0 or self.center_rewards_coefficient < 0:
-            raise ValueError("weight_decay, max_grad_norm, margin and center_rewards_coefficient must be >= 0")
+            raise InvalidInputError("weight_decay, max_grad_norm, margin and center_rewards_coefficient must be >= 0")
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be at least 1, got {self.num_threads}")
+            raise InvalidInputError(f"num_threads must be at least 1, got {self.num_threads}")
         if self.backbone not in HUB_NAMES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(HUB_NAMES))}")
+            raise InvalidInputError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(HUB_NAMES))}")
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "target_modules": list(self.target_modules)}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.config import Studio
+from rlhf_core.errors import InvalidInputError
 
 if TYPE_CHECKING:  # torch loads only when a classifier trains
     from rlhf_core.classifiers import ClassifierResult, LabeledData, ProgressFn
@@ -37,7 +38,7 @@ def load_dataset(studio: Studio, kind: str, path: Path | None, image_size: int =
     from rlhf_core.demo_data import sentiment_csv_path
 
     if kind not in KINDS:
-        raise ValueError(f"kind must be text or image, got {kind!r}")
+        raise InvalidInputError(f"kind must be text or image, got {kind!r}")
     if kind == "text":
         csv = path or sentiment_csv_path()
         if not csv.is_file():

@@ -20,11 +20,12 @@ import numpy as np
 
 from app.config import Studio
 from app.services.clips import clip_job, render_clips, save_item_frames, worker_pool
-from db import repo
+from db import names, repo
 from db.engine import session_scope
 from db.models import Item, Project, ProjectKind, Query, Trajectory
 from rlhf_core.behaviours import behaviour_mix
 from rlhf_core.envs import DEFAULT_ENV_ID, env_info
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.trajectories import choose_segment_starts, rollout, save_trajectory, segment_frames
 
 #: Progress callback: (stage, done, total).
@@ -60,7 +61,8 @@ class DemoResult:
 
 
 def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "project"
+    """A short file-system-safe stem of a project name (the folder also gets a random suffix)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name)[:40].strip("-.") or "project"
 
 
 def _noop(stage: str, done: int, total: int) -> None:
@@ -79,11 +81,12 @@ def create_demo_project(
     on_progress: Progress = _noop,
 ) -> DemoResult:
     """Create project ``name`` on ``env_id`` (no-op when it exists)."""
+    name = names.project_name(name)
     if n_segments < 2:
-        raise ValueError(f"a project needs at least 2 segments to compare, got {n_segments}")
+        raise InvalidInputError(f"a project needs at least 2 segments to compare, got {n_segments}")
     max_pairs = n_segments * (n_segments - 1) // 2
     if not 1 <= n_queries <= max_pairs:
-        raise ValueError(f"{n_queries} queries asked, but {n_segments} segments make 1 to {max_pairs} pairs")
+        raise InvalidInputError(f"{n_queries} queries asked, but {n_segments} segments make 1 to {max_pairs} pairs")
     with session_scope(studio.engine) as session:
         existing = repo.find_project(session, name)
         if existing is not None:

@@ -3,7 +3,13 @@
 One flow for both kinds of project: a trajectory project's pair comes with its side-by-side
 clip, a text project's pair with its prompt and the two responses in the order shown.
 Every answer is committed (SQLite ``synchronous=FULL``) before these functions return, so
-the UI may acknowledge a label as soon as :func:`submit_label` returns.
+the UI may acknowledge a label as soon as :func:`submit_label` returns, and only then.
+
+An answer names the pair it answers and when that pair was shown. :func:`submit_label`
+refuses an answer that came sooner than :data:`MIN_VIEW_SECONDS` after its pair was shown
+(a second key press that landed on the next pair, which nobody has watched yet), and it
+stores nothing for a pair this annotator has already answered (a second tab): the result
+says so, and the page tells the person instead of saying "Saved".
 """
 
 from __future__ import annotations
@@ -19,6 +25,26 @@ from app.services.clips import ClipUnavailableError, ensure_clip
 from db import repo
 from db.engine import session_scope
 from db.models import Choice, ProjectKind, utcnow
+from rlhf_core.errors import StudioError
+
+MIN_VIEW_SECONDS = 0.5
+"""Shortest time a pair must have been on screen before an answer to it counts.
+
+A person cannot compare two clips (or two responses) in half a second, while the second
+press of a fast double press (0-150 ms apart) reaches the server about 0.1 s after the next
+pair was served. The time each pair was shown is stored with its label (``shown_at``,
+``answered_at``)."""
+
+
+class AnswerTooSoonError(StudioError):
+    """An answer that arrived before its pair can have been looked at; nothing was stored."""
+
+    def __init__(self, shown_for: float) -> None:
+        super().__init__(
+            f"Not stored: that answer came {shown_for:.2f} s after this pair appeared, too soon to have "
+            "watched it (a second key press?). Look at this pair and answer again."
+        )
+        self.shown_for = shown_for
 
 
 @dataclass(frozen=True)
@@ -105,7 +131,16 @@ def next_pair(
 
 
 def submit_label(studio: Studio, ls: LabelingSession, pair: Pair, choice: Choice) -> repo.RecordedLabel:
-    """Store the annotator's answer to ``pair``; durable when this returns. Idempotent."""
+    """Store the annotator's answer to ``pair``, the pair that was on screen; durable when this returns.
+
+    Raises AnswerTooSoonError (nothing stored) when ``pair`` was shown less than
+    :data:`MIN_VIEW_SECONDS` ago. When the annotator has answered this pair already (in
+    another tab, or a retry), nothing is stored and the result has ``created=False`` and
+    the stored answer's ``choice``.
+    """
+    shown_for = (utcnow() - pair.shown_at).total_seconds()
+    if shown_for < MIN_VIEW_SECONDS:
+        raise AnswerTooSoonError(max(shown_for, 0.0))
     with session_scope(studio.engine, write=True) as session:
         return repo.record_label(
             session, pair.query_id, ls.annotator_id, choice, swapped=pair.swapped, shown_at=pair.shown_at

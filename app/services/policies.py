@@ -36,6 +36,7 @@ from rlhf_core.clips import side_by_side_gif
 from rlhf_core.dqn import DQNAgent, Featurize, TrainingCancelledError, preset_for, vector_features
 from rlhf_core.encoders import canonical_name, get_encoder
 from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.learned_reward import LearnedReward
 from rlhf_core.trajectories import (
     Trajectory as Episode,
@@ -116,7 +117,7 @@ def train_policy(
     try:
         base = preset_for(env_id)
         cfg = base.replace(seed=seed, **(config or {}), **({"total_steps": steps} if steps is not None else {}))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, InvalidInputError) as exc:
         raise TrainingError(f"bad policy setting: {exc}") from exc
     progress("load", 0, 1)
     reward_fn: LearnedReward | None = None
@@ -342,7 +343,7 @@ def rollouts_to_queries(
     already judged. Files first, rows in one transaction: a failure adds nothing.
     """
     if episodes < 1 or pairs_per_segment < 1:
-        raise ValueError("episodes and pairs_per_segment must be at least 1")
+        raise InvalidInputError("episodes and pairs_per_segment must be at least 1")
     progress = on_progress or (lambda stage, done, total: None)
     project, record, _, agent = _checkpoint(studio, project_name, version)
     with session_scope(studio.engine) as session:

@@ -12,6 +12,7 @@ from app.services.rewards import StageProgress, TrainingError, active_model, pro
 from db import repo
 from db.engine import session_scope
 from db.models import Query
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.queries import disagreement_pairs, random_pairs
 
 METHODS = ("random", "disagreement")
@@ -43,9 +44,9 @@ def add_queries(
     under the active model and gives them that score as priority, so they are served first.
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
+        raise InvalidInputError(f"unknown method {method!r}; use one of: {', '.join(METHODS)}")
     if n < 1:
-        raise ValueError(f"-n must be at least 1, got {n}")
+        raise InvalidInputError(f"-n must be at least 1, got {n}")
     progress = on_progress or (lambda stage, done, total: None)
     rng = np.random.default_rng(seed)
     with session_scope(studio.engine) as session:

@@ -26,6 +26,7 @@ from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
 from rlhf_core.encoders import get_encoder
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_scores
@@ -49,7 +50,7 @@ TEXT_KIND = "text-lora"
 StageProgress = Callable[[str, int, int], None]
 
 
-class TrainingError(ValueError):
+class TrainingError(InvalidInputError):
     """Training cannot start (too few labels, unknown kind...); the message says what to do."""
 
 
@@ -257,7 +258,7 @@ def train_reward_model(
         model = make_reward_model(kind, spec, **(config or {}))
     except TypeError as exc:
         raise TrainingError(f"bad option for a {kind!r} model: {exc}") from exc
-    except ValueError as exc:
+    except InvalidInputError as exc:
         raise TrainingError(str(exc)) from exc
     progress("load", 1, 1)
 

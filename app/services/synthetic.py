@@ -8,9 +8,10 @@ import numpy as np
 
 from app.config import Studio
 from app.services.rewards import project_data
-from db import repo
+from db import names, repo
 from db.engine import session_scope
 from db.models import Choice
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.teachers import judge, return_scale, teacher
 
 
@@ -31,15 +32,15 @@ def label_synthetic(
     try:
         config = teacher(teacher_name, **overrides)
     except TypeError as exc:
-        raise ValueError(f"unknown teacher parameter: {exc}") from exc
+        raise InvalidInputError(f"unknown teacher parameter: {exc}") from exc
     if n < 1:
-        raise ValueError(f"-n must be at least 1, got {n}")
+        raise InvalidInputError(f"-n must be at least 1, got {n}")
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
     data = project_data(studio, project)
     scale = return_scale(data.teacher_returns)
     rng = np.random.default_rng(seed)
-    name = f"teacher:{teacher_name}"
+    name = f"{names.TEACHER_PREFIX}{teacher_name}"
     with session_scope(studio.engine, write=True) as session:
         annotator = repo.get_or_create_annotator(session, name, role="teacher")
         queries = repo.pending_queries(session, project.id, annotator.id, n)

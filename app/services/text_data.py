@@ -24,7 +24,8 @@ import enum
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,19 +33,22 @@ from typing import Any
 import numpy as np
 
 from app.config import Studio
-from db import repo
-from db.engine import session_scope
+from db import names, repo
+from db.engine import parse_database_url, session_scope
 from db.models import Choice, Item, Label, Project, ProjectKind, Query
-from rlhf_core.errors import StudioError
+from rlhf_core.errors import InvalidInputError, StudioError
 
 #: Name and role of the annotator that labels of ``prompt, chosen, rejected`` files are recorded under.
-IMPORT_ANNOTATOR = "import"
+IMPORT_ANNOTATOR = names.IMPORT_ANNOTATOR
 IMPORT_ROLE = "import"
 #: How many problems an import error lists before it only counts the rest.
 MAX_PROBLEMS_SHOWN = 20
 #: Import formats by file extension.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 EXPORT_FORMATS = ("jsonl", "csv")
+#: First characters that make a spreadsheet read a CSV cell as a formula (OWASP: CSV injection);
+#: export writes such cells with a leading ``'``, which spreadsheets show as text.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: The shipped demo: pairs to label, and a few pairs already labeled.
 DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
 DEMO_FILES = (DEMO_DIR / "demo_text_pairs.jsonl", DEMO_DIR / "demo_text_labeled.jsonl")
@@ -88,8 +92,12 @@ class ImportFileError(StudioError):
         shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
         more = len(problems) - MAX_PROBLEMS_SHOWN
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-        super().__init__(f"{source}: {count}, nothing imported; fix the file and import it again:\n{shown}{tail}")
+        if len(problems) == 1:  # one line, as the CLI prints it
+            super().__init__(f"{source}: 1 problem, nothing imported; fix the file and import it again: {problems[0]}")
+            return
+        super().__init__(
+            f"{source}: {len(problems)} problems, nothing imported; fix the file and import it again:\n{shown}{tail}"
+        )
 
 
 @dataclass(frozen=True)
@@ -243,6 +251,15 @@ def _jsonl_records(text: str, source: str) -> tuple[list[tuple[int, dict[str, An
         except json.JSONDecodeError as exc:
             problems.append(f"line {number} of {source}: invalid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RecursionError:
+            problems.append(
+                f"line {number} of {source}: JSON nested too deeply (arrays or objects inside one another "
+                "hundreds of levels deep); write the fields as plain strings"
+            )
+            continue
+        except ValueError as exc:  # e.g. a number of more digits than Python converts
+            problems.append(f"line {number} of {source}: invalid JSON ({str(exc).split(':')[0]})")
+            continue
         if not isinstance(value, dict):
             problems.append(
                 f"line {number} of {source}: must be a JSON object with fields {_EXPECTED}, got {_json_type(value)}"
@@ -266,7 +283,7 @@ def _layout(names: list[str], line: int, source: str) -> tuple[Layout | None, st
         return Layout.labeled, None
     if pairs:
         return Layout.pairs, None
-    found = ", ".join(sorted(map(str, fields))) or "none"
+    found = ", ".join(sorted(map(repr, fields))) or "none"
     return None, f"line {line} of {source}: expected the fields {_EXPECTED}; found: {found}"
 
 
@@ -283,6 +300,11 @@ def _check_record(
             problems.append(f"{where} must be a string, got {_json_type(record[name])}")
         elif not record[name].strip():
             problems.append(f"{where} is empty")
+        elif (at := _lone_surrogate(record[name])) is not None:
+            problems.append(
+                f"{where} holds a lone surrogate ({ascii(record[name][at])} at character {at + 1}), which is not "
+                "text; fix the \\u escape (a character above U+FFFF is written as a pair, e.g. \\ud83d\\ude00)"
+            )
     if problems:
         return None, problems
     prompt, first, second = (record[name] for name in fields)
@@ -292,6 +314,15 @@ def _check_record(
             "a pair needs two different responses"
         ]
     return (prompt, first, second), []
+
+
+def _lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate (U+D800..U+DFFF) in ``text``, which UTF-8 cannot hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
 
 
 def _json_type(value: object) -> str:
@@ -349,11 +380,7 @@ def import_text_pairs(
     (``rng``), so item A of a query (the lower id) is the first response of a line only half
     of the time, and imported preferences are not all 1.
     """
-    name = project_name.strip()
-    if not name:
-        raise ValueError("a project name cannot be empty; pass --project NAME")
-    if len(name) > 100:
-        raise ValueError(f"project names have at most 100 characters, got {len(name)}")
+    name = names.project_name(project_name)
     parsed = parse_text_file(data, filename)
     rng = rng if rng is not None else np.random.default_rng(0)
     with session_scope(studio.engine, write=True) as session:
@@ -364,7 +391,7 @@ def import_text_pairs(
             session.add(project)
             session.flush()
         elif project.kind is not ProjectKind.text:
-            raise ValueError(
+            raise InvalidInputError(
                 f"project {name!r} is a {project.kind.value} project (clips); text pairs go into a text "
                 "project: choose another name, and the import creates it"
             )
@@ -441,8 +468,12 @@ def import_text_pairs(
 def import_text_file(
     studio: Studio, project_name: str, path: Path, *, rng: np.random.Generator | None = None
 ) -> ImportResult:
-    """:func:`import_text_pairs` on a file."""
+    """:func:`import_text_pairs` on a regular file (a FIFO or a device would never end)."""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            raise ImportFileError(
+                Path(path).name, [f"{path} is not a regular file; import reads CSV or JSON Lines files"]
+            )
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ImportFileError(Path(path).name, [f"cannot read {path}: {exc.strerror}"]) from exc
@@ -502,7 +533,7 @@ def format_for(path: Path, fmt: str | None) -> str:
     if fmt is None:
         return "csv" if path.suffix.lower() == ".csv" else "jsonl"
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; use one of: {', '.join(EXPORT_FORMATS)}")
+        raise InvalidInputError(f"unknown export format {fmt!r}; use one of: {', '.join(EXPORT_FORMATS)}")
     return fmt
 
 
@@ -511,13 +542,20 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
 
     Left/right answers go to ``path``; equal and can't-tell answers to :func:`ties_path_for`
     (``prompt, response_a, response_b, choice, annotator``); skips are left out. Both files
-    are always written (possibly empty), each atomically.
+    are always written (possibly empty), each atomically, as regular files: a symlink is
+    written through to its target; a FIFO, a device or a folder, and the label store itself,
+    are refused (InvalidInputError) before anything is written. A new file gets the mode
+    the umask allows (0o666 & ~umask), a replaced one keeps its mode. CSV cells that a
+    spreadsheet would run as a formula get a leading ``'`` (:data:`FORMULA_STARTS`).
     """
     fmt = format_for(path, fmt)
+    ties_path = ties_path_for(path, fmt)
+    protected = _store_files(studio)
+    targets = [_export_target(p, protected) for p in (path, ties_path)]
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         if project.kind is not ProjectKind.text:
-            raise ValueError(
+            raise InvalidInputError(
                 f"project {project_name!r} is a {project.kind.value} project; export writes text preferences "
                 "(prompt, chosen, rejected) and works on text projects only"
             )
@@ -537,9 +575,15 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
                     "annotator": j.annotator,
                 }
             )
-    ties_path = ties_path_for(path, fmt)
-    _write_atomic(path, _encode(rows, ("prompt", "chosen", "rejected"), fmt))
-    _write_atomic(ties_path, _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator"), fmt))
+    files = (
+        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected"), fmt)),
+        (ties_path, targets[1], _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator"), fmt)),
+    )
+    for given, target, data in files:
+        try:
+            _write_atomic(target, data)
+        except OSError as exc:
+            raise InvalidInputError(f"cannot write {given}: {exc.strerror or exc}") from exc
     return ExportResult(path, ties_path, len(rows), len(ties))
 
 
@@ -547,17 +591,80 @@ def _encode(rows: list[dict[str, str]], fields: tuple[str, ...], fmt: str) -> by
     if fmt == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    # RFC 4180 line ends: the csv module quotes a cell holding "\r" only when "\r" is in the line terminator.
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: csv_cell(value) for name, value in row.items()} for row in rows)
     return out.getvalue().encode("utf-8")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a file via a temporary file in the same folder and a rename: never half written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def csv_cell(value: str) -> str:
+    """A CSV cell that a spreadsheet shows as text: ``'`` before a formula's first character."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
+
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _export_target(path: Path, protected: set[Path]) -> Path:
+    """The regular file an export writes for ``path``: itself, or the file a symlink points to.
+
+    InvalidInputError for anything else (a FIFO, a device node, a folder, the label store).
+    """
+    target = Path(os.path.realpath(path))  # every symlink followed, a dangling one's too
     try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:  # a symlink loop, a file where a folder should be, no permission
+        raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}; choose another file") from exc
+    if mode is not None and not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+        via = f" (the target of the symlink {path})" if path.is_symlink() else ""
+        raise InvalidInputError(
+            f"{target}{via} is {kind}; export writes regular files only and never replaces anything else: "
+            "choose a file path"
+        )
+    if target in protected:
+        raise InvalidInputError(f"{path} is the label store's database; choose another file for the export")
+    return target
+
+
+def _store_files(studio: Studio) -> set[Path]:
+    """The SQLite label store's files (database, journal, WAL, shared memory), which no export replaces."""
+    url = parse_database_url(studio.settings.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database.startswith("file:"):
+        return set()
+    db = Path(os.path.realpath(url.database))
+    return {db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a regular file via a temporary file in the same folder and a rename: never half written.
+
+    A new file gets the mode the umask allows, like any tool's; a replaced one keeps its mode
+    (and, where permitted, its owner).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        existing: os.stat_result | None = path.stat()
+    except FileNotFoundError:
+        existing = None
+    fd, tmp = _create_temp(path)
+    try:
+        if existing is not None:
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)
+            if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
+                try:
+                    os.fchown(fd, existing.st_uid, existing.st_gid)
+                except PermissionError:
+                    pass  # not ours to give away: the new file stays this user's
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -566,3 +673,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``path``, created with mode 0o666 so the umask applies
+    (``tempfile.mkstemp`` always makes 0o600)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name beside {path}")

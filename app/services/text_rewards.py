@@ -19,7 +19,7 @@ from app.config import Studio
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind
-from rlhf_core.errors import StudioError
+from rlhf_core.errors import InvalidInputError, StudioError
 from rlhf_core.metrics import finite_or_none, held_out_metrics
 
 if TYPE_CHECKING:  # torch and transformers load only when a text model is used
@@ -81,7 +81,7 @@ def train_text_reward_model(
         cfg = TextRewardConfig(**{"seed": seed, **(config or {})})
     except TypeError as exc:
         raise TrainingError(f"bad option for a {TEXT_KIND!r} model: {exc}") from exc
-    except ValueError as exc:
+    except InvalidInputError as exc:
         raise TrainingError(str(exc)) from exc
     progress("load", 0, 1)
     ids = sorted({c.item_a_id for c in labels} | {c.item_b_id for c in labels})
@@ -143,7 +143,7 @@ class ScoredResponses:
 def score_responses(studio: Studio, project_name: str, prompt: str, responses: list[str]) -> ScoredResponses:
     """Score responses to ``prompt`` with the project's active text model and rank them."""
     if not responses:
-        raise ValueError("give at least one response to score")
+        raise InvalidInputError("give at least one response to score")
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = repo.active_reward_model(session, project.id)

@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import jobs
 from app.config import Studio
+from app.ui import display
 from db.models import JobStatus
 
 
@@ -63,11 +64,12 @@ def _panel(
     if st.session_state.pop(watch_key, None) == job.id:
         st.rerun()  # the job just ended: refresh the page's tables and plots
     if job.status is JobStatus.succeeded and job.result:
-        st.success(succeeded(job))
+        st.success(succeeded(job))  # built by the page from numbers and escaped names
     elif job.status is JobStatus.failed:
-        st.error(f"Job #{job.id} failed: {(job.error or '').splitlines()[0] if job.error else ''}")
-        if job.error:
+        first, _, rest = (job.error or "").partition("\n")
+        display.error(studio, f"Job #{job.id} failed: {first}")
+        if rest.strip():
             with st.expander("Details"):
-                st.code(job.error)
+                st.code(display.public(studio, rest.strip()), language=None)
     elif job.status is JobStatus.cancelled:
         st.warning(f"Job #{job.id} was cancelled; {cancelled}")

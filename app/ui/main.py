@@ -8,7 +8,9 @@ import streamlit as st
 
 from app.ui import state
 
-st.set_page_config(page_title="rlhf-studio", page_icon=":material/compare:", layout="wide")
+# The tab icon is a file of ours: a ":material/...:" icon would make the browser fetch it
+# from a font server, and the studio makes no request outside the machine.
+st.set_page_config(page_title="rlhf-studio", page_icon=str(Path(__file__).with_name("icon.png")), layout="wide")
 state.init()
 
 _VIEWS = Path(__file__).parent / "views"

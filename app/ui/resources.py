@@ -5,9 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from app.config import Settings, Studio
-from app.ui import state
+from app.ui import display, state
 from db import repo
 from db.engine import session_scope
+from db.errors import InvalidNameError, NotFoundError
 from db.models import Project
 
 
@@ -35,7 +36,8 @@ def current_project(studio: Studio) -> Project:
     with session_scope(studio.engine) as session:
         try:
             return repo.get_project(session, name)
-        except repo.NotFoundError as exc:
-            st.error(str(exc))
+        except (NotFoundError, InvalidNameError) as exc:
+            display.error(studio, exc)
+            st.page_link("views/home.py", label="Projects", icon=":material/home:")
             st.stop()
     raise AssertionError("unreachable: st.stop() ends the script")

@@ -20,12 +20,16 @@ PAIR = "pair"
 """The pair on screen (app.services.labeling.Pair), or absent to fetch the next one."""
 ACK = "ack"
 """Acknowledgement of the last action, shown above the next pair (str)."""
+REFUSED = "refused"
+"""Why the last answer was not stored (too soon, or answered already elsewhere), shown once (str)."""
 RNG = "rng"
 """numpy Generator that randomises the side order for this browser session."""
 SHOW_REWARD = "show_reward"
 """Whether the labeling page plots the active reward model's per-step prediction (bool)."""
 NAME_INPUT = "annotator_name_input"
 """Widget key of the name field."""
+NAME_PROBLEM = "name_problem"
+"""Why the name typed on the projects page was not taken, shown once (str)."""
 PROJECT_RADIO = "project_radio"
 """Widget key of the project choice on the projects page."""
 IMPORT_FILE = "import_file"
@@ -34,6 +38,14 @@ IMPORT_NAME = "import_project_name"
 """Widget key of the name of the text project an import goes into."""
 IMPORT_REPORT = "import_report"
 """Outcome of the last import: (succeeded, message, problems), shown once on the projects page."""
+
+
+def answer_key(choice: str, query_id: int) -> str:
+    """Widget key of an answer button (left, right, equal, cant_tell, skip) on the labeling
+    page: it names the pair the button answers, so a press meant for a pair that has left the
+    screen cannot count for the next one."""
+    return f"answer-{choice}-{query_id}"
+
 
 _URL_KEYS = (ANNOTATOR, PROJECT)
 
@@ -53,6 +65,14 @@ def set_persistent(key: str, value: str) -> None:
     """Set a value that survives reloads (session state and URL)."""
     st.session_state[key] = value
     st.query_params[key] = value
+    st.session_state.pop(LABELING, None)
+    st.session_state.pop(PAIR, None)
+
+
+def forget(key: str) -> None:
+    """Drop a value from the session state and the URL (e.g. an invalid name from a link)."""
+    st.session_state.pop(key, None)
+    st.query_params.pop(key, None)
     st.session_state.pop(LABELING, None)
     st.session_state.pop(PAIR, None)
 

@@ -6,8 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from app.config import Studio
+from app.errors import USER_ERRORS
 from app.services.text_rewards import score_responses
-from rlhf_core.errors import StudioError
+from app.ui import display
 
 PROMPT_KEY, RESPONSES_KEY, SCORE_KEY = "rank_prompt", "rank_responses", "rank_score"
 
@@ -29,8 +30,8 @@ def rank_responses_section(studio: Studio, project_name: str) -> None:
     try:
         with st.spinner("Scoring..."):
             result = score_responses(studio, project_name, prompt, responses)
-    except (LookupError, ValueError, StudioError) as exc:
-        st.error(str(exc))
+    except USER_ERRORS as exc:
+        display.error(studio, exc)
         return
     table = pd.DataFrame(
         [{"rank": i + 1, "reward": round(s, 3), "response": r} for i, (r, s) in enumerate(result.ranked)]

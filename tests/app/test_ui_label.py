@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _labeling import answer_button, answer_keys
 from streamlit.testing.v1 import AppTest
 
 from app.config import Settings, Studio
@@ -17,7 +18,7 @@ from db.models import Choice
 
 LABEL = Path(__file__).resolve().parents[2] / "app" / "ui" / "views" / "label.py"
 TIMEOUT = 30
-ANSWER_KEYS = ["answer-left", "answer-right", "answer-equal", "answer-cant_tell"]
+pytestmark = pytest.mark.usefixtures("instant_answers")
 
 
 def _labels(data_dir: Path) -> list[tuple]:
@@ -73,9 +74,9 @@ def test_page_shows_clip_and_four_answers(demo_data_dir: Path, studio_env) -> No
     assert pair.clip.is_relative_to(project / "clips")
     assert at.image[0].value[0].endswith(".gif")
     labels = {b.key: b.label for b in at.button}
-    assert [labels[k] for k in ANSWER_KEYS] == ["Left better", "Right better", "Equal", "Can't tell"]
-    assert not any(at.button(key=k).disabled for k in ANSWER_KEYS)
-    assert labels["skip"] == "Skip" and labels["undo"] == "Undo"
+    assert [labels[k] for k in answer_keys(at)] == ["Left better", "Right better", "Equal", "Can't tell"]
+    assert not any(at.button(key=k).disabled for k in answer_keys(at))
+    assert labels[answer_keys(at, ("skip",))[0]] == "Skip" and labels["undo"] == "Undo"
     assert "0 of 10 pairs labeled" in at.get("progress")[0].proto.text
     assert _labels(demo_data_dir) == []  # showing a pair stores no label
 
@@ -87,7 +88,7 @@ def test_left_better_stores_one_label_and_shows_next_pair(fresh_demo: Path, stud
     first = _pair(at)
     assert first.swapped is swapped
 
-    at.button(key="answer-left").click().run()
+    answer_button(at, "left").click().run()
     _no_exception(at)
 
     assert _labels(fresh_demo) == [(first.query_id, "tester", "left", 0.0 if swapped else 1.0, int(swapped))]
@@ -102,7 +103,7 @@ def test_undo_removes_label_and_brings_pair_back(fresh_demo: Path, studio_env) -
     studio_env(fresh_demo)
     at = _open(fresh_demo)
     first = _pair(at)
-    at.button(key="answer-left").click().run()
+    answer_button(at, "left").click().run()
     _no_exception(at)
     assert len(_labels(fresh_demo)) == 1
     assert _pair(at).query_id != first.query_id
@@ -128,7 +129,7 @@ def test_skip_records_skip_without_preference(fresh_demo: Path, studio_env) -> N
     at = _open(fresh_demo)
     first = _pair(at)
 
-    at.button(key="skip").click().run()
+    answer_button(at, "skip").click().run()
     _no_exception(at)
 
     assert _labels(fresh_demo) == [(first.query_id, "tester", "skip", None, int(first.swapped))]
@@ -154,10 +155,10 @@ def test_missing_clip_shows_error_and_skip_still_works(fresh_demo: Path, studio_
     message = at.error[0].value
     assert "Skip" in message
     assert "missing" in message
-    assert all(at.button(key=k).disabled for k in ANSWER_KEYS)
-    assert not at.button(key="skip").disabled
+    assert all(at.button(key=k).disabled for k in answer_keys(at))
+    assert not answer_button(at, "skip").disabled
 
-    at.button(key="skip").click().run()
+    answer_button(at, "skip").click().run()
     _no_exception(at)
     assert _labels(fresh_demo) == [(first.query_id, "tester", "skip", None, int(first.swapped))]
     second = _pair(at)
@@ -172,7 +173,7 @@ def test_double_submit_stores_one_label(fresh_demo: Path, studio_env) -> None:
     ls = at.session_state["labeling_session"]
     assert isinstance(ls, LabelingSession)
 
-    at.button(key="answer-left").click().run()
+    answer_button(at, "left").click().run()
     _no_exception(at)
     rows = _labels(fresh_demo)
     assert len(rows) == 1

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _labeling import answer_button, answer_keys
+from _markdown import shown
 from streamlit.testing.v1 import AppTest
 
 from app.config import Settings, Studio
@@ -19,6 +21,7 @@ UI = Path(__file__).resolve().parents[2] / "app" / "ui"
 LABEL = UI / "views" / "label.py"
 HOME = UI / "views" / "home.py"
 TIMEOUT = 30
+pytestmark = pytest.mark.usefixtures("instant_answers")
 SCRIPT = "<b>bold</b><script>alert(1)</script>"
 PAIRS = [
     {"prompt": "# How do I make text *bold* on a web page?", "response_a": SCRIPT, "response_b": "Use **strong**."},
@@ -103,7 +106,7 @@ def test_html_and_markdown_in_a_pair_are_shown_as_text(text_project: Path) -> No
         pair = _pair(at)
         if pair.texts.prompt == PAIRS[0]["prompt"]:
             break
-        at.button(key="skip").click().run()
+        answer_button(at, "skip").click().run()
         _no_exception(at)
     else:
         pytest.fail("the pair with HTML was never served")
@@ -116,9 +119,9 @@ def test_html_and_markdown_in_a_pair_are_shown_as_text(text_project: Path) -> No
     assert not any("**strong**" in r or "*bold*" in r for r in _rendered(at))
     assert len(at.image) == 0 and len(at.toggle) == 0  # no clip, no reward-chart toggle
     assert len(at.error) == 0
-    assert not any(at.button(key=k).disabled for k in ("answer-left", "answer-right", "answer-equal"))
+    assert not any(at.button(key=k).disabled for k in answer_keys(at, ("left", "right", "equal")))
     shortcuts = {b.key: b.proto.shortcut for b in at.button}
-    keys = ("answer-left", "answer-right", "answer-equal", "answer-cant_tell", "skip", "undo")
+    keys = (*answer_keys(at, ("left", "right", "equal", "cant_tell", "skip")), "undo")
     assert [shortcuts[k].upper() for k in keys] == ["1", "2", "3", "4", "S", "U"]
 
 
@@ -132,7 +135,7 @@ def test_an_answer_stores_the_preference_of_item_a(text_project: Path, swapped: 
     [(left_text,)] = _query(text_project, f"SELECT text FROM item WHERE id = {first.left_item_id}")
     assert first.texts.left == left_text
 
-    at.button(key="answer-left").click().run()
+    answer_button(at, "left").click().run()
     _no_exception(at)
 
     # committed before the page acknowledges it
@@ -142,7 +145,7 @@ def test_an_answer_stores_the_preference_of_item_a(text_project: Path, swapped: 
     assert second.query_id != first.query_id
     assert "1 of 3 pairs labeled" in at.get("progress")[0].proto.text
 
-    at.button(key="answer-equal").click().run()
+    answer_button(at, "equal").click().run()
     _no_exception(at)
     assert _labels(text_project)[-1][2:4] == ("equal", 0.5)
 
@@ -150,7 +153,7 @@ def test_an_answer_stores_the_preference_of_item_a(text_project: Path, swapped: 
 def test_undo_brings_the_pair_back_in_the_same_order(text_project: Path) -> None:
     at = _open()
     first = _pair(at)
-    at.button(key="answer-right").click().run()
+    answer_button(at, "right").click().run()
     _no_exception(at)
     assert len(_labels(text_project)) == 1
 
@@ -167,7 +170,7 @@ def test_after_the_last_pair_the_page_says_so(text_project: Path) -> None:
     at = _open()
     for _ in PAIRS:
         _pair(at)
-        at.button(key="answer-cant_tell").click().run()
+        answer_button(at, "cant_tell").click().run()
         _no_exception(at)
     assert "pair" not in at.session_state
     assert any("Nothing left to label" in s.value for s in at.success)
@@ -213,7 +216,7 @@ def test_projects_page_shows_every_bad_line_and_imports_nothing(text_project: Pa
     at.button(key="import").click().run()
     _no_exception(at)
 
-    assert [e.value for e in at.error] == [
+    assert [shown(e.value) for e in at.error] == [
         "The file has 3 problems; nothing was imported. Fix them and upload it again."
     ]
     assert at.code[0].value.splitlines() == [

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from app import jobs
-from app.ui import state
+from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
 from db.models import JobStatus
@@ -90,12 +90,13 @@ st.button(
     disabled=latest is not None and latest.active,
 )
 if error := st.session_state.pop(ERROR, None):
-    st.warning(error)
+    display.warning(studio, error)
 
 
 def _succeeded(job: jobs.JobView) -> str:
     r = job.result or {}
-    return f"Job #{job.id}: {r.get('dataset')} · {MODES.get(r.get('mode', ''), '')} · accuracy {r.get('accuracy'):.3f}"
+    mode = MODES.get(r.get("mode", ""), "")
+    return f"Job #{job.id}: {display.md(r.get('dataset'))} · {mode} · accuracy {r.get('accuracy'):.3f}"
 
 
 job_panel(
@@ -111,7 +112,7 @@ job_panel(
 r = latest.result if latest is not None and latest.status is JobStatus.succeeded else None
 if r is None:
     st.stop()
-st.subheader(f"{r.get('dataset', '')} · {MODES[r['mode']]}")
+st.subheader(f"{display.md(r.get('dataset', ''))} · {MODES[r['mode']]}")
 cols = st.columns(4)
 cols[0].metric("Held-out accuracy", f"{r['accuracy']:.3f}")
 cols[1].metric(

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app.errors import USER_ERRORS
 from app.services.projects import project_summaries
 from app.services.text_data import FORMATS, ImportFileError, describe_import, import_text_pairs
-from app.ui import state
+from app.ui import display, state
 from app.ui.resources import get_studio
-from rlhf_core.errors import StudioError
+from db import names
+from db.errors import InvalidNameError
+from db.names import MAX_NAME_LENGTH
 
 state.init()
 studio = get_studio()
@@ -18,9 +21,14 @@ st.caption("Compare pairs of clips or texts; every answer lands in the label sto
 
 
 def _set_name() -> None:
-    name = (st.session_state.get(state.NAME_INPUT) or "").strip()
-    if name:
-        state.set_persistent(state.ANNOTATOR, name)
+    """on_change: take the typed name if it is a valid annotator name, else say why not."""
+    typed = st.session_state.get(state.NAME_INPUT) or ""
+    if not typed.strip():
+        return
+    try:
+        state.set_persistent(state.ANNOTATOR, names.annotator_name(typed))
+    except InvalidNameError as exc:
+        st.session_state[state.NAME_PROBLEM] = str(exc)
 
 
 def _import() -> None:
@@ -35,7 +43,7 @@ def _import() -> None:
     except ImportFileError as exc:
         count = "1 problem" if len(exc.problems) == 1 else f"{len(exc.problems)} problems"
         report = (False, f"The file has {count}; nothing was imported. Fix them and upload it again.", exc.problems)
-    except (LookupError, ValueError, StudioError) as exc:
+    except USER_ERRORS as exc:
         report = (False, str(exc), ())
     else:
         report = (True, describe_import(result), ())
@@ -66,7 +74,7 @@ def import_section(rows: list[dict]) -> None:
                 st.success("Imported.", icon=":material/check_circle:")
                 st.text(message)  # names from the file: plain text, never Markdown
             else:
-                st.error(message)
+                display.error(studio, message)
                 if problems:
                     st.code("\n".join(problems), language=None)
 
@@ -76,23 +84,30 @@ st.text_input(
     value=state.get(state.ANNOTATOR, ""),
     key=state.NAME_INPUT,
     on_change=_set_name,
-    max_chars=100,
+    max_chars=MAX_NAME_LENGTH,
     placeholder="e.g. alice, then press Enter",
 )
+if problem := st.session_state.pop(state.NAME_PROBLEM, None):
+    display.error(studio, problem)
 
 rows = project_summaries(studio)
 if not rows:
     st.info(
-        f"No projects in `{studio.settings.data_dir}` yet. Create one with `rlhf demo` (clips) or "
+        "No projects in the data folder yet. Create one with `rlhf demo` (clips) or "
         "`rlhf demo-text` (texts), then reload; or import text pairs below."
     )
     import_section(rows)
     st.stop()
 
-names = [r["name"] for r in rows]
+project_names = [r["name"] for r in rows]
 current = state.get(state.PROJECT)
 choice = st.radio(
-    "Project", names, index=names.index(current) if current in names else 0, horizontal=True, key=state.PROJECT_RADIO
+    "Project",
+    project_names,
+    index=project_names.index(current) if current in project_names else 0,
+    horizontal=True,
+    key=state.PROJECT_RADIO,
+    format_func=display.md,  # names are data: shown as text
 )
 if choice != current:
     state.set_persistent(state.PROJECT, choice)
@@ -107,7 +122,7 @@ st.dataframe(
 if state.get(state.ANNOTATOR):
     st.page_link(
         "views/label.py",
-        label=f"Start labeling **{choice}** as **{state.get(state.ANNOTATOR)}**",
+        label=f"Start labeling **{display.md(choice)}** as **{display.md(state.get(state.ANNOTATOR))}**",
         icon=":material/compare:",
         query_params=state.url_params(),
     )

@@ -16,10 +16,12 @@ import streamlit as st
 
 from app.services import labeling
 from app.services.labeling import LabelingSession
-from app.ui import state
+from app.ui import display, state
 from app.ui.resources import get_studio
+from db import names
+from db.errors import InvalidNameError, NotFoundError
 from db.models import Choice, ProjectKind
-from db.repo import NotFoundError
+from db.names import MAX_NAME_LENGTH
 
 ANSWERS = (
     (Choice.left, "Left better", "1"),
@@ -43,28 +45,52 @@ state.init()
 studio = get_studio()
 
 
+def _ask_name(problem: str | None = None) -> str:
+    """The name field; stops the page until a valid name is entered."""
+    if problem:
+        display.error(studio, problem)
+    name = st.text_input(
+        "Your name (labels are recorded under it)",
+        max_chars=MAX_NAME_LENGTH,
+        placeholder="type your name and press Enter",
+    )
+    if not name.strip():
+        st.stop()
+    try:
+        name = names.annotator_name(name)
+    except InvalidNameError as exc:
+        display.error(studio, exc)
+        st.stop()
+    state.set_persistent(state.ANNOTATOR, name)
+    return name
+
+
 def _session() -> LabelingSession | None:
-    """The labeling session for the chosen project and annotator, asking for what is missing."""
+    """The labeling session for the chosen project and annotator, asking for what is missing.
+
+    Both names may come from the URL: an invalid one is reported as text, and the page asks
+    for the name again (or points to the Projects page) instead of failing.
+    """
     ls = state.get(state.LABELING)
     if ls is not None:
         return ls
     project, annotator = state.get(state.PROJECT), state.get(state.ANNOTATOR)
+    if annotator is not None:
+        try:
+            annotator = names.annotator_name(annotator)
+        except InvalidNameError as exc:
+            state.forget(state.ANNOTATOR)
+            annotator = _ask_name(f"The name in the address cannot be used: {exc}")
     if not annotator:
-        name = st.text_input(
-            "Your name (labels are recorded under it)", max_chars=100, placeholder="type your name and press Enter"
-        )
-        if not name.strip():
-            st.stop()
-        state.set_persistent(state.ANNOTATOR, name.strip())
-        annotator = name.strip()
+        annotator = _ask_name()
     if not project:
         st.info("Choose a project first.")
         st.page_link("views/home.py", label="Projects", icon=":material/home:")
         st.stop()
     try:
         ls = labeling.open_session(studio, project, annotator)
-    except NotFoundError as exc:
-        st.error(str(exc))
+    except (InvalidNameError, NotFoundError) as exc:
+        display.error(studio, exc)
         st.page_link("views/home.py", label="Projects", icon=":material/home:")
         st.stop()
     st.session_state[state.LABELING] = ls
@@ -78,12 +104,28 @@ def _rng() -> np.random.Generator:
 
 
 def _answer(query_id: int, choice: Choice) -> None:
-    """on_click: store the answer for the pair that was on screen when it was clicked."""
+    """on_click: store the answer for the pair that was on screen when it was pressed.
+
+    The button carries the id of its pair (and its key names it), so a press that was meant
+    for a pair no longer on screen stores nothing. The service refuses an answer that came
+    too soon after its pair appeared, and stores nothing for a pair this annotator already
+    answered (another tab): the page then says so, never "Saved".
+    """
     pair, ls = state.get(state.PAIR), state.get(state.LABELING)
     if pair is None or ls is None or pair.query_id != query_id:
-        return  # a second press that arrived after the pair changed: already answered
-    recorded = labeling.submit_label(studio, ls, pair, choice)
-    st.session_state[state.ACK] = f"Saved: {SAID[choice]} (label #{recorded.label_id})"
+        return  # a press that arrived after its pair left the screen: that pair is answered already
+    try:
+        recorded = labeling.submit_label(studio, ls, pair, choice)
+    except labeling.AnswerTooSoonError as exc:
+        st.session_state[state.REFUSED] = str(exc)
+        return  # the same pair stays on screen
+    if recorded.created:
+        st.session_state[state.ACK] = f"Saved: {SAID[choice]} (label #{recorded.label_id})"
+    else:
+        st.session_state[state.REFUSED] = (
+            f"Not stored: you had already answered pair #{pair.query_id} ({SAID[recorded.choice]}, "
+            f"label #{recorded.label_id}), perhaps in another tab; that answer stands. Here is the next pair."
+        )
     st.session_state.pop(state.PAIR, None)
 
 
@@ -141,7 +183,7 @@ def _show_texts(texts: labeling.PairTexts) -> None:
 def _show_clip(ls: LabelingSession, pair: labeling.Pair) -> None:
     """The side-by-side clip, and the reward model's prediction under it when asked."""
     if pair.clip is None:
-        st.error(pair.clip_error or "This clip cannot be shown.")
+        display.error(studio, pair.clip_error or "This clip cannot be shown.")
         return
     st.image(str(pair.clip), width=760)
     left, right = st.columns(2, width=760)
@@ -162,6 +204,9 @@ def labeling_panel(ls: LabelingSession) -> None:
         f"you: {progress.my_labels} labels · {progress.labels_per_minute:.1f} per minute",
     )
     ack = st.session_state.pop(state.ACK, None)
+    refused = st.session_state.pop(state.REFUSED, None)
+    if refused:
+        st.warning(display.md(refused), icon=":material/block:")
     pair = state.get(state.PAIR)
     if pair is None:
         pair = labeling.next_pair(studio, ls, rng=_rng())
@@ -183,7 +228,7 @@ def labeling_panel(ls: LabelingSession) -> None:
     for col, (choice, text, key) in zip(cols, ANSWERS, strict=False):
         col.button(
             text,
-            key=f"answer-{choice.value}",
+            key=state.answer_key(choice, pair.query_id),
             shortcut=key,
             on_click=_answer,
             args=(pair.query_id, choice),
@@ -192,7 +237,12 @@ def labeling_panel(ls: LabelingSession) -> None:
             width="stretch",
         )
     cols[-2].button(
-        "Skip", key="skip", shortcut="S", on_click=_answer, args=(pair.query_id, Choice.skip), width="stretch"
+        "Skip",
+        key=state.answer_key(Choice.skip, pair.query_id),
+        shortcut="S",
+        on_click=_answer,
+        args=(pair.query_id, Choice.skip),
+        width="stretch",
     )
     cols[-1].button("Undo", key="undo", icon=":material/undo:", shortcut="U", on_click=_undo, width="stretch")
     st.caption(f"pair #{pair.query_id}")
@@ -201,7 +251,7 @@ def labeling_panel(ls: LabelingSession) -> None:
 ls = _session()
 assert ls is not None
 title, guide = st.columns([4, 1], vertical_alignment="bottom")
-title.subheader(f"{ls.project_name} · labeling as {ls.annotator_name}")
+title.subheader(display.md(f"{ls.project_name} · labeling as {ls.annotator_name}"))
 with guide.popover("Guidelines", icon=":material/menu_book:", width="stretch"):
     st.markdown(ls.guidelines or "_This project has no guidelines yet._")
 if ls.kind is ProjectKind.trajectory:

@@ -8,15 +8,15 @@ import pandas as pd
 import streamlit as st
 
 from app import jobs
+from app.errors import USER_ERRORS
 from app.services import policies
 from app.services.rewards import TrainingError
-from app.ui import state
+from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
 from db import repo
 from db.engine import session_scope
 from rlhf_core.dqn import preset_for
-from rlhf_core.errors import StudioError
 
 state.init()
 studio = get_studio()
@@ -29,7 +29,7 @@ if not project.env_id:
     st.info("Policies train on environments; this is a text project. Use the Train page for its reward model.")
     st.stop()
 
-st.title(f"Policy · {project.name}")
+st.title(f"Policy · {display.md(project.name)}")
 st.caption(
     "A DQN learns from the reward your labels taught and is judged on the environment's true reward. "
     "Watch it next to a random policy; where it goes wrong, send its clips to the Label page."
@@ -78,7 +78,7 @@ c3.button(
 if reward == "active" and active_model is None:
     st.caption("No active reward model yet: train one on the Train page, or pick the true reward.")
 if error := st.session_state.pop("policy_error", None):
-    st.error(error)
+    display.error(studio, error)
 
 checkpoints = policies.policy_registry(studio, project.name)
 
@@ -142,8 +142,8 @@ def _showcase(data_dir: str, project: str, version: int, seed: int, reward_model
 try:
     model_id = active_model.id if active_model is not None else None
     show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed, model_id)
-except (StudioError, LookupError, ValueError) as exc:
-    st.error(str(exc))
+except (*USER_ERRORS, TrainingError) as exc:
+    display.error(studio, exc)
     st.stop()
 st.image(show.gif, caption=f"left: policy v{version} · right: random policy (same start)")
 
@@ -185,8 +185,8 @@ st.caption(
 def _to_queries(version: int) -> None:
     try:
         added = policies.rollouts_to_queries(studio, project.name, version, episodes=4)
-    except (StudioError, TrainingError, LookupError, ValueError) as exc:
-        st.session_state["policy_queries_msg"] = ("error", str(exc))
+    except (*USER_ERRORS, TrainingError) as exc:
+        st.session_state["policy_queries_msg"] = ("error", display.public(studio, exc))
         return
     st.session_state["policy_queries_msg"] = (
         "ok",
@@ -202,4 +202,6 @@ st.button(
     key="policy_to_queries",
 )
 if msg := st.session_state.pop("policy_queries_msg", None):
-    (st.success if msg[0] == "ok" else st.error)(msg[1] + (" Label them on the Label page." if msg[0] == "ok" else ""))
+    (st.success if msg[0] == "ok" else st.error)(
+        display.md(msg[1] + (" Label them on the Label page." if msg[0] == "ok" else ""))
+    )

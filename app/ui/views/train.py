@@ -8,7 +8,7 @@ import streamlit as st
 
 from app import jobs
 from app.services import rewards
-from app.ui import state
+from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
 from db import repo
@@ -21,7 +21,7 @@ project = current_project(studio)
 with session_scope(studio.engine) as session:
     n_prefs = len(repo.comparisons(session, project.id))
 
-st.title(f"Reward model · {project.name}")
+st.title(f"Reward model · {display.md(project.name)}")
 st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't tell and skips are not trained on.")
 
 is_text = project.kind is ProjectKind.text
@@ -61,7 +61,7 @@ right.button(
     key="retrain",
 )
 if error := st.session_state.pop("train_error", None):
-    st.error(error)
+    display.error(studio, error)
 
 
 versions = rewards.registry(studio, project.name)  # read once; the page reruns when a job ends
