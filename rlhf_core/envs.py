@@ -82,8 +82,8 @@ def make_env(env_id: str, *, render: bool = True) -> gym.Env:
         env = gym.make(env_id, render_mode="rgb_array" if render else None)
     except (gym.error.Error, ImportError) as exc:  # ImportError: an id like 'module:Env' whose module is absent
         raise EnvError(
-            f"unknown environment {env_id!r}: {exc}. Use a registered Gymnasium id such as "
-            f"{DEFAULT_ENV_ID!r} or 'CartPole-v1'."
+            f"unknown environment {env_id!r} ({str(exc).strip()}); use a registered Gymnasium id such as "
+            f"{DEFAULT_ENV_ID!r} or 'CartPole-v1'"
         ) from exc
     if not isinstance(env.action_space, gym.spaces.Discrete):
         env.close()

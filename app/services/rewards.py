@@ -91,7 +91,10 @@ def _project_data_cached(data_dir: str, url: str, project_id: int, n_items: int,
     with session_scope(studio.engine) as session:
         rows = repo.project_items(session, project_id)
     if not rows:
-        raise TrainingError("this project has no trajectory segments")
+        raise TrainingError(
+            "this project has no trajectory segments (a text project?): scripted teachers and these reward "
+            "models work on clip projects; label text projects in the app or import labeled pairs"
+        )
     reward_fn = teacher_reward_fn(env_id)
     cache: dict[str, Trajectory] = {}
     obs, valid, teach, true = [], [], [], []

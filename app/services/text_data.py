@@ -548,6 +548,8 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     the umask allows (0o666 & ~umask), a replaced one keeps its mode. CSV cells that a
     spreadsheet would run as a formula get a leading ``'`` (:data:`FORMULA_STARTS`).
     """
+    if not path.name or path.name in (".", ".."):
+        raise InvalidInputError(f"-o needs a file name, got {str(path)!r}; e.g. -o prefs.jsonl")
     fmt = format_for(path, fmt)
     ties_path = ties_path_for(path, fmt)
     protected = _store_files(studio)
