@@ -256,7 +256,7 @@ def train_reward(
     as_json: bool,
 ) -> None:
     """Train a reward model on the project's labels and make it the active version."""
-    from app.services.rewards import train_reward_model
+    from app.services.rewards import describe_accuracy, train_reward_model
     from rlhf_core.reward_models import FitCancelledError
 
     ensemble_only = {"members": members, "noise_prob": noise_prob}
@@ -281,13 +281,13 @@ def train_reward(
         return
     if result.kind == "text-lora":
         click.echo(
-            f"version {result.version} (text-lora) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
+            f"version {result.version} (text-lora) is active: held-out accuracy {describe_accuracy(m)}, "
             f"log_loss {_fmt(m['log_loss'])}, {m['n_labels']} labels, fit {m['fit_seconds']:.2f} s "
             f"({m['pairs_per_s']:.1f} pairs/s), trainable {m['trainable_fraction']:.2%} of {m['backbone']}"
         )
         return
     click.echo(
-        f"version {result.version} ({result.kind}) is active: val_accuracy {_fmt(m['val_accuracy'])}, "
+        f"version {result.version} ({result.kind}) is active: held-out accuracy {describe_accuracy(m)}, "
         f"log_loss {_fmt(m['log_loss'])}, spearman_true {_fmt(m['spearman_true'])} ({m['teacher_reward']} reward), "
         f"{m['n_labels']} labels, fit {m['fit_seconds']:.2f} s"
     )

@@ -88,7 +88,8 @@ def _train_reward(
     return {
         "version": result.version,
         "kind": result.kind,
-        **{k: v for k, v in result.metrics.items() if not isinstance(v, list)},
+        # the scalars, and the accuracy's interval (the page says how much the number means)
+        **{k: v for k, v in result.metrics.items() if not isinstance(v, list) or k == "val_accuracy_ci95"},
     }
 
 

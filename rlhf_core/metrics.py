@@ -6,9 +6,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
+from scipy.stats import binomtest, spearmanr
 
 _EPS = 1e-7
+
+MIN_HELD_OUT = 20
+"""Fewest strict held-out pairs whose accuracy front ends show as a number: below it the
+95% interval is wider than about +-0.2, and they say to label more instead."""
 
 
 def preference_accuracy(p_a: np.ndarray, pref: np.ndarray) -> float:
@@ -26,7 +30,10 @@ def preference_accuracy(p_a: np.ndarray, pref: np.ndarray) -> float:
 
 
 def preference_log_loss(p_a: np.ndarray, pref: np.ndarray) -> float:
-    """Mean cross-entropy of predicted P(A preferred) against the labels (ties count as 0.5)."""
+    """Mean cross-entropy of predicted P(A preferred) against the labels (ties count as 0.5);
+    NaN without labels."""
+    if len(pref) == 0:
+        return float("nan")
     p = np.clip(p_a, _EPS, 1 - _EPS)
     return float(-(pref * np.log(p) + (1 - pref) * np.log(1 - p)).mean())
 
@@ -75,10 +82,23 @@ def finite_or_none(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+def accuracy_interval(accuracy: float | None, n: int, confidence: float = 0.95) -> list[float] | None:
+    """Wilson score interval [low, high] of an accuracy measured on ``n`` pairs; None without pairs."""
+    if accuracy is None or n == 0:
+        return None
+    ci = binomtest(int(round(accuracy * n)), n).proportion_ci(confidence_level=confidence, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
 def held_out_metrics(p_a: np.ndarray, pref: np.ndarray) -> dict[str, Any]:
-    """Accuracy (ties excluded), log loss and calibration bins of predicted P(A) against labels."""
+    """Accuracy (ties excluded) with the number of pairs it rests on and its 95% Wilson interval,
+    log loss and calibration bins of predicted P(A) against labels."""
+    accuracy = finite_or_none(preference_accuracy(p_a, pref))
+    strict = int(np.count_nonzero(pref != 0.5))
     return {
-        "val_accuracy": finite_or_none(preference_accuracy(p_a, pref)),
+        "val_accuracy": accuracy,
+        "val_pairs": strict,
+        "val_accuracy_ci95": accuracy_interval(accuracy, strict),
         "log_loss": finite_or_none(preference_log_loss(p_a, pref)),
         "calibration": [vars(b) for b in calibration(p_a, pref)],
     }

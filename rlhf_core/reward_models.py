@@ -274,8 +274,33 @@ def bt_loss(r_a: torch.Tensor, r_b: torch.Tensor, pref: torch.Tensor, noise_prob
     return F.binary_cross_entropy(p, pref)
 
 
+def out_of_bag_scale(logits: np.ndarray, pref: np.ndarray, out_of_bag: np.ndarray) -> float:
+    """The factor in (0, 1] that makes out-of-bag predictions best calibrated.
+
+    ``logits`` (K, N) are each member's R(A) - R(B), ``out_of_bag`` (K, N) marks the pairs a
+    member did not train on. Their pooled log loss under ``scale * logits`` is minimised over
+    ``scale`` (Platt scaling without an offset, as temperature scaling does); the scale only
+    shrinks, so a model that fits its few labels perfectly but guesses elsewhere predicts
+    near 1/2 instead of 0 or 1. 1.0 when no pair is out of bag.
+    """
+    from scipy.optimize import minimize_scalar
+
+    x, y = logits[out_of_bag].astype(np.float64), np.broadcast_to(pref, logits.shape)[out_of_bag]
+    if x.size == 0 or not np.any(x):
+        return 1.0
+
+    def loss(log_scale: float) -> float:
+        z = np.exp(log_scale) * x
+        return float(np.mean(np.logaddexp(0.0, z) - y * z))  # binary cross-entropy with logits
+
+    best = minimize_scalar(loss, bounds=(np.log(1e-3), 0.0), method="bounded")
+    return float(np.exp(best.x)) if loss(best.x) < loss(0.0) else 1.0
+
+
 class EnsembleBT(RewardModel):
-    """Bagged per-step reward networks; the reward is the members' mean."""
+    """Bagged per-step reward networks; the reward is the members' mean, scaled so that the
+    members' predictions on the pairs left out of their bootstrap samples are calibrated
+    (:func:`out_of_bag_scale`): with few labels the model says how little it knows."""
 
     kind = "ensemble"
 
@@ -284,6 +309,8 @@ class EnsembleBT(RewardModel):
         self.config = config or EnsembleConfig()
         self.net: EnsembleNet | None = None
         self.in_dim: int | None = None
+        self.scale = 1.0
+        """Calibration factor of every reward (out of bag, fitted after training)."""
 
     def fit(
         self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
@@ -323,7 +350,12 @@ class EnsembleBT(RewardModel):
             loss_value = total / n
             on_step(epoch + 1, cfg.epochs, {"loss": loss_value})
         self.net = net.eval()
-        return {"train_loss": loss_value}
+        self.scale = 1.0
+        out_of_bag = np.ones((k, n), bool)
+        np.put_along_axis(out_of_bag, bags.numpy(), False, axis=1)
+        returns = self.member_step_rewards(x.numpy()).sum(axis=2)  # (K, M)
+        self.scale = out_of_bag_scale(returns[:, data.a] - returns[:, data.b], data.pref, out_of_bag)
+        return {"train_loss": loss_value, "calibration_scale": self.scale}
 
     @torch.inference_mode()
     def member_step_rewards(self, x: np.ndarray) -> np.ndarray:
@@ -333,7 +365,7 @@ class EnsembleBT(RewardModel):
         m, length, d = x.shape
         k = self.config.members
         flat = torch.from_numpy(x).reshape(1, m * length, d).expand(k, -1, -1)
-        return self.net(flat).reshape(k, m, length).numpy()
+        return self.net(flat).reshape(k, m, length).numpy() * np.float32(self.scale)
 
     def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
         return self.member_step_rewards(x).mean(axis=0)
@@ -348,7 +380,11 @@ class EnsembleBT(RewardModel):
         return _sigmoid(returns[:, data.a] - returns[:, data.b])
 
     def _config(self) -> dict[str, Any]:
-        return {"config": {**asdict(self.config), "hidden": list(self.config.hidden)}, "in_dim": self.in_dim}
+        return {
+            "config": {**asdict(self.config), "hidden": list(self.config.hidden)},
+            "in_dim": self.in_dim,
+            "scale": self.scale,
+        }
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         assert self.net is not None
@@ -359,6 +395,7 @@ class EnsembleBT(RewardModel):
         cfg = config["config"]
         model = cls(spec, EnsembleConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
         model.in_dim = int(config["in_dim"])
+        model.scale = float(config.get("scale", 1.0))  # models saved before calibration: 1
         net = EnsembleNet(model.config.members, model.in_dim, model.config.hidden)
         net.load_state_dict(tensors)
         model.net = net.eval()

@@ -27,7 +27,7 @@ from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
 from rlhf_core.encoders import get_encoder
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
+from rlhf_core.metrics import MIN_HELD_OUT, finite_or_none, held_out_metrics, preference_accuracy, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_scores
 from rlhf_core.reward_models import (
@@ -155,7 +155,7 @@ def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[st
     predicted segment returns with the teacher's (``spearman_true``: the true reward, or the
     registered oracle reward) and with the environment's own reward (``spearman_env``)."""
     if len(val) == 0:
-        return {"val_accuracy": None, "log_loss": None, "spearman_true": None, "calibration": []}
+        return {**held_out_metrics(np.zeros(0), np.zeros(0)), "spearman_true": None}
     held = np.unique(np.concatenate([val.a, val.b]))
     predicted = model.segment_returns(data.segments.subset(held))
     return {
@@ -178,6 +178,20 @@ def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng:
         accuracy = finite_or_none(preference_accuracy(model.predict_pref(val), val.pref))
         points.append({"n_labels": n, "val_accuracy": accuracy})
     return points
+
+
+def describe_accuracy(metrics: dict[str, Any]) -> str:
+    """Held-out accuracy as people should read it: with the pairs it rests on and its 95%
+    interval, and a warning below :data:`MIN_HELD_OUT` pairs (shared by the CLI and the pages)."""
+    accuracy, pairs, ci = metrics.get("val_accuracy"), metrics.get("val_pairs"), metrics.get("val_accuracy_ci95")
+    if accuracy is None:
+        return "n/a: no held-out pair prefers a side yet; label more pairs"
+    if pairs is None or ci is None:  # a version trained before the interval was recorded
+        return f"{accuracy:.3f}"
+    text = f"{accuracy:.3f} on {pairs} held-out pairs (95% interval {ci[0]:.2f}-{ci[1]:.2f})"
+    if pairs < MIN_HELD_OUT:
+        text += f"; fewer than {MIN_HELD_OUT} held-out pairs: label more before trusting it"
+    return text
 
 
 def default_kind(project: Project) -> str:

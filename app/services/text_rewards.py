@@ -127,7 +127,7 @@ def train_text_reward_model(
 def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any]:
     """Held-out accuracy (ties excluded), log loss and calibration."""
     if len(val) == 0:
-        return {"val_accuracy": None, "log_loss": None, "calibration": []}
+        return held_out_metrics(np.zeros(0), np.zeros(0))
     return held_out_metrics(model.predict_pref(val), val.pref)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rlhf_core.metrics import calibration, preference_accuracy, preference_log_loss, spearman
+from rlhf_core.metrics import (
+    accuracy_interval,
+    calibration,
+    held_out_metrics,
+    preference_accuracy,
+    preference_log_loss,
+    spearman,
+)
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.queries import disagreement_pairs, disagreement_scores, random_pairs
 from rlhf_core.reward_models import make_reward_model
@@ -67,3 +74,16 @@ def test_calibration_bins_compare_predicted_with_observed():
 def test_spearman_is_nan_for_constant_inputs():
     assert spearman(np.array([1.0, 2.0, 3.0]), np.array([10.0, 30.0, 20.0])) == pytest.approx(0.5)
     assert np.isnan(spearman(np.ones(5), np.arange(5.0)))
+
+
+def test_held_out_accuracy_comes_with_its_pair_count_and_wilson_interval():
+    p = np.array([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.5])
+    pref = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.5])  # 8 of 10 strict pairs right, one tie
+    m = held_out_metrics(p, pref)
+    assert m["val_pairs"] == 10 and m["val_accuracy"] == pytest.approx(0.8)
+    low, high = m["val_accuracy_ci95"]
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # Wilson score interval, 8 of 10
+    assert accuracy_interval(0.8, 1000)[1] - accuracy_interval(0.8, 1000)[0] < 0.06  # narrows with pairs
+    empty = held_out_metrics(np.zeros(0), np.zeros(0))
+    assert empty["val_accuracy"] is None and empty["val_pairs"] == 0 and empty["val_accuracy_ci95"] is None
+    assert empty["log_loss"] is None

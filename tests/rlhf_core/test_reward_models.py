@@ -147,3 +147,43 @@ def test_bad_inputs_are_refused_with_the_reason():
         make_reward_model("svm", FeatureSpec((2,), False))
     with pytest.raises(ValueError, match="noise_prob must lie in"):
         make_reward_model("ensemble", FeatureSpec((2,), False), noise_prob=1.5)
+
+
+def _wide(n_pairs: int, seed: int, dim: int = 300, n_segments: int = 200, length: int = 10) -> Preferences:
+    """Segments of ``dim`` features of which 3 carry the reward: easy to overfit with few labels."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n_segments, length + 1, dim)).astype(np.float32)
+    obs += rng.normal(size=(n_segments, 1, dim)).astype(np.float32)
+    w = np.zeros(dim, np.float32)
+    w[:3] = TRUE_W
+    returns = (obs[:, :-1] @ w).sum(1)
+    a = rng.integers(0, n_segments, n_pairs)
+    b = (a + rng.integers(1, n_segments, n_pairs)) % n_segments
+    return Preferences(Segments(obs, np.ones((n_segments, length), bool)), a, b, (returns[a] > returns[b]) * 1.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_an_ensemble_fitted_on_ten_labels_is_not_overconfident(seed):
+    from rlhf_core.metrics import preference_log_loss
+
+    data = _wide(10 + 300, seed)
+    train, held = data.take(np.arange(10)), data.take(np.arange(10, 310))
+    model = EnsembleBT(FeatureSpec.for_segments(data.segments))
+    model.fit(train, rng=np.random.default_rng(seed))
+    assert 0 < model.scale < 0.5  # the out-of-bag pairs showed that it knows little
+    calibrated = preference_log_loss(model.predict_pref(held), held.pref)
+    assert calibrated <= np.log(2) + 0.01
+    returns = model.segment_returns(held.segments) / model.scale  # what it would say uncalibrated
+    uncalibrated = preference_log_loss(1 / (1 + np.exp(-(returns[held.a] - returns[held.b]))), held.pref)
+    assert uncalibrated > np.log(2) + 0.05
+
+
+def test_calibration_leaves_a_well_fitted_ensemble_confident():
+    data, _ = synthetic(n_pairs=700)
+    model = EnsembleBT(FeatureSpec.for_segments(data.segments))
+    model.fit(data.take(np.arange(400)), rng=np.random.default_rng(0))
+    held = data.take(np.arange(400, 700))
+    assert model.scale > 0.3
+    assert _accuracy(model, held) > 0.9
+    p = model.predict_pref(held)
+    assert np.mean(np.abs(p - 0.5) > 0.4) > 0.5  # most held-out pairs are called with confidence

@@ -14,6 +14,7 @@ from app.ui.resources import current_project, get_studio
 from db import repo
 from db.engine import session_scope
 from db.models import ProjectKind
+from rlhf_core.metrics import MIN_HELD_OUT
 
 state.init()
 studio = get_studio()
@@ -75,7 +76,7 @@ job_panel(
     empty=None if versions else "No training yet. Click Retrain.",
     succeeded=lambda job: (
         f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
-        f"val accuracy {job.result.get('val_accuracy')} · {job.result.get('n_labels')} labels"
+        f"held-out accuracy {rewards.describe_accuracy(job.result)} · {job.result.get('n_labels')} labels"
     ),
     cancelled="the active model is unchanged.",
 )
@@ -100,7 +101,14 @@ c2.button("Make active", on_click=_activate, key="activate")
 m = active["metrics"]
 st.subheader(f"Version {active['version']} ({active['kind']})")
 cols = st.columns(5)
-cols[0].metric("Held-out accuracy", "n/a" if m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}")
+few = m.get("val_pairs") is not None and m["val_pairs"] < MIN_HELD_OUT
+cols[0].metric(
+    "Held-out accuracy",
+    "too few pairs" if few or m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}",
+    None if few or not m.get("val_accuracy_ci95") else "95%: {:.2f}-{:.2f}".format(*m["val_accuracy_ci95"]),
+    delta_color="off",
+    delta_arrow="off",
+)
 cols[1].metric("Log loss", "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}")
 if active["kind"] == "text-lora":
     cols[2].metric("Trainable", f"{m.get('trainable_fraction', 0):.2%} of {m.get('backbone', 'the backbone')}")
@@ -115,6 +123,16 @@ else:
     )
     cols[3].metric("Labels", m.get("n_labels"))
     cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
+
+if few or m.get("val_accuracy") is None:
+    st.info(
+        f"Held-out accuracy: {rewards.describe_accuracy(m)}. The model is trained on the rest; "
+        f"with {MIN_HELD_OUT} or more held-out pairs that prefer a side (about {5 * MIN_HELD_OUT} labels in all) "
+        "the number above means something.",
+        icon=":material/info:",
+    )
+else:
+    st.caption(f"Held-out accuracy {rewards.describe_accuracy(m)}.")
 
 plots = st.columns(2)
 if m.get("calibration"):
