@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from rlhf_core.envs import DEFAULT_ENV_ID
 
 #: Set to 1 for the same effect as ``--debug``: errors keep their traceback.
 DEBUG_ENV = "RLHF_DEBUG"
+#: Seeds are what NumPy's generators take: non-negative integers.
+SEED = click.IntRange(min=0)
 #: Longest message an internal error's one line quotes.
 _MAX_QUOTED = 300
 
@@ -131,7 +134,7 @@ def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
 @click.option("--env", "env_id", default=DEFAULT_ENV_ID, show_default=True, help="Gymnasium environment id.")
 @click.option("--segments", default=200, show_default=True, help="Number of clips (segments) to cut.")
 @click.option("--queries", default=300, show_default=True, help="Number of pairs to compare.")
-@click.option("--seed", default=0, show_default=True, help="Seed of rollouts, segments and pairs.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of rollouts, segments and pairs.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes for rollouts and clips.")
 @click.pass_obj
 def demo(studio: Studio, name: str, env_id: str, segments: int, queries: int, seed: int, workers: int) -> None:
@@ -179,7 +182,7 @@ def status(studio: Studio, as_json: bool) -> None:
     help="B-Pref scripted teacher.",
 )
 @click.option("-n", "count", default=100, show_default=True, help="Pending pairs to label.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the teacher's randomness.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the teacher's randomness.")
 @click.pass_obj
 def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, seed: int) -> None:
     """Label pending pairs with a scripted teacher, as annotator teacher:NAME."""
@@ -200,7 +203,7 @@ def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, se
 )
 @click.option("-n", "count", default=50, show_default=True, help="Pairs to add.")
 @click.option("--oversample", default=10, show_default=True, help="Candidates per kept pair (disagreement).")
-@click.option("--seed", default=None, type=int, help="Seed of the candidate sampling.")
+@click.option("--seed", default=None, type=SEED, help="Seed of the candidate sampling.")
 @click.option("--workers", default=2, show_default=True, help="Worker processes for rendering clips.")
 @click.pass_obj
 def queries(
@@ -238,7 +241,7 @@ def queries(
 @click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_reward(
@@ -340,7 +343,9 @@ def _fmt(x: float | None) -> str:
     default=None,
     help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
 )
-@click.option("--seed", default=0, show_default=True, help="Seed of the network, environment and exploration.")
+@click.option(
+    "--seed", default=0, show_default=True, type=SEED, help="Seed of the network, environment and exploration."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_policy_cmd(
@@ -393,7 +398,7 @@ def policies_cmd(studio: Studio, name: str, as_json: bool) -> None:
 @click.option("--project", "name", required=True, help="Project name.")
 @click.option("--version", type=int, default=None, help="Policy version (default: the newest).")
 @click.option("--episodes", default=4, show_default=True, help="Episodes to roll out.")
-@click.option("--seed", type=int, default=None, help="Seed of the rollouts and pairs.")
+@click.option("--seed", default=None, type=SEED, help="Seed of the rollouts and pairs.")
 @click.pass_obj
 def policy_queries(studio: Studio, name: str, version: int | None, episodes: int, seed: int | None) -> None:
     """Turn a policy's fresh rollouts into new pairs to label, served first."""
@@ -409,7 +414,7 @@ def policy_queries(studio: Studio, name: str, version: int | None, episodes: int
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 @click.option("--frames", default=4000, show_default=True, help="Frames of the source task.")
 @click.option("--epochs", default=6, show_default=True, help="Training epochs.")
-@click.option("--seed", default=0, show_default=True, help="Seed.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed.")
 @click.pass_obj
 def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs: int, seed: int) -> None:
     """Train a CNN on a source MiniGrid task, to reuse frozen on another (--encoder source:FILE)."""
@@ -437,7 +442,7 @@ def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs
 
 @cli.command("import")
 @click.option("--project", "name", required=True, help="Text project (created if it does not exist).")
-@click.option("--seed", default=0, show_default=True, help="Seed of the order new responses are stored in.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the order new responses are stored in.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.pass_obj
 def import_(studio: Studio, name: str, seed: int, file: Path) -> None:
@@ -511,7 +516,7 @@ def demo_text(studio: Studio, name: str) -> None:
     help="frozen: features + new linear head; lora: PEFT adapters + head; full: every weight trains.",
 )
 @click.option("--epochs", default=5, show_default=True, help="Training epochs.")
-@click.option("--seed", default=0, show_default=True, help="Seed of the split and the training.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def train_classifier(
@@ -520,16 +525,12 @@ def train_classifier(
     """Adapt a pretrained backbone (MiniLM for text, EfficientNet-Lite0 for images) to a labeled dataset."""
     from app.services.classifiers import train_classifier as run
 
-    bar = tqdm(total=0, desc="train", unit="step", leave=True, file=sys.stderr)
+    with _reporting() as bars:  # the bar appears with the first step, after the data loaded
 
-    def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
-        bar.total = total
-        bar.update(done - bar.n)
+        def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
+            bars("train", done, total)
 
-    try:
         result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, on_step=on_step)
-    finally:
-        bar.close()
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
@@ -549,7 +550,7 @@ def train_classifier(
 @click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--per-class", default=30, show_default=True, help="Images of each shape.")
 @click.option("--size", default=64, show_default=True, help="Width and height in pixels.")
-@click.option("--seed", default=0, show_default=True, help="Seed of colours, sizes and places.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of colours, sizes and places.")
 def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None:
     """Draw a small image dataset (circle, square, triangle, cross; one sub-folder each) into FOLDER."""
     from rlhf_core.classifiers import make_shape_images
@@ -561,7 +562,7 @@ def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8501, show_default=True, help="Port to listen on.")
+@click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
 @click.pass_context
 def app(ctx: click.Context, host: str, port: int) -> None:
     """Start the labeling app (Streamlit) on http://HOST:PORT.
@@ -573,6 +574,13 @@ def app(ctx: click.Context, host: str, port: int) -> None:
     studio: Studio = ctx.obj
     debug = bool(ctx.parent and ctx.parent.params.get("debug"))
     studio.engine  # noqa: B018  (migrate before the first page loads, and fail here if we cannot)
+    try:  # a port in use or an address not of this machine: say so here, not in Streamlit's traceback
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
+        ) from exc
     main = Path(__file__).parent / "ui" / "main.py"
     env = {**os.environ, **studio.settings.as_env()}
     cmd = [

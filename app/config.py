@@ -31,7 +31,15 @@ class Settings:
     @classmethod
     def from_env(cls, data_dir: str | Path | None = None, database_url: str | None = None) -> Settings:
         """Settings from arguments, else the environment, else the defaults."""
-        folder = Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data").expanduser().resolve()
+        given = Path(data_dir or os.environ.get(DATA_DIR_ENV) or "data")
+        try:
+            folder = given.expanduser().resolve()
+        except RuntimeError as exc:  # "~nosuchuser/...": no such home folder
+            raise StoreAccessError(
+                f"the data folder {given} cannot be found ({exc}); "
+                f"give an existing path (--data-dir or {DATA_DIR_ENV})",
+                public="the data folder cannot be found; fix the server's settings",
+            ) from exc
         url = database_url or os.environ.get(DATABASE_URL_ENV) or sqlite_url(folder / "rlhf.db")
         return cls(data_dir=folder, database_url=url)
 

@@ -331,8 +331,9 @@ def run(studio: Studio, job_id: int) -> JobStatus:
         result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
     except (FitCancelledError, TrainingCancelledError):
         status, message = JobStatus.cancelled, "cancelled; the active model is unchanged, no checkpoint was added"
-    except USER_ERRORS as exc:  # the message says what to do; the app shows it
-        status, error, message = JobStatus.failed, f"{exc}", "failed; the active model is unchanged"
+    except USER_ERRORS as exc:  # the message says what to do; the app shows it (without server paths)
+        status, message = JobStatus.failed, "failed; the active model is unchanged"
+        error = str(getattr(exc, "public", exc))
     except Exception as exc:  # a bug: the app shows one line, the traceback goes to the job's log
         status, message = JobStatus.failed, "failed; the active model is unchanged"
         error = (

@@ -24,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from sqlalchemy import URL, Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, inspect
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -187,6 +187,8 @@ def _check_sqlite_file(url: URL) -> None:
         raise StoreAccessError(
             _READONLY.format(what=f"the database file {path} is read-only", path=path), public=_READONLY_PUBLIC
         )
+    if path.is_file() and path.stat().st_size > 0:
+        _refuse_foreign_sqlite(path)
     if not os.access(folder, os.W_OK | os.X_OK):
         raise StoreAccessError(
             _READONLY.format(
@@ -196,6 +198,29 @@ def _check_sqlite_file(url: URL) -> None:
             ),
             public=_READONLY_PUBLIC,
         )
+
+
+def _refuse_foreign_sqlite(path: Path) -> None:
+    """Refuse another program's SQLite file, read without changing a byte (opening it for the
+    store would switch it to WAL mode). A file SQLite cannot read is left to the connect."""
+    try:
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return
+    if tables and "alembic_version" not in tables:
+        raise _foreign(str(path), tables)
+
+
+def _foreign(where: str, tables: set[str] | list[str]) -> StoreAccessError:
+    return StoreAccessError(
+        f"the database {where} holds tables of another program ({', '.join(sorted(tables)[:5])}) and no "
+        f"rlhf-studio label store; choose another file or database ({URL_SETTING}, or --data-dir)",
+        public="the label store's database belongs to another program; fix the server's settings",
+    )
 
 
 _READONLY = (
@@ -380,9 +405,15 @@ def upgrade(engine: Engine) -> None:
 
 
 def _refuse_unknown_revision(conn: Any, cfg: Config) -> None:
-    """A store migrated by a newer rlhf-studio: say so, instead of failing inside Alembic."""
+    """A store migrated by a newer rlhf-studio, or another program's database: say so, instead of
+    failing inside Alembic or adding our tables to someone else's file."""
     script = ScriptDirectory.from_config(cfg)
-    for revision in MigrationContext.configure(conn).get_current_heads():
+    heads = MigrationContext.configure(conn).get_current_heads()
+    if not heads:
+        foreign = [t for t in inspect(conn).get_table_names() if t != "alembic_version"]
+        if foreign:  # PostgreSQL and the like (a SQLite file was checked before it was opened)
+            raise _foreign(conn.engine.url.render_as_string(hide_password=True), foreign)
+    for revision in heads:
         try:
             known = script.get_revision(revision)
         except (RevisionError, CommandError):

@@ -56,8 +56,7 @@ def get_project(session: Session, name: str) -> Project:
 
     An invalid name (empty, too long, control characters) is an InvalidNameError.
     """
-    name = names.project_name(name)
-    project = session.scalar(select(Project).where(Project.name == name))
+    project = find_project(session, name)
     if project is None:
         existing = session.scalars(select(Project.name).order_by(Project.name)).all()
         known = ", ".join(existing) if existing else "none yet; run `rlhf demo` to create one"
@@ -66,7 +65,14 @@ def get_project(session: Session, name: str) -> Project:
 
 
 def find_project(session: Session, name: str) -> Project | None:
-    """The project called ``name``, or None (InvalidNameError for a name no project can have)."""
+    """The project called ``name``, or None (InvalidNameError for a name no project can have).
+
+    A name is looked up as given first: a project stored before names were normalised (e.g.
+    with a trailing space) stays reachable under its own name, and never under a neighbour's.
+    """
+    exact = session.scalar(select(Project).where(Project.name == name)) if isinstance(name, str) else None
+    if exact is not None:
+        return exact
     return session.scalar(select(Project).where(Project.name == names.project_name(name)))
 
 
@@ -81,8 +87,12 @@ def get_or_create_annotator(session: Session, name: str, role: str = "annotator"
     The name must be valid (:mod:`db.names`); the studio's own names (``import``,
     ``teacher:*``) are taken only with a role other than ``annotator``.
     """
-    name = names.annotator_name(name, reserved_ok=role != "annotator")
-    annotator = session.scalar(select(Annotator).where(Annotator.name == name))
+    if role == "annotator":  # a person never takes the studio's own names, not even existing ones
+        names.annotator_name(name)
+    annotator = session.scalar(select(Annotator).where(Annotator.name == name))  # as stored, old names too
+    if annotator is None:
+        name = names.annotator_name(name, reserved_ok=role != "annotator")
+        annotator = session.scalar(select(Annotator).where(Annotator.name == name))
     if annotator is None:
         try:
             with session.begin_nested():
@@ -284,12 +294,21 @@ def record_label(
     return RecordedLabel(label.id, True, label.pref, label.choice)
 
 
+@dataclass(frozen=True)
+class UndoneLabel:
+    """A label that Undo removed: its query is served again next."""
+
+    query_id: int
+    shown_at: datetime | None
+    """When its pair was first shown (the person has seen it)."""
+
+
 def undo_last_label(
     session: Session, project_id: int, annotator_id: int, *, ttl: timedelta = DEFAULT_CLAIM_TTL
-) -> int | None:
+) -> UndoneLabel | None:
     """Delete the annotator's most recent label in a project and serve that query again next.
 
-    Returns the query id, or None when the annotator has no label to undo.
+    Returns what was removed, or None when the annotator has no label to undo.
     """
     label = session.scalar(
         select(Label)
@@ -300,7 +319,7 @@ def undo_last_label(
     )
     if label is None:
         return None
-    query_id, swapped = label.query_id, label.swapped
+    query_id, swapped, shown_at = label.query_id, label.swapped, label.shown_at
     session.delete(label)
     session.execute(
         delete(Claim).where(
@@ -320,7 +339,7 @@ def undo_last_label(
         )
     )
     session.flush()
-    return query_id
+    return UndoneLabel(query_id, as_utc(shown_at))
 
 
 @dataclass(frozen=True)

@@ -141,14 +141,17 @@ def image_dataset(root: Path, size: int = 64) -> LabeledData:
     from PIL import Image
 
     if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a folder; make one with: rlhf make-demo-images {root}")
+        raise InvalidInputError(f"{root} is not a folder; make one with: rlhf make-demo-images {root}")
     classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir()))
     images, labels = [], []
     for label, name in enumerate(classes):
         for file in sorted((root / name).iterdir()):
             if file.suffix.lower() in IMAGE_SUFFIXES:
-                with Image.open(file) as img:
-                    images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR)))
+                try:
+                    with Image.open(file) as img:
+                        images.append(np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR)))
+                except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+                    raise InvalidInputError(f"{file} is not a readable image ({exc}); remove or replace it") from exc
                 labels.append(label)
     if len(classes) < 2 or not images:
         raise InvalidInputError(f"{root} needs one sub-folder of images per class (at least 2), found {len(classes)}")

@@ -50,19 +50,26 @@ def sentiment_csv_path() -> Path:
 def load_text_csv(path: Path) -> tuple[list[str], list[str]]:
     """Texts and labels of a ``text,label`` CSV, with line numbers in the errors."""
     texts, labels = [], []
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"text", "label"} - set(reader.fieldnames or [])
-        if missing:
-            raise InvalidInputError(
-                f"{path}: column(s) {', '.join(sorted(missing))} missing; the header must be text,label"
-            )
-        for line, row in enumerate(reader, start=2):
-            text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
-            if not text or not label:
-                raise InvalidInputError(f"{path}: line {line} has an empty text or label")
-            texts.append(text)
-            labels.append(label)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            missing = {"text", "label"} - set(reader.fieldnames or [])
+            if missing:
+                raise InvalidInputError(
+                    f"{path}: column(s) {', '.join(sorted(missing))} missing; the header must be text,label"
+                )
+            for line, row in enumerate(reader, start=2):
+                text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+                if not text or not label:
+                    raise InvalidInputError(f"{path}: line {line} has an empty text or label")
+                texts.append(text)
+                labels.append(label)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from exc
+    except (csv.Error, IsADirectoryError) as exc:
+        raise InvalidInputError(f"{path} cannot be read as a CSV file ({exc}); give a text,label CSV") from exc
     if not texts:
         raise InvalidInputError(f"{path} has no rows")
     return texts, labels

@@ -42,7 +42,7 @@ def load_dataset(studio: Studio, kind: str, path: Path | None, image_size: int =
     if kind == "text":
         csv = path or sentiment_csv_path()
         if not csv.is_file():
-            raise FileNotFoundError(f"{csv} is not a file; give a CSV with a header line text,label")
+            raise InvalidInputError(f"{csv} is not a file; give a CSV with a header line text,label")
         return text_dataset(csv)
     return image_dataset(path or demo_images_dir(studio), size=image_size)
 

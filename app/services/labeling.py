@@ -109,25 +109,37 @@ def open_session(studio: Studio, project_name: str, annotator_name: str) -> Labe
 
 
 def next_pair(
-    studio: Studio, ls: LabelingSession, *, rng: np.random.Generator, exclude: tuple[int, ...] = ()
+    studio: Studio,
+    ls: LabelingSession,
+    *,
+    rng: np.random.Generator,
+    exclude: tuple[int, ...] = (),
+    undone: repo.UndoneLabel | None = None,
 ) -> Pair | None:
-    """Reserve and return the next pair for the annotator, or None when none is left."""
+    """Reserve and return the next pair for the annotator, or None when none is left.
+
+    ``undone``: the label an Undo just removed. Its pair comes back with the time it was first
+    shown, so a quick correction after Undo is not refused as unwatched.
+    """
     with session_scope(studio.engine, write=True) as session:
         served = repo.claim_next_query(session, ls.project_id, ls.annotator_id, rng=rng, exclude=exclude)
         if served is None:
             return None
         _query, item_a, item_b = repo.query_with_items(session, served.query_id)
     left, right = (item_b, item_a) if served.swapped else (item_a, item_b)
+    shown_at = utcnow()
+    if undone is not None and undone.query_id == served.query_id and undone.shown_at is not None:
+        shown_at = undone.shown_at
     if ls.kind is ProjectKind.text:
         texts = PairTexts(prompt=left.prompt or "", left=left.text or "", right=right.text or "")
-        return Pair(served.query_id, served.swapped, left.id, right.id, utcnow(), None, None, texts)
+        return Pair(served.query_id, served.swapped, left.id, right.id, shown_at, None, None, texts)
     clip: Path | None = None
     error = None
     try:
         clip = ensure_clip(studio, left, right, ls.fps)
     except ClipUnavailableError as exc:
         error = f"{exc}. Skip this pair (S) to go on; the others are unaffected."
-    return Pair(served.query_id, served.swapped, left.id, right.id, utcnow(), clip, error)
+    return Pair(served.query_id, served.swapped, left.id, right.id, shown_at, clip, error)
 
 
 def submit_label(studio: Studio, ls: LabelingSession, pair: Pair, choice: Choice) -> repo.RecordedLabel:
@@ -139,7 +151,7 @@ def submit_label(studio: Studio, ls: LabelingSession, pair: Pair, choice: Choice
     the stored answer's ``choice``.
     """
     shown_for = (utcnow() - pair.shown_at).total_seconds()
-    if shown_for < MIN_VIEW_SECONDS:
+    if shown_for < MIN_VIEW_SECONDS and (pair.viewable or choice is not Choice.skip):  # nothing to watch: skip
         raise AnswerTooSoonError(max(shown_for, 0.0))
     with session_scope(studio.engine, write=True) as session:
         return repo.record_label(
@@ -147,8 +159,8 @@ def submit_label(studio: Studio, ls: LabelingSession, pair: Pair, choice: Choice
         )
 
 
-def undo_last(studio: Studio, ls: LabelingSession) -> int | None:
-    """Remove the annotator's last label; its pair is served again next. Returns its query id."""
+def undo_last(studio: Studio, ls: LabelingSession) -> repo.UndoneLabel | None:
+    """Remove the annotator's last label; its pair is served again next. None: nothing to undo."""
     with session_scope(studio.engine, write=True) as session:
         return repo.undo_last_label(session, ls.project_id, ls.annotator_id)
 

@@ -554,6 +554,11 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     ties_path = ties_path_for(path, fmt)
     protected = _store_files(studio)
     targets = [_export_target(p, protected) for p in (path, ties_path)]
+    if targets[0] == targets[1]:
+        raise InvalidInputError(
+            f"{path} and {ties_path} are the same file (a link?); the ties file would overwrite the "
+            "preferences: choose another -o"
+        )
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         if project.kind is not ProjectKind.text:

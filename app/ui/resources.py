@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app.config import Settings, Studio
+from app.errors import USER_ERRORS
 from app.ui import display, state
 from db import repo
 from db.engine import session_scope
@@ -20,9 +21,18 @@ def _studio(data_dir: str | None, database_url: str | None) -> Studio:
 
 
 def get_studio() -> Studio:
-    """The studio for the settings in the environment (one per data folder and database)."""
-    settings = Settings.from_env()
-    return _studio(str(settings.data_dir), settings.database_url)
+    """The studio for the settings in the environment (one per data folder and database).
+
+    A label store that cannot be used (read-only, not a database, server down) stops the
+    page with its message, without server paths; the next page load tries again.
+    """
+    try:
+        settings = Settings.from_env()
+        return _studio(str(settings.data_dir), settings.database_url)
+    except USER_ERRORS as exc:
+        st.error(display.md(getattr(exc, "public", "the label store cannot be used")), icon=":material/error:")
+        st.stop()
+    raise AssertionError("unreachable: st.stop() ends the script")
 
 
 def current_project(studio: Studio) -> Project:

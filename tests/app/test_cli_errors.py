@@ -504,3 +504,53 @@ def test_store_errors_carry_a_message_without_server_paths_for_the_app(tmp: Path
         make_engine(sqlite_url(db))
     assert str(db) in str(caught.value)
     assert str(tmp) not in caught.value.public and "not an SQLite database" in caught.value.public
+
+
+@pytest.mark.parametrize("tables", [["project"], ["notes", "people"]], ids=["clashing-table", "other-tables"])
+def test_another_programs_sqlite_database_is_refused_and_left_alone(tmp: Path, tables: list[str]) -> None:
+    db = tmp / "theirs.db"
+    con = sqlite3.connect(db)
+    for table in tables:
+        con.execute(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, text TEXT)")
+        con.execute(f"INSERT INTO {table} (text) VALUES ('keep me')")
+    con.commit()
+    con.close()
+    before = digest(db)
+    line = one_error_line(rlhf("--data-dir", str(tmp / "data"), "status", env={"RLHF_DATABASE_URL": f"sqlite:///{db}"}))
+    assert "holds tables of another program" in line and tables[0] in line and "choose another" in line
+    assert digest(db) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "words"),
+    [
+        (("import", "--project", "t", "--seed", "-1", "x.jsonl"), 2, "-1 is not in the range x>=0"),
+        (("app", "--port", "99999"), 2, "99999 is not in the range 1<=x<=65535"),
+    ],
+    ids=["negative-seed", "port-out-of-range"],
+)
+def test_out_of_range_numbers_are_usage_errors(tmp: Path, args: tuple[str, ...], status: int, words: str) -> None:
+    (tmp / "x.jsonl").write_text('{"prompt": "p", "response_a": "a", "response_b": "b"}\n')
+    line = one_error_line(rlhf("--data-dir", str(tmp / "data"), *args), status=status)
+    assert words in line
+
+
+def test_a_port_in_use_is_one_line_before_the_server_starts(store: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_error_line(rlhf("--data-dir", str(store), "app", "--host", "127.0.0.1", "--port", str(port)))
+    assert line.startswith(f"Error: cannot listen on 127.0.0.1:{port} (") and "choose another --port" in line
+
+
+def test_a_data_folder_in_an_unknown_home_is_one_line(tmp: Path) -> None:
+    line = one_error_line(rlhf("--data-dir", "~no-such-user-rlhf/data", "status"))
+    assert "the data folder ~no-such-user-rlhf/data cannot be found" in line
+
+
+def test_a_classifier_csv_that_is_not_utf8_is_named(tmp: Path) -> None:
+    csv_file = tmp / "latin1.csv"
+    csv_file.write_bytes("text,label\ncaf\xe9 au lait,good\n".encode("latin-1"))
+    line = one_error_line(rlhf("--data-dir", str(tmp / "data"), "train-classifier", "--data", str(csv_file)))
+    assert f"{csv_file} is not UTF-8 text" in line and "save it as UTF-8" in line

@@ -76,7 +76,7 @@ def test_page_shows_clip_and_four_answers(demo_data_dir: Path, studio_env) -> No
     labels = {b.key: b.label for b in at.button}
     assert [labels[k] for k in answer_keys(at)] == ["Left better", "Right better", "Equal", "Can't tell"]
     assert not any(at.button(key=k).disabled for k in answer_keys(at))
-    assert labels[answer_keys(at, ("skip",))[0]] == "Skip" and labels["undo"] == "Undo"
+    assert labels[answer_keys(at, ("skip",))[0]] == "Skip" and labels[answer_keys(at, ("undo",))[0]] == "Undo"
     assert "0 of 10 pairs labeled" in at.get("progress")[0].proto.text
     assert _labels(demo_data_dir) == []  # showing a pair stores no label
 
@@ -108,7 +108,7 @@ def test_undo_removes_label_and_brings_pair_back(fresh_demo: Path, studio_env) -
     assert len(_labels(fresh_demo)) == 1
     assert _pair(at).query_id != first.query_id
 
-    at.button(key="undo").click().run()
+    answer_button(at, "undo").click().run()
     _no_exception(at)
 
     assert _labels(fresh_demo) == []
@@ -118,7 +118,7 @@ def test_undo_removes_label_and_brings_pair_back(fresh_demo: Path, studio_env) -
     assert any("Undone" in c.value for c in at.caption)
 
     # undoing with nothing left to undo changes nothing
-    at.button(key="undo").click().run()
+    answer_button(at, "undo").click().run()
     _no_exception(at)
     assert _labels(fresh_demo) == []
     assert any("Nothing to undo" in c.value for c in at.caption)

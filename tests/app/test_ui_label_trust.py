@@ -112,19 +112,52 @@ def test_two_tabs_of_one_annotator_store_one_answer_and_the_second_is_told(fresh
     assert _pair(tab2).query_id != pair.query_id  # and it goes on with the next pair
 
 
-@pytest.mark.usefixtures("instant_answers")
-def test_a_press_for_a_pair_no_longer_on_screen_stores_nothing(fresh_demo: Path, studio_env) -> None:
+def test_a_double_press_of_undo_undoes_one_label_and_a_quick_correction_counts(fresh_demo: Path, studio_env) -> None:
     studio_env(fresh_demo)
     at = _open()
-    first = _pair(at)
-    stale = answer_button(at, "right")  # the button of the first pair, as the browser still has it
+    answered = []
+    for _ in range(2):
+        time.sleep(labeling.MIN_VIEW_SECONDS)
+        answered.append(_pair(at).query_id)
+        answer_button(at, "left").click().run()
+    assert [q for q, *_ in _labels(fresh_demo)] == answered
+
+    time.sleep(labeling.MIN_VIEW_SECONDS)
+    answer_button(at, "undo").click().run()  # undo the second label: its pair comes back
+    assert [q for q, *_ in _labels(fresh_demo)] == answered[:1]
+    assert _pair(at).query_id == answered[1]
+    answer_button(at, "undo").click().run()  # the second press of a double press: refused
+    assert not at.exception
+    assert [q for q, *_ in _labels(fresh_demo)] == answered[:1]
+    assert any(shown(w.value).startswith("Not undone") for w in at.warning)
+
+    answer_button(at, "right").click().run()  # a correction at once: the pair was watched before
+    assert [(q, c) for q, _, c, _, _ in _labels(fresh_demo)] == [(answered[0], "left"), (answered[1], "right")]
+
+
+@pytest.mark.usefixtures("instant_answers")
+def test_a_store_that_fails_is_said_on_the_page_and_nothing_is_acknowledged(
+    fresh_demo: Path, studio_env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from db import repo
+    from db.engine import StoreAccessError
+
+    studio_env(fresh_demo)
+    at = _open()
+    pair = _pair(at)
+
+    def read_only(*args, **kwargs):
+        raise StoreAccessError(
+            f"the database {fresh_demo}/rlhf.db is read-only; make it writable", public="the label store is read-only"
+        )
+
+    monkeypatch.setattr(repo, "record_label", read_only)
     answer_button(at, "left").click().run()
-    second = _pair(at)
-    assert second.query_id != first.query_id
-    # its key names the first pair, which is gone: the press counts for neither pair
-    assert stale.key.endswith(f"-{first.query_id}")
-    assert all(not b.key.endswith(f"-{first.query_id}") for b in at.button)
-    assert [(q, c) for q, _, c, _, _ in _labels(fresh_demo)] == [(first.query_id, "left")]
+    assert not at.exception
+    assert _labels(fresh_demo) == [] and _pair(at).query_id == pair.query_id
+    messages = _all_messages(at)
+    assert "Not stored: the label store is read-only" in messages
+    assert not any("Saved" in m or str(fresh_demo) in m for m in messages)
 
 
 MARKUP_NAME = "![p](http://127.0.0.1:9/x.png) **bold** <b>b</b> :red[x] :smile: $x^2$"

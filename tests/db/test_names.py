@@ -88,3 +88,22 @@ def test_rlhf_demo_refuses_a_bad_project_name_in_one_line_and_creates_nothing(
     assert len(lines) == 1 and problem in lines[0], run.stderr
     assert "Traceback" not in run.stderr
     assert not (data / "projects").exists()  # no rollouts, no clips
+
+
+def test_names_stored_before_the_rule_stay_reachable_under_their_own_name(store) -> None:
+    with session_scope(store, write=True) as session:
+        session.add(Project(name="demo", kind=ProjectKind.text))
+    con_url = store.url.database
+    import sqlite3
+
+    con = sqlite3.connect(con_url)  # as an older version stored them: not stripped
+    con.execute("INSERT INTO project (name, kind, config, guidelines, labels_per_query, created_at) "
+                "VALUES ('demo ', 'text', '{}', '', 1, '2026-01-01')")  # fmt: skip
+    con.execute("INSERT INTO annotator (name, role, created_at) VALUES ('bob ', 'annotator', '2026-01-01')")
+    con.commit()
+    con.close()
+    with session_scope(store, write=True) as session:
+        legacy, plain = repo.get_project(session, "demo "), repo.get_project(session, "demo")
+        assert (legacy.name, plain.name) == ("demo ", "demo") and legacy.id != plain.id
+        assert repo.get_or_create_annotator(session, "bob ").name == "bob "  # the old annotator, not a new one
+        assert session.query(Annotator).count() == 1

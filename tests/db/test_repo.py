@@ -120,7 +120,7 @@ def test_undo_removes_the_last_label_and_serves_its_pair_again(store):
     _label(store, second, a, Choice.equal)
     _claim(store, pid, a)  # a third pair is on screen when undo is pressed
     with session_scope(store, write=True) as session:
-        assert repo.undo_last_label(session, pid, a) == second.query_id
+        assert repo.undo_last_label(session, pid, a).query_id == second.query_id
     again = _claim(store, pid, a)
     assert (again.query_id, again.swapped) == (second.query_id, second.swapped)
     with session_scope(store) as session:

@@ -19,6 +19,7 @@ from rlhf_core.classifiers import (
     train_classifier,
 )
 from rlhf_core.demo_data import sentiment_csv_path
+from rlhf_core.errors import InvalidInputError
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_bad_datasets_say_what_is_wrong(tmp_path: Path) -> None:
     csv.write_text("text,label\nhi,a\n,b\n")
     with pytest.raises(ValueError, match="line 3 has an empty text or label"):
         text_dataset(csv)
-    with pytest.raises(FileNotFoundError, match="rlhf make-demo-images"):
+    with pytest.raises(InvalidInputError, match="rlhf make-demo-images"):
         image_dataset(tmp_path / "missing")
     with pytest.raises(ValueError, match="mode must be one of frozen, lora, full"):
         ClassifierConfig(mode="half")

@@ -44,7 +44,7 @@ def _import() -> None:
         count = "1 problem" if len(exc.problems) == 1 else f"{len(exc.problems)} problems"
         report = (False, f"The file has {count}; nothing was imported. Fix them and upload it again.", exc.problems)
     except USER_ERRORS as exc:
-        report = (False, str(exc), ())
+        report = (False, display.public(studio, exc), ())
     else:
         report = (True, describe_import(result), ())
         state.set_persistent(state.PROJECT, result.project)

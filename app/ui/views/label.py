@@ -8,12 +8,14 @@ files, and markup in them must be seen, not run.
 from __future__ import annotations
 
 import math
+import time
 
 import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.errors import USER_ERRORS
 from app.services import labeling
 from app.services.labeling import LabelingSession
 from app.ui import display, state
@@ -119,6 +121,9 @@ def _answer(query_id: int, choice: Choice) -> None:
     except labeling.AnswerTooSoonError as exc:
         st.session_state[state.REFUSED] = str(exc)
         return  # the same pair stays on screen
+    except USER_ERRORS as exc:  # the store cannot take it (read-only, server gone): nothing was saved
+        st.session_state[state.REFUSED] = f"Not stored: {display.public(studio, exc)}"
+        return
     if recorded.created:
         st.session_state[state.ACK] = f"Saved: {SAID[choice]} (label #{recorded.label_id})"
     else:
@@ -129,12 +134,26 @@ def _answer(query_id: int, choice: Choice) -> None:
     st.session_state.pop(state.PAIR, None)
 
 
-def _undo() -> None:
-    ls = state.get(state.LABELING)
-    if ls is None:
+def _undo(query_id: int | None) -> None:
+    """on_click: remove the last label, if the press was meant for the screen that is shown.
+
+    Like the answers, Undo names the pair on screen (None: the "nothing left" screen), and a
+    press sooner than the minimum viewing time after that screen appeared is a second press
+    of a double press: it would undo one more label, so it is refused.
+    """
+    ls, pair = state.get(state.LABELING), state.get(state.PAIR)
+    if ls is None or (pair.query_id if pair is not None else None) != query_id:
         return
-    query_id = labeling.undo_last(studio, ls)
-    st.session_state[state.ACK] = "Undone: that pair is back" if query_id else "Nothing to undo"
+    if time.monotonic() - state.get(state.SERVED_AT, 0.0) < labeling.MIN_VIEW_SECONDS:
+        st.session_state[state.REFUSED] = "Not undone: that press came right after this screen appeared (twice?)."
+        return
+    try:
+        undone = labeling.undo_last(studio, ls)
+    except USER_ERRORS as exc:
+        st.session_state[state.REFUSED] = f"Not undone: {display.public(studio, exc)}"
+        return
+    st.session_state[state.ACK] = "Undone: that pair is back" if undone else "Nothing to undo"
+    st.session_state[state.UNDONE] = undone
     st.session_state.pop(state.PAIR, None)
 
 
@@ -196,7 +215,11 @@ def _show_clip(ls: LabelingSession, pair: labeling.Pair) -> None:
 @st.fragment
 def labeling_panel(ls: LabelingSession) -> None:
     """The part that changes with each label; a label reruns only this."""
-    progress = labeling.progress(studio, ls)
+    try:
+        progress = labeling.progress(studio, ls)
+    except USER_ERRORS as exc:
+        display.error(studio, exc)
+        return
     total = max(progress.total_queries, 1)
     st.progress(
         progress.labeled_queries / total,
@@ -209,12 +232,24 @@ def labeling_panel(ls: LabelingSession) -> None:
         st.warning(display.md(refused), icon=":material/block:")
     pair = state.get(state.PAIR)
     if pair is None:
-        pair = labeling.next_pair(studio, ls, rng=_rng())
+        try:
+            pair = labeling.next_pair(studio, ls, rng=_rng(), undone=st.session_state.pop(state.UNDONE, None))
+        except USER_ERRORS as exc:
+            display.error(studio, exc)
+            return
+        st.session_state[state.SERVED_AT] = time.monotonic()
         if pair is None:
             if ack:
                 st.success(ack)
             st.success("Nothing left to label here for now. Thank you!")
-            st.button("Undo last label", icon=":material/undo:", shortcut="U", on_click=_undo)
+            st.button(
+                "Undo last label",
+                key=f"undo-after-{progress.my_labels}",
+                icon=":material/undo:",
+                shortcut="U",
+                on_click=_undo,
+                args=(None,),
+            )
             return
         st.session_state[state.PAIR] = pair
     if ack:
@@ -244,7 +279,15 @@ def labeling_panel(ls: LabelingSession) -> None:
         args=(pair.query_id, Choice.skip),
         width="stretch",
     )
-    cols[-1].button("Undo", key="undo", icon=":material/undo:", shortcut="U", on_click=_undo, width="stretch")
+    cols[-1].button(
+        "Undo",
+        key=state.answer_key("undo", pair.query_id),
+        icon=":material/undo:",
+        shortcut="U",
+        on_click=_undo,
+        args=(pair.query_id,),
+        width="stretch",
+    )
     st.caption(f"pair #{pair.query_id}")
 
 
