@@ -64,7 +64,10 @@ def test_submitted_job_runs_in_process_and_registers_a_version(data: Path) -> No
     assert done.progress == 1.0 and done.error is None and done.message == "done"
     assert done.result["version"] == 1 and done.result["kind"] == "ensemble"
     assert done.result["n_labels"] == 30 and 0 <= done.result["val_accuracy"] <= 1
-    assert not any(isinstance(v, list) for v in done.result.values())  # plots stay on the model row
+    lists = {k for k, v in done.result.items() if isinstance(v, list)}
+    assert lists == {"val_accuracy_ci95"}  # plots stay on the model row; the interval comes along
+    low, high = done.result["val_accuracy_ci95"]
+    assert low <= done.result["val_accuracy"] <= high
     assert _versions(data) == [(1, 1, job_id)]
     assert cp.rows(data, "SELECT pid FROM job WHERE id = ?", job_id) == [(os.getpid(),)]
     # a finished job does not block the next one, and running it twice does nothing
