@@ -276,7 +276,7 @@ def _wait_for_new_pair(page, old: int) -> int:
     return now
 
 
-def test_a_double_key_press_stores_one_label(fresh_demo: Path, tmp_path: Path) -> None:
+def test_a_double_key_press_or_a_held_key_stores_one_label(fresh_demo: Path, tmp_path: Path) -> None:
     _require_chromium()
     from playwright.sync_api import sync_playwright
 
@@ -297,6 +297,16 @@ def test_a_double_key_press_stores_one_label(fresh_demo: Path, tmp_path: Path) -
                 rows = _label_rows(fresh_demo)
                 assert [(q, c) for q, _, c in rows] == [(q, "left") for q in answered], (gap_ms, rows)
                 assert _pair_number(page) == nxt  # the next pair is still on screen, unanswered
+            # holding the key down (auto-repeat, every 50 ms for 2 s) answers the pair on screen once
+            shown = _ready_to_answer(page)
+            for _ in range(40):
+                page.keyboard.down("1")
+                page.wait_for_timeout(50)
+            page.keyboard.up("1")
+            answered.append(shown)
+            _wait_for_new_pair(page, shown)
+            time.sleep(1.0)
+            assert [(q, c) for q, _, c in _label_rows(fresh_demo)] == [(q, "left") for q in answered]
     assert outside == []
 
 

@@ -39,6 +39,24 @@ SAID = {
     Choice.skip: "skipped",
 }
 
+#: A held key repeats (about every 30-50 ms): each repeat would answer the next pair as soon as
+#: it has been shown long enough. This page-wide listener drops repeated key presses before
+#: Streamlit's shortcuts see them, outside text fields (where holding a key should work).
+#: A constant of ours, never built from input: the only script the studio runs in the page.
+NO_KEY_REPEAT = """<script>
+if (!window.rlhfNoKeyRepeat) {
+  window.rlhfNoKeyRepeat = true;
+  window.addEventListener("keydown", (event) => {
+    const target = event.target;
+    const typing = target && (/^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) || target.isContentEditable);
+    if (event.repeat && !typing) {
+      event.stopImmediatePropagation();
+      event.preventDefault();
+    }
+  }, true);
+}
+</script>"""
+
 #: Height (pixels) of the scrolling boxes that hold a prompt and a response at most.
 PROMPT_MAX_HEIGHT = 200
 RESPONSE_MAX_HEIGHT = 420
@@ -293,6 +311,7 @@ def labeling_panel(ls: LabelingSession) -> None:
 
 ls = _session()
 assert ls is not None
+st.html(NO_KEY_REPEAT, unsafe_allow_javascript=True)
 title, guide = st.columns([4, 1], vertical_alignment="bottom")
 title.subheader(display.md(f"{ls.project_name} · labeling as {ls.annotator_name}"))
 with guide.popover("Guidelines", icon=":material/menu_book:", width="stretch"):
