@@ -238,6 +238,11 @@ def queries(
     default=None,
     help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
 )
+@click.option(
+    "--actions",
+    is_flag=True,
+    help="State-action reward: the model also sees each step's action (one-hot; bt and ensemble).",
+)
 @click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
@@ -252,6 +257,7 @@ def train_reward(
     epochs: int | None,
     noise_prob: float | None,
     encoder: str | None,
+    actions: bool,
     rank: int | None,
     lr: float | None,
     max_length: int | None,
@@ -277,7 +283,9 @@ def train_reward(
     if kind == "text-lora" and any(v is not None for v in ensemble_only.values()):
         raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
     with _reporting("training cancelled; the active model is unchanged", FitCancelledError) as bars:
-        result = train_reward_model(studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder)
+        result = train_reward_model(
+            studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder, actions=actions
+        )
     m = result.metrics
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))

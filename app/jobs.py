@@ -84,6 +84,7 @@ def _train_reward(
         should_stop=should_stop,
         job_id=job_id,
         encoder=params.get("encoder"),
+        actions=bool(params.get("actions", False)),
     )
     return {
         "version": result.version,

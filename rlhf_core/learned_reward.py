@@ -30,16 +30,28 @@ class LearnedReward:
                 self.std = float(rewards.std()) or 1.0
         self.calls = 0
 
-    def raw(self, obs: np.ndarray, next_obs: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """The model's reward of N transitions (obs, next_obs: (N, *obs_shape)), one model call."""
+    def raw(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        valid: np.ndarray | None = None,
+        actions: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """The model's reward of N transitions (obs, next_obs: (N, *obs_shape); actions: (N,),
+        needed by a state-action model), one model call."""
         pairs = np.stack([obs, next_obs], axis=1)  # (N, 2, *obs_shape)
         ok = np.ones((len(obs), 1), bool) if valid is None else valid.reshape(-1, 1)
+        if actions is None and self.model.spec.n_actions is not None:
+            if valid is None or valid.any():
+                raise ValueError("this reward model takes the action of each step: pass actions")
+            actions = np.zeros(len(obs), np.int64)  # padding steps only: their action is masked
+        acts = None if actions is None else np.asarray(actions, dtype=np.int64).reshape(-1, 1)
         self.calls += 1
-        return self.model.step_rewards(Segments(pairs, ok))[:, 0]
+        return self.model.step_rewards(Segments(pairs, ok, acts))[:, 0]
 
     def __call__(self, obs: np.ndarray, actions: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
         """Normalised rewards of N transitions."""
-        return ((self.raw(obs, next_obs) - self.mean) / self.std).astype(np.float32)
+        return ((self.raw(obs, next_obs, actions=actions) - self.mean) / self.std).astype(np.float32)
 
     def absorbing_reward(self, example_obs: np.ndarray) -> float:
         """Normalised per-step reward of the state after a termination (the model's padding reward)."""

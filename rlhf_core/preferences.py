@@ -7,6 +7,8 @@ Per-step reward inputs describe a *transition*: the observation before the step,
 to the observation after it, and whether the step happened (``valid``) or is padding after
 the episode ended (an absorbing state with a reward of its own). Transitions, not states,
 let a model express progress (the MiniGrid oracle rewards getting closer to the goal).
+A state-action reward model (``FeatureSpec.n_actions`` set) also sees the action taken at
+each step, one-hot: a preference about *how* the agent acts can then be learned.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ class Segments:
     """(M, L + 1, *obs_shape): the observation before each step, then the one after the last."""
     valid: np.ndarray
     """(M, L) bool: the step happened (False: padding after the episode ended)."""
+    actions: np.ndarray | None = None
+    """(M, L) int: the discrete action of each step (any value on padding); None when unknown."""
 
     def __post_init__(self) -> None:
         if self.valid.ndim != 2 or self.obs.shape[:2] != (self.valid.shape[0], self.valid.shape[1] + 1):
             raise ValueError(
                 f"obs {self.obs.shape} must be (M, L + 1, ...) for valid {self.valid.shape} of shape (M, L)"
             )
+        if self.actions is not None and self.actions.shape != self.valid.shape:
+            raise ValueError(f"actions {self.actions.shape} must have the shape of valid {self.valid.shape}")
 
     @property
     def count(self) -> int:
@@ -48,7 +54,7 @@ class Segments:
         return self.obs.ndim == 5 and self.obs.shape[-1] == 3 and self.obs.dtype == np.uint8
 
     def subset(self, index: np.ndarray) -> Segments:
-        return Segments(self.obs[index], self.valid[index])
+        return Segments(self.obs[index], self.valid[index], None if self.actions is None else self.actions[index])
 
 
 @dataclass(frozen=True)
@@ -89,21 +95,36 @@ class FeatureSpec:
     pixels: bool
     encoder: str | None = None
     """Name of the frozen encoder for pixel observations (``rlhf_core.encoders``)."""
+    n_actions: int | None = None
+    """Number of discrete actions when the reward also sees the action (state-action); None:
+    the reward sees observations only."""
+
+    def __post_init__(self) -> None:
+        if self.n_actions is not None and self.n_actions < 1:
+            raise ValueError(f"n_actions must be at least 1, got {self.n_actions}")
 
     @classmethod
-    def for_segments(cls, segments: Segments, encoder: str | None = None) -> FeatureSpec:
+    def for_segments(cls, segments: Segments, encoder: str | None = None, n_actions: int | None = None) -> FeatureSpec:
         """The spec of ``segments``; pixels use ``encoder`` (default efficientnet-lite0), stored with
-        any file path made absolute so the saved model loads from any working folder."""
+        any file path made absolute so the saved model loads from any working folder;
+        ``n_actions`` makes it a state-action reward (the segments must carry their actions)."""
         shape = tuple(int(s) for s in segments.obs.shape[2:])
         name = canonical_name(encoder or "efficientnet-lite0")
-        return cls(shape, segments.pixels, name if segments.pixels else None)
+        if n_actions is not None and segments.actions is None:
+            raise ValueError("a state-action reward needs segments with their actions")
+        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions)
 
     def to_json(self) -> dict:
-        return {"obs_shape": list(self.obs_shape), "pixels": self.pixels, "encoder": self.encoder}
+        return {
+            "obs_shape": list(self.obs_shape),
+            "pixels": self.pixels,
+            "encoder": self.encoder,
+            "n_actions": self.n_actions,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> FeatureSpec:
-        return cls(tuple(data["obs_shape"]), bool(data["pixels"]), data.get("encoder"))
+        return cls(tuple(data["obs_shape"]), bool(data["pixels"]), data.get("encoder"), data.get("n_actions"))
 
 
 def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:
@@ -119,8 +140,17 @@ def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:
 
 
 def step_inputs(spec: FeatureSpec, segments: Segments) -> np.ndarray:
-    """Per-step reward inputs (M, L, 2F + 2): [valid*f(s), valid*(f(s') - f(s)), valid, 1 - valid]."""
+    """Per-step reward inputs (M, L, 2F + 2 [+ A]): [valid*f(s), valid*(f(s') - f(s)), valid,
+    1 - valid], and for a state-action reward valid*onehot(a) over the A actions."""
     feats = observation_features(spec, segments.obs)  # (M, L + 1, F)
     valid = segments.valid[..., None].astype(np.float32)  # (M, L, 1)
     now, delta = feats[:, :-1], feats[:, 1:] - feats[:, :-1]
-    return np.concatenate([now * valid, delta * valid, valid, 1.0 - valid], axis=-1).astype(np.float32)
+    parts = [now * valid, delta * valid, valid, 1.0 - valid]
+    if spec.n_actions is not None:
+        if segments.actions is None:
+            raise ValueError("this reward model takes the action of each step, but the segments carry none")
+        actions = np.where(segments.valid, segments.actions, 0)  # padding: any action, masked below
+        if actions.min(initial=0) < 0 or actions.max(initial=0) >= spec.n_actions:
+            raise ValueError(f"actions must lie in [0, {spec.n_actions}), got {actions.min()}..{actions.max()}")
+        parts.append(np.eye(spec.n_actions, dtype=np.float32)[actions] * valid)  # (M, L, A)
+    return np.concatenate(parts, axis=-1).astype(np.float32)

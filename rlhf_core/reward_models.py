@@ -486,6 +486,8 @@ class CnnLoraBT(RewardModel):
     def __init__(self, spec: FeatureSpec, config: CnnLoraConfig | None = None) -> None:
         if not spec.pixels:
             raise InvalidInputError("cnn-lora needs pixel observations; use bt or ensemble for vector observations")
+        if spec.n_actions is not None:
+            raise InvalidInputError("cnn-lora rewards see frames only; for a state-action reward use bt or ensemble")
         super().__init__(spec)
         self.config = config or CnnLoraConfig()
         self.net: Any = None

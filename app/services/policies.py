@@ -299,7 +299,7 @@ def showcase(studio: Studio, project_name: str, version: int | None = None, *, s
     predicted, model_version = None, None
     if active is not None:
         learned = LearnedReward(load_model(studio, active))
-        predicted = learned.raw(mine.obs[:-1], mine.obs[1:])
+        predicted = learned.raw(mine.obs[:-1], mine.obs[1:], actions=mine.actions)
         model_version = active.version
     return Showcase(
         gif,

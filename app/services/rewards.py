@@ -26,6 +26,7 @@ from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind, RewardModelRecord
 from rlhf_core.encoders import get_encoder
+from rlhf_core.envs import env_info
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.metrics import MIN_HELD_OUT, finite_or_none, held_out_metrics, preference_accuracy, spearman
 from rlhf_core.preferences import FeatureSpec, Preferences, Segments
@@ -76,10 +77,12 @@ class ProjectData:
         return self.teacher_rewards.sum(axis=1)
 
 
-def _segment_arrays(traj: Trajectory, start: int, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Observations (L + 1: before each step, then after the last) and validity (L) of a window."""
+def _segment_arrays(traj: Trajectory, start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations (L + 1: before each step, then after the last), validity (L) and actions
+    (L; 0 on padding) of a window."""
     idx, valid = segment_indices(traj.length, start, length + 1)
-    return traj.obs[idx], valid[:length]
+    steps = np.minimum(idx[:length], traj.length - 1)
+    return traj.obs[idx], valid[:length], np.where(valid[:length], traj.actions[steps], 0)
 
 
 _data_lock = threading.Lock()
@@ -97,20 +100,21 @@ def _project_data_cached(data_dir: str, url: str, project_id: int, n_items: int,
         )
     reward_fn = teacher_reward_fn(env_id)
     cache: dict[str, Trajectory] = {}
-    obs, valid, teach, true = [], [], [], []
+    obs, valid, actions, teach, true = [], [], [], [], []
     for item, traj_row in rows:
         traj = cache.get(traj_row.file)
         if traj is None:
             traj = cache[traj_row.file] = load_trajectory(studio.path(traj_row.file))
         assert item.start is not None and item.length is not None
-        o, v = _segment_arrays(traj, item.start, item.length)
+        o, v, a = _segment_arrays(traj, item.start, item.length)
         obs.append(o)
         valid.append(v)
+        actions.append(a)
         teach.append(reward_fn(traj, item.start, item.length))
         true.append(true_reward(traj, item.start, item.length))
     return ProjectData(
         item_ids=np.array([item.id for item, _ in rows], dtype=np.int64),
-        segments=Segments(np.stack(obs), np.stack(valid)),
+        segments=Segments(np.stack(obs), np.stack(valid), np.stack(actions).astype(np.int64)),
         teacher_rewards=np.stack(teach).astype(np.float32),
         true_rewards=np.stack(true).astype(np.float32),
     )
@@ -220,8 +224,12 @@ def train_reward_model(
     should_stop: StopFn | None = None,
     job_id: int | None = None,
     encoder: str | None = None,
+    actions: bool = False,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
+
+    ``actions``: a state-action reward, r(s, a, s'), that also sees each step's action
+    (one-hot; discrete actions), for preferences about how the agent acts.
 
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
     (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
@@ -248,6 +256,8 @@ def train_reward_model(
             f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
         )
+    if actions and kind == TEXT_KIND:
+        raise TrainingError("a text project's responses have no actions; --actions applies to clip projects")
     if kind == TEXT_KIND:
         from app.services.text_rewards import train_text_reward_model
 
@@ -269,7 +279,8 @@ def train_reward_model(
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
-        spec = FeatureSpec.for_segments(data.segments, encoder)
+        n_actions = env_info(project.env_id or "").n_actions if actions else None
+        spec = FeatureSpec.for_segments(data.segments, encoder, n_actions)
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
@@ -296,6 +307,7 @@ def train_reward_model(
         fit_seconds=round(fit_seconds, 3),
         teacher_reward=teacher_reward_name(project.env_id or ""),
         encoder=spec.encoder,
+        state_action=spec.n_actions is not None,
         learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
     )
     progress("evaluate", 1, 1)

@@ -209,3 +209,63 @@ def test_policy_page_train_button_starts_a_job_with_the_chosen_settings(data: Pa
         time.sleep(1.0)
     assert cp.rows(data, "SELECT status FROM job") == [("succeeded",)]
     assert cp.rows(data, "SELECT max(version) FROM policy") == [(2,)]
+
+
+def _set_curve(data: Path, curve: list[dict]) -> None:
+    """Replace policy v1's evaluation curve (the page draws and judges the stored curve)."""
+    studio = cp.studio_for(data)
+    with session_scope(studio.engine, write=True) as session:
+        record = repo.get_policy(session, repo.get_project(session, cp.PROJECT).id, 1)
+        record.curve = curve
+    studio.engine.dispose()
+
+
+def _policy_page() -> AppTest:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _curve_spec(at: AppTest) -> dict:
+    charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    return next(c for c in charts if "Greedy evaluation" in json.dumps(c.get("title")))
+
+
+def _evaluations(learned: list[float], measure: str, values: list[float]) -> list[dict]:
+    return [
+        {"step": 5_000 * (i + 1), "true_return_mean": 20.0, "success_rate": None, "learned_return_mean": x}
+        | {measure: y}
+        for i, (x, y) in enumerate(zip(learned, values, strict=True))
+    ]
+
+
+def test_policy_page_curve_puts_the_learned_return_on_its_own_axis(data: Path) -> None:
+    at = _policy_page()  # the fixture's policy: one evaluation, learned and true return, no success
+    spec = _curve_spec(at)
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    left, right = spec["layer"]
+    assert left["encoding"]["y"]["field"] == "true_return_mean" and left["encoding"]["y"]["axis"]["orient"] == "left"
+    assert right["encoding"]["y"]["field"] == "learned_return_mean"
+    assert right["encoding"]["y"]["axis"]["orient"] == "right"
+    assert "learned return" in right["encoding"]["y"]["title"] and "true return" in left["encoding"]["y"]["title"]
+    assert not [w for w in at.warning if "Reward hacking" in w.value]
+
+    _set_curve(data, _evaluations([40, 80, 150, 220, 300, 390], "success_rate", [0, 0, 0.1, 0, 0, 0]))
+    at = _policy_page()
+    left, right = _curve_spec(at)["layer"]
+    assert left["encoding"]["y"]["field"] == "success_rate" and left["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert "success rate" in left["encoding"]["y"]["title"]
+    warnings = [w.value for w in at.warning if "Reward hacking" in w.value]
+    assert len(warnings) == 1
+    for step in ("Add the policy's rollouts to the labeling queue", "label those pairs", "retrain the reward model"):
+        assert step in warnings[0]
+
+
+def test_policy_page_warns_only_when_the_true_return_does_not_follow_the_learned_one(data: Path) -> None:
+    learned = [40.0, 80.0, 150.0, 220.0, 300.0, 390.0]
+    _set_curve(data, _evaluations(learned, "true_return_mean", [22, 19, 25, 21, 18, 20]))
+    assert [w for w in _policy_page().warning if "Reward hacking" in w.value]
+    _set_curve(data, _evaluations(learned, "true_return_mean", [20, 60, 120, 250, 400, 500]))
+    assert not [w for w in _policy_page().warning if "Reward hacking" in w.value]

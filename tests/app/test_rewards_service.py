@@ -428,3 +428,22 @@ def test_disagreement_queries_with_an_ensemble_are_disputed_first(labeled: Path)
         for a, b in zip(data.rows([q.item_a_id for q in new]), data.rows([q.item_b_id for q in new]), strict=True)
     ]
     assert np.allclose(disagreement_scores(model, data.segments, pairs), scores, rtol=1e-5)
+
+
+def test_a_state_action_reward_model_trains_on_the_projects_actions_and_scores_its_clips(labeled: Path) -> None:
+    studio = cp.studio_for(labeled)
+    result = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL, actions=True)
+    assert result.metrics["state_action"] is True
+    project = _project(studio)
+    record, model = rewards.active_model(studio, project.id)
+    assert model.spec.n_actions == 2  # CartPole: push left or right
+    data = rewards.project_data(studio, project)
+    assert data.segments.actions is not None and data.segments.actions.shape == data.segments.valid.shape
+    assert set(np.unique(data.segments.actions[data.segments.valid])) == {0, 1}
+    # the labeling page's chart and the policy's reward go through the same inputs
+    found = rewards.predicted_step_rewards(studio, project, [int(data.item_ids[0]), int(data.item_ids[1])])
+    assert found is not None and np.isfinite(found["rewards"]).all()
+    # and the same segment scores differently when its actions are flipped
+    flipped = type(data.segments)(data.segments.obs, data.segments.valid, 1 - data.segments.actions)
+    assert not np.allclose(model.step_rewards(flipped), model.step_rewards(data.segments))
+

@@ -187,3 +187,73 @@ def test_calibration_leaves_a_well_fitted_ensemble_confident():
     assert _accuracy(model, held) > 0.9
     p = model.predict_pref(held)
     assert np.mean(np.abs(p - 0.5) > 0.4) > 0.5  # most held-out pairs are called with confidence
+
+
+def _action_only(n_pairs: int, seed: int, n_segments: int = 300, length: int = 10, n_actions: int = 3):
+    """Random observations; the teacher rewards action 1 alone, so only the actions tell segments
+    apart. The first ``n_pairs`` comparisons pair segments of the first half, the next
+    ``n_pairs`` those of the second half: held-out pairs show segments never trained on."""
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(n_segments, length + 1, 4)).astype(np.float32)
+    actions = rng.integers(0, n_actions, size=(n_segments, length))
+    segments = Segments(obs, np.ones((n_segments, length), bool), actions)
+    returns = (actions == 1).sum(axis=1)
+    half = n_segments // 2
+    firsts, seconds = [], []
+    for offset in (0, half):
+        a = offset + rng.integers(0, half, 4 * n_pairs)
+        b = offset + (a - offset + rng.integers(1, half, 4 * n_pairs)) % half
+        keep = np.flatnonzero(returns[a] != returns[b])[:n_pairs]  # strict preferences only
+        firsts.append(a[keep])
+        seconds.append(b[keep])
+    a, b = np.concatenate(firsts), np.concatenate(seconds)
+    return Preferences(segments, a, b, (returns[a] > returns[b]) * 1.0)
+
+
+@pytest.mark.parametrize("kind", ["bt", "ensemble"])
+def test_a_reward_of_the_action_alone_is_learned_with_the_action_and_not_without(kind):
+    data = _action_only(300, seed=0)
+    train, held = data.take(np.arange(300)), data.take(np.arange(300, 600))
+    accuracy = {}
+    for n_actions in (None, 3):
+        spec = FeatureSpec.for_segments(data.segments, n_actions=n_actions)
+        model = make_reward_model(kind, spec)
+        model.fit(train, rng=np.random.default_rng(0))
+        accuracy[n_actions] = _accuracy(model, held)
+    assert accuracy[3] >= 0.9, accuracy
+    assert accuracy[None] < 0.7, accuracy  # observations alone carry nothing of it
+
+
+def test_state_action_models_save_their_action_count_and_refuse_segments_without_actions(tmp_path):
+    data = _action_only(100, seed=1)
+    model = make_reward_model("ensemble", FeatureSpec.for_segments(data.segments, n_actions=3))
+    model.fit(data, rng=np.random.default_rng(0))
+    model.save(tmp_path / "m")
+    loaded = load_reward_model(tmp_path / "m")
+    assert loaded.spec.n_actions == 3
+    np.testing.assert_array_equal(loaded.step_rewards(data.segments), model.step_rewards(data.segments))
+    with pytest.raises(ValueError, match="takes the action of each step"):
+        loaded.step_rewards(Segments(data.segments.obs, data.segments.valid))
+    with pytest.raises(ValueError, match="needs segments with their actions"):
+        FeatureSpec.for_segments(Segments(data.segments.obs, data.segments.valid), n_actions=3)
+
+
+def test_the_learned_reward_of_a_transition_depends_on_its_action():
+    from rlhf_core.learned_reward import LearnedReward
+
+    data = _action_only(100, seed=2)
+    model = make_reward_model("ensemble", FeatureSpec.for_segments(data.segments, n_actions=3))
+    model.fit(data, rng=np.random.default_rng(0))
+    reward = LearnedReward(model, reference=data.segments)
+    obs = data.segments.obs[:50, 0]
+    by_action = [reward(obs, np.full(50, a), obs).mean() for a in range(3)]
+    assert by_action[1] > by_action[0] + 1.0 and by_action[1] > by_action[2] + 1.0  # normalised units
+    assert np.isfinite(reward.absorbing_reward(obs[0]))  # padding needs no action
+
+
+def test_cnn_lora_refuses_a_state_action_spec_with_the_kinds_that_can():
+    from rlhf_core.errors import InvalidInputError
+
+    spec = FeatureSpec((48, 48, 3), True, "efficientnet-lite0", n_actions=3)
+    with pytest.raises(InvalidInputError, match="state-action reward use bt or ensemble"):
+        make_reward_model("cnn-lora", spec)

@@ -3,7 +3,10 @@ its latest behaviour back to the labeling queue."""
 
 from __future__ import annotations
 
+import json
+
 import altair as alt
+import gymnasium as gym
 import pandas as pd
 import streamlit as st
 
@@ -11,7 +14,7 @@ from app import jobs
 from app.errors import USER_ERRORS
 from app.services import policies
 from app.services.rewards import TrainingError
-from app.ui import display, state
+from app.ui import display, policy_hints, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
 from db import repo
@@ -111,23 +114,83 @@ st.dataframe(table, hide_index=True, width="stretch")
 version = st.selectbox("Checkpoint", [r["version"] for r in checkpoints], key="policy_version")
 chosen = next(r for r in checkpoints if r["version"] == version)
 
-curve = pd.DataFrame(chosen["curve"] or [])
-if not curve.empty:
-    measure = "success_rate" if curve["success_rate"].notna().any() else "true_return_mean"
-    series = [measure] + (["learned_return_mean"] if curve["learned_return_mean"].notna().any() else [])
-    long = curve.melt(id_vars="step", value_vars=series, var_name="series", value_name="value").dropna()
-    st.altair_chart(
-        alt.Chart(long)
-        .mark_line(point=True)
-        .encode(
-            x=alt.X("step", title="environment steps"),
-            y=alt.Y("value", title=None),
-            color=alt.Color("series", title=None),
-            tooltip=["step", "series", "value"],
+AXIS_TITLES = {
+    policy_hints.SUCCESS: "success rate",
+    policy_hints.TRUE: "true return",
+    policy_hints.LEARNED: "learned return",
+}
+SERIES = {  # the legend: what each line measures
+    policy_hints.SUCCESS: "success rate (did the task, 0-1)",
+    policy_hints.TRUE: "true return (the environment's reward)",
+    policy_hints.LEARNED: "learned return (your reward model)",
+}
+COLORS = {policy_hints.SUCCESS: "#2ca02c", policy_hints.TRUE: "#2ca02c", policy_hints.LEARNED: "#d62728"}
+
+
+def _true_return_goal(env_id: str) -> float | None:
+    """The environment's own 'solved' return (CartPole-v1: 475), where it declares one."""
+    try:
+        return gym.spec(env_id).reward_threshold
+    except gym.error.Error:
+        return None
+
+
+def _curve_chart(curve: pd.DataFrame, measure: str) -> alt.TopLevelMixin:
+    """The task measure on the left axis and the learned return on its own right axis, so their
+    divergence shows (on one axis a 0-1 success rate lies flat under a return in the hundreds)."""
+    learned = policy_hints.LEARNED
+    columns = [measure] + ([learned] if learned in curve and curve[learned].notna().any() else [])
+    colors = alt.Scale(domain=[SERIES[c] for c in columns], range=[COLORS[c] for c in columns])
+    legend = alt.Legend(orient="bottom", labelLimit=0)
+    tooltip = [alt.Tooltip("step:Q", title="environment steps")] + [
+        alt.Tooltip(f"{c}:Q", title=AXIS_TITLES[c], format=".2f")
+        for c in AXIS_TITLES
+        if c in curve and curve[c].notna().any()  # the true return stays in view beside a success rate
+    ]
+    base = alt.Chart(curve).encode(x=alt.X("step:Q", title="environment steps"), tooltip=tooltip)
+
+    def line(column: str, orient: str) -> alt.Chart:
+        scale = alt.Scale(domain=[0, 1]) if column == policy_hints.SUCCESS else alt.Scale(zero=False)
+        axis = alt.Axis(orient=orient, titleColor=COLORS[column])
+        return (
+            base.transform_filter(f"isValid(datum['{column}'])")
+            .transform_calculate(series=json.dumps(SERIES[column]))
+            .mark_line(point=True)
+            .encode(
+                y=alt.Y(f"{column}:Q", title=AXIS_TITLES[column], axis=axis, scale=scale),
+                color=alt.Color("series:N", scale=colors, title=None, legend=legend),
+            )
         )
-        .properties(title="Greedy evaluation during training (true and learned reward)", height=280),
-        width="stretch",
+
+    left = line(measure, "left")
+    if len(columns) == 1:
+        return left.properties(title=f"Greedy evaluation during training: {AXIS_TITLES[measure]}", height=280)
+    title = alt.TitleParams(
+        "Greedy evaluation during training",
+        subtitle=f"left axis: {AXIS_TITLES[measure]} · right axis: {AXIS_TITLES[learned]} (each on its own scale)",
     )
+    return alt.layer(left, line(learned, "right")).resolve_scale(y="independent").properties(title=title, height=280)
+
+
+curve_rows = chosen["curve"] or []
+curve = pd.DataFrame(curve_rows)
+if not curve.empty and "step" in curve:
+    measure = policy_hints.task_measure(curve_rows)
+    if measure in curve:
+        st.altair_chart(_curve_chart(curve, measure), width="stretch")
+    hacking = policy_hints.reward_hacking(curve_rows, true_return_goal=_true_return_goal(project.env_id))
+    if hacking is not None:
+        done = "success" if hacking.measure == policy_hints.SUCCESS else "true return"
+        fmt = ".0%" if hacking.measure == policy_hints.SUCCESS else ".2f"
+        st.warning(
+            f"**Reward hacking:** the learned return rose ({hacking.learned_before:.2f} → "
+            f"{hacking.learned_after:.2f}) while {done} did not ({hacking.measure_before:{fmt}} → "
+            f"{hacking.measure_after:{fmt}}). The policy found a way to collect your reward model's reward without "
+            "doing the task, so the reward model needs labels on what this policy does. What to do: watch the clip "
+            "below; click **Add the policy's rollouts to the labeling queue**; label those pairs on the Label page; "
+            "retrain the reward model on the Train page; then train the policy again here.",
+            icon=":material/warning:",
+        )
 
 st.subheader("Watch it")
 w1, w2 = st.columns([1, 3], vertical_alignment="bottom")

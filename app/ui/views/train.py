@@ -42,14 +42,24 @@ KINDS = (
 
 
 def _start(kind: str) -> None:
+    params = {"project": project.name, "kind": kind}
+    if st.session_state.get("train_actions") and kind in ("ensemble", "bt"):
+        params["actions"] = True  # a state-action reward
     try:
-        jobs.submit(studio, project.id, "train-reward", {"project": project.name, "kind": kind})
+        jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
         st.session_state["train_error"] = str(exc)
 
 
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key="train_kind")
+if not is_text:
+    left.checkbox(
+        "The reward also sees the action taken (state-action, r(s, a, s'))",
+        key="train_actions",
+        disabled=kind == "cnn-lora",
+        help="For preferences about how the agent acts, not only where it goes. bt and ensemble only.",
+    )
 latest = jobs.latest(studio, project.id, "train-reward")
 right.button(
     "Retrain",
