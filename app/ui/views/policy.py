@@ -150,7 +150,7 @@ def _curve_chart(curve: pd.DataFrame, measure: str) -> alt.TopLevelMixin:
     base = alt.Chart(curve).encode(x=alt.X("step:Q", title="environment steps"), tooltip=tooltip)
 
     def line(column: str, orient: str) -> alt.Chart:
-        scale = alt.Scale(domain=[0, 1]) if column == policy_hints.SUCCESS else alt.Scale(zero=False)
+        scale = alt.Scale(domain=[0, 1]) if column == policy_hints.SUCCESS else alt.Scale(zero=True)
         axis = alt.Axis(orient=orient, titleColor=COLORS[column])
         return (
             base.transform_filter(f"isValid(datum['{column}'])")
@@ -164,12 +164,12 @@ def _curve_chart(curve: pd.DataFrame, measure: str) -> alt.TopLevelMixin:
 
     left = line(measure, "left")
     if len(columns) == 1:
-        return left.properties(title=f"Greedy evaluation during training: {AXIS_TITLES[measure]}", height=280)
+        return left.properties(title=f"Greedy evaluation during training: {AXIS_TITLES[measure]}", height=320)
     title = alt.TitleParams(
         "Greedy evaluation during training",
         subtitle=f"left axis: {AXIS_TITLES[measure]} · right axis: {AXIS_TITLES[learned]} (each on its own scale)",
     )
-    return alt.layer(left, line(learned, "right")).resolve_scale(y="independent").properties(title=title, height=280)
+    return alt.layer(left, line(learned, "right")).resolve_scale(y="independent").properties(title=title, height=320)
 
 
 curve_rows = chosen["curve"] or []
