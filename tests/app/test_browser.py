@@ -142,6 +142,8 @@ def test_label_three_pairs_with_the_keyboard(fresh_demo: Path, tmp_path: Path) -
 
     from app.services.labeling import MIN_VIEW_SECONDS
 
+    expect.set_options(timeout=UI_TIMEOUT_MS)
+
     with _serve(fresh_demo, tmp_path / "server.log") as app_url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -210,6 +212,9 @@ def test_label_three_pairs_with_the_keyboard(fresh_demo: Path, tmp_path: Path) -
 def _require_chromium() -> None:
     if not CHROMIUM.is_file():  # a failure, not a skip
         pytest.fail(f"{CHROMIUM} not found: install it with `apt-get install chromium` (not `playwright install`)")
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=UI_TIMEOUT_MS)  # a page's first load (torch imports) can take longer than 5 s
 
 
 def _label_rows(data_dir: Path) -> list[tuple[int, str, str]]:
