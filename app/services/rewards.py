@@ -294,7 +294,7 @@ def train_reward_model(
         progress("fit", done, total)
 
     started = time.perf_counter()
-    model.fit(train, rng=rng, on_step=on_step, should_stop=stop)
+    fitted = model.fit(train, rng=rng, on_step=on_step, should_stop=stop)
     fit_seconds = time.perf_counter() - started
     if stop():
         raise FitCancelledError("stopped after fitting")
@@ -308,6 +308,7 @@ def train_reward_model(
         teacher_reward=teacher_reward_name(project.env_id or ""),
         encoder=spec.encoder,
         state_action=spec.n_actions is not None,
+        **({"calibration_scale": fitted["calibration_scale"]} if "calibration_scale" in fitted else {}),
         learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
     )
     progress("evaluate", 1, 1)

@@ -434,6 +434,7 @@ def test_a_state_action_reward_model_trains_on_the_projects_actions_and_scores_i
     studio = cp.studio_for(labeled)
     result = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL, actions=True)
     assert result.metrics["state_action"] is True
+    assert 0 < result.metrics["calibration_scale"] <= 1  # the ensemble's out-of-bag calibration, reported
     project = _project(studio)
     record, model = rewards.active_model(studio, project.id)
     assert model.spec.n_actions == 2  # CartPole: push left or right
