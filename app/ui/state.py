@@ -65,20 +65,24 @@ def get(key: str, default: Any = None) -> Any:
     return st.session_state.get(key, default)
 
 
+def _identity_changed() -> None:
+    """Who labels which project changed: the labeling session and its pair are stale."""
+    st.session_state.pop(LABELING, None)
+    st.session_state.pop(PAIR, None)
+
+
 def set_persistent(key: str, value: str) -> None:
     """Set a value that survives reloads (session state and URL)."""
     st.session_state[key] = value
     st.query_params[key] = value
-    st.session_state.pop(LABELING, None)
-    st.session_state.pop(PAIR, None)
+    _identity_changed()
 
 
 def forget(key: str) -> None:
     """Drop a value from the session state and the URL (e.g. an invalid name from a link)."""
     st.session_state.pop(key, None)
     st.query_params.pop(key, None)
-    st.session_state.pop(LABELING, None)
-    st.session_state.pop(PAIR, None)
+    _identity_changed()
 
 
 def url_params() -> dict[str, str]:
