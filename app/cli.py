@@ -243,6 +243,13 @@ def queries(
     is_flag=True,
     help="State-action reward: the model also sees each step's action (one-hot; bt and ensemble).",
 )
+@click.option(
+    "--form",
+    type=click.Choice(["potential", "transition"]),
+    default=None,
+    help="Clip rewards: potential (default for bt and ensemble: r = Phi(s') - Phi(s) + c, which a policy "
+    "cannot farm by circling) or transition (any function of the step; cnn-lora's only form).",
+)
 @click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
@@ -258,6 +265,7 @@ def train_reward(
     noise_prob: float | None,
     encoder: str | None,
     actions: bool,
+    form: str | None,
     rank: int | None,
     lr: float | None,
     max_length: int | None,
@@ -284,7 +292,15 @@ def train_reward(
         raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
     with _reporting("training cancelled; the active model is unchanged", FitCancelledError) as bars:
         result = train_reward_model(
-            studio, name, kind, config=config, seed=seed, on_progress=bars, encoder=encoder, actions=actions
+            studio,
+            name,
+            kind,
+            config=config,
+            seed=seed,
+            on_progress=bars,
+            encoder=encoder,
+            actions=actions,
+            form=form,
         )
     m = result.metrics
     if as_json:
@@ -343,7 +359,8 @@ def _fmt(x: float | None) -> str:
     "--reward",
     default="active",
     show_default=True,
-    help="active: the active reward model; true: the environment's reward (baseline); or a reward model version.",
+    help="active: the active reward model; true: the environment's reward (baseline); teacher: what the scripted "
+    "teacher judges by (MiniGrid: progress toward the goal; a second baseline); or a reward model version.",
 )
 @click.option("--steps", type=int, default=None, help="Environment steps (default: the environment's preset).")
 @click.option(
@@ -378,6 +395,101 @@ def train_policy_cmd(
         f"true return {m['true_return_mean']:.2f}{success}{learned}, "
         f"{m['env_steps']} steps at {m['env_steps_per_second']:.0f} steps/s"
     )
+
+
+@cli.command("loop")
+@click.option("--project", "name", required=True, help="Trajectory project.")
+@click.option(
+    "--teacher",
+    default="oracle",
+    show_default=True,
+    help="Scripted teacher that labels between rounds (oracle, stochastic, myopic, mistake, skip, equal); "
+    "'none': people label between rounds, in the app.",
+)
+@click.option("--rounds", default=2, show_default=True, type=click.IntRange(1), help="Rounds to run.")
+@click.option(
+    "--labels-per-round",
+    default=100,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Pairs the teacher labels before each round.",
+)
+@click.option(
+    "--first-labels",
+    default=None,
+    type=click.IntRange(1),
+    help="Pairs the teacher labels before the first round (default: --labels-per-round).",
+)
+@click.option("--steps", type=click.IntRange(1), default=None, help="Policy environment steps (default: the preset).")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the teacher, models and policies.")
+@click.option("--json", "as_json", is_flag=True, help="Print each round as JSON.")
+@click.pass_obj
+def loop_cmd(
+    studio: Studio,
+    name: str,
+    teacher: str,
+    rounds: int,
+    labels_per_round: int,
+    first_labels: int | None,
+    steps: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Run rounds of the loop: label, retrain the reward model, train a policy, queue its clips.
+
+    Each round is all or nothing: Ctrl-C withdraws the round's reward model and policy."""
+    from app.services.loop import RoundResult, run_loop
+    from rlhf_core.dqn import TrainingCancelledError
+    from rlhf_core.reward_models import FitCancelledError
+
+    def report(r: RoundResult) -> None:
+        if as_json:
+            click.echo(json.dumps(r.to_json()))
+            return
+        success = "" if r.success_rate is None else f"success {r.success_rate:.2f}, "
+        learned = "" if r.learned_return_mean is None else f", learned return {r.learned_return_mean:.1f}"
+        click.echo(
+            f"round {r.round}: {r.labels} labels, reward model v{r.reward_version} "
+            f"(held-out accuracy {_fmt(r.reward_val_accuracy)}), policy v{r.policy_version}: {success}"
+            f"true return {r.true_return_mean:.2f}{learned}; {r.new_pairs} new pairs queued ({r.seconds:.0f} s)"
+        )
+
+    cancelled = "stopped; the unfinished round was withdrawn (finished rounds are kept)"
+    with _reporting(cancelled, FitCancelledError, TrainingCancelledError) as bars:
+        run_loop(
+            studio,
+            name,
+            rounds=rounds,
+            labels_per_round=labels_per_round,
+            teacher=None if teacher == "none" else teacher,
+            first_labels=first_labels,
+            seed=seed,
+            steps=steps,
+            on_progress=bars,
+            on_round=report,
+        )
+
+
+@cli.command("autopilot")
+@click.option("--project", "name", required=True, help="Trajectory project.")
+@click.option(
+    "--every",
+    type=click.IntRange(1),
+    default=None,
+    help="Run a round (retrain reward and policy, queue its clips) after this many new labels.",
+)
+@click.option("--off", is_flag=True, help="Switch the autopilot off.")
+@click.pass_obj
+def autopilot_cmd(studio: Studio, name: str, every: int | None, off: bool) -> None:
+    """Switch a project's autopilot on (--every K) or off (--off); the app runs its rounds."""
+    from app.services.loop import labels_since_round, set_autopilot
+
+    if off == (every is not None):
+        raise click.UsageError("give either --every K or --off")
+    set_autopilot(studio, name, None if off else every)
+    since, _ = labels_since_round(studio, name)
+    state = "off" if off else f"on: a round every {every} labels ({since} since the last round)"
+    click.echo(f"autopilot of {name!r} {state}")
 
 
 @cli.command("policies")
@@ -419,15 +531,26 @@ def policy_queries(studio: Studio, name: str, version: int | None, episodes: int
 
 @cli.command("train-encoder")
 @click.option("--env", "env_id", default="MiniGrid-Empty-8x8-v0", show_default=True, help="Source environment.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Output file (default: encoders/ENV.safetensors in the data folder, where the Train and Policy "
+    "pages offer it).",
+)
 @click.option("--frames", default=4000, show_default=True, help="Frames of the source task.")
 @click.option("--epochs", default=6, show_default=True, help="Training epochs.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed.")
 @click.pass_obj
-def train_encoder(studio: Studio, env_id: str, output: Path, frames: int, epochs: int, seed: int) -> None:
+def train_encoder(studio: Studio, env_id: str, output: Path | None, frames: int, epochs: int, seed: int) -> None:
     """Train a CNN on a source MiniGrid task, to reuse frozen on another (--encoder source:FILE)."""
+    from app.services.encoders import default_encoder_output
     from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
 
+    if output is None:
+        output = default_encoder_output(studio, env_id)
+        output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix != ".safetensors":
         raise click.ClickException(f"the output file must end in .safetensors, got {output.name}")
     bar = tqdm(desc="source task", unit="step", file=sys.stderr)

@@ -85,6 +85,7 @@ def _train_reward(
         job_id=job_id,
         encoder=params.get("encoder"),
         actions=bool(params.get("actions", False)),
+        form=params.get("form"),
     )
     return {
         "version": result.version,
@@ -117,6 +118,28 @@ def _train_policy(
     return {"version": result.version, **result.metrics}
 
 
+def _loop_round(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.loop import run_round
+
+    result = run_round(
+        studio,
+        params["project"],
+        number=int(params.get("round", 1)),
+        seed=int(params.get("seed", 0)),
+        steps=params.get("steps"),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
+    return result.to_json()
+
+
 def _train_classifier(
     studio: Studio,
     params: dict[str, Any],
@@ -143,6 +166,7 @@ def _train_classifier(
 HANDLERS: dict[str, Handler] = {
     "train-reward": _train_reward,
     "train-policy": _train_policy,
+    "loop-round": _loop_round,  # retrain reward and policy, queue the policy's clips (autopilot)
     "train-classifier": _train_classifier,  # not tied to a project: project_id None
 }
 
@@ -271,7 +295,20 @@ def _expire_stale(session: Any) -> None:
 
 #: Share of a job's progress bar each stage fills, so the bar only moves forward.
 STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "train": (0.1, 0.9), "evaluate": (0.9, 1.0)}
+#: A loop round's parts ("reward fit", "policy train", "clips render"): each stage's span inside its part's.
+ROUND_SPANS = {"reward": (0.0, 0.25), "policy": (0.25, 0.9), "clips": (0.9, 1.0)}
 HEARTBEAT_EVERY_S = 10.0
+
+
+def stage_span(stage: str) -> tuple[float, float]:
+    """The share of a job's progress bar that ``stage`` fills."""
+    part, _, inner = stage.partition(" ")
+    if part in ROUND_SPANS and inner:
+        outer_low, outer_high = ROUND_SPANS[part]
+        low, high = STAGE_SPANS.get(inner, (0.0, 1.0))
+        width = outer_high - outer_low
+        return outer_low + width * low, outer_low + width * high
+    return STAGE_SPANS.get(stage, (0.0, 1.0))
 
 
 class _Reporter:
@@ -287,7 +324,7 @@ class _Reporter:
         if now - self.last < 0.5 and done < total:
             return
         self.last = now
-        low, high = STAGE_SPANS.get(stage, (0.0, 1.0))
+        low, high = stage_span(stage)
         with session_scope(self.studio.engine, write=True) as session:
             job = session.get(Job, self.job_id)
             assert job is not None
@@ -332,6 +369,8 @@ def run(studio: Studio, job_id: int) -> JobStatus:
         result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
     except (FitCancelledError, TrainingCancelledError):
         status, message = JobStatus.cancelled, "cancelled; the active model is unchanged, no checkpoint was added"
+        if kind == "loop-round":
+            message = "cancelled; the round was withdrawn: the active model is unchanged, no checkpoint or pairs added"
     except USER_ERRORS as exc:  # the message says what to do; the app shows it (without server paths)
         status, message = JobStatus.failed, "failed; the active model is unchanged"
         error = str(getattr(exc, "public", exc))

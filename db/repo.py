@@ -490,6 +490,18 @@ def comparisons(session: Session, project_id: int) -> list[Comparison]:
     return [Comparison(int(i), int(a), int(b), float(p)) for i, a, b, p in rows]
 
 
+def comparison_count(session: Session, project_id: int) -> int:
+    """How many labels of a project carry a preference (what :func:`comparisons` lists)."""
+    return int(
+        session.scalar(
+            select(func.count(Label.id))
+            .join(Query, Query.id == Label.query_id)
+            .where(Query.project_id == project_id, Label.pref.is_not(None))
+        )
+        or 0
+    )
+
+
 def project_items(session: Session, project_id: int) -> list[tuple[Item, Trajectory]]:
     """A trajectory project's items with their trajectories, by item id."""
     rows = session.execute(
@@ -630,3 +642,24 @@ def reward_model_by_version(session: Session, project_id: int, version: int) -> 
     if record is None:
         raise NotFoundError(f"no reward model version {version} in this project")
     return record
+
+
+def withdraw_reward_model(session: Session, project_id: int, version: int, reactivate: int | None) -> str:
+    """Delete reward model ``version`` (a round that did not finish) and make version
+    ``reactivate`` active again (None: no model is active). Returns the deleted model's path."""
+    record = reward_model_by_version(session, project_id, version)
+    path = record.path
+    session.delete(record)
+    session.flush()
+    if reactivate is not None:
+        activate_reward_model(session, project_id, reactivate)
+    return path
+
+
+def withdraw_policy(session: Session, project_id: int, version: int) -> str:
+    """Delete policy checkpoint ``version`` (a round that did not finish); returns its path."""
+    record = get_policy(session, project_id, version)
+    path = record.path
+    session.delete(record)
+    session.flush()
+    return path

@@ -52,7 +52,8 @@ _LEFT, _RIGHT, _FORWARD = 0, 1, 2
 def minigrid_goal_path(env: gym.Env) -> list[tuple[int, int]] | None:
     """Cells of a shortest path from the agent to the goal, excluding the agent's cell.
 
-    BFS over the grid; ``[]`` when the agent stands on the goal, None when none is reachable.
+    BFS over the cells the agent can walk on (lava, which ends an episode, is not); ``[]``
+    when the agent stands on the goal, None when none is reachable.
     """
     grid_env = env.unwrapped
     grid = grid_env.grid  # type: ignore[attr-defined]
@@ -71,7 +72,7 @@ def minigrid_goal_path(env: gym.Env) -> list[tuple[int, int]] | None:
             if nxt in parents or not (0 <= nxt[0] < grid.width and 0 <= nxt[1] < grid.height):
                 continue
             nobj = grid.get(*nxt)
-            if nobj is None or nobj.can_overlap():
+            if nobj is None or (nobj.can_overlap() and nobj.type != "lava"):  # lava ends the episode: not a path
                 parents[nxt] = cell
                 queue.append(nxt)
     if goal is None:
@@ -87,7 +88,13 @@ def minigrid_goal_path(env: gym.Env) -> list[tuple[int, int]] | None:
 
 
 def minigrid_goal_distance(env: gym.Env) -> float:
-    """Steps on a shortest path to the goal (cells, ignoring turns); NaN if unreachable."""
+    """Steps on a shortest path to the goal (cells, ignoring turns); NaN if unreachable. On lava
+    (the episode ended there) the number of cells of the grid: farther than any path, so that
+    an oracle judging by progress counts walking into lava as losing all progress made."""
+    grid_env = env.unwrapped
+    here = grid_env.grid.get(*grid_env.agent_pos)  # type: ignore[attr-defined]
+    if here is not None and here.type == "lava":
+        return float(grid_env.grid.width * grid_env.grid.height)  # type: ignore[attr-defined]
     path = minigrid_goal_path(env)
     return float("nan") if path is None else float(len(path))
 

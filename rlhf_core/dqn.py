@@ -94,6 +94,11 @@ class DQNConfig:
     """Environment steps between greedy evaluations during training (0: only at the end)."""
     eval_episodes: int = 5
     """Episodes per evaluation."""
+    keep_best: bool = True
+    """End with the network of the evaluation (during training, every ``eval_every`` steps, or
+    the last) whose return on the *training* reward was highest (later ones win ties): the
+    learned return for a learned reward, so the choice never looks at the true reward. DQN's
+    greedy policy can collapse late in training; this keeps the best one seen."""
     torch_threads: int = 1
     """CPU threads for the updates. One is fastest: the Q-head's matrices are too small to share."""
     double_q: bool = True
@@ -387,6 +392,8 @@ class DQNResult:
     curve: list[dict[str, float | None]] = field(default_factory=list)
     """Greedy evaluations during training: ``step`` plus :meth:`Evaluation.summary`."""
     gradient_steps: int = 0
+    chosen_step: int = 0
+    """The evaluation whose network the agent ended with (``DQNConfig.keep_best``)."""
 
     @property
     def env_steps_per_second(self) -> float:
@@ -642,13 +649,17 @@ class DQNAgent:
         should_stop: Callable[[], bool] | None = None,
         eval_env: gym.Env | None = None,
         success_fn: SuccessFn | None = None,
+        select_by: str | None = "auto",
     ) -> DQNResult:
         """Train on ``env`` for ``config.total_steps`` steps.
 
         ``reward_fn`` replaces the environment's reward; it is called once per training round
         on all of the round's new transitions. ``absorbing_reward`` is the per-step reward of
         the state after a termination (see the module docstring). With ``eval_env``, greedy
-        evaluations every ``config.eval_every`` steps fill the result's ``curve``.
+        evaluations every ``config.eval_every`` steps fill the result's ``curve``, and with
+        ``config.keep_best`` the agent ends with the evaluated network that scored best on the
+        reward it trained on (``select_by``: "learned" with a ``reward_fn``, "true" when the
+        environment's reward is the training reward, None: the last network).
         """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -664,6 +675,18 @@ class DQNAgent:
         target_stale = True  # may the online network differ from the target? (at first: if trained before)
         explore_steps = int(cfg.exploration_fraction * cfg.total_steps)
         eval_seconds = 0.0
+        if select_by == "auto":
+            select_by = "learned" if reward_fn is not None else "true"
+        key = {"learned": "learned_return_mean", "true": "true_return_mean", None: None}[select_by]
+        best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+
+        def consider(point: dict[str, Any]) -> None:
+            nonlocal best
+            if not cfg.keep_best or key is None or point.get(key) is None:
+                return
+            if best is None or point[key] >= best[0]:
+                best = (float(point[key]), int(point["step"]), copy.deepcopy(self.q.state_dict()))
+
         start = time.perf_counter()
         for step in range(1, cfg.total_steps + 1):
             epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, explore_steps, step)
@@ -700,6 +723,7 @@ class DQNAgent:
                 eval_start = time.perf_counter()
                 evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
                 curve.append({"step": step, **evaluation.summary()})
+                consider(curve[-1])
                 eval_seconds += time.perf_counter() - eval_start
             if step % 500 == 0 or step == cfg.total_steps:
                 if on_step is not None:
@@ -708,10 +732,16 @@ class DQNAgent:
                 if should_stop is not None and should_stop():
                     raise TrainingCancelledError("stopped during training")
         seconds = time.perf_counter() - start - eval_seconds  # training only: evaluations are not steps
+        chosen = cfg.total_steps
         if eval_env is not None:
             evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
             curve.append({"step": cfg.total_steps, **evaluation.summary()})
-        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates)
+            consider(curve[-1])
+            if best is not None and best[1] != cfg.total_steps:
+                self.q.load_state_dict(best[2])
+                self.target.load_state_dict(best[2])
+                chosen = best[1]
+        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen)
 
     def evaluate(
         self,

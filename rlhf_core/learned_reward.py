@@ -1,12 +1,20 @@
 """A learned reward model as an environment reward: batched and normalised.
 
 Rewards for many transitions are computed in one call of the reward model (features of
-pixel observations come from the frozen encoder's cache). They are normalised with the mean
-and spread of the model's rewards on reference segments (the labeled clips), so a policy
-sees rewards of unit scale whatever the model's. The absorbing state after a termination
-gets the model's own padding reward, normalised the same way; together with
-``rlhf_core.dqn``'s absorbing-state bootstrap this keeps the shift of normalisation from
-making episodes look better shorter or longer.
+pixel observations come from the frozen encoder's cache). They are scaled by the spread of
+the model's rewards on reference segments (the labeled clips), so a policy sees rewards of
+unit scale whatever the model's. The absorbing state after a termination gets the model's
+own padding reward, normalised the same way; together with ``rlhf_core.dqn``'s
+absorbing-state bootstrap this keeps the shift of normalisation from making episodes look
+better shorter or longer.
+
+The shift: a transition reward is centred on its mean over the reference steps. A potential
+reward (``FeatureSpec.form == "potential"``) is centred on its absorbing state instead, so
+that, as with the teacher's and the environment's own reward, the state after an episode
+ends earns 0 and a step earns the rise of the potential. The policy the rewards define is
+the same either way; what DQN learns in 20,000 steps is not: on the default demo, the
+mean-centred potential reward (a constant -0.29 per step) left a greedy policy stalled in
+2 of 3 second-round runs where the absorbing-centred one reached the goal in 5.9 steps.
 """
 
 from __future__ import annotations
@@ -29,6 +37,10 @@ class LearnedReward:
                 self.mean = float(rewards.mean())
                 self.std = float(rewards.std()) or 1.0
         self.calls = 0
+        if model.spec.form == "potential" and reference is not None:
+            # zero is the reward of the state after an episode ends (as for the teacher and the true reward)
+            one = reference.obs[:1, -1]
+            self.mean = float(self.raw(one, one, np.array([False]))[0])
 
     def raw(
         self,

@@ -20,6 +20,8 @@ import numpy as np
 from rlhf_core.encoders import canonical_name, get_encoder
 
 PREF_VALUES = (0.0, 0.5, 1.0)
+#: The forms a per-step reward can take (``FeatureSpec.form``).
+REWARD_FORMS = ("transition", "potential")
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,23 @@ class FeatureSpec:
     n_actions: int | None = None
     """Number of discrete actions when the reward also sees the action (state-action); None:
     the reward sees observations only."""
+    form: str = "transition"
+    """'transition': the reward is any function of a step's inputs (the observation, its change,
+    the action). 'potential': r = Phi(s') - Phi(s) + c (plus a term for the action), a
+    learned potential Phi of the observation: a path's return is the rise of Phi along it, so
+    no loop of steps earns anything and a policy cannot farm the reward by circling (the
+    MiniGrid oracle's progress reward has exactly this form)."""
 
     def __post_init__(self) -> None:
         if self.n_actions is not None and self.n_actions < 1:
             raise ValueError(f"n_actions must be at least 1, got {self.n_actions}")
+        if self.form not in REWARD_FORMS:
+            raise ValueError(f"form must be one of {', '.join(REWARD_FORMS)}, got {self.form!r}")
 
     @classmethod
-    def for_segments(cls, segments: Segments, encoder: str | None = None, n_actions: int | None = None) -> FeatureSpec:
+    def for_segments(
+        cls, segments: Segments, encoder: str | None = None, n_actions: int | None = None, form: str = "transition"
+    ) -> FeatureSpec:
         """The spec of ``segments``; pixels use ``encoder`` (default efficientnet-lite0), stored with
         any file path made absolute so the saved model loads from any working folder;
         ``n_actions`` makes it a state-action reward (the segments must carry their actions)."""
@@ -112,7 +124,7 @@ class FeatureSpec:
         name = canonical_name(encoder or "efficientnet-lite0")
         if n_actions is not None and segments.actions is None:
             raise ValueError("a state-action reward needs segments with their actions")
-        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions)
+        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions, form)
 
     def to_json(self) -> dict:
         return {
@@ -120,11 +132,18 @@ class FeatureSpec:
             "pixels": self.pixels,
             "encoder": self.encoder,
             "n_actions": self.n_actions,
+            "form": self.form,
         }
 
     @classmethod
     def from_json(cls, data: dict) -> FeatureSpec:
-        return cls(tuple(data["obs_shape"]), bool(data["pixels"]), data.get("encoder"), data.get("n_actions"))
+        return cls(
+            tuple(data["obs_shape"]),
+            bool(data["pixels"]),
+            data.get("encoder"),
+            data.get("n_actions"),
+            data.get("form", "transition"),
+        )
 
 
 def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:

@@ -148,10 +148,15 @@ class LinearBT(RewardModel):
 
     def inputs(self, segments: Segments) -> np.ndarray:
         x = super().inputs(segments)
+        potential = self.spec.form == "potential"
+        if potential:  # linear in the change of features only: Phi(s) = w . f(s)
+            f = (x.shape[-1] - 2 - (self.spec.n_actions or 0)) // 2
+            x[..., :f] = 0.0
         if self.spec.pixels:
             return x
-        obs = segments.obs[:, :-1].reshape(segments.count, segments.length, -1).astype(np.float32)
-        return np.concatenate([x, obs**2 * segments.valid[..., None]], axis=-1)  # quadratic terms for vectors
+        obs = segments.obs.reshape(segments.count, segments.length + 1, -1).astype(np.float32) ** 2
+        quad = obs[:, 1:] - obs[:, :-1] if potential else obs[:, :-1]
+        return np.concatenate([x, quad * segments.valid[..., None]], axis=-1)  # quadratic terms for vectors
 
     def fit(
         self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
@@ -265,6 +270,33 @@ class EnsembleNet(nn.Module):
         return h.squeeze(-1)  # (K, N)
 
 
+class PotentialEnsembleNet(EnsembleNet):
+    """K per-step rewards of the potential form: r = (Phi(s') - Phi(s)) * valid + w . extra.
+
+    Inputs are :func:`~rlhf_core.preferences.step_inputs` rows ``[f(s) v, (f(s') - f(s)) v,
+    v, 1 - v, onehot(a) v]``; Phi is a batched MLP (the ``EnsembleNet``) of the standardised
+    observation features f, and ``extra`` (the step and padding indicators, and any action)
+    enters linearly: one reward per step taken, one per step of padding after an episode
+    ended, one per action. A loop of steps earns only its ``extra`` terms.
+    """
+
+    def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...], extra_dim: int) -> None:
+        feature_dim = (in_dim - extra_dim) // 2
+        if feature_dim < 1 or 2 * feature_dim + extra_dim != in_dim:
+            raise ValueError(f"potential inputs of {in_dim} columns cannot hold {extra_dim} extra ones")
+        super().__init__(members, feature_dim, hidden)
+        self.feature_dim = feature_dim
+        self.extra = nn.Parameter(torch.zeros(members, extra_dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.feature_dim
+        now, delta, extra = x[..., :f], x[..., f : 2 * f], x[..., 2 * f :]
+        n = x.shape[1]
+        phi = super().forward(torch.cat([now, now + delta], dim=1))  # (K, 2N): Phi(s), then Phi(s')
+        rise = (phi[:, n:] - phi[:, :n]) * extra[..., 0]  # extra[..., 0] is valid
+        return rise + torch.bmm(extra, self.extra).squeeze(-1)
+
+
 def bt_loss(r_a: torch.Tensor, r_b: torch.Tensor, pref: torch.Tensor, noise_prob: float = 0.0) -> torch.Tensor:
     """Bradley-Terry loss of segment returns against P(A preferred), with optional label noise."""
     logits = r_a - r_b
@@ -320,9 +352,11 @@ class EnsembleBT(RewardModel):
         m, length, self.in_dim = x.shape
         with torch.random.fork_rng():  # seeded initialisation without touching the global generator
             torch.manual_seed(cfg.seed)
-            net = EnsembleNet(cfg.members, self.in_dim, cfg.hidden)
+            net = self._new_net()
         used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))
         flat = x[used].reshape(-1, self.in_dim)
+        if isinstance(net, PotentialEnsembleNet):  # standardise the observation features, of steps taken
+            flat = flat[flat[:, 2 * net.feature_dim] > 0, : net.feature_dim]
         net.mean.copy_(flat.mean(0))
         net.std.copy_(flat.std(0).clamp_min(1e-4))
         a, b = torch.from_numpy(data.a), torch.from_numpy(data.b)
@@ -356,6 +390,13 @@ class EnsembleBT(RewardModel):
         returns = self.member_step_rewards(x.numpy()).sum(axis=2)  # (K, M)
         self.scale = out_of_bag_scale(returns[:, data.a] - returns[:, data.b], data.pref, out_of_bag)
         return {"train_loss": loss_value, "calibration_scale": self.scale}
+
+    def _new_net(self) -> EnsembleNet:
+        assert self.in_dim is not None
+        cfg = self.config
+        if self.spec.form == "potential":
+            return PotentialEnsembleNet(cfg.members, self.in_dim, cfg.hidden, 2 + (self.spec.n_actions or 0))
+        return EnsembleNet(cfg.members, self.in_dim, cfg.hidden)
 
     @torch.inference_mode()
     def member_step_rewards(self, x: np.ndarray) -> np.ndarray:
@@ -396,7 +437,7 @@ class EnsembleBT(RewardModel):
         model = cls(spec, EnsembleConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
         model.in_dim = int(config["in_dim"])
         model.scale = float(config.get("scale", 1.0))  # models saved before calibration: 1
-        net = EnsembleNet(model.config.members, model.in_dim, model.config.hidden)
+        net = model._new_net()
         net.load_state_dict(tensors)
         model.net = net.eval()
         return model

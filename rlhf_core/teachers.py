@@ -22,9 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, SupportsFloat
 
+import gymnasium as gym
 import numpy as np
 
+from rlhf_core.behaviours import minigrid_goal_distance
 from rlhf_core.envs import env_family
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.trajectories import Trajectory, segment_indices, segment_window
@@ -148,3 +151,37 @@ def teacher_reward_fn(env_id: str) -> RewardFn:
 def teacher_reward_name(env_id: str) -> str:
     """'oracle:progress' or 'true', for reports."""
     return "oracle:progress" if env_family(env_id) in ORACLE_REWARDS else "true"
+
+
+# --- the teacher's reward as an environment reward ------------------------------------------
+
+
+class MiniGridProgressReward(gym.Wrapper):
+    """MiniGrid with the oracle's per-step reward (:func:`minigrid_progress_reward`) in place of
+    the environment's: the decrease of the shortest-path distance to the goal, plus the true
+    reward. A policy trained on it tells whether the teacher can teach the task at all."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._distance = 0.0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._distance = minigrid_goal_distance(self.env)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        distance = 0.0 if terminated and float(reward) > 0 else minigrid_goal_distance(self.env)
+        progress = float(np.nan_to_num(self._distance - distance))
+        self._distance = distance
+        info = {**info, "true_reward": float(reward)}
+        return obs, progress + float(reward), terminated, truncated, info
+
+
+def with_teacher_reward(env_id: str, env: gym.Env) -> gym.Env:
+    """``env`` rewarding what the scripted teacher of ``env_id`` judges by (its registered oracle
+    reward; the true reward where none is registered, so ``env`` itself)."""
+    if env_family(env_id) == "minigrid":
+        return MiniGridProgressReward(env)
+    return env

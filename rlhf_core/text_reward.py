@@ -62,8 +62,13 @@ class TextRewardConfig:
     """Tokens of prompt + response kept (the longer of the two is truncated first)."""
     batch_size: int = 16
     """Preference pairs per gradient step (2x this many sequences per forward pass)."""
-    epochs: int = 2
-    """Passes over the training pairs."""
+    epochs: int | None = None
+    """Passes over the training pairs; None: as many as make at least ``min_steps`` optimizer
+    steps, and at least 2 (so the length of training follows the data: 8 passes over 160
+    pairs, 2 over a thousand)."""
+    min_steps: int = 80
+    """Fewest optimizer steps when ``epochs`` is None. 2 passes over 156 labeled pairs (20
+    steps) left the packaged sentiment task at 0.71 held-out accuracy; 80 steps reach 1.0."""
     lr: float = 5e-4
     """Peak AdamW learning rate, decayed linearly to 0 (transformers' Trainer default schedule)."""
     weight_decay: float = 0.0
@@ -95,8 +100,10 @@ class TextRewardConfig:
             raise InvalidInputError("target_modules must name at least one layer, e.g. ('query', 'value')")
         if not 8 <= self.max_length <= 512:
             raise InvalidInputError(f"max_length must lie in 8..512 (MiniLM's position limit), got {self.max_length}")
-        if self.batch_size < 1 or self.epochs < 1 or self.sort_window < 1:
+        if self.batch_size < 1 or (self.epochs is not None and self.epochs < 1) or self.sort_window < 1:
             raise InvalidInputError("batch_size, epochs and sort_window must be at least 1")
+        if self.min_steps < 1:
+            raise InvalidInputError(f"min_steps must be at least 1, got {self.min_steps}")
         if not 0 < self.lr < 1:
             raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
         if self.weight_decay < 0 or self.max_grad_norm < 0 or self.margin < 0 or self.center_rewards_coefficient < 0:
@@ -307,7 +314,8 @@ class TextRewardModel:
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = int(np.ceil(len(data) / cfg.batch_size))
-        total = steps_per_epoch * cfg.epochs
+        epochs = cfg.epochs or max(2, int(np.ceil(cfg.min_steps / steps_per_epoch)))
+        total = steps_per_epoch * epochs
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
         bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
         pad_id = self.tokenizer.pad_token_id
@@ -320,7 +328,7 @@ class TextRewardModel:
         started = time.perf_counter()
         try:
             with torch_threads(cfg.num_threads):
-                for _ in range(cfg.epochs):
+                for _ in range(epochs):
                     loss_sum, loss_n = 0.0, 0
                     for idx in length_batches(lengths, cfg.batch_size, rng, cfg.sort_window):
                         if should_stop is not None and should_stop():
@@ -357,6 +365,7 @@ class TextRewardModel:
         return {
             "train_loss": epoch_loss,
             "steps": step,
+            "epochs": epochs,
             "train_seconds": seconds,
             "pairs_per_s": seen / seconds,
             "bf16": bool(bf16),

@@ -38,6 +38,7 @@ from rlhf_core.encoders import canonical_name, get_encoder
 from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.learned_reward import LearnedReward
+from rlhf_core.teachers import with_teacher_reward
 from rlhf_core.trajectories import (
     Trajectory as Episode,
 )
@@ -50,6 +51,10 @@ from rlhf_core.trajectories import (
 
 #: Encoder of pixel policies when neither the caller nor the reward model names one.
 DEFAULT_ENCODER = "efficientnet-lite0"
+#: Rewards a policy can train on without a reward model: the environment's own, and what the
+#: scripted teacher judges by (``rlhf_core.teachers``; the oracle's progress reward on MiniGrid).
+#: Both are baselines: they tell whether the task, and the teacher, can teach the policy at all.
+BASELINE_REWARDS = ("true", "teacher")
 #: Greedy episodes of the final evaluation.
 FINAL_EVAL_EPISODES = 20
 
@@ -64,8 +69,8 @@ class PolicyResult:
 
 
 def _resolve_reward(session: Any, project: Project, reward: str) -> RewardModelRecord | None:
-    """'true' -> None; 'active' -> the active model; a number -> that reward model version."""
-    if reward == "true":
+    """'true' or 'teacher' -> None; 'active' -> the active model; a number -> that reward model version."""
+    if reward in BASELINE_REWARDS:
         return None
     if reward == "active":
         record = repo.active_reward_model(session, project.id)
@@ -79,7 +84,7 @@ def _resolve_reward(session: Any, project: Project, reward: str) -> RewardModelR
         version = int(reward)
     except ValueError:
         raise TrainingError(
-            f"reward must be 'active', 'true' or a reward model version number, got {reward!r}"
+            f"reward must be 'active', 'true', 'teacher' or a reward model version number, got {reward!r}"
         ) from None
     return repo.reward_model_by_version(session, project.id, version)
 
@@ -129,6 +134,8 @@ def train_policy(
             encoder = model.spec.encoder  # share the reward model's cached features
     featurize, feature_dim, encoder_name = _featurizer(info, encoder)
     env, eval_env = make_env(env_id, render=False), make_env(env_id, render=False)
+    if reward == "teacher":
+        env = with_teacher_reward(env_id, env)  # evaluation stays on the true reward
     if reward_fn is not None:
         example, _ = eval_env.reset(seed=seed)
         absorbing = reward_fn.absorbing_reward(example)
@@ -146,6 +153,8 @@ def train_policy(
             should_stop=should_stop,
             eval_env=eval_env,
             success_fn=succeeded,
+            # the teacher's reward is not what the evaluations measure: keep its last network
+            select_by=None if reward == "teacher" else "auto",
         )
         progress("evaluate", 0, 1)
         final = agent.evaluate(eval_env, FINAL_EVAL_EPISODES, reward_fn=reward_fn, success_fn=succeeded)
@@ -161,8 +170,9 @@ def train_policy(
         "env_steps_per_second": round(result.env_steps_per_second, 1),
         "train_seconds": round(result.seconds, 2),
         "gradient_steps": result.gradient_steps,
+        "chosen_step": result.chosen_step,
         "labels_used": record.label_count if record is not None else 0,
-        "reward": "true" if record is None else f"model v{record.version}",
+        "reward": reward if record is None else f"model v{record.version}",
         "episodes": len(result.episode_returns),
     }
     if stats is not None:  # this run's lookups only
@@ -178,7 +188,7 @@ def train_policy(
                 PolicyRecord(
                     project_id=project.id,
                     version=0,
-                    reward="true" if record is None else "model",
+                    reward=reward if record is None else "model",
                     reward_model_id=None if record is None else record.id,
                     encoder=encoder_name,
                     config=cfg.to_dict(),
@@ -205,7 +215,9 @@ def policy_registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
     return [
         {
             "version": r.version,
-            "reward": "true" if r.reward == "true" else f"model v{versions.get(r.reward_model_id or -1, '?')}",
+            "reward": r.reward
+            if r.reward in BASELINE_REWARDS
+            else f"model v{versions.get(r.reward_model_id or -1, '?')}",
             "labels_used": r.label_count,
             "true_return_mean": r.metrics.get("true_return_mean"),
             "success_rate": r.metrics.get("success_rate"),

@@ -43,6 +43,9 @@ from rlhf_core.reward_models import (
 from rlhf_core.teachers import teacher_reward_fn, teacher_reward_name, true_reward
 from rlhf_core.trajectories import Trajectory, load_trajectory, segment_indices
 
+#: Form of clip rewards unless the caller picks one (``rlhf_core.preferences.FeatureSpec.form``):
+#: a learned potential's rise, which no loop of steps can farm (README: "Why potential rewards").
+DEFAULT_FORM = "potential"
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
 #: Kind of the LoRA reward model of text projects (app.services.text_rewards).
@@ -225,8 +228,15 @@ def train_reward_model(
     job_id: int | None = None,
     encoder: str | None = None,
     actions: bool = False,
+    form: str | None = None,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
+
+    ``form`` (clip projects): 'potential' (the default of bt and ensemble) learns a potential
+    Phi of the observation and rewards each step with its rise, r = Phi(s') - Phi(s) + c, so
+    no loop of steps earns a reward and a policy cannot farm it by circling or hovering;
+    'transition' learns any function of the step (cnn-lora's only form). See the README's
+    "Why potential rewards".
 
     ``actions``: a state-action reward, r(s, a, s'), that also sees each step's action
     (one-hot; discrete actions), for preferences about how the agent acts.
@@ -258,6 +268,8 @@ def train_reward_model(
         )
     if actions and kind == TEXT_KIND:
         raise TrainingError("a text project's responses have no actions; --actions applies to clip projects")
+    if form is not None and kind == TEXT_KIND:
+        raise TrainingError("--form applies to clip projects; a text reward scores whole responses")
     if kind == TEXT_KIND:
         from app.services.text_rewards import train_text_reward_model
 
@@ -280,7 +292,12 @@ def train_reward_model(
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
         n_actions = env_info(project.env_id or "").n_actions if actions else None
-        spec = FeatureSpec.for_segments(data.segments, encoder, n_actions)
+        form = form or ("transition" if kind == "cnn-lora" else DEFAULT_FORM)
+        if kind == "cnn-lora" and form != "transition":
+            raise InvalidInputError(
+                "cnn-lora learns transition rewards only: use --form transition, or --kind ensemble"
+            )
+        spec = FeatureSpec.for_segments(data.segments, encoder, n_actions, form)
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
@@ -308,6 +325,7 @@ def train_reward_model(
         teacher_reward=teacher_reward_name(project.env_id or ""),
         encoder=spec.encoder,
         state_action=spec.n_actions is not None,
+        reward_form=spec.form,
         **({"calibration_scale": fitted["calibration_scale"]} if "calibration_scale" in fitted else {}),
         learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
     )

@@ -69,7 +69,7 @@ def test_true_reward_baseline_uses_no_labels(data: Path) -> None:
 
 def test_bad_reward_choices_are_clear_and_change_nothing(data: Path) -> None:
     studio = cp.studio_for(data)
-    with pytest.raises(TrainingError, match="'active', 'true' or a reward model version"):
+    with pytest.raises(TrainingError, match="'active', 'true', 'teacher' or a reward model version"):
         policies.train_policy(studio, cp.PROJECT, "best", steps=STEPS)
     with pytest.raises(LookupError, match="no reward model version 7"):
         policies.train_policy(studio, cp.PROJECT, "7", steps=STEPS)

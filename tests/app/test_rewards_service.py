@@ -447,4 +447,3 @@ def test_a_state_action_reward_model_trains_on_the_projects_actions_and_scores_i
     # and the same segment scores differently when its actions are flipped
     flipped = type(data.segments)(data.segments.obs, data.segments.valid, 1 - data.segments.actions)
     assert not np.allclose(model.step_rewards(flipped), model.step_rewards(data.segments))
-

@@ -90,7 +90,11 @@ def test_retrain_runs_a_worker_and_the_page_shows_the_new_version(data: Path) ->
 
     submitted = jobs.latest(studio, pid, "train-reward")
     assert submitted is not None and submitted.id == 1
-    assert json.loads(cp.rows(data, "SELECT params FROM job")[0][0]) == {"project": "cp", "kind": "ensemble"}
+    assert json.loads(cp.rows(data, "SELECT params FROM job")[0][0]) == {
+        "project": "cp",
+        "kind": "ensemble",
+        "form": "potential",
+    }
     job = _wait(studio, pid)
     assert job.status is JobStatus.succeeded, (job.message, job.error)
 

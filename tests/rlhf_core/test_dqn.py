@@ -215,3 +215,23 @@ def test_presets_follow_the_environment_family():
     assert preset_for("MiniGrid-Empty-8x8-v0").double_q
     assert preset_for("MiniGrid-Empty-8x8-v0") == preset_for("MiniGrid-Empty-Random-6x6-v0")
     assert preset_for("Acrobot-v1").eval_every > 0
+
+
+@pytest.mark.parametrize("reward", ["true", "learned"])
+def test_the_agent_ends_with_the_evaluated_network_that_scored_best_on_its_training_reward(reward):
+    def shaped(obs, actions, next_obs):  # a "learned" reward unlike the true one: keep the pole left
+        return (-next_obs[:, 2]).astype(np.float32)
+
+    reward_fn = shaped if reward == "learned" else None
+    key = "learned_return_mean" if reward == "learned" else "true_return_mean"
+    cfg = DQNConfig(total_steps=3_000, learning_starts=500, eval_every=500, eval_episodes=2, seed=2)
+    agent = DQNAgent(cfg, 4, 2, vector_features)
+    eval_env = make_env("CartPole-v1", render=False)
+    result = agent.learn(make_env("CartPole-v1", render=False), reward_fn=reward_fn, eval_env=eval_env)
+    scores = [point[key] for point in result.curve]
+    best = max(scores)
+    assert result.chosen_step == result.curve[len(scores) - 1 - scores[::-1].index(best)]["step"]  # latest best
+    again = agent.evaluate(eval_env, 2, reward_fn=reward_fn).summary()[key]
+    assert again == pytest.approx(best)  # the network kept is the one that scored it
+    last = DQNAgent(cfg.replace(keep_best=False), 4, 2, vector_features)
+    assert last.learn(make_env("CartPole-v1", render=False), eval_env=eval_env).chosen_step == cfg.total_steps

@@ -99,3 +99,40 @@ def test_minigrid_oracle_rewards_progress_toward_the_goal():
 def test_oracle_never_skips_even_when_both_returns_are_negative():
     a, b = np.array([[-2.0]]), np.array([[-1.0]])
     assert judge(TEACHERS["oracle"], a, b, scale=1.0, rng=RNG(0)).tolist() == [0.0]
+
+
+def test_the_teachers_reward_as_an_environment_reward_is_progress_plus_success():
+    from rlhf_core.behaviours import minigrid_goal_distance, minigrid_shortest_path
+    from rlhf_core.envs import make_env
+    from rlhf_core.teachers import MiniGridProgressReward, with_teacher_reward
+
+    env = with_teacher_reward("MiniGrid-Empty-Random-6x6-v0", make_env("MiniGrid-Empty-Random-6x6-v0", render=False))
+    assert isinstance(env, MiniGridProgressReward)
+    obs, _ = env.reset(seed=3)
+    start = minigrid_goal_distance(env)
+    rng, rewards, done = np.random.default_rng(0), [], False
+    while not done:
+        obs, reward, terminated, truncated, info = env.step(minigrid_shortest_path(env, obs, rng))
+        rewards.append(float(reward))
+        done = terminated or truncated
+    assert terminated and info["true_reward"] > 0
+    assert sum(rewards) == pytest.approx(start + info["true_reward"])  # every step of the path, then success
+    assert set(rewards[:-1]) <= {0.0, 1.0}  # turning earns 0, a step closer earns 1
+    cartpole = make_env("CartPole-v1", render=False)
+    assert with_teacher_reward("CartPole-v1", cartpole) is cartpole  # its teacher judges by the true reward
+
+
+def test_the_oracle_counts_walking_into_lava_as_losing_all_progress():
+    from rlhf_core.behaviours import minigrid_goal_distance, minigrid_goal_path
+    from rlhf_core.envs import make_env
+
+    env = make_env("MiniGrid-LavaGapS5-v0", render=False)
+    env.reset(seed=0)
+    grid = env.unwrapped.grid
+    lava = [
+        (x, y) for x in range(grid.width) for y in range(grid.height) if getattr(grid.get(x, y), "type", "") == "lava"
+    ]
+    path = minigrid_goal_path(env)
+    assert lava and path and not set(path) & set(lava)  # the path goes through the gap, not the lava
+    env.unwrapped.agent_pos = lava[0]
+    assert minigrid_goal_distance(env) == grid.width * grid.height

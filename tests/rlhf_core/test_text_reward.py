@@ -208,3 +208,17 @@ def test_cancel_stops_between_steps() -> None:
 def test_load_refuses_a_folder_without_a_text_model(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not hold a text reward model"):
         TextRewardModel.load(tmp_path)
+
+
+@pytest.mark.parametrize(("pairs", "min_steps", "epochs"), [(24, 9, 5), (24, 2, 2), (48, 9, 3)])
+def test_training_length_follows_the_data_when_epochs_is_not_set(pairs: int, min_steps: int, epochs: int) -> None:
+    from dataclasses import replace
+
+    model = TextRewardModel(replace(TINY, epochs=None, min_steps=min_steps))
+    steps: list[tuple[int, int]] = []
+    metrics = model.fit(
+        _sentiment_pairs(0, pairs), rng=np.random.default_rng(0), on_step=lambda d, t, m: steps.append((d, t))
+    )
+    per_epoch = -(-pairs // TINY.batch_size)
+    assert metrics["epochs"] == epochs and metrics["steps"] == epochs * per_epoch >= min_steps
+    assert steps[-1] == (epochs * per_epoch, epochs * per_epoch)  # the progress bar's total knew it

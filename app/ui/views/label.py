@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app import jobs
 from app.errors import USER_ERRORS
-from app.services import labeling
+from app.services import labeling, loop
 from app.services.labeling import LabelingSession
 from app.ui import display, state
 from app.ui.resources import get_studio
@@ -144,12 +145,28 @@ def _answer(query_id: int, choice: Choice) -> None:
         return
     if recorded.created:
         st.session_state[state.ACK] = f"Saved: {SAID[choice]} (label #{recorded.label_id})"
+        if ls.kind is ProjectKind.trajectory:
+            _autopilot(ls)
     else:
         st.session_state[state.REFUSED] = (
             f"Not stored: you had already answered pair #{pair.query_id} ({SAID[recorded.choice]}, "
             f"label #{recorded.label_id}), perhaps in another tab; that answer stands. Here is the next pair."
         )
     st.session_state.pop(state.PAIR, None)
+
+
+def _autopilot(ls: LabelingSession) -> None:
+    """Start the project's autopilot round in the background when enough labels have arrived
+    (never holds up labeling: a round already running, or a store that cannot say, waits)."""
+    try:
+        if loop.autopilot_due(studio, ls.project_name):
+            job_id = jobs.submit(studio, ls.project_id, "loop-round", {"project": ls.project_name})
+            st.session_state[state.ACK] += (
+                f" · Autopilot: round started (job #{job_id}; retraining the reward model and the policy; "
+                "the Policy page shows its progress)"
+            )
+    except (jobs.JobError, *USER_ERRORS):
+        return
 
 
 def _undo(query_id: int | None) -> None:

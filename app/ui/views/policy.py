@@ -12,7 +12,8 @@ import streamlit as st
 
 from app import jobs
 from app.errors import USER_ERRORS
-from app.services import policies
+from app.services import loop, policies
+from app.services.encoders import encoder_options
 from app.services.rewards import TrainingError
 from app.ui import display, policy_hints, state
 from app.ui.job_panel import job_panel
@@ -38,15 +39,22 @@ st.caption(
     "Watch it next to a random policy; where it goes wrong, send its clips to the Label page."
 )
 
-REWARDS = {"active": "Active reward model", "true": "True reward (baseline)"}
+REWARDS = {
+    "active": "Active reward model",
+    "true": "True reward (baseline)",
+    "teacher": "Scripted teacher's reward (baseline)",
+}
 REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
 
 
 def _start() -> None:
     # The widgets' current values (a callback runs before the script, so locals would be stale).
     reward, steps = st.session_state["policy_reward"], int(st.session_state["policy_steps"])
+    params = {"project": project.name, "reward": reward, "steps": steps}
+    if (encoder := st.session_state.get("policy_encoder", SAME)) != SAME:
+        params["encoder"] = encoder
     try:
-        jobs.submit(studio, project.id, "train-policy", {"project": project.name, "reward": reward, "steps": steps})
+        jobs.submit(studio, project.id, "train-policy", params)
     except jobs.JobError as exc:
         st.session_state["policy_error"] = str(exc)
 
@@ -68,6 +76,17 @@ steps = c2.number_input(
     step=1_000,
     key="policy_steps",
 )
+SAME = "same"
+if project.config.get("pixels"):
+    options = encoder_options(studio)
+    labels = {SAME: "Same as the reward model (shares its feature cache)", **{o.name: o.label for o in options}}
+    c1.selectbox(
+        "Frozen encoder of the Q-network's frames",
+        list(labels),
+        format_func=labels.get,
+        key="policy_encoder",
+        help="The DQN's features: by default the reward model's encoder (EfficientNet-Lite0 for the baselines).",
+    )
 latest = jobs.latest(studio, project.id, "train-policy")
 c3.button(
     "Train policy",
@@ -84,6 +103,74 @@ if error := st.session_state.pop("policy_error", None):
     display.error(studio, error)
 
 checkpoints = policies.policy_registry(studio, project.name)
+
+
+def _set_autopilot() -> None:
+    on, every = st.session_state["autopilot_on"], int(st.session_state["autopilot_every"])
+    try:
+        loop.set_autopilot(studio, project.name, every if on else None)
+    except USER_ERRORS as exc:
+        st.session_state["policy_error"] = str(exc)
+
+
+def _round_now() -> None:
+    try:
+        jobs.submit(studio, project.id, "loop-round", {"project": project.name})
+    except jobs.JobError as exc:
+        st.session_state["policy_error"] = str(exc)
+
+
+with st.container(border=True):
+    every = loop.autopilot_every(project)
+    since, _ = loop.labels_since_round(studio, project.name)
+    a1, a2, a3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    a1.toggle(
+        "Autopilot: retrain after every K labels",
+        value=every is not None,
+        key="autopilot_on",
+        on_change=_set_autopilot,
+        help="As rl-teacher runs: every K new labels, retrain the reward model, retrain the policy on it "
+        "and queue its new clips first on the Label page, in the background.",
+    )
+    a2.number_input(
+        "K (labels per round)",
+        min_value=1,
+        max_value=10_000,
+        value=every or loop.DEFAULT_EVERY,
+        key="autopilot_every",
+        on_change=_set_autopilot,
+    )
+    round_job = jobs.latest(studio, project.id, "loop-round")
+    a3.button(
+        "Run a round now",
+        icon=":material/autorenew:",
+        on_click=_round_now,
+        disabled=round_job is not None and round_job.active,
+        width="stretch",
+        key="round_now",
+    )
+    if every is not None:
+        st.caption(f"{since} labels since the last round; the next round starts after {max(every - since, 0)} more.")
+    else:
+        st.caption(f"{since} labels since the reward model was last trained.")
+
+    def _round_done(job: jobs.JobView) -> str:
+        r = job.result or {}
+        success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
+        return (
+            f"Round (job #{job.id}): reward model v{r.get('reward_version')} on {r.get('labels')} labels · "
+            f"policy v{r.get('policy_version')}{success} · {r.get('new_pairs')} new pairs queued for labeling"
+        )
+
+    job_panel(
+        studio,
+        project.id,
+        "loop-round",
+        live=round_job is not None and round_job.active,
+        empty=None,
+        succeeded=_round_done,
+        cancelled="the round was withdrawn: the active reward model is unchanged, no checkpoint or pairs were added.",
+    )
 
 
 def _succeeded(job: jobs.JobView) -> str:

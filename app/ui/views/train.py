@@ -8,6 +8,7 @@ import streamlit as st
 
 from app import jobs
 from app.services import rewards
+from app.services.encoders import encoder_options
 from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
@@ -41,10 +42,21 @@ KINDS = (
 )
 
 
+FORMS = {
+    "potential": "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (default; no loop of steps earns "
+    "anything, so a policy cannot farm it by circling)",
+    "transition": "Transition: any function of the step (can express 'being here is good', and can be farmed)",
+}
+
+
 def _start(kind: str) -> None:
     params = {"project": project.name, "kind": kind}
     if st.session_state.get("train_actions") and kind in ("ensemble", "bt"):
         params["actions"] = True  # a state-action reward
+    if not is_text:
+        params["form"] = "transition" if kind == "cnn-lora" else st.session_state.get("train_form", "potential")
+        if project.config.get("pixels") and kind != "cnn-lora":
+            params["encoder"] = st.session_state.get("train_encoder", "efficientnet-lite0")
     try:
         jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
@@ -60,6 +72,26 @@ if not is_text:
         disabled=kind == "cnn-lora",
         help="For preferences about how the agent acts, not only where it goes. bt and ensemble only.",
     )
+    left.selectbox(
+        "Reward form",
+        list(FORMS),
+        format_func=FORMS.get,
+        key="train_form",
+        disabled=kind == "cnn-lora",
+        help="cnn-lora learns transition rewards only.",
+    )
+    if project.config.get("pixels"):
+        options = encoder_options(studio)
+        left.selectbox(
+            "Frozen encoder of the frames",
+            [o.name for o in options],
+            format_func={o.name: o.label for o in options}.get,
+            key="train_encoder",
+            disabled=kind == "cnn-lora",
+            help="ImageNet EfficientNet-Lite0, or a CNN trained on a source task (`rlhf train-encoder`, saved "
+            "under encoders/ in the data folder); ResNet where torchvision and its weights are present. "
+            "Policies trained on this reward reuse it.",
+        )
 latest = jobs.latest(studio, project.id, "train-reward")
 right.button(
     "Retrain",

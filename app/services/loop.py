@@ -1,0 +1,234 @@
+"""Use case: the loop of Christiano et al. (2017), run for people or for a scripted teacher.
+
+A *round* retrains the reward model on every label so far, trains a policy on it, and
+queues pairs cut from that policy's fresh rollouts (served before older pairs), so the
+next labels land where the policy goes now. A round is all or nothing: cancelled or
+failed part-way, it withdraws the reward model it registered and reactivates the one that
+was active, so the store is as it was before the round.
+
+*Autopilot* (rl-teacher's mode): with ``every`` set on a project, a round starts in the
+background whenever that many labels have arrived since the active reward model was
+trained (:func:`autopilot_due`; the app checks after each label it stores). ``rlhf loop``
+runs rounds in the foreground with a scripted teacher labelling between them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from app.config import Studio
+from app.services.policies import rollouts_to_queries, train_policy
+from app.services.rewards import StageProgress, TrainingError, train_reward_model
+from app.services.synthetic import label_synthetic
+from db import repo
+from db.engine import session_scope
+from db.models import Project, ProjectKind, Query
+from rlhf_core.dqn import TrainingCancelledError
+from rlhf_core.errors import InvalidInputError
+
+#: Labels between autopilot rounds when a user switches it on without choosing.
+DEFAULT_EVERY = 50
+#: Episodes of the policy turned into new pairs each round.
+ROLLOUT_EPISODES = 8
+#: The project config key holding the autopilot's settings.
+AUTOPILOT_KEY = "autopilot"
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one round made and measured."""
+
+    round: int
+    labels: int
+    reward_version: int
+    reward_val_accuracy: float | None
+    policy_version: int
+    success_rate: float | None
+    true_return_mean: float
+    learned_return_mean: float | None
+    new_pairs: int
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _no() -> bool:
+    return False
+
+
+def run_round(
+    studio: Studio,
+    project_name: str,
+    *,
+    number: int = 1,
+    seed: int = 0,
+    steps: int | None = None,
+    on_progress: StageProgress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    job_id: int | None = None,
+) -> RoundResult:
+    """Retrain the reward model (the project's defaults), train a policy on it (``steps``
+    environment steps; default: the environment's preset), queue its clips."""
+    progress = on_progress or (lambda stage, done, total: None)
+    stop = should_stop or _no
+    start = time.perf_counter()
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        if project.kind is not ProjectKind.trajectory:
+            raise TrainingError(f"project {project_name!r} holds text; the loop trains policies on clip projects")
+        before = repo.active_reward_model(session, project.id)
+        previous = None if before is None else before.version
+        priorities = {q.id: q.priority for q in repo.unlabeled_queries(session, project.id)}  # a new model reorders
+    reward = train_reward_model(
+        studio,
+        project_name,
+        seed=seed,
+        on_progress=lambda stage, done, total: progress(f"reward {stage}", done, total),
+        should_stop=stop,
+        job_id=job_id,
+    )
+    policy_version: int | None = None
+    try:
+        policy = train_policy(
+            studio,
+            project_name,
+            "active",
+            seed=seed,
+            steps=steps,
+            on_progress=lambda stage, done, total: progress(f"policy {stage}", done, total),
+            should_stop=stop,
+            job_id=job_id,
+        )
+        policy_version = policy.version
+        if stop():
+            raise TrainingCancelledError("stopped before the policy's clips were queued")
+        queued = rollouts_to_queries(
+            studio,
+            project_name,
+            policy.version,
+            episodes=ROLLOUT_EPISODES,
+            seed=seed,
+            on_progress=lambda stage, done, total: progress(f"clips {stage}", done, total),
+        )
+    except BaseException:
+        _withdraw_round(studio, project, reward.version, previous, policy_version, priorities)
+        raise
+    m = policy.metrics
+    return RoundResult(
+        round=number,
+        labels=int(reward.metrics.get("n_labels") or 0),
+        reward_version=reward.version,
+        reward_val_accuracy=reward.metrics.get("val_accuracy"),
+        policy_version=policy.version,
+        success_rate=m.get("success_rate"),
+        true_return_mean=float(m["true_return_mean"]),
+        learned_return_mean=m.get("learned_return_mean"),
+        new_pairs=queued.queries,
+        seconds=round(time.perf_counter() - start, 1),
+    )
+
+
+def _withdraw_round(
+    studio: Studio,
+    project: Project,
+    version: int,
+    previous: int | None,
+    policy_version: int | None,
+    priorities: dict[int, float],
+) -> None:
+    """Undo a round's reward model (and the order it gave the pending pairs) and its policy (its
+    clips are queued last, in one transaction: they never need undoing)."""
+    with session_scope(studio.engine, write=True) as session:
+        paths = [repo.withdraw_reward_model(session, project.id, version, previous)]
+        if policy_version is not None:
+            paths.append(repo.withdraw_policy(session, project.id, policy_version))
+        for query in session.scalars(select(Query).where(Query.id.in_(priorities))):
+            query.priority = priorities[query.id]
+    for path in paths:
+        shutil.rmtree(studio.path(path), ignore_errors=True)
+
+
+def run_loop(
+    studio: Studio,
+    project_name: str,
+    *,
+    rounds: int,
+    labels_per_round: int,
+    teacher: str | None = "oracle",
+    first_labels: int | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    on_progress: StageProgress | None = None,
+    on_round: Callable[[RoundResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[RoundResult]:
+    """``rounds`` rounds; before each, ``teacher`` labels ``labels_per_round`` pending pairs
+    (``first_labels`` before the first). ``teacher`` None: people label between rounds."""
+    if rounds < 1 or labels_per_round < 1:
+        raise InvalidInputError("--rounds and --labels-per-round must be at least 1")
+    results: list[RoundResult] = []
+    for r in range(rounds):
+        if teacher is not None:
+            want = first_labels if (r == 0 and first_labels is not None) else labels_per_round
+            label_synthetic(studio, project_name, teacher, want, seed=seed + r)
+        result = run_round(
+            studio,
+            project_name,
+            number=r + 1,
+            seed=seed + r,
+            steps=steps,
+            on_progress=on_progress,
+            should_stop=should_stop,
+        )
+        results.append(result)
+        if on_round is not None:
+            on_round(result)
+    return results
+
+
+# --- autopilot ----------------------------------------------------------------------------------
+
+
+def autopilot_every(project: Project) -> int | None:
+    """Labels between the project's autopilot rounds; None when the autopilot is off."""
+    every = (project.config or {}).get(AUTOPILOT_KEY)
+    return int(every) if every else None
+
+
+def set_autopilot(studio: Studio, project_name: str, every: int | None) -> None:
+    """Switch the project's autopilot on (a round every ``every`` new labels) or off (None)."""
+    if every is not None and every < 1:
+        raise InvalidInputError(f"the autopilot needs at least 1 label per round, got {every}")
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.get_project(session, project_name)
+        if project.kind is not ProjectKind.trajectory:
+            raise InvalidInputError("the autopilot trains policies: it runs on clip projects")
+        config = dict(project.config or {})
+        if every is None:
+            config.pop(AUTOPILOT_KEY, None)
+        else:
+            config[AUTOPILOT_KEY] = int(every)
+        project.config = config
+
+
+def labels_since_round(studio: Studio, project_name: str) -> tuple[int, int | None]:
+    """(labels that prefer a side since the active reward model was trained, the autopilot's
+    interval or None)."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        active = repo.active_reward_model(session, project.id)
+        total = repo.comparison_count(session, project.id)
+        return total - (active.label_count if active is not None else 0), autopilot_every(project)
+
+
+def autopilot_due(studio: Studio, project_name: str) -> bool:
+    """Is the autopilot on, and have enough labels arrived since the last round?"""
+    since, every = labels_since_round(studio, project_name)
+    return every is not None and since >= every
