@@ -109,6 +109,8 @@ def train_text_reward_model(
         n_val=len(val),
         fit_seconds=round(fit_seconds, 3),
         pairs_per_s=round(fit["pairs_per_s"], 2),
+        epochs=int(fit["epochs"]),  # chosen from the data unless --epochs was given
+        optimizer_steps=int(fit["steps"]),
         train_loss=finite_or_none(fit["train_loss"]),
         trainable_params=int(fit["trainable_params"]),
         backbone_params=int(fit["backbone_params"]),
