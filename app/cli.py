@@ -482,7 +482,7 @@ def loop_cmd(
 @click.pass_obj
 def autopilot_cmd(studio: Studio, name: str, every: int | None, off: bool) -> None:
     """Switch a project's autopilot on (--every K) or off (--off); the app runs its rounds."""
-    from app.services.loop import labels_since_round, set_autopilot
+    from app.services.autopilot import labels_since_round, set_autopilot
 
     if off == (every is not None):
         raise click.UsageError("give either --every K or --off")

@@ -8,7 +8,8 @@ was active, so the store is as it was before the round.
 
 *Autopilot* (rl-teacher's mode): with ``every`` set on a project, a round starts in the
 background whenever that many labels have arrived since the active reward model was
-trained (:func:`autopilot_due`; the app checks after each label it stores). ``rlhf loop``
+trained (:func:`app.services.autopilot.autopilot_due`; the app checks after each label it
+stores). ``rlhf loop``
 runs rounds in the foreground with a scripted teacher labelling between them.
 """
 
@@ -32,12 +33,8 @@ from db.models import Project, ProjectKind, Query
 from rlhf_core.dqn import TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
 
-#: Labels between autopilot rounds when a user switches it on without choosing.
-DEFAULT_EVERY = 50
 #: Episodes of the policy turned into new pairs each round.
 ROLLOUT_EPISODES = 8
-#: The project config key holding the autopilot's settings.
-AUTOPILOT_KEY = "autopilot"
 
 
 @dataclass(frozen=True)
@@ -191,44 +188,3 @@ def run_loop(
         if on_round is not None:
             on_round(result)
     return results
-
-
-# --- autopilot ----------------------------------------------------------------------------------
-
-
-def autopilot_every(project: Project) -> int | None:
-    """Labels between the project's autopilot rounds; None when the autopilot is off."""
-    every = (project.config or {}).get(AUTOPILOT_KEY)
-    return int(every) if every else None
-
-
-def set_autopilot(studio: Studio, project_name: str, every: int | None) -> None:
-    """Switch the project's autopilot on (a round every ``every`` new labels) or off (None)."""
-    if every is not None and every < 1:
-        raise InvalidInputError(f"the autopilot needs at least 1 label per round, got {every}")
-    with session_scope(studio.engine, write=True) as session:
-        project = repo.get_project(session, project_name)
-        if project.kind is not ProjectKind.trajectory:
-            raise InvalidInputError("the autopilot trains policies: it runs on clip projects")
-        config = dict(project.config or {})
-        if every is None:
-            config.pop(AUTOPILOT_KEY, None)
-        else:
-            config[AUTOPILOT_KEY] = int(every)
-        project.config = config
-
-
-def labels_since_round(studio: Studio, project_name: str) -> tuple[int, int | None]:
-    """(labels that prefer a side since the active reward model was trained, the autopilot's
-    interval or None)."""
-    with session_scope(studio.engine) as session:
-        project = repo.get_project(session, project_name)
-        active = repo.active_reward_model(session, project.id)
-        total = repo.comparison_count(session, project.id)
-        return total - (active.label_count if active is not None else 0), autopilot_every(project)
-
-
-def autopilot_due(studio: Studio, project_name: str) -> bool:
-    """Is the autopilot on, and have enough labels arrived since the last round?"""
-    since, every = labels_since_round(studio, project_name)
-    return every is not None and since >= every

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 from app import jobs
 from app.cli import cli
 from app.config import Settings, Studio
-from app.services import labeling, loop, policies
+from app.services import autopilot, labeling, loop, policies
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db.models import JobStatus
@@ -212,17 +212,17 @@ def test_autopilot_is_due_after_k_new_labels_and_runs_as_a_job(data: Path) -> No
     runner = CliRunner()
     on = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT, "--every", "5"])
     assert on.exit_code == 0 and "a round every 5 labels (0 since the last round)" in on.output
-    assert not loop.autopilot_due(studio, PROJECT)
+    assert not autopilot.autopilot_due(studio, PROJECT)
     label_synthetic(studio, PROJECT, "oracle", 5, seed=1)
-    assert loop.labels_since_round(studio, PROJECT) == (5, 5) and loop.autopilot_due(studio, PROJECT)
+    assert autopilot.labels_since_round(studio, PROJECT) == (5, 5) and autopilot.autopilot_due(studio, PROJECT)
     pid = _rows(data, "SELECT id FROM project")[0][0]
     job_id = jobs.submit(studio, pid, "loop-round", {"project": PROJECT, "steps": STEPS}, spawn=False)
     assert jobs.run(studio, job_id) is JobStatus.succeeded
     view = jobs.get(studio, job_id)
     assert view.progress == pytest.approx(1.0) and view.result is not None and view.result["labels"] == 45
-    assert not loop.autopilot_due(studio, PROJECT)  # the round used them
+    assert not autopilot.autopilot_due(studio, PROJECT)  # the round used them
     off = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT, "--off"])
-    assert off.exit_code == 0 and loop.labels_since_round(studio, PROJECT)[1] is None
+    assert off.exit_code == 0 and autopilot.labels_since_round(studio, PROJECT)[1] is None
     neither = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT])
     assert neither.exit_code == 2 and "--every K or --off" in neither.output
 
@@ -312,7 +312,7 @@ def test_policy_page_switches_the_autopilot_and_runs_a_round(data: Path) -> None
 
 
 def test_labeling_starts_the_autopilots_round_when_k_labels_have_arrived(data: Path, instant_answers) -> None:
-    loop.set_autopilot(_studio(data), PROJECT, 1)
+    autopilot.set_autopilot(_studio(data), PROJECT, 1)
     at = AppTest.from_file(str(VIEWS / "label.py"), default_timeout=60)
     at.session_state["project"] = PROJECT
     at.session_state["annotator"] = "tester"

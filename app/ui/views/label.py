@@ -17,7 +17,7 @@ import streamlit as st
 
 from app import jobs
 from app.errors import USER_ERRORS
-from app.services import labeling, loop
+from app.services import autopilot, labeling
 from app.services.labeling import LabelingSession
 from app.ui import display, state
 from app.ui.resources import get_studio
@@ -159,7 +159,7 @@ def _autopilot(ls: LabelingSession) -> None:
     """Start the project's autopilot round in the background when enough labels have arrived
     (never holds up labeling: a round already running, or a store that cannot say, waits)."""
     try:
-        if loop.autopilot_due(studio, ls.project_name):
+        if autopilot.autopilot_due(studio, ls.project_name):
             job_id = jobs.submit(studio, ls.project_id, "loop-round", {"project": ls.project_name})
             st.session_state[state.ACK] += (
                 f" · Autopilot: round started (job #{job_id}; retraining the reward model and the policy; "

@@ -12,7 +12,7 @@ import streamlit as st
 
 from app import jobs
 from app.errors import USER_ERRORS
-from app.services import loop, policies
+from app.services import autopilot, policies
 from app.services.encoders import encoder_options
 from app.services.rewards import TrainingError
 from app.ui import display, policy_hints, state
@@ -108,7 +108,7 @@ checkpoints = policies.policy_registry(studio, project.name)
 def _set_autopilot() -> None:
     on, every = st.session_state["autopilot_on"], int(st.session_state["autopilot_every"])
     try:
-        loop.set_autopilot(studio, project.name, every if on else None)
+        autopilot.set_autopilot(studio, project.name, every if on else None)
     except USER_ERRORS as exc:
         st.session_state["policy_error"] = str(exc)
 
@@ -121,8 +121,8 @@ def _round_now() -> None:
 
 
 with st.container(border=True):
-    every = loop.autopilot_every(project)
-    since, _ = loop.labels_since_round(studio, project.name)
+    every = autopilot.autopilot_every(project)
+    since, _ = autopilot.labels_since_round(studio, project.name)
     a1, a2, a3 = st.columns([2, 1, 1], vertical_alignment="bottom")
     a1.toggle(
         "Autopilot: retrain after every K labels",
@@ -136,7 +136,7 @@ with st.container(border=True):
         "K (labels per round)",
         min_value=1,
         max_value=10_000,
-        value=every or loop.DEFAULT_EVERY,
+        value=every or autopilot.DEFAULT_EVERY,
         key="autopilot_every",
         on_change=_set_autopilot,
     )
