@@ -31,16 +31,17 @@ class LearnedReward:
     def __init__(self, model: RewardModel, reference: Segments | None = None) -> None:
         self.model = model
         self.mean, self.std = 0.0, 1.0
-        if reference is not None:
-            rewards = model.step_rewards(reference)[reference.valid]
-            if len(rewards) > 1:
-                self.mean = float(rewards.mean())
-                self.std = float(rewards.std()) or 1.0
         self.calls = 0
-        if model.spec.form == "potential" and reference is not None:
-            # zero is the reward of the state after an episode ends (as for the teacher and the true reward)
-            one = reference.obs[:1, -1]
-            self.mean = float(self.raw(one, one, np.array([False]))[0])
+        if reference is None:
+            return
+        rewards = model.step_rewards(reference)[reference.valid]
+        if len(rewards) > 1:
+            self.mean = float(rewards.mean())
+            self.std = float(rewards.std()) or 1.0
+        if model.spec.form == "potential":  # the state after an episode ends earns 0, as for the teacher
+            end = reference.obs[:1, -1]
+            self.mean = float(self.raw(end, end, np.array([False]))[0])
+            self.calls = 0
 
     def raw(
         self,
