@@ -27,15 +27,16 @@ run: demo
 browser:
 	@bash scripts/setup_browser.sh
 
-test: $(STAMP) browser
-	$(BIN)/ruff check app db rlhf_core tests scripts
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
 
+# ruff, then the import contracts of pyproject.toml: no cycles, and imports only downwards.
 lint: $(STAMP)
 	$(BIN)/ruff check app db rlhf_core tests scripts
+	$(BIN)/lint-imports
 
 lock: $(STAMP)
 	{ echo "# Tested versions of every dependency (pip constraints). Regenerate with: make lock"; \

@@ -18,8 +18,10 @@ import click
 from tqdm import tqdm
 
 from app.config import Settings, Studio
-from app.errors import USER_ERRORS
-from rlhf_core.envs import DEFAULT_ENV_ID
+from app.errors import USER_ERRORS, TrainingCancelledError
+from app.services import reward_kinds
+from app.services.demo import DEFAULT_ENV_ID
+from app.services.reward_kinds import REWARD_KINDS
 
 #: Set to 1 for the same effect as ``--debug``: errors keep their traceback.
 DEBUG_ENV = "RLHF_DEBUG"
@@ -224,11 +226,9 @@ def queries(
 @click.option("--project", "name", required=True, help="Project name.")
 @click.option(
     "--kind",
-    type=click.Choice(["bt", "ensemble", "cnn-lora", "text-lora"]),
+    type=click.Choice(list(REWARD_KINDS)),
     default=None,
-    help="bt: linear Bradley-Terry; ensemble: bagged neural Bradley-Terry (default for trajectory projects); "
-    "cnn-lora: reward head on a LoRA-adapted CNN (pixel observations); "
-    "text-lora: MiniLM + LoRA (text projects, their default).",
+    help="; ".join(f"{k.name}: {k.summary}" for k in REWARD_KINDS.values()) + ".",
 )
 @click.option("--members", type=int, default=None, help="Ensemble members (3-5).")
 @click.option("--epochs", type=int, default=None, help="Training epochs (ensemble, text-lora).")
@@ -273,24 +273,15 @@ def train_reward(
     as_json: bool,
 ) -> None:
     """Train a reward model on the project's labels and make it the active version."""
-    from app.services.rewards import describe_accuracy, train_reward_model
-    from rlhf_core.reward_models import FitCancelledError
+    from app.services.rewards import train_reward_model
 
-    ensemble_only = {"members": members, "noise_prob": noise_prob}
-    text_only = {"rank": rank, "lr": lr, "max_length": max_length}
-    config = {k: v for k, v in {**ensemble_only, **text_only, "epochs": epochs}.items() if v is not None}
-    if kind is None:
-        kind = _project_default_kind(studio, name)
-    if kind == "bt" and config:
-        raise click.ClickException(
-            "--members, --epochs and --noise-prob apply to --kind ensemble only "
-            "(--epochs, --rank, --lr and --max-length to --kind text-lora)"
-        )
-    if kind == "ensemble" and any(v is not None for v in text_only.values()):
-        raise click.ClickException("--rank, --lr and --max-length apply to --kind text-lora only")
-    if kind == "text-lora" and any(v is not None for v in ensemble_only.values()):
-        raise click.ClickException("--members and --noise-prob apply to --kind ensemble only")
-    with _reporting("training cancelled; the active model is unchanged", FitCancelledError) as bars:
+    config = {
+        k: v
+        for k, v in {"members": members, "noise_prob": noise_prob, "rank": rank, "lr": lr, "max_length": max_length,
+                     "epochs": epochs}.items()
+        if v is not None
+    }
+    with _reporting("training cancelled; the active model is unchanged", TrainingCancelledError) as bars:
         result = train_reward_model(
             studio,
             name,
@@ -302,31 +293,10 @@ def train_reward(
             actions=actions,
             form=form,
         )
-    m = result.metrics
     if as_json:
-        click.echo(json.dumps({"version": result.version, "kind": result.kind, **m}, indent=2))
+        click.echo(json.dumps({"version": result.version, "kind": result.kind, **result.metrics}, indent=2))
         return
-    if result.kind == "text-lora":
-        click.echo(
-            f"version {result.version} (text-lora) is active: held-out accuracy {describe_accuracy(m)}, "
-            f"log_loss {_fmt(m['log_loss'])}, {m['n_labels']} labels, fit {m['fit_seconds']:.2f} s "
-            f"({m['pairs_per_s']:.1f} pairs/s), trainable {m['trainable_fraction']:.2%} of {m['backbone']}"
-        )
-        return
-    click.echo(
-        f"version {result.version} ({result.kind}) is active: held-out accuracy {describe_accuracy(m)}, "
-        f"log_loss {_fmt(m['log_loss'])}, spearman_true {_fmt(m['spearman_true'])} ({m['teacher_reward']} reward), "
-        f"{m['n_labels']} labels, fit {m['fit_seconds']:.2f} s"
-    )
-
-
-def _project_default_kind(studio: Studio, name: str) -> str:
-    from app.services.rewards import default_kind
-    from db import repo
-    from db.engine import session_scope
-
-    with session_scope(studio.engine) as session:
-        return default_kind(repo.get_project(session, name))
+    click.echo(reward_kinds.summary(result.version, result.kind, result.metrics))
 
 
 @cli.command()
@@ -378,7 +348,6 @@ def train_policy_cmd(
 ) -> None:
     """Train a DQN policy on the learned (or true) reward and register the checkpoint."""
     from app.services.policies import train_policy
-    from rlhf_core.dqn import TrainingCancelledError
 
     if steps is not None and steps < 1:
         raise click.ClickException(f"--steps must be positive, got {steps}")
@@ -439,8 +408,6 @@ def loop_cmd(
 
     Each round is all or nothing: Ctrl-C withdraws the round's reward model and policy."""
     from app.services.loop import RoundResult, run_loop
-    from rlhf_core.dqn import TrainingCancelledError
-    from rlhf_core.reward_models import FitCancelledError
 
     def report(r: RoundResult) -> None:
         if as_json:
@@ -455,7 +422,7 @@ def loop_cmd(
         )
 
     cancelled = "stopped; the unfinished round was withdrawn (finished rounds are kept)"
-    with _reporting(cancelled, FitCancelledError, TrainingCancelledError) as bars:
+    with _reporting(cancelled, TrainingCancelledError) as bars:
         run_loop(
             studio,
             name,
@@ -545,23 +512,16 @@ def policy_queries(studio: Studio, name: str, version: int | None, episodes: int
 @click.pass_obj
 def train_encoder(studio: Studio, env_id: str, output: Path | None, frames: int, epochs: int, seed: int) -> None:
     """Train a CNN on a source MiniGrid task, to reuse frozen on another (--encoder source:FILE)."""
-    from app.services.encoders import default_encoder_output
-    from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
+    from app.services.encoders import train_encoder as train
 
-    if output is None:
-        output = default_encoder_output(studio, env_id)
-        output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix != ".safetensors":
-        raise click.ClickException(f"the output file must end in .safetensors, got {output.name}")
     bar = tqdm(desc="source task", unit="step", file=sys.stderr)
     try:
-        config = SourceTaskConfig(env_id=env_id, frames=frames, epochs=epochs, seed=seed)
 
         def on_step(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        result = train_source_encoder(config, output, on_step)
+        output, result = train(studio, env_id, output, frames=frames, epochs=epochs, seed=seed, on_step=on_step)
     finally:
         bar.close()
     click.echo(
@@ -684,9 +644,9 @@ def train_classifier(
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of colours, sizes and places.")
 def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None:
     """Draw a small image dataset (circle, square, triangle, cross; one sub-folder each) into FOLDER."""
-    from rlhf_core.classifiers import make_shape_images
+    from app.services.classifiers import make_demo_images as draw
 
-    counts = make_shape_images(folder, per_class=per_class, size=size, seed=seed)
+    counts = draw(folder, per_class=per_class, size=size, seed=seed)
     click.echo(f"wrote {sum(counts.values())} images of {len(counts)} classes ({', '.join(counts)}) to {folder}")
     click.echo(f"train on them: rlhf train-classifier --kind image --data {folder} --mode lora")
 

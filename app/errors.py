@@ -7,8 +7,12 @@ traceback (the CLI's ``--debug``, the server log).
 from __future__ import annotations
 
 from db.errors import StoreError
-from rlhf_core.envs import EnvError
+from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.envs.registry import EnvError
 from rlhf_core.errors import StudioError
 
 USER_ERRORS: tuple[type[Exception], ...] = (StudioError, StoreError, EnvError)
 """Errors caused by the input, the data or the data folder: a message, not a traceback."""
+
+__all__ = ["USER_ERRORS", "TrainingCancelledError"]
+"""``TrainingCancelledError``: a fit stopped on request (Ctrl-C, Cancel); nothing was registered."""

@@ -45,6 +45,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(t: datetime | None) -> datetime | None:
+    """A datetime read back from the store, made timezone-aware.
+
+    SQLite returns naive datetimes even for timezone=True columns; they were stored in UTC.
+    """
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
+
+
 class Base(DeclarativeBase):
     """Declarative base with a naming convention, so migrations name constraints stably."""
 

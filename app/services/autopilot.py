@@ -37,7 +37,7 @@ def set_autopilot(studio: Studio, project_name: str, every: int | None) -> None:
             config.pop(AUTOPILOT_KEY, None)
         else:
             config[AUTOPILOT_KEY] = int(every)
-        project.config = config
+        repo.set_project_config(session, project.id, config)
 
 
 def labels_since_round(studio: Studio, project_name: str) -> tuple[int, int | None]:

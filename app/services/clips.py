@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Studio
-from db.models import Item
-from rlhf_core.clips import side_by_side_gif
-from rlhf_core.errors import StudioError
-from rlhf_core.trajectories import DataFileError, load_npz, save_npz, write_bytes_atomic
+from rlhf_core.envs.clips import side_by_side_gif
+from rlhf_core.envs.episodes import load_npz, save_npz
+from rlhf_core.errors import DataFileError, StudioError
+from rlhf_core.fileio import write_bytes_atomic
 
 
 class ClipUnavailableError(StudioError):
@@ -40,12 +40,13 @@ def save_item_frames(path: Path, frames: np.ndarray, valid: np.ndarray) -> None:
     save_npz(path, frames=frames, valid=valid)
 
 
-def clip_relpath(left: Item, right: Item) -> str:
-    """Where the clip of ``left`` beside ``right`` lives, relative to the data folder."""
-    if not left.clip_file or not right.clip_file:
-        raise ClipUnavailableError(f"items {left.id} and {right.id} have no rendered frames to show")
-    folder = Path(left.clip_file).parent.parent / "clips"
-    return (folder / f"{Path(left.clip_file).stem}__{Path(right.clip_file).stem}.gif").as_posix()
+def clip_relpath(left: str | None, right: str | None) -> str:
+    """Where the clip of the item whose frames file is ``left`` beside the one of ``right`` lives
+    (paths relative to the data folder, as items store them)."""
+    if not left or not right:
+        raise ClipUnavailableError("this pair has no rendered frames to show")
+    folder = Path(left).parent.parent / "clips"
+    return (folder / f"{Path(left).stem}__{Path(right).stem}.gif").as_posix()
 
 
 def render_clip(job: ClipJob) -> Path:
@@ -59,16 +60,13 @@ def render_clip(job: ClipJob) -> Path:
     return job.out
 
 
-def clip_job(studio: Studio, left: Item, right: Item, fps: float) -> ClipJob:
-    """The rendering job for ``left`` beside ``right``."""
-    assert left.clip_file and right.clip_file
-    return ClipJob(
-        studio.path(left.clip_file), studio.path(right.clip_file), studio.path(clip_relpath(left, right)), fps
-    )
+def clip_job(studio: Studio, left: str, right: str, fps: float) -> ClipJob:
+    """The rendering job for the item with frames file ``left`` beside the one of ``right``."""
+    return ClipJob(studio.path(left), studio.path(right), studio.path(clip_relpath(left, right)), fps)
 
 
-def ensure_clip(studio: Studio, left: Item, right: Item, fps: float) -> Path:
-    """The clip of ``left`` beside ``right``, rendered now if it is missing or unreadable."""
+def ensure_clip(studio: Studio, left: str | None, right: str | None, fps: float) -> Path:
+    """The clip of ``left`` beside ``right`` (frames files), rendered now if missing or unreadable."""
     path = studio.path(clip_relpath(left, right))
     if _is_gif(path):
         return path

@@ -9,6 +9,7 @@ behind, and a second run for an existing project adds nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import uuid
@@ -19,14 +20,16 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Studio
-from app.services.clips import clip_job, render_clips, save_item_frames, worker_pool
+from app.services.clips import worker_pool
+from app.services.episodes import render_pair_clips, store_episode
 from db import names, repo
 from db.engine import session_scope
-from db.models import Item, Project, ProjectKind, Query, Trajectory
-from rlhf_core.behaviours import behaviour_mix
-from rlhf_core.envs import DEFAULT_ENV_ID, env_info
+from db.models import ProjectKind
+from db.repo import NewTrajectory
+from rlhf_core.envs.behaviours import behaviour_mix
+from rlhf_core.envs.episodes import choose_segment_starts, rollout
+from rlhf_core.envs.registry import DEFAULT_ENV_ID, env_info
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.trajectories import choose_segment_starts, rollout, save_trajectory, segment_frames
 
 #: Progress callback: (stage, done, total).
 Progress = Callable[[str, int, int], None]
@@ -98,38 +101,23 @@ def create_demo_project(
     # A folder of its own: names that slug alike ("my demo", "my-demo") never share files.
     folder = studio.settings.data_dir / "projects" / f"{_slug(name)}-{uuid.uuid4().hex[:8]}"
     try:
-        trajectories, items = _collect(studio, folder, env_id, length, n_segments, seed, workers, on_progress)
-        pairs = _sample_pairs(len(items), n_queries, rng)
-        jobs = []
-        for a, b in pairs:
-            jobs.append(clip_job(studio, items[a], items[b], info.render_fps))
-            jobs.append(clip_job(studio, items[b], items[a], info.render_fps))
-        render_clips(jobs, workers, on_progress)
+        trajectories = _collect(studio, folder, env_id, length, n_segments, seed, workers, on_progress)
+        frames = [seg.clip_file for t in trajectories for seg in t.segments]
+        pairs = _sample_pairs(len(frames), n_queries, rng)
+        render_pair_clips(studio, [(frames[a], frames[b]) for a, b in pairs], info.render_fps, workers, on_progress)
         with session_scope(studio.engine, write=True) as session:
             if repo.find_project(session, name) is not None:  # created concurrently
                 return DemoResult(name, False, repo.project_counts(session, repo.get_project(session, name).id))
-            project = Project(
+            project = repo.create_project(
+                session,
                 name=name,
                 kind=ProjectKind.trajectory,
                 env_id=env_id,
                 config={"segment_length": length, "fps": info.render_fps, "seed": seed, "pixels": info.pixels},
                 guidelines=DEFAULT_GUIDELINES.format(task=TASKS[info.family]),
             )
-            session.add(project)
-            session.flush()
-            for traj in trajectories:
-                traj.project_id = project.id
-            session.add_all(trajectories)
-            session.flush()
-            for item in items:
-                item.project_id = project.id
-            session.add_all(items)
-            session.flush()
-            session.add_all(
-                Query(project_id=project.id, item_a_id=items[a].id, item_b_id=items[b].id, method="random")
-                for a, b in pairs
-            )
-            session.flush()
+            item_ids = [i for ids in repo.add_trajectories(session, project.id, trajectories) for i in ids]
+            repo.add_queries(session, project.id, [(item_ids[a], item_ids[b]) for a, b in pairs], "random")
             counts = repo.project_counts(session, project.id)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
@@ -148,8 +136,8 @@ class _EpisodeJob:
     want: int
 
 
-def _episode(job: _EpisodeJob) -> tuple[dict, list[dict]]:
-    """Play one episode, write its trajectory and segment frame files, return row values.
+def _episode(job: _EpisodeJob) -> NewTrajectory:
+    """Play one episode, write its trajectory and segment frame files, return the rows to add.
 
     Runs in a worker process; randomness comes from (seed, episode index) alone, so the
     project is the same whatever the number of workers.
@@ -158,33 +146,9 @@ def _episode(job: _EpisodeJob) -> tuple[dict, list[dict]]:
     behaviours = behaviour_mix(job.env_id)
     behaviour = behaviours[job.index % len(behaviours)]
     # Episodes are cut at 3 clip lengths: longer ones add render time, not variety.
-    traj = rollout(job.env_id, behaviour, seed=job.seed + job.index, rng=rng, max_steps=3 * job.length)
-    traj_path = job.folder / "trajectories" / f"{job.index:05d}.npz"
-    save_trajectory(traj_path, traj)
-    row = {
-        "file": traj_path.relative_to(job.data_dir).as_posix(),
-        "length": traj.length,
-        "source_policy": traj.source,
-        "seed": traj.seed,
-        "true_return": traj.true_return,
-        "terminated": traj.terminated,
-    }
-    items = []
-    assert traj.frames is not None
-    for start in choose_segment_starts(traj.length, job.length, job.want, rng, terminated=traj.terminated):
-        frames, valid = segment_frames(traj.frames, traj.length, start, job.length)
-        frames_path = job.folder / "items" / f"{job.index:05d}_{start:04d}.npz"
-        save_item_frames(frames_path, frames, valid)
-        end = min(start + job.length, traj.length)
-        items.append(
-            {
-                "start": start,
-                "length": job.length,
-                "clip_file": frames_path.relative_to(job.data_dir).as_posix(),
-                "true_return": float(traj.rewards[start:end].sum()),
-            }
-        )
-    return row, items
+    episode = rollout(job.env_id, behaviour, seed=job.seed + job.index, rng=rng, max_steps=3 * job.length)
+    starts = choose_segment_starts(episode.length, job.length, job.want, rng, terminated=episode.terminated)
+    return store_episode(episode, job.folder, job.data_dir, f"{job.index:05d}", starts, job.length)
 
 
 def _collect(
@@ -196,27 +160,27 @@ def _collect(
     seed: int,
     workers: int,
     on_progress: Progress,
-) -> tuple[list[Trajectory], list[Item]]:
-    """Roll out episodes (in parallel) until ``n_segments`` segments are cut."""
-    trajectories: list[Trajectory] = []
-    items: list[Item] = []
+) -> list[NewTrajectory]:
+    """Roll out episodes (in parallel) until ``n_segments`` segments are cut; the last episode
+    keeps only the segments still needed."""
+    trajectories: list[NewTrajectory] = []
+    count = 0
     index = 0
     with worker_pool(workers) as pool:
-        while len(items) < n_segments:
+        while count < n_segments:
             jobs = [
                 _EpisodeJob(folder, studio.settings.data_dir, env_id, index + k, seed, length, 2)
                 for k in range(max(1, 2 * workers))
             ]
             index += len(jobs)
-            for row_values, item_values in pool.map(_episode, jobs):
-                if len(items) >= n_segments:
+            for new in pool.map(_episode, jobs):
+                if count >= n_segments:
                     break
-                row = Trajectory(**row_values)
-                trajectories.append(row)
-                for values in item_values[: n_segments - len(items)]:
-                    items.append(Item(trajectory=row, **values))
-                on_progress("rollouts", len(items), n_segments)
-    return trajectories, items
+                kept = new.segments[: n_segments - count]
+                trajectories.append(dataclasses.replace(new, segments=kept))
+                count += len(kept)
+                on_progress("rollouts", count, n_segments)
+    return trajectories
 
 
 def _sample_pairs(n_items: int, n_pairs: int, rng: np.random.Generator) -> list[tuple[int, int]]:

@@ -136,7 +136,7 @@ def next_pair(
     clip: Path | None = None
     error = None
     try:
-        clip = ensure_clip(studio, left, right, ls.fps)
+        clip = ensure_clip(studio, left.clip_file, right.clip_file, ls.fps)
     except ClipUnavailableError as exc:
         error = f"{exc}. Skip this pair (S) to go on; the others are unaffected."
     return Pair(served.query_id, served.swapped, left.id, right.id, shown_at, clip, error)

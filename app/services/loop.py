@@ -21,16 +21,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from app.config import Studio
+from app.services.model_registry import StageProgress, TrainingError
 from app.services.policies import rollouts_to_queries, train_policy
-from app.services.rewards import StageProgress, TrainingError, train_reward_model
+from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db import repo
 from db.engine import session_scope
-from db.models import Project, ProjectKind, Query
-from rlhf_core.dqn import TrainingCancelledError
+from db.models import Project, ProjectKind
+from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
 
 #: Episodes of the policy turned into new pairs each round.
@@ -146,8 +145,7 @@ def _withdraw_round(
         paths = [repo.withdraw_reward_model(session, project.id, version, previous)]
         if policy_version is not None:
             paths.append(repo.withdraw_policy(session, project.id, policy_version))
-        for query in session.scalars(select(Query).where(Query.id.in_(priorities))):
-            query.priority = priorities[query.id]
+        repo.restore_query_priorities(session, priorities)
     for path in paths:
         shutil.rmtree(studio.path(path), ignore_errors=True)
 

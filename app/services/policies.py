@@ -22,37 +22,35 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from sqlalchemy import func, select
 
 from app.config import Studio
 from app.services.artifacts import staged_folder
-from app.services.clips import clip_job, render_clips, save_item_frames
-from app.services.rewards import StageProgress, TrainingError, load_model, project_data
+from app.services.episodes import both_orders, render_pair_clips, store_episode
+from app.services.model_registry import StageProgress, TrainingError, load_model
+from app.services.rewards import project_data
 from db import repo
 from db.engine import session_scope
-from db.models import Item, PolicyRecord, Project, Query, RewardModelRecord, Trajectory
-from rlhf_core.behaviours import Behaviour, random_action
-from rlhf_core.clips import side_by_side_gif
-from rlhf_core.dqn import DQNAgent, Featurize, TrainingCancelledError, preset_for, vector_features
-from rlhf_core.encoders import canonical_name, get_encoder
-from rlhf_core.envs import EnvInfo, env_info, make_env, success_fn
-from rlhf_core.errors import InvalidInputError
-from rlhf_core.learned_reward import LearnedReward
-from rlhf_core.teachers import with_teacher_reward
-from rlhf_core.trajectories import (
-    Trajectory as Episode,
-)
-from rlhf_core.trajectories import (
+from db.models import PolicyRecord, Project, RewardModelRecord
+from db.repo import NewTrajectory
+from rlhf_core.backbones.registry import canonical_name, get_encoder
+from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.envs.behaviours import Behaviour, random_action
+from rlhf_core.envs.clips import side_by_side_gif
+from rlhf_core.envs.episodes import (
+    Episode,
     choose_segment_starts,
     rollout,
-    save_trajectory,
-    segment_frames,
 )
+from rlhf_core.envs.registry import EnvInfo, env_info, make_env, success_fn
+from rlhf_core.errors import InvalidInputError
+from rlhf_core.policy.dqn import DQNAgent, Featurize, preset_for, vector_features
+from rlhf_core.rewards.learned import LearnedReward
+from rlhf_core.rewards.teachers import with_teacher_reward
 
 #: Encoder of pixel policies when neither the caller nor the reward model names one.
 DEFAULT_ENCODER = "efficientnet-lite0"
 #: Rewards a policy can train on without a reward model: the environment's own, and what the
-#: scripted teacher judges by (``rlhf_core.teachers``; the oracle's progress reward on MiniGrid).
+#: scripted teacher judges by (``rlhf_core.rewards.teachers``; the oracle's progress reward on MiniGrid).
 #: Both are baselines: they tell whether the task, and the teacher, can teach the policy at all.
 BASELINE_REWARDS = ("true", "teacher")
 #: Greedy episodes of the final evaluation.
@@ -185,19 +183,16 @@ def train_policy(
         with session_scope(studio.engine, write=True) as session:
             saved = repo.register_policy(
                 session,
-                PolicyRecord(
-                    project_id=project.id,
-                    version=0,
-                    reward=reward if record is None else "model",
-                    reward_model_id=None if record is None else record.id,
-                    encoder=encoder_name,
-                    config=cfg.to_dict(),
-                    label_count=metrics["labels_used"],
-                    metrics=metrics,
-                    curve=result.curve,
-                    path=studio.relative(folder),
-                    job_id=job_id,
-                ),
+                project.id,
+                reward=reward if record is None else "model",
+                reward_model_id=None if record is None else record.id,
+                encoder=encoder_name,
+                config=cfg.to_dict(),
+                label_count=metrics["labels_used"],
+                metrics=metrics,
+                curve=result.curve,
+                path=studio.relative(folder),
+                job_id=job_id,
             )
             version = saved.version
     return PolicyResult(version, metrics, result.curve)
@@ -359,8 +354,8 @@ def rollouts_to_queries(
     progress = on_progress or (lambda stage, done, total: None)
     project, record, _, agent = _checkpoint(studio, project_name, version)
     with session_scope(studio.engine) as session:
-        existing = [item for item, _ in repo.project_items(session, project.id) if item.clip_file]
-        top = session.scalar(select(func.max(Query.priority)).where(Query.project_id == project.id)) or 0.0
+        existing = [(item.id, item.clip_file) for item, _ in repo.project_items(session, project.id) if item.clip_file]
+        top = repo.top_priority(session, project.id)
     env_id = project.env_id or ""
     info = env_info(env_id)
     length = int(project.config.get("segment_length") or info.segment_length(1.5))
@@ -368,77 +363,37 @@ def rollouts_to_queries(
     behaviour = policy_behaviour(agent, f"policy v{record.version}", epsilon)
     batch = uuid.uuid4().hex[:12]
     folder = studio.settings.data_dir / "rollouts" / f"project-{project.id}" / batch
-    rows: list[tuple[Trajectory, list[Item]]] = []
+    rows: list[NewTrajectory] = []
     rendered: list[Path] = []
     try:
         for k in range(episodes):
             episode_seed = int(rng.integers(1 << 30))
             ep = rollout(env_id, behaviour, seed=episode_seed, rng=rng, max_steps=3 * length)
-            traj_path = folder / "trajectories" / f"{k:05d}.npz"
-            save_trajectory(traj_path, ep)
-            traj = Trajectory(
-                project_id=project.id,
-                file=studio.relative(traj_path),
-                length=ep.length,
-                source_policy=ep.source,
-                seed=episode_seed,
-                true_return=ep.true_return,
-                terminated=ep.terminated,
-            )
-            items = []
-            assert ep.frames is not None
-            for start in choose_segment_starts(ep.length, length, 2, rng, terminated=ep.terminated):
-                frames, valid = segment_frames(ep.frames, ep.length, start, length)
-                # Clip files are named after frame files: a batch-unique stem never reuses an old clip's name.
-                frames_path = folder / "items" / f"{batch}_{k:05d}_{start:04d}.npz"
-                save_item_frames(frames_path, frames, valid)
-                end = min(start + length, ep.length)
-                items.append(
-                    Item(
-                        project_id=project.id,
-                        start=start,
-                        length=length,
-                        clip_file=studio.relative(frames_path),
-                        true_return=float(ep.rewards[start:end].sum()),
-                    )
-                )
-            rows.append((traj, items))
+            starts = choose_segment_starts(ep.length, length, 2, rng, terminated=ep.terminated)
+            # Frame files are named after the batch: a batch-unique stem never reuses an old clip's name.
+            rows.append(store_episode(ep, folder, studio.settings.data_dir, f"{batch}_{k:05d}", starts, length))
             progress("rollouts", k + 1, episodes)
-        new_items = [item for _, items in rows for item in items]
-        pairs = _pairs_for(len(new_items), len(existing), pairs_per_segment, rng)
+        new_frames = [seg.clip_file for row in rows for seg in row.segments]
+        pairs = _pairs_for(len(new_frames), len(existing), pairs_per_segment, rng)
 
-        def item_of(key: int) -> Item:  # keys < 0 are new items: -1 - index
-            return new_items[-1 - key] if key < 0 else existing[key]
+        def frames_of(key: int) -> str:  # keys < 0 are new items: -1 - index
+            return new_frames[-1 - key] if key < 0 else existing[key][1]
 
-        jobs = []
-        for a, b in pairs:  # clips are named after the items' frame files: render before any row exists
-            jobs.append(clip_job(studio, item_of(a), item_of(b), info.render_fps))
-            jobs.append(clip_job(studio, item_of(b), item_of(a), info.render_fps))
-        rendered = [job.out for job in jobs]  # some land in older items' clip folders
-        render_clips(jobs, 1, progress)
+        # clips are named after the items' frame files: render before any row exists
+        # (some land in older items' clip folders)
+        clip_pairs = [(frames_of(a), frames_of(b)) for a, b in pairs]
+        rendered = [job.out for job in both_orders(studio, clip_pairs, info.render_fps)]
+        render_pair_clips(studio, clip_pairs, info.render_fps, 1, progress)
         with session_scope(studio.engine, write=True) as session:
-            for traj, items in rows:
-                session.add(traj)
-                session.flush()
-                for item in items:
-                    item.trajectory_id = traj.id
-                session.add_all(items)
-            session.flush()
-            queries = []
-            for a, b in pairs:
-                ida, idb = item_of(a).id, item_of(b).id
-                queries.append(
-                    Query(
-                        project_id=project.id,
-                        item_a_id=min(ida, idb),
-                        item_b_id=max(ida, idb),
-                        method="policy",
-                        priority=top + 1.0,
-                    )
-                )
-            session.add_all(queries)
-            session.flush()
-            added = NewQueries(episodes, len(new_items), len(queries))
+            new_ids = [i for ids in repo.add_trajectories(session, project.id, rows) for i in ids]
+
+            def id_of(key: int) -> int:
+                return new_ids[-1 - key] if key < 0 else existing[key][0]
+
+            queries = repo.add_queries(
+                session, project.id, [(id_of(a), id_of(b)) for a, b in pairs], "policy", [top + 1.0] * len(pairs)
+            )
+            added = NewQueries(episodes, len(new_ids), len(queries))
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         for path in rendered:
@@ -467,3 +422,8 @@ def _pairs_for(n_new: int, n_existing: int, per_segment: int, rng: np.random.Gen
             for j in rng.choice(n_existing, size=min(per_segment - 1, n_existing), replace=False):
                 add(-1 - i, int(j))
     return chosen
+
+
+def default_steps(env_id: str) -> int:
+    """Environment steps a policy trains for unless told otherwise (the DQN preset of ``env_id``)."""
+    return preset_for(env_id).total_steps

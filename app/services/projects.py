@@ -1,4 +1,4 @@
-"""Use cases about projects as a whole: listing them with their counts."""
+"""Use cases about projects as a whole: finding one, listing them with their counts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from app.config import Studio
 from db import repo
 from db.engine import session_scope
+from db.models import Project
 
 
 def project_summaries(studio: Studio) -> list[dict[str, Any]]:
@@ -29,3 +30,15 @@ def project_summaries(studio: Studio) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+def get_project(studio: Studio, name: str) -> Project:
+    """Project ``name`` (a detached row to read); NotFoundError or InvalidNameError say what is wrong."""
+    with session_scope(studio.engine) as session:
+        return repo.get_project(session, name)
+
+
+def preference_count(studio: Studio, project_id: int) -> int:
+    """How many of a project's labels prefer a side or call it equal (what reward models train on)."""
+    with session_scope(studio.engine) as session:
+        return repo.comparison_count(session, project_id)

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.config import Studio
-from app.services.clips import clip_job, render_clips
-from app.services.rewards import StageProgress, TrainingError, active_model, project_data
+from app.services.episodes import render_pair_clips
+from app.services.model_registry import StageProgress, TrainingError, active_model
+from app.services.rewards import project_data
 from db import repo
 from db.engine import session_scope
-from db.models import Query
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.queries import disagreement_pairs, random_pairs
+from rlhf_core.rewards.queries import disagreement_pairs, random_pairs
 
 METHODS = ("random", "disagreement")
 
@@ -70,25 +70,9 @@ def add_queries(
     with session_scope(studio.engine) as session:
         items = repo.items_by_id(session, [x for pair in ids for x in pair])
     fps = float(project.config.get("fps", 10))
-    jobs = [
-        job
-        for a, b in ids
-        for job in (clip_job(studio, items[a], items[b], fps), clip_job(studio, items[b], items[a], fps))
-    ]
-    render_clips(jobs, workers, progress)
-    with session_scope(studio.engine, write=True) as session:
-        taken = repo.existing_pairs(session, project.id)  # again: pairs may have been added meanwhile
-        new = [
-            Query(
-                project_id=project.id,
-                item_a_id=min(a, b),
-                item_b_id=max(a, b),
-                method=method,
-                priority=float(scores[k]) if scores is not None else 0.0,
-            )
-            for k, (a, b) in enumerate(ids)
-            if (min(a, b), max(a, b)) not in taken
-        ]
-        session.add_all(new)
+    clip_pairs = [(items[a].clip_file or "", items[b].clip_file or "") for a, b in ids]
+    render_pair_clips(studio, clip_pairs, fps, workers, progress)
+    with session_scope(studio.engine, write=True) as session:  # pairs added meanwhile are skipped
+        new = repo.add_queries(session, project.id, ids, method, None if scores is None else [float(x) for x in scores])
     top = float(scores[0]) if scores is not None and len(scores) else None
     return QueriesResult(len(new), method, top)

@@ -8,56 +8,51 @@ cancel therefore leaves the previously active model in place.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.config import Studio
-from app.services.artifacts import staged_folder
+from app.services import reward_kinds
+from app.services.model_registry import (
+    StageProgress,
+    TrainingError,
+    TrainResult,
+    active_model,
+    register_version,
+    split_train_val,
+)
+from app.services.text_rewards import train_text_reward_model
 from db import repo
 from db.engine import session_scope
-from db.models import Project, ProjectKind, RewardModelRecord
-from rlhf_core.encoders import get_encoder
-from rlhf_core.envs import env_info
+from db.models import Project, ProjectKind
+from rlhf_core.backbones.registry import get_encoder
+from rlhf_core.envs.episodes import Episode, load_episode, segment_indices
+from rlhf_core.envs.registry import env_info
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.metrics import MIN_HELD_OUT, finite_or_none, held_out_metrics, preference_accuracy, spearman
-from rlhf_core.preferences import FeatureSpec, Preferences, Segments
-from rlhf_core.queries import disagreement_scores
-from rlhf_core.reward_models import (
-    FitCancelledError,
+from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
+from rlhf_core.rewards.models import (
     LinearBT,
     LinearBTConfig,
     RewardModel,
     StopFn,
-    load_reward_model,
+    TrainingCancelledError,
     make_reward_model,
 )
-from rlhf_core.teachers import teacher_reward_fn, teacher_reward_name, true_reward
-from rlhf_core.trajectories import Trajectory, load_trajectory, segment_indices
+from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
+from rlhf_core.rewards.queries import disagreement_scores
+from rlhf_core.rewards.teachers import teacher_reward_fn, teacher_reward_name, true_reward
 
-#: Form of clip rewards unless the caller picks one (``rlhf_core.preferences.FeatureSpec.form``):
+#: Form of clip rewards unless the caller picks one (``rlhf_core.rewards.preferences.FeatureSpec.form``):
 #: a learned potential's rise, which no loop of steps can farm (README: "Why potential rewards").
 DEFAULT_FORM = "potential"
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
-#: Kind of the LoRA reward model of text projects (app.services.text_rewards).
-TEXT_KIND = "text-lora"
-#: Stage-aware progress callback: (stage, done, total).
-StageProgress = Callable[[str, int, int], None]
-
-
-class TrainingError(InvalidInputError):
-    """Training cannot start (too few labels, unknown kind...); the message says what to do."""
-
-
 @dataclass(frozen=True)
 class ProjectData:
     """Every segment of a trajectory project, in item-id order, with what teachers judge by."""
@@ -80,7 +75,7 @@ class ProjectData:
         return self.teacher_rewards.sum(axis=1)
 
 
-def _segment_arrays(traj: Trajectory, start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _segment_arrays(traj: Episode, start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observations (L + 1: before each step, then after the last), validity (L) and actions
     (L; 0 on padding) of a window."""
     idx, valid = segment_indices(traj.length, start, length + 1)
@@ -102,12 +97,12 @@ def _project_data_cached(data_dir: str, url: str, project_id: int, n_items: int,
             "models work on clip projects; label text projects in the app or import labeled pairs"
         )
     reward_fn = teacher_reward_fn(env_id)
-    cache: dict[str, Trajectory] = {}
+    cache: dict[str, Episode] = {}
     obs, valid, actions, teach, true = [], [], [], [], []
     for item, traj_row in rows:
         traj = cache.get(traj_row.file)
         if traj is None:
-            traj = cache[traj_row.file] = load_trajectory(studio.path(traj_row.file))
+            traj = cache[traj_row.file] = load_episode(studio.path(traj_row.file))
         assert item.start is not None and item.length is not None
         o, v, a = _segment_arrays(traj, item.start, item.length)
         obs.append(o)
@@ -133,14 +128,6 @@ def project_data(studio: Studio, project: Project) -> ProjectData:
         )
 
 
-def label_hash(comparisons: list[repo.Comparison]) -> str:
-    """Fingerprint of the labels a model was trained on (ids and preferences)."""
-    digest = hashlib.sha256()
-    for c in comparisons:
-        digest.update(f"{c.label_id}:{c.pref};".encode())
-    return digest.hexdigest()
-
-
 def _preferences(data: ProjectData, comparisons: list[repo.Comparison]) -> Preferences:
     return Preferences(
         data.segments,
@@ -150,24 +137,17 @@ def _preferences(data: ProjectData, comparisons: list[repo.Comparison]) -> Prefe
     )
 
 
-def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random disjoint train and validation indices (validation gets at least 1 when n >= 5)."""
-    order = rng.permutation(n)
-    n_val = int(round(n * val_fraction)) if n >= 5 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
 def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[str, Any]:
     """Held-out metrics: accuracy (ties excluded), log loss, calibration, Spearman correlation of
-    predicted segment returns with the teacher's (``spearman_true``: the true reward, or the
+    predicted segment returns with the teacher's (``spearman_teacher``: the true reward, or the
     registered oracle reward) and with the environment's own reward (``spearman_env``)."""
     if len(val) == 0:
-        return {**held_out_metrics(np.zeros(0), np.zeros(0)), "spearman_true": None}
+        return {**held_out_metrics(np.zeros(0), np.zeros(0)), "spearman_teacher": None}
     held = np.unique(np.concatenate([val.a, val.b]))
     predicted = model.segment_returns(data.segments.subset(held))
     return {
         **held_out_metrics(model.predict_pref(val), val.pref),
-        "spearman_true": finite_or_none(spearman(predicted, data.teacher_returns[held])),
+        "spearman_teacher": finite_or_none(spearman(predicted, data.teacher_returns[held])),
         "spearman_env": finite_or_none(spearman(predicted, data.true_rewards.sum(axis=1)[held])),
     }
 
@@ -187,32 +167,9 @@ def learning_curve(spec: FeatureSpec, train: Preferences, val: Preferences, rng:
     return points
 
 
-def describe_accuracy(metrics: dict[str, Any]) -> str:
-    """Held-out accuracy as people should read it: with the pairs it rests on and its 95%
-    interval, and a warning below :data:`MIN_HELD_OUT` pairs (shared by the CLI and the pages)."""
-    accuracy, pairs, ci = metrics.get("val_accuracy"), metrics.get("val_pairs"), metrics.get("val_accuracy_ci95")
-    if accuracy is None:
-        return "n/a: no held-out pair prefers a side yet; label more pairs"
-    if pairs is None or ci is None:  # a version trained before the interval was recorded
-        return f"{accuracy:.3f}"
-    text = f"{accuracy:.3f} on {pairs} held-out pairs (95% interval {ci[0]:.2f}-{ci[1]:.2f})"
-    if pairs < MIN_HELD_OUT:
-        text += f"; fewer than {MIN_HELD_OUT} held-out pairs: label more before trusting it"
-    return text
-
-
 def default_kind(project: Project) -> str:
     """The reward model a project trains unless told otherwise."""
-    return TEXT_KIND if project.kind is ProjectKind.text else "ensemble"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """A registered reward model version and its metrics."""
-
-    version: int
-    kind: str
-    metrics: dict[str, Any]
+    return reward_kinds.default_kind(project.kind is ProjectKind.text)
 
 
 def train_reward_model(
@@ -243,7 +200,7 @@ def train_reward_model(
 
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
     (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
-    frozen encoder of pixel observations (``rlhf_core.encoders``; default efficientnet-lite0);
+    frozen encoder of pixel observations (``rlhf_core.backbones.registry``; default efficientnet-lite0);
     a policy trained on this model reuses it and its feature cache.
     """
     if not 0 <= val_fraction < 0.9:
@@ -254,7 +211,11 @@ def train_reward_model(
         project = repo.get_project(session, project_name)
         labels = repo.comparisons(session, project.id)
     kind = kind or default_kind(project)
-    if (kind == TEXT_KIND) != (project.kind is ProjectKind.text):
+    try:
+        reward_kinds.check_options(kind, config or {})
+    except InvalidInputError as exc:
+        raise TrainingError(str(exc)) from exc
+    if (kind == TEXT_LORA) != (project.kind is ProjectKind.text):
         raise TrainingError(
             f"project {project_name!r} holds {project.kind.value} items: train it with --kind "
             + ("text-lora" if project.kind is ProjectKind.text else "bt or ensemble")
@@ -266,12 +227,11 @@ def train_reward_model(
             f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
         )
-    if actions and kind == TEXT_KIND:
+    if actions and kind == TEXT_LORA:
         raise TrainingError("a text project's responses have no actions; --actions applies to clip projects")
-    if form is not None and kind == TEXT_KIND:
+    if form is not None and kind == TEXT_LORA:
         raise TrainingError("--form applies to clip projects; a text reward scores whole responses")
-    if kind == TEXT_KIND:
-        from app.services.text_rewards import train_text_reward_model
+    if kind == TEXT_LORA:
 
         return train_text_reward_model(
             studio,
@@ -314,7 +274,7 @@ def train_reward_model(
     fitted = model.fit(train, rng=rng, on_step=on_step, should_stop=stop)
     fit_seconds = time.perf_counter() - started
     if stop():
-        raise FitCancelledError("stopped after fitting")
+        raise TrainingCancelledError("stopped after fitting")
     progress("evaluate", 0, 1)
     metrics = evaluate(model, data, val)
     metrics.update(
@@ -331,50 +291,11 @@ def train_reward_model(
     )
     progress("evaluate", 1, 1)
     if stop():  # a cancel asked for after the fit still leaves the active model in place
-        raise FitCancelledError("stopped while evaluating")
+        raise TrainingCancelledError("stopped while evaluating")
 
     priorities = _disagreement_priorities(studio, project.id, model, data)  # before taking the write lock
     version = register_version(studio, project.id, kind, model, config, labels, metrics, job_id, priorities)
     return TrainResult(version, kind, metrics)
-
-
-def register_version(
-    studio: Studio,
-    project_id: int,
-    kind: str,
-    model: Any,
-    config: dict[str, Any] | None,
-    labels: list[repo.Comparison],
-    metrics: dict[str, Any],
-    job_id: int | None,
-    priorities: dict[int, float] | None = None,
-) -> int:
-    """Save a trained model and register it as the project's active version, in one transaction
-    that also applies new query ``priorities``; returns the version. The saved model is kept in
-    the process's model cache, so the next prediction need not load it again."""
-    with staged_folder(studio.settings.data_dir / "models" / f"project-{project_id}", model.save) as folder:
-        with session_scope(studio.engine, write=True) as session:
-            record = repo.register_reward_model(
-                session,
-                RewardModelRecord(
-                    project_id=project_id,
-                    version=0,
-                    kind=kind,
-                    config=config or {},
-                    label_count=len(labels),
-                    label_hash=label_hash(labels),
-                    metrics=metrics,
-                    path=studio.relative(folder),
-                    job_id=job_id,
-                ),
-            )
-            if priorities:
-                for query in repo.unlabeled_queries(session, project_id):  # still unlabeled now
-                    if query.id in priorities:
-                        query.priority = priorities[query.id]
-            version = record.version
-    _cache_model(str(folder), model)
-    return version
 
 
 def _disagreement_priorities(
@@ -391,52 +312,10 @@ def _disagreement_priorities(
     return {q.id: float(score) for q, score in zip(queries, scores, strict=True)}
 
 
-_models: OrderedDict[str, Any] = OrderedDict()
-_models_lock = threading.Lock()
-_MAX_MODELS = 4
-
-
-def _cache_model(path: str, model: Any) -> None:
-    with _models_lock:
-        _models[path] = model
-        _models.move_to_end(path)
-        while len(_models) > _MAX_MODELS:
-            _models.popitem(last=False)
-
-
-def load_model(studio: Studio, record: RewardModelRecord) -> Any:
-    """A registered model, loaded once per process (the few most recently used are kept).
-
-    A trajectory model is a :class:`RewardModel`; a ``text-lora`` one a ``TextRewardModel``.
-    """
-    path = str(studio.path(record.path))
-    with _models_lock:
-        if path in _models:
-            _models.move_to_end(path)
-            return _models[path]
-    if record.kind == TEXT_KIND:
-        from rlhf_core.text_reward import TextRewardModel
-
-        model: Any = TextRewardModel.load(Path(path))
-    else:
-        model = load_reward_model(Path(path))
-    _cache_model(path, model)
-    return model
-
-
-def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, Any] | None:
-    """The project's active model record and the loaded model, or None."""
-    with session_scope(studio.engine) as session:
-        record = repo.active_reward_model(session, project_id)
-    if record is None:
-        return None
-    return record, load_model(studio, record)
-
-
 def predicted_step_rewards(studio: Studio, project: Project, item_ids: list[int]) -> dict[str, Any] | None:
     """Per-step rewards the active model predicts for items, with the model's version; None if no model."""
     found = active_model(studio, project.id)
-    if found is None or found[0].kind == TEXT_KIND:
+    if found is None or found[0].kind == TEXT_LORA:
         return None
     record, model = found
     data = project_data(studio, project)
@@ -445,31 +324,11 @@ def predicted_step_rewards(studio: Studio, project: Project, item_ids: list[int]
     return {"version": record.version, "rewards": rewards, "valid": data.segments.valid[rows]}
 
 
-def registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
-    """Every version of a project's reward model, newest first, with its headline metrics."""
-    with session_scope(studio.engine) as session:
-        project = repo.get_project(session, project_name)
-        records = repo.reward_models(session, project.id)
-    return [
-        {
-            "version": r.version,
-            "kind": r.kind,
-            "active": r.active,
-            "labels": r.label_count,
-            "val_accuracy": r.metrics.get("val_accuracy"),
-            "log_loss": r.metrics.get("log_loss"),
-            "spearman_true": r.metrics.get("spearman_true"),
-            "fit_seconds": r.metrics.get("fit_seconds"),
-            "created_at": r.created_at,
-            "label_hash": r.label_hash[:12],
-            "metrics": r.metrics,
-        }
-        for r in records
-    ]
-
-
-def activate(studio: Studio, project_name: str, version: int) -> None:
-    """Make an older (or newer) version the active model."""
-    with session_scope(studio.engine, write=True) as session:
-        project = repo.get_project(session, project_name)
-        repo.activate_reward_model(session, project.id, version)
+def predicted_and_teacher_returns(studio: Studio, project: Project) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every segment's return under the active model and under the teacher's reward (M,) each;
+    None without an active clip model."""
+    found = active_model(studio, project.id)
+    if found is None or found[0].kind == TEXT_LORA:
+        return None
+    data = project_data(studio, project)
+    return found[1].segment_returns(data.segments), data.teacher_returns

@@ -12,7 +12,7 @@ from db import names, repo
 from db.engine import session_scope
 from db.models import Choice
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.teachers import judge, return_scale, teacher
+from rlhf_core.rewards.teachers import judge, return_scale, teacher
 
 
 @dataclass(frozen=True)

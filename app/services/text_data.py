@@ -24,7 +24,6 @@ import enum
 import io
 import json
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,9 @@ import numpy as np
 from app.config import Studio
 from db import names, repo
 from db.engine import parse_database_url, session_scope
-from db.models import Choice, Item, Label, Project, ProjectKind, Query
+from db.models import Choice, ProjectKind
 from rlhf_core.errors import InvalidInputError, StudioError
+from rlhf_core.fileio import write_bytes_atomic
 
 #: Name and role of the annotator that labels of ``prompt, chosen, rejected`` files are recorded under.
 IMPORT_ANNOTATOR = names.IMPORT_ANNOTATOR
@@ -387,9 +387,9 @@ def import_text_pairs(
         project = repo.find_project(session, name)
         created = project is None
         if project is None:
-            project = Project(name=name, kind=ProjectKind.text, env_id=None, config={}, guidelines=TEXT_GUIDELINES)
-            session.add(project)
-            session.flush()
+            project = repo.create_project(
+                session, name=name, kind=ProjectKind.text, env_id=None, config={}, guidelines=TEXT_GUIDELINES
+            )
         elif project.kind is not ProjectKind.text:
             raise InvalidInputError(
                 f"project {name!r} is a {project.kind.value} project (clips); text pairs go into a text "
@@ -404,24 +404,13 @@ def import_text_pairs(
                 if key not in items
             )
         )
-        new_items = [
-            Item(project_id=project.id, prompt=new_keys[i][0], text=new_keys[i][1])
-            for i in rng.permutation(len(new_keys))
-        ]
-        session.add_all(new_items)
-        session.flush()
-        items.update({(str(item.prompt), str(item.text)): item.id for item in new_items})
+        shuffled = [new_keys[i] for i in rng.permutation(len(new_keys))]
+        new_items = repo.add_text_items(session, project.id, shuffled)
+        items.update(zip(shuffled, new_items, strict=True))
 
+        pairs = [(items[(row.prompt, row.first)], items[(row.prompt, row.second)]) for row in parsed.rows]
+        new_queries = repo.add_queries(session, project.id, pairs, "import")
         queries = repo.query_ids_by_pair(session, project.id)
-        new_queries: dict[tuple[int, int], Query] = {}
-        for row in parsed.rows:
-            a, b = items[(row.prompt, row.first)], items[(row.prompt, row.second)]
-            pair = (min(a, b), max(a, b))
-            if pair not in queries and pair not in new_queries:
-                new_queries[pair] = Query(project_id=project.id, item_a_id=pair[0], item_b_id=pair[1], method="import")
-        session.add_all(new_queries.values())
-        session.flush()
-        queries.update({pair: query.id for pair, query in new_queries.items()})
 
         labels_added = labels_present = labels_conflicting = 0
         if parsed.layout is Layout.labeled:
@@ -432,22 +421,12 @@ def import_text_pairs(
                 query_id = queries[(min(chosen, rejected), max(chosen, rejected))]
                 # As if shown in id order (not swapped): left is item A.
                 choice = Choice.left if chosen < rejected else Choice.right
-                pref = repo.pref_for(choice, False)
                 if query_id in answered:
+                    pref = repo.pref_for(choice, False)
                     labels_present += answered[query_id] == pref
                     labels_conflicting += answered[query_id] != pref
                     continue
-                session.add(
-                    Label(
-                        query_id=query_id,
-                        annotator_id=annotator.id,
-                        choice=choice,
-                        pref=pref,
-                        swapped=False,
-                        shown_at=None,
-                    )
-                )
-                answered[query_id] = pref
+                answered[query_id] = repo.add_imported_label(session, query_id, annotator.id, choice)
                 labels_added += 1
             session.flush()
     return ImportResult(
@@ -588,7 +567,7 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     )
     for given, target, data in files:
         try:
-            _write_atomic(target, data)
+            write_bytes_atomic(target, data)
         except OSError as exc:
             raise InvalidInputError(f"cannot write {given}: {exc.strerror or exc}") from exc
     return ExportResult(path, ties_path, len(rows), len(ties))
@@ -650,45 +629,3 @@ def _store_files(studio: Studio) -> set[Path]:
         return set()
     db = Path(os.path.realpath(url.database))
     return {db, *(db.with_name(db.name + suffix) for suffix in ("-wal", "-shm", "-journal"))}
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write a regular file via a temporary file in the same folder and a rename: never half written.
-
-    A new file gets the mode the umask allows, like any tool's; a replaced one keeps its mode
-    (and, where permitted, its owner).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        existing: os.stat_result | None = path.stat()
-    except FileNotFoundError:
-        existing = None
-    fd, tmp = _create_temp(path)
-    try:
-        if existing is not None:
-            os.fchmod(fd, stat.S_IMODE(existing.st_mode) & 0o777)
-            if (existing.st_uid, existing.st_gid) != (os.geteuid(), os.getegid()):
-                try:
-                    os.fchown(fd, existing.st_uid, existing.st_gid)
-                except PermissionError:
-                    pass  # not ours to give away: the new file stays this user's
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _create_temp(path: Path) -> tuple[int, Path]:
-    """A new, empty temporary file beside ``path``, created with mode 0o666 so the umask applies
-    (``tempfile.mkstemp`` always makes 0o600)."""
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary file name beside {path}")

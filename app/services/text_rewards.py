@@ -16,17 +16,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from app.config import Studio
+from app.services.model_registry import (
+    StageProgress,
+    TrainingError,
+    TrainResult,
+    load_model,
+    register_version,
+    split_train_val,
+)
 from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind
 from rlhf_core.errors import InvalidInputError, StudioError
-from rlhf_core.metrics import finite_or_none, held_out_metrics
+from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics
 
 if TYPE_CHECKING:  # torch and transformers load only when a text model is used
-    from app.services.rewards import StageProgress, TrainResult
-    from rlhf_core.text_reward import TextPreferences, TextRewardModel
+    from rlhf_core.rewards.text import TextPreferences, TextRewardModel
 
-TEXT_KIND = "text-lora"
 
 
 class NoTextModelError(StudioError):
@@ -35,7 +42,7 @@ class NoTextModelError(StudioError):
 
 def text_preferences(project_name: str, comparisons: list[repo.Comparison], items: dict[int, Any]) -> TextPreferences:
     """The labeled comparisons of a text project as (prompt, response A, response B, pref)."""
-    from rlhf_core.text_reward import TextPreferences
+    from rlhf_core.rewards.text import TextPreferences
 
     prompts, a, b = [], [], []
     for c in comparisons:
@@ -69,18 +76,17 @@ def train_text_reward_model(
     Called by :func:`app.services.rewards.train_reward_model`, which has checked the project
     and the number of labels.
     """
-    from app.services.rewards import TrainingError, TrainResult, register_version, split_train_val
-    from rlhf_core.reward_models import FitCancelledError
-    from rlhf_core.text_reward import TextRewardConfig, TextRewardModel
+    from rlhf_core.callbacks import TrainingCancelledError
+    from rlhf_core.rewards.text import TextRewardConfig, TextRewardModel
 
     if project.kind is not ProjectKind.text:
         raise TrainingError(
-            f"{TEXT_KIND} models train on text projects; {project.name!r} holds trajectories: use --kind bt or ensemble"
+            f"{TEXT_LORA} models train on text projects; {project.name!r} holds trajectories: use --kind bt or ensemble"
         )
     try:
         cfg = TextRewardConfig(**{"seed": seed, **(config or {})})
     except TypeError as exc:
-        raise TrainingError(f"bad option for a {TEXT_KIND!r} model: {exc}") from exc
+        raise TrainingError(f"bad option for a {TEXT_LORA!r} model: {exc}") from exc
     except InvalidInputError as exc:
         raise TrainingError(str(exc)) from exc
     progress("load", 0, 1)
@@ -100,7 +106,7 @@ def train_text_reward_model(
     )
     fit_seconds = time.perf_counter() - started
     if should_stop():
-        raise FitCancelledError("stopped after fitting")
+        raise TrainingCancelledError("stopped after fitting")
     progress("evaluate", 0, 1)
     metrics = evaluate_text(model, val)
     metrics.update(
@@ -120,10 +126,10 @@ def train_text_reward_model(
     )
     progress("evaluate", 1, 1)
     if should_stop():
-        raise FitCancelledError("stopped while evaluating")
+        raise TrainingCancelledError("stopped while evaluating")
 
-    version = register_version(studio, project.id, TEXT_KIND, model, config, labels, metrics, job_id)
-    return TrainResult(version, TEXT_KIND, metrics)
+    version = register_version(studio, project.id, TEXT_LORA, model, config, labels, metrics, job_id)
+    return TrainResult(version, TEXT_LORA, metrics)
 
 
 def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any]:
@@ -149,13 +155,11 @@ def score_responses(studio: Studio, project_name: str, prompt: str, responses: l
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = repo.active_reward_model(session, project.id)
-    if record is None or record.kind != TEXT_KIND:
+    if record is None or record.kind != TEXT_LORA:
         raise NoTextModelError(
             f"project {project_name!r} has no active text reward model; "
             f"train one first: rlhf train-reward --project {project_name}"
         )
-    from app.services.rewards import load_model
-
     model = load_model(studio, record)
     scores = model.score([prompt] * len(responses), responses)
     order = np.argsort(-scores, kind="stable")

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from app import jobs
 from app.config import Studio
+from app.services import jobs
 from app.ui import display
 from db.models import JobStatus
 

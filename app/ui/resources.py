@@ -6,9 +6,8 @@ import streamlit as st
 
 from app.config import Settings, Studio
 from app.errors import USER_ERRORS
+from app.services import projects
 from app.ui import display, state
-from db import repo
-from db.engine import session_scope
 from db.errors import InvalidNameError, NotFoundError
 from db.models import Project
 
@@ -43,11 +42,10 @@ def current_project(studio: Studio) -> Project:
         st.info("Choose a project on the Projects page first.")
         st.page_link("views/home.py", label="Projects", icon=":material/home:")
         st.stop()
-    with session_scope(studio.engine) as session:
-        try:
-            return repo.get_project(session, name)
-        except (NotFoundError, InvalidNameError) as exc:
-            display.error(studio, exc)
-            st.page_link("views/home.py", label="Projects", icon=":material/home:")
-            st.stop()
+    try:
+        return projects.get_project(studio, name)
+    except (NotFoundError, InvalidNameError) as exc:
+        display.error(studio, exc)
+        st.page_link("views/home.py", label="Projects", icon=":material/home:")
+        st.stop()
     raise AssertionError("unreachable: st.stop() ends the script")

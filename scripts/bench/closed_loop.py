@@ -34,7 +34,7 @@ from app.config import Settings, Studio
 from app.services.demo import create_demo_project
 from app.services.loop import run_loop
 from app.services.policies import train_policy
-from rlhf_core.envs import env_family
+from rlhf_core.envs.registry import env_family
 
 DEFAULT_ENVS = [
     "MiniGrid-Empty-Random-6x6-v0",  # the default demo

@@ -40,7 +40,7 @@ EVAL_SEED = 10_000
 
 
 def _evaluate(act: Any, env_id: str) -> float:
-    from rlhf_core.envs import make_env
+    from rlhf_core.envs.registry import make_env
 
     env = make_env(env_id, render=False)
     returns = []
@@ -56,9 +56,9 @@ def _evaluate(act: Any, env_id: str) -> float:
 
 
 def run_ours(env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0") -> dict[str, Any]:
-    from rlhf_core.dqn import DQNAgent, preset_for, vector_features
-    from rlhf_core.encoders import get_encoder
-    from rlhf_core.envs import env_info, make_env
+    from rlhf_core.backbones.registry import get_encoder
+    from rlhf_core.envs.registry import env_info, make_env
+    from rlhf_core.policy.dqn import DQNAgent, preset_for, vector_features
 
     info = env_info(env_id)
     cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0)
@@ -79,8 +79,8 @@ def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str
     import torch
     from stable_baselines3 import DQN
 
-    from rlhf_core.dqn import preset_for
-    from rlhf_core.envs import env_info, make_env
+    from rlhf_core.envs.registry import env_info, make_env
+    from rlhf_core.policy.dqn import preset_for
 
     if threads:
         torch.set_num_threads(threads)
@@ -124,7 +124,7 @@ def _spawn(
 
 def _source_encoder() -> Path:
     """A source-task encoder trained on the 8x8 room (as ``rlhf train-encoder`` does), made once."""
-    from rlhf_core.source_encoder import SourceTaskConfig, train_source_encoder
+    from rlhf_core.backbones.source import SourceTaskConfig, train_source_encoder
 
     out = Path(__file__).resolve().parents[2] / ".bench" / "minigrid8.safetensors"
     if not out.is_file():

@@ -24,7 +24,7 @@ from app.config import Settings, Studio
 from app.services import labeling
 from app.services.demo import create_demo_project
 from db.models import Choice
-from rlhf_core.envs import DEFAULT_ENV_ID
+from rlhf_core.envs.registry import DEFAULT_ENV_ID
 
 
 def _percentiles(ms: list[float]) -> str:

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlhf_core.behaviours import behaviour_mix
-from rlhf_core.envs import DEFAULT_ENV_ID, env_info
-from rlhf_core.metrics import preference_accuracy, spearman
-from rlhf_core.preferences import FeatureSpec, Preferences, Segments
-from rlhf_core.queries import random_pairs
-from rlhf_core.reward_models import make_reward_model
-from rlhf_core.teachers import judge, return_scale, teacher, teacher_reward_fn
-from rlhf_core.trajectories import choose_segment_starts, rollout
+from rlhf_core.envs.behaviours import behaviour_mix
+from rlhf_core.envs.episodes import choose_segment_starts, rollout
+from rlhf_core.envs.registry import DEFAULT_ENV_ID, env_info
+from rlhf_core.rewards.metrics import preference_accuracy, spearman
+from rlhf_core.rewards.models import make_reward_model
+from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
+from rlhf_core.rewards.queries import random_pairs
+from rlhf_core.rewards.teachers import judge, return_scale, teacher, teacher_reward_fn
 
 ROOT = Path(__file__).resolve().parents[2]
 IMITATION_VENV = ROOT / ".bench" / "imitation"

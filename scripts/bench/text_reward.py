@@ -2,7 +2,7 @@
 
 Run: ``python scripts/bench/text_reward.py [--train-pairs 768] [--epochs 3] [--threads 1]``
 
-Data: the instruction-following preference task of :mod:`rlhf_core.demo_data` (the prompt
+Data: the instruction-following preference task of :mod:`rlhf_core.demo_data.text` (the prompt
 asks for a positive or a negative review; the chosen response has that sentiment, the
 rejected one the other, 1-3 sentences each), so a model must read prompt and response
 together; training pairs use 3/4 of the packaged reviews, held-out pairs the other 1/4.
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rlhf_core.demo_data import instruction_preferences, sentiment_examples
-from rlhf_core.text_reward import TextPreferences, TextRewardConfig, TextRewardModel
+from rlhf_core.demo_data.text import instruction_preferences, sentiment_examples
+from rlhf_core.rewards.text import TextPreferences, TextRewardConfig, TextRewardModel
 
 ROOT = Path(__file__).resolve().parents[2]
 TRL_PYTHON = ROOT / ".bench" / "trl" / "bin" / "python"

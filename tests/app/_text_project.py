@@ -8,7 +8,7 @@ from app.config import Settings, Studio
 from db import repo
 from db.engine import session_scope
 from db.models import Choice, Item, Label, Project, ProjectKind, Query
-from rlhf_core.demo_data import sentiment_examples
+from rlhf_core.demo_data.text import sentiment_examples
 
 PROJECT = "reviews"
 PROMPT = "How was it?"

@@ -13,7 +13,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import jobs
+from app.services import jobs
 from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import jobs
 from app.errors import USER_ERRORS
-from app.services import autopilot, labeling
+from app.services import autopilot, jobs, labeling
 from app.services.labeling import LabelingSession
 from app.ui import display, state
 from app.ui.resources import get_studio

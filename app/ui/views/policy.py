@@ -10,24 +10,20 @@ import gymnasium as gym
 import pandas as pd
 import streamlit as st
 
-from app import jobs
 from app.errors import USER_ERRORS
-from app.services import autopilot, policies
+from app.services import autopilot, jobs, model_registry, policies
 from app.services.encoders import encoder_options
-from app.services.rewards import TrainingError
+from app.services.model_registry import TrainingError
 from app.ui import display, policy_hints, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
-from db import repo
-from db.engine import session_scope
-from rlhf_core.dqn import preset_for
 
 state.init()
 studio = get_studio()
 project = current_project(studio)
-with session_scope(studio.engine) as session:
-    active_model = repo.active_reward_model(session, project.id)
-    model_versions = [r.version for r in repo.reward_models(session, project.id)]
+versions = model_registry.registry(studio, project.name)
+model_versions = [r["version"] for r in versions]
+active_version = next((r["version"] for r in versions if r["active"]), None)
 
 if not project.env_id:
     st.info("Policies train on environments; this is a text project. Use the Train page for its reward model.")
@@ -60,7 +56,7 @@ def _start() -> None:
 
 
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
-default_reward = "active" if active_model is not None else "true"
+default_reward = "active" if active_version is not None else "true"
 reward = c1.selectbox(
     "Reward",
     list(REWARDS),
@@ -72,7 +68,7 @@ steps = c2.number_input(
     "Environment steps",
     min_value=2_000,
     max_value=1_000_000,
-    value=preset_for(project.env_id).total_steps,
+    value=policies.default_steps(project.env_id),
     step=1_000,
     key="policy_steps",
 )
@@ -93,11 +89,11 @@ c3.button(
     icon=":material/smart_toy:",
     type="primary",
     on_click=_start,
-    disabled=(latest is not None and latest.active) or (reward == "active" and active_model is None),
+    disabled=(latest is not None and latest.active) or (reward == "active" and active_version is None),
     width="stretch",
     key="train_policy",
 )
-if reward == "active" and active_model is None:
+if reward == "active" and active_version is None:
     st.caption("No active reward model yet: train one on the Train page, or pick the true reward.")
 if error := st.session_state.pop("policy_error", None):
     display.error(studio, error)
@@ -285,13 +281,12 @@ seed = int(w1.number_input("Start seed", min_value=0, value=0, step=1, key="poli
 
 
 @st.cache_data(show_spinner="Rolling out…", max_entries=16)
-def _showcase(data_dir: str, project: str, version: int, seed: int, reward_model_id: int | None) -> policies.Showcase:
-    return policies.showcase(studio, project, version, seed=seed)  # reward_model_id: in the key only
+def _showcase(data_dir: str, project: str, version: int, seed: int, reward_version: int | None) -> policies.Showcase:
+    return policies.showcase(studio, project, version, seed=seed)  # reward_version: in the key only
 
 
 try:
-    model_id = active_model.id if active_model is not None else None
-    show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed, model_id)
+    show = _showcase(str(studio.settings.data_dir), project.name, int(version), seed, active_version)
 except (*USER_ERRORS, TrainingError) as exc:
     display.error(studio, exc)
     st.stop()

@@ -6,56 +6,41 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app import jobs
-from app.services import rewards
+from app.services import jobs, model_registry, projects, reward_kinds, rewards
 from app.services.encoders import encoder_options
+from app.services.reward_kinds import MIN_HELD_OUT, POTENTIAL, REWARD_KINDS, TRANSITION
 from app.ui import display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
-from db import repo
-from db.engine import session_scope
 from db.models import ProjectKind
-from rlhf_core.metrics import MIN_HELD_OUT
 
 state.init()
 studio = get_studio()
 project = current_project(studio)
-with session_scope(studio.engine) as session:
-    n_prefs = len(repo.comparisons(session, project.id))
+n_prefs = projects.preference_count(studio, project.id)
 
 st.title(f"Reward model · {display.md(project.name)}")
 st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't tell and skips are not trained on.")
 
 is_text = project.kind is ProjectKind.text
-KINDS = (
-    {"text-lora": "MiniLM + LoRA (query/value adapters and a score head; the base model stays frozen)"}
-    if is_text
-    else {
-        "ensemble": "Neural ensemble (bagged, per-step MLP; frozen CNN features for pixels)",
-        "bt": "Linear Bradley-Terry (logistic regression, CV-tuned)",
-        **(
-            {"cnn-lora": "CNN + LoRA (reward head on a LoRA-adapted EfficientNet-Lite0; slower, pixels only)"}
-            if project.config.get("pixels")
-            else {}
-        ),
-    }
-)
-
+KINDS = {n: k.title for n, k in reward_kinds.kinds_for(is_text, bool(project.config.get("pixels"))).items()}
 
 FORMS = {
-    "potential": "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (default; no loop of steps earns "
+    POTENTIAL: "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (default; no loop of steps earns "
     "anything, so a policy cannot farm it by circling)",
-    "transition": "Transition: any function of the step (can express 'being here is good', and can be farmed)",
+    TRANSITION: "Transition: any function of the step (can express 'being here is good', and can be farmed)",
 }
 
 
 def _start(kind: str) -> None:
     params = {"project": project.name, "kind": kind}
-    if st.session_state.get("train_actions") and kind in ("ensemble", "bt"):
+    info = REWARD_KINDS[kind]
+    if st.session_state.get("train_actions") and info.takes_actions:
         params["actions"] = True  # a state-action reward
     if not is_text:
-        params["form"] = "transition" if kind == "cnn-lora" else st.session_state.get("train_form", "potential")
-        if project.config.get("pixels") and kind != "cnn-lora":
+        forms = info.forms
+        params["form"] = st.session_state.get("train_form", forms[0]) if len(forms) > 1 else forms[0]
+        if project.config.get("pixels") and not info.pixels_only:
             params["encoder"] = st.session_state.get("train_encoder", "efficientnet-lite0")
     try:
         jobs.submit(studio, project.id, "train-reward", params)
@@ -69,15 +54,17 @@ if not is_text:
     left.checkbox(
         "The reward also sees the action taken (state-action, r(s, a, s'))",
         key="train_actions",
-        disabled=kind == "cnn-lora",
-        help="For preferences about how the agent acts, not only where it goes. bt and ensemble only.",
+        disabled=not REWARD_KINDS[kind].takes_actions,
+        help="For preferences about how the agent acts, not only where it goes. "
+        + " and ".join(k for k, v in REWARD_KINDS.items() if v.takes_actions)
+        + " only.",
     )
     left.selectbox(
         "Reward form",
         list(FORMS),
         format_func=FORMS.get,
         key="train_form",
-        disabled=kind == "cnn-lora",
+        disabled=len(REWARD_KINDS[kind].forms) < 2,
         help="cnn-lora learns transition rewards only.",
     )
     if project.config.get("pixels"):
@@ -87,7 +74,7 @@ if not is_text:
             [o.name for o in options],
             format_func={o.name: o.label for o in options}.get,
             key="train_encoder",
-            disabled=kind == "cnn-lora",
+            disabled=REWARD_KINDS[kind].pixels_only,
             help="ImageNet EfficientNet-Lite0, or a CNN trained on a source task (`rlhf train-encoder`, saved "
             "under encoders/ in the data folder); ResNet where torchvision and its weights are present. "
             "Policies trained on this reward reuse it.",
@@ -107,7 +94,7 @@ if error := st.session_state.pop("train_error", None):
     display.error(studio, error)
 
 
-versions = rewards.registry(studio, project.name)  # read once; the page reruns when a job ends
+versions = model_registry.registry(studio, project.name)  # read once; the page reruns when a job ends
 
 
 job_panel(
@@ -118,7 +105,7 @@ job_panel(
     empty=None if versions else "No training yet. Click Retrain.",
     succeeded=lambda job: (
         f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
-        f"held-out accuracy {rewards.describe_accuracy(job.result)} · {job.result.get('n_labels')} labels"
+        f"held-out accuracy {reward_kinds.describe_accuracy(job.result)} · {job.result.get('n_labels')} labels"
     ),
     cancelled="the active model is unchanged.",
 )
@@ -133,7 +120,7 @@ active = next((r for r in versions if r["active"]), versions[0])
 
 
 def _activate() -> None:
-    rewards.activate(studio, project.name, int(st.session_state["activate_version"]))
+    model_registry.activate(studio, project.name, int(st.session_state["activate_version"]))
 
 
 c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
@@ -143,38 +130,19 @@ c2.button("Make active", on_click=_activate, key="activate")
 m = active["metrics"]
 st.subheader(f"Version {active['version']} ({active['kind']})")
 cols = st.columns(5)
-few = m.get("val_pairs") is not None and m["val_pairs"] < MIN_HELD_OUT
-cols[0].metric(
-    "Held-out accuracy",
-    "too few pairs" if few or m.get("val_accuracy") is None else f"{m['val_accuracy']:.3f}",
-    None if few or not m.get("val_accuracy_ci95") else "95%: {:.2f}-{:.2f}".format(*m["val_accuracy_ci95"]),
-    delta_color="off",
-    delta_arrow="off",
-)
-cols[1].metric("Log loss", "n/a" if m.get("log_loss") is None else f"{m['log_loss']:.3f}")
-if active["kind"] == "text-lora":
-    cols[2].metric("Trainable", f"{m.get('trainable_fraction', 0):.2%} of {m.get('backbone', 'the backbone')}")
-    cols[3].metric("Labels", m.get("n_labels"))
-    cols[4].metric(
-        "Fit", f"{m.get('fit_seconds', 0):.1f} s", f"{m.get('pairs_per_s', 0):.1f} pairs/s", delta_color="off"
-    )
-else:
-    cols[2].metric(
-        f"Spearman vs {m.get('teacher_reward', 'true')} return",
-        "n/a" if m.get("spearman_true") is None else f"{m['spearman_true']:.3f}",
-    )
-    cols[3].metric("Labels", m.get("n_labels"))
-    cols[4].metric("Fit", f"{m.get('fit_seconds', 0):.1f} s")
+for col, h in zip(cols, reward_kinds.headlines(active["kind"], m), strict=True):
+    col.metric(h.label, h.value, h.detail, delta_color="off", delta_arrow="off")
+few = reward_kinds.few_held_out(m)
 
-if few or m.get("val_accuracy") is None:
+if few:
     st.info(
-        f"Held-out accuracy: {rewards.describe_accuracy(m)}. The model is trained on the rest; "
+        f"Held-out accuracy: {reward_kinds.describe_accuracy(m)}. The model is trained on the rest; "
         f"with {MIN_HELD_OUT} or more held-out pairs that prefer a side (about {5 * MIN_HELD_OUT} labels in all) "
         "the number above means something.",
         icon=":material/info:",
     )
 else:
-    st.caption(f"Held-out accuracy {rewards.describe_accuracy(m)}.")
+    st.caption(f"Held-out accuracy {reward_kinds.describe_accuracy(m)}.")
 
 plots = st.columns(2)
 if m.get("calibration"):
@@ -226,11 +194,10 @@ if is_text:
     rank_responses_section(studio, project.name)
     st.stop()
 
-found = rewards.active_model(studio, project.id)
-if found is not None:
-    data = rewards.project_data(studio, project)
-    predicted = found[1].segment_returns(data.segments)
-    scatter = pd.DataFrame({"teacher return": data.teacher_returns, "predicted return": predicted})
+returns = rewards.predicted_and_teacher_returns(studio, project)
+if returns is not None:
+    predicted, teacher = returns
+    scatter = pd.DataFrame({"teacher return": teacher, "predicted return": predicted})
     st.altair_chart(
         alt.Chart(scatter)
         .mark_circle(opacity=0.5)

@@ -1,0 +1,327 @@
+"""Background jobs: long work in a separate process, its state in the database.
+
+The app submits a job (a row) and starts ``python -m app.jobs JOB_ID`` detached from the
+Streamlit process, so a page reload or a closed tab does not stop it. The worker writes
+progress and a heartbeat to the row; the app polls the row; *Cancel* sets
+``cancel_requested``, which the worker's training loop polls between steps. A job whose
+worker died (no heartbeat for ``db.repo.jobs.STALE_AFTER``) is marked failed when next looked at.
+The rows are read and written through :mod:`db.repo.jobs`; ``app/jobs.py`` is the worker's entry point.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.config import Studio
+from app.errors import USER_ERRORS
+from db import repo
+from db.engine import session_scope
+from db.models import Job, JobStatus
+from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.errors import StudioError
+
+
+class JobError(StudioError):
+    """A job that cannot be submitted (e.g. one is already running for the project)."""
+
+
+@dataclass(frozen=True)
+class JobView:
+    """What the app shows of a job."""
+
+    id: int
+    kind: str
+    status: JobStatus
+    progress: float
+    message: str
+    error: str | None
+    result: dict[str, Any] | None
+    cancel_requested: bool
+
+    @property
+    def active(self) -> bool:
+        return self.status in repo.ACTIVE_JOB_STATUSES
+
+
+def _view(job: Job) -> JobView:
+    return JobView(job.id, job.kind, job.status, job.progress, job.message, job.error, job.result, job.cancel_requested)
+
+
+# --- handlers: what each kind of job does ---------------------------------------------------
+
+Handler = Callable[[Studio, dict[str, Any], Callable[[str, int, int], None], Callable[[], bool], int], dict[str, Any]]
+
+
+def _train_reward(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.rewards import train_reward_model
+
+    result = train_reward_model(
+        studio,
+        params["project"],
+        params["kind"],
+        config=params.get("config"),
+        seed=int(params.get("seed", 0)),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+        encoder=params.get("encoder"),
+        actions=bool(params.get("actions", False)),
+        form=params.get("form"),
+    )
+    return {
+        "version": result.version,
+        "kind": result.kind,
+        # the scalars, and the accuracy's interval (the page says how much the number means)
+        **{k: v for k, v in result.metrics.items() if not isinstance(v, list) or k == "val_accuracy_ci95"},
+    }
+
+
+def _train_policy(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.policies import train_policy
+
+    result = train_policy(
+        studio,
+        params["project"],
+        params.get("reward", "active"),
+        steps=params.get("steps"),
+        encoder=params.get("encoder"),
+        seed=int(params.get("seed", 0)),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
+    return {"version": result.version, **result.metrics}
+
+
+def _loop_round(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.loop import run_round
+
+    result = run_round(
+        studio,
+        params["project"],
+        number=int(params.get("round", 1)),
+        seed=int(params.get("seed", 0)),
+        steps=params.get("steps"),
+        on_progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
+    return result.to_json()
+
+
+def _train_classifier(
+    studio: Studio,
+    params: dict[str, Any],
+    progress: Callable[[str, int, int], None],
+    should_stop: Callable[[], bool],
+    job_id: int,
+) -> dict[str, Any]:
+    from app.services.classifiers import train_classifier
+
+    path = params.get("path")
+    result = train_classifier(
+        studio,
+        params["kind"],
+        params["mode"],
+        path=Path(path) if path else None,
+        epochs=int(params.get("epochs", 5)),
+        seed=int(params.get("seed", 0)),
+        on_step=lambda done, total, metrics: progress("fit", done, total),
+        should_stop=should_stop,
+    )
+    return {**result.to_json(), "dataset": params.get("dataset", "")}
+
+
+HANDLERS: dict[str, Handler] = {
+    "train-reward": _train_reward,
+    "train-policy": _train_policy,
+    "loop-round": _loop_round,  # retrain reward and policy, queue the policy's clips (autopilot)
+    "train-classifier": _train_classifier,  # not tied to a project: project_id None
+}
+
+
+# --- the app's side ---------------------------------------------------------------------------
+
+
+def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, Any], *, spawn: bool = True) -> int:
+    """Record a job and start its worker process; refuses a second active job of a kind per project
+    (``project_id`` None: jobs that belong to no project, such as classifiers)."""
+    if kind not in HANDLERS:
+        raise JobError(f"unknown job kind {kind!r}")
+    with session_scope(studio.engine, write=True) as session:
+        repo.expire_stale_jobs(session)
+        running = repo.active_job(session, project_id, kind)
+        if running is not None:
+            raise JobError(f"job #{running.id} ({kind}) is still {running.status.value} for this project")
+        job_id = repo.create_job(session, project_id, kind, params).id
+    if spawn:
+        env = {**os.environ, **studio.settings.as_env()}
+        log_path = job_log(studio, job_id)
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "app.jobs", str(job_id)],
+                    env=env,
+                    start_new_session=True,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        except OSError as exc:
+            with session_scope(studio.engine, write=True) as session:
+                repo.fail_job(session, job_id, f"could not start the worker process: {exc}")
+            raise JobError(f"could not start the worker process: {exc}") from exc
+        with session_scope(studio.engine, write=True) as session:
+            repo.set_job_pid(session, job_id, proc.pid)
+    return job_id
+
+
+def _read(studio: Studio, find: Callable[[Any], Job | None]) -> Job | None:
+    """Read a job; only when it looks stale, take the write lock to mark it failed."""
+    with session_scope(studio.engine) as session:
+        job = find(session)
+        stale = job is not None and repo.is_stale(job)
+    if not stale:
+        return job
+    with session_scope(studio.engine, write=True) as session:
+        repo.expire_stale_jobs(session)
+        return find(session)
+
+
+def job_log(studio: Studio, job_id: int) -> Path:
+    """Where a job's worker writes its output."""
+    return studio.settings.data_dir / "jobs" / f"{job_id}.log"
+
+
+def get(studio: Studio, job_id: int) -> JobView:
+    """The job's current state (a dead worker's job is marked failed)."""
+    job = _read(studio, lambda session: repo.get_job(session, job_id))
+    if job is None:
+        raise JobError(f"no job #{job_id}")
+    return _view(job)
+
+
+def latest(studio: Studio, project_id: int | None, kind: str) -> JobView | None:
+    """The newest job of a kind for a project."""
+    job = _read(studio, lambda session: repo.latest_job(session, project_id, kind))
+    return None if job is None else _view(job)
+
+
+def cancel(studio: Studio, job_id: int) -> None:
+    """Ask a job to stop; a queued job is cancelled at once."""
+    with session_scope(studio.engine, write=True) as session:
+        repo.request_cancel(session, job_id)
+
+
+# --- the worker's side ------------------------------------------------------------------------
+
+
+#: Share of a job's progress bar each stage fills, so the bar only moves forward.
+STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "train": (0.1, 0.9), "evaluate": (0.9, 1.0)}
+#: A loop round's parts ("reward fit", "policy train", "clips render"): each stage's span inside its part's.
+ROUND_SPANS = {"reward": (0.0, 0.25), "policy": (0.25, 0.9), "clips": (0.9, 1.0)}
+HEARTBEAT_EVERY_S = 10.0
+
+
+def stage_span(stage: str) -> tuple[float, float]:
+    """The share of a job's progress bar that ``stage`` fills."""
+    part, _, inner = stage.partition(" ")
+    if part in ROUND_SPANS and inner:
+        outer_low, outer_high = ROUND_SPANS[part]
+        low, high = STAGE_SPANS.get(inner, (0.0, 1.0))
+        width = outer_high - outer_low
+        return outer_low + width * low, outer_low + width * high
+    return STAGE_SPANS.get(stage, (0.0, 1.0))
+
+
+class _Reporter:
+    """Writes progress at most every 0.5 s and answers whether cancel was asked for."""
+
+    def __init__(self, studio: Studio, job_id: int) -> None:
+        self.studio, self.job_id = studio, job_id
+        self.last = 0.0
+        self.cancelled = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.last < 0.5 and done < total:
+            return
+        self.last = now
+        low, high = stage_span(stage)
+        progress = low + (high - low) * (done / total if total else 0.0)
+        with session_scope(self.studio.engine, write=True) as session:
+            self.cancelled = repo.report_progress(session, self.job_id, progress, f"{stage}: {done}/{total}")
+
+    def beat_until(self, stop: threading.Event) -> None:
+        """Heartbeat while a long step (e.g. a scikit-learn fit) reports no progress."""
+        while not stop.wait(HEARTBEAT_EVERY_S):
+            with session_scope(self.studio.engine, write=True) as session:
+                repo.heartbeat(session, self.job_id)
+
+    def should_stop(self) -> bool:
+        if time.monotonic() - self.last >= 0.5:
+            with session_scope(self.studio.engine) as session:
+                self.cancelled = repo.cancel_requested(session, self.job_id)
+        return self.cancelled
+
+
+def run(studio: Studio, job_id: int) -> JobStatus:
+    """Run job ``job_id`` in this process and record how it ended."""
+    with session_scope(studio.engine, write=True) as session:
+        started = repo.start_job(session, job_id, os.getpid())
+        if started is None:
+            job = repo.get_job(session, job_id)
+            return job.status if job else JobStatus.failed
+    kind, params = started
+    reporter = _Reporter(studio, job_id)
+    status, result, error, message = JobStatus.succeeded, None, None, "done"
+    stop_beating = threading.Event()
+    threading.Thread(target=reporter.beat_until, args=(stop_beating,), daemon=True).start()
+    try:
+        result = HANDLERS[kind](studio, params, reporter.progress, reporter.should_stop, job_id)
+    except TrainingCancelledError:
+        status, message = JobStatus.cancelled, "cancelled; the active model is unchanged, no checkpoint was added"
+        if kind == "loop-round":
+            message = "cancelled; the round was withdrawn: the active model is unchanged, no checkpoint or pairs added"
+    except USER_ERRORS as exc:  # the message says what to do; the app shows it (without server paths)
+        status, message = JobStatus.failed, "failed; the active model is unchanged"
+        error = str(getattr(exc, "public", exc))
+    except Exception as exc:  # a bug: the app shows one line, the traceback goes to the job's log
+        status, message = JobStatus.failed, "failed; the active model is unchanged"
+        error = (
+            f"internal error ({type(exc).__name__}: {exc}); this is a bug: the traceback is in "
+            f"the job's log (jobs/{job_id}.log in the data folder)"
+        )
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        stop_beating.set()
+    with session_scope(studio.engine, write=True) as session:
+        return repo.finish_job(session, job_id, status, result, error, message)  # keeps a "died" verdict

@@ -1,0 +1,165 @@
+"""The reward model registry: versions of a project's reward model, saved, registered, loaded, activated.
+
+Shared by every kind (:mod:`app.services.rewards` for trajectories, :mod:`app.services.text_rewards`
+for text): a fitted model is written to a fresh folder first, then one transaction registers
+it as the active version, so a failed or cancelled fit leaves the store as it was. Light to
+import: torch loads only when a model does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.config import Studio
+from app.services.artifacts import staged_folder
+from db import repo
+from db.engine import session_scope
+from db.models import RewardModelRecord
+from rlhf_core.errors import InvalidInputError
+from rlhf_core.rewards.kinds import TEXT_LORA
+
+#: Stage-aware progress callback: (stage, done, total).
+StageProgress = Callable[[str, int, int], None]
+
+
+class TrainingError(InvalidInputError):
+    """Training cannot start (too few labels, unknown kind...); the message says what to do."""
+
+
+def label_hash(comparisons: list[repo.Comparison]) -> str:
+    """Fingerprint of the labels a model was trained on (ids and preferences)."""
+    digest = hashlib.sha256()
+    for c in comparisons:
+        digest.update(f"{c.label_id}:{c.pref};".encode())
+    return digest.hexdigest()
+
+
+def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random disjoint train and validation indices (validation gets at least 1 when n >= 5)."""
+    order = rng.permutation(n)
+    n_val = int(round(n * val_fraction)) if n >= 5 else 0
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A registered reward model version and its metrics."""
+
+    version: int
+    kind: str
+    metrics: dict[str, Any]
+
+
+def register_version(
+    studio: Studio,
+    project_id: int,
+    kind: str,
+    model: Any,
+    config: dict[str, Any] | None,
+    labels: list[repo.Comparison],
+    metrics: dict[str, Any],
+    job_id: int | None,
+    priorities: dict[int, float] | None = None,
+) -> int:
+    """Save a trained model and register it as the project's active version, in one transaction
+    that also applies new query ``priorities``; returns the version. The saved model is kept in
+    the process's model cache, so the next prediction need not load it again."""
+    with staged_folder(studio.settings.data_dir / "models" / f"project-{project_id}", model.save) as folder:
+        with session_scope(studio.engine, write=True) as session:
+            record = repo.register_reward_model(
+                session,
+                project_id,
+                kind=kind,
+                config=config or {},
+                label_count=len(labels),
+                label_hash=label_hash(labels),
+                metrics=metrics,
+                path=studio.relative(folder),
+                job_id=job_id,
+            )
+            repo.set_query_priorities(session, project_id, priorities or {})
+            version = record.version
+    _cache_model(str(folder), model)
+    return version
+
+
+_models: OrderedDict[str, Any] = OrderedDict()
+_models_lock = threading.Lock()
+_MAX_MODELS = 4
+
+
+def _cache_model(path: str, model: Any) -> None:
+    with _models_lock:
+        _models[path] = model
+        _models.move_to_end(path)
+        while len(_models) > _MAX_MODELS:
+            _models.popitem(last=False)
+
+
+def load_model(studio: Studio, record: RewardModelRecord) -> Any:
+    """A registered model, loaded once per process (the few most recently used are kept).
+
+    A trajectory model is a :class:`RewardModel`; a ``text-lora`` one a ``TextRewardModel``.
+    """
+    path = str(studio.path(record.path))
+    with _models_lock:
+        if path in _models:
+            _models.move_to_end(path)
+            return _models[path]
+    if record.kind == TEXT_LORA:
+        from rlhf_core.rewards.text import TextRewardModel
+
+        model: Any = TextRewardModel.load(Path(path))
+    else:
+        from rlhf_core.rewards.models import load_reward_model
+
+        model = load_reward_model(Path(path))
+    _cache_model(path, model)
+    return model
+
+
+def active_model(studio: Studio, project_id: int) -> tuple[RewardModelRecord, Any] | None:
+    """The project's active model record and the loaded model, or None."""
+    with session_scope(studio.engine) as session:
+        record = repo.active_reward_model(session, project_id)
+    if record is None:
+        return None
+    return record, load_model(studio, record)
+
+
+def registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
+    """Every version of a project's reward model, newest first, with its headline metrics."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        records = repo.reward_models(session, project.id)
+    return [
+        {
+            "version": r.version,
+            "kind": r.kind,
+            "active": r.active,
+            "labels": r.label_count,
+            "val_accuracy": r.metrics.get("val_accuracy"),
+            "log_loss": r.metrics.get("log_loss"),
+            "spearman_teacher": r.metrics.get("spearman_teacher", r.metrics.get("spearman_true")),
+            "fit_seconds": r.metrics.get("fit_seconds"),
+            "created_at": r.created_at,
+            "label_hash": r.label_hash[:12],
+            "metrics": r.metrics,
+        }
+        for r in records
+    ]
+
+
+def activate(studio: Studio, project_name: str, version: int) -> None:
+    """Make an older (or newer) version the active model."""
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.get_project(session, project_name)
+        repo.activate_reward_model(session, project.id, version)

@@ -1,0 +1,145 @@
+"""Background jobs' rows: created, claimed by a worker, reported on, cancelled, finished, expired."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Job, JobStatus, as_utc, utcnow
+
+#: A running job whose worker has not beaten for this long, or a queued one that no worker
+#: took for this long, is declared dead (failed) when next looked at.
+STALE_AFTER = timedelta(seconds=60)
+#: The statuses of a job that has not ended.
+ACTIVE_JOB_STATUSES = (JobStatus.queued, JobStatus.running)
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    """Job ``job_id``, or None."""
+    return session.get(Job, job_id)
+
+
+def latest_job(session: Session, project_id: int | None, kind: str) -> Job | None:
+    """The newest job of ``kind`` for a project (None: jobs of no project)."""
+    return session.scalar(
+        select(Job).where(Job.project_id == project_id, Job.kind == kind).order_by(Job.id.desc()).limit(1)
+    )
+
+
+def active_job(session: Session, project_id: int | None, kind: str) -> Job | None:
+    """The project's job of ``kind`` that has not ended, if any."""
+    return session.scalar(
+        select(Job).where(Job.project_id == project_id, Job.kind == kind, Job.status.in_(ACTIVE_JOB_STATUSES))
+    )
+
+
+def create_job(session: Session, project_id: int | None, kind: str, params: dict[str, Any]) -> Job:
+    """A new queued job."""
+    job = Job(project_id=project_id, kind=kind, params=params, message="waiting for a worker")
+    session.add(job)
+    session.flush()
+    return job
+
+
+def set_job_pid(session: Session, job_id: int, pid: int) -> None:
+    """Record the worker process of a job, unless the worker already did."""
+    job = session.get(Job, job_id)
+    if job is not None and job.pid is None:
+        job.pid = pid
+
+
+def fail_job(session: Session, job_id: int, error: str) -> None:
+    """End a job as failed with ``error`` (e.g. its worker could not start)."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.status, job.finished_at, job.error = JobStatus.failed, utcnow(), error
+
+
+def request_cancel(session: Session, job_id: int) -> None:
+    """Ask a job to stop; a queued one is cancelled at once. A job that has ended is left alone."""
+    job = session.get(Job, job_id)
+    if job is None or job.status not in ACTIVE_JOB_STATUSES:
+        return
+    job.cancel_requested = True
+    job.message = "cancelling..."
+    if job.status is JobStatus.queued:
+        job.status, job.finished_at = JobStatus.cancelled, utcnow()
+
+
+def start_job(session: Session, job_id: int, pid: int) -> tuple[str, dict[str, Any]] | None:
+    """Claim a queued job for worker ``pid``: mark it running; its (kind, params), or None if it is
+    not queued (taken, cancelled or gone)."""
+    job = session.get(Job, job_id)
+    if job is None or job.status is not JobStatus.queued:
+        return None
+    job.status, job.started_at, job.heartbeat_at = JobStatus.running, utcnow(), utcnow()
+    job.pid, job.message = pid, "starting"
+    return job.kind, dict(job.params)
+
+
+def report_progress(session: Session, job_id: int, progress: float, message: str) -> bool:
+    """Record a running job's progress (never backwards) and a heartbeat; whether cancel was asked."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return False
+    job.progress = max(job.progress, progress)
+    job.message = message
+    job.heartbeat_at = utcnow()
+    return bool(job.cancel_requested)
+
+
+def heartbeat(session: Session, job_id: int) -> None:
+    """The worker is alive."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.heartbeat_at = utcnow()
+
+
+def cancel_requested(session: Session, job_id: int) -> bool:
+    """Whether the job was asked to stop."""
+    job = session.get(Job, job_id)
+    return bool(job and job.cancel_requested)
+
+
+def finish_job(
+    session: Session, job_id: int, status: JobStatus, result: dict[str, Any] | None, error: str | None, message: str
+) -> JobStatus:
+    """Record how a running job ended; returns the job's final status (a job declared dead
+    meanwhile keeps that verdict)."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return JobStatus.failed
+    if job.status is not JobStatus.running:
+        return job.status
+    job.status, job.result, job.error, job.message = status, result, error, message
+    job.finished_at = utcnow()
+    if status is JobStatus.succeeded:
+        job.progress = 1.0
+    return status
+
+
+def is_stale(job: Job) -> bool:
+    """An active job whose worker stopped beating (running) or never started (queued)."""
+    limit = utcnow() - STALE_AFTER
+    if job.status is JobStatus.running:
+        beat = as_utc(job.heartbeat_at)
+        return beat is None or beat < limit
+    created = as_utc(job.created_at)
+    return job.status is JobStatus.queued and created is not None and created < limit
+
+
+def expire_stale_jobs(session: Session) -> None:
+    """Mark failed the jobs whose worker died (no heartbeat) or never started."""
+    for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES))):
+        if not is_stale(job):
+            continue
+        if job.status is JobStatus.running:
+            job.error = (
+                "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+            )
+        else:
+            job.error = "the worker process never started; see its log in the data folder's jobs/ and submit again"
+        job.status, job.finished_at = JobStatus.failed, utcnow()

@@ -1,0 +1,420 @@
+"""Labeling: serving queries with a side order, recording labels and undoing them, the comparisons
+they make, and the priorities pending queries are served in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from db.errors import NotFoundError
+from db.models import (
+    Choice,
+    Claim,
+    Item,
+    Label,
+    Project,
+    Query,
+    as_utc,
+    utcnow,
+)
+from db.repo.choices import ANSWERED, pref_for
+from db.repo.projects import project_counts
+
+#: How long a served query stays reserved for its annotator (rl-teacher used 2 minutes).
+DEFAULT_CLAIM_TTL = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class ServedQuery:
+    """A query reserved for one annotator, with the side order to show it in."""
+
+    query_id: int
+    item_a_id: int
+    item_b_id: int
+    swapped: bool
+    """Item B is shown on the left."""
+    claimed_at: datetime
+
+    @property
+    def left_item_id(self) -> int:
+        return self.item_b_id if self.swapped else self.item_a_id
+
+    @property
+    def right_item_id(self) -> int:
+        return self.item_a_id if self.swapped else self.item_b_id
+
+
+def _served(query: Query, claim: Claim) -> ServedQuery:
+    return ServedQuery(query.id, query.item_a_id, query.item_b_id, claim.swapped, claim.claimed_at)
+
+
+def claim_next_query(
+    session: Session,
+    project_id: int,
+    annotator_id: int,
+    *,
+    rng: np.random.Generator,
+    ttl: timedelta = DEFAULT_CLAIM_TTL,
+    exclude: tuple[int, ...] = (),
+) -> ServedQuery | None:
+    """Reserve the next query for an annotator, or None when nothing is left for them.
+
+    An annotator who already holds a live claim gets that query again (a page reload shows
+    the same pair). Otherwise the highest-priority query that this annotator has not
+    answered and that still needs labels, counting live claims of others, is claimed. With
+    one label per query two annotators are therefore never served the same query at once.
+    Call inside a write transaction (``session_scope(write=True)``).
+    """
+    now = utcnow()
+    session.execute(delete(Claim).where(Claim.expires_at < now))
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"no project with id {project_id}")
+
+    mine = session.execute(
+        select(Query, Claim)
+        .join(Claim, Claim.query_id == Query.id)
+        .where(Query.project_id == project_id, Claim.annotator_id == annotator_id, Query.id.not_in(exclude))
+        .order_by(Claim.claimed_at)
+        .limit(1)
+    ).first()
+    if mine is not None:
+        return _served(mine[0], mine[1])
+
+    other_label = aliased(Label)
+    answered_count = (
+        select(func.count(Label.id))
+        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    claimed_count = (
+        select(func.count()).select_from(Claim).where(Claim.query_id == Query.id).correlate(Query).scalar_subquery()
+    )
+    already_mine = (
+        select(other_label.id)
+        .where(other_label.query_id == Query.id, other_label.annotator_id == annotator_id)
+        .correlate(Query)
+        .exists()
+    )
+    stmt = (
+        select(Query)
+        .where(
+            Query.project_id == project_id,
+            ~already_mine,
+            answered_count + claimed_count < project.labels_per_query,
+            Query.id.not_in(exclude),
+        )
+        .order_by(Query.priority.desc(), Query.id)
+        .limit(1)
+    )
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update(skip_locked=True)
+    query = session.scalar(stmt)
+    if query is None:
+        return None
+    claim = Claim(
+        query_id=query.id,
+        annotator_id=annotator_id,
+        claimed_at=now,
+        expires_at=now + ttl,
+        swapped=bool(rng.random() < 0.5),
+    )
+    session.add(claim)
+    session.flush()
+    return _served(query, claim)
+
+
+@dataclass(frozen=True)
+class RecordedLabel:
+    """The stored label, and whether this call created it (False: it existed already)."""
+
+    label_id: int
+    created: bool
+    pref: float | None
+    choice: Choice
+    """The stored answer: the one just given when ``created``, else the earlier one that stands."""
+
+
+def record_label(
+    session: Session,
+    query_id: int,
+    annotator_id: int,
+    choice: Choice,
+    *,
+    swapped: bool,
+    shown_at: datetime | None = None,
+) -> RecordedLabel:
+    """Store an annotator's answer to a query and release their claim on it.
+
+    Idempotent: a second submit for the same query and annotator (a double click, a retry
+    after a network error) returns the existing label instead of adding one.
+    """
+    existing = session.scalar(select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id))
+    if existing is not None:
+        return RecordedLabel(existing.id, False, existing.pref, existing.choice)
+    if session.get(Query, query_id) is None:
+        raise NotFoundError(f"no query with id {query_id}; it may have been deleted")
+    label = Label(
+        query_id=query_id,
+        annotator_id=annotator_id,
+        choice=choice,
+        pref=pref_for(choice, swapped),
+        swapped=swapped,
+        shown_at=shown_at,
+        answered_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(label)
+    except IntegrityError:  # the same label arrived through another connection meanwhile
+        existing = session.scalars(
+            select(Label).where(Label.query_id == query_id, Label.annotator_id == annotator_id)
+        ).one()
+        return RecordedLabel(existing.id, False, existing.pref, existing.choice)
+    session.execute(delete(Claim).where(Claim.query_id == query_id, Claim.annotator_id == annotator_id))
+    return RecordedLabel(label.id, True, label.pref, label.choice)
+
+
+@dataclass(frozen=True)
+class UndoneLabel:
+    """A label that Undo removed: its query is served again next."""
+
+    query_id: int
+    shown_at: datetime | None
+    """When its pair was first shown (the person has seen it)."""
+
+
+def undo_last_label(
+    session: Session, project_id: int, annotator_id: int, *, ttl: timedelta = DEFAULT_CLAIM_TTL
+) -> UndoneLabel | None:
+    """Delete the annotator's most recent label in a project and serve that query again next.
+
+    Returns what was removed, or None when the annotator has no label to undo.
+    """
+    label = session.scalar(
+        select(Label)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.annotator_id == annotator_id)
+        .order_by(Label.answered_at.desc(), Label.id.desc())
+        .limit(1)
+    )
+    if label is None:
+        return None
+    query_id, swapped, shown_at = label.query_id, label.swapped, label.shown_at
+    session.delete(label)
+    session.execute(
+        delete(Claim).where(
+            Claim.annotator_id == annotator_id,
+            Claim.query_id.in_(select(Query.id).where(Query.project_id == project_id)),
+        )
+    )
+    now = utcnow()
+    # The claim goes back with an older timestamp so it is served before any other claim.
+    session.add(
+        Claim(
+            query_id=query_id,
+            annotator_id=annotator_id,
+            claimed_at=now - timedelta(days=1),
+            expires_at=now + ttl,
+            swapped=swapped,
+        )
+    )
+    session.flush()
+    return UndoneLabel(query_id, as_utc(shown_at))
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    """Where one annotator stands in a project."""
+
+    total_queries: int
+    labeled_queries: int
+    """Queries with at least one answer from anyone."""
+    my_labels: int
+    labels_per_minute: float
+    """This annotator's pace over their last 10 minutes of labeling."""
+
+
+def annotator_progress(session: Session, project_id: int, annotator_id: int) -> AnnotatorProgress:
+    """Progress of a project and the pace of one annotator in it."""
+    counts = project_counts(session, project_id)
+    mine = (
+        select(Label.answered_at)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.annotator_id == annotator_id, Label.choice.in_(ANSWERED))
+    )
+    my_labels = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
+    since = utcnow() - timedelta(minutes=10)
+    recent = sorted(as_utc(t) for t in session.scalars(mine.where(Label.answered_at >= since)))
+    rate = 0.0
+    if len(recent) >= 2:
+        span_min = max((recent[-1] - recent[0]).total_seconds() / 60, 1 / 60)
+        rate = (len(recent) - 1) / span_min
+    return AnnotatorProgress(counts.queries, counts.labeled_queries, my_labels, rate)
+
+
+def query_with_items(session: Session, query_id: int) -> tuple[Query, Item, Item]:
+    """A query and its two items."""
+    a, b = aliased(Item), aliased(Item)
+    row = session.execute(
+        select(Query, a, b)
+        .join(a, a.id == Query.item_a_id)
+        .join(b, b.id == Query.item_b_id)
+        .where(Query.id == query_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no query with id {query_id}")
+    return row[0], row[1], row[2]
+
+
+def existing_pairs(session: Session, project_id: int) -> set[tuple[int, int]]:
+    """The (item_a_id, item_b_id) pairs a project already asks about."""
+    rows = session.execute(select(Query.item_a_id, Query.item_b_id).where(Query.project_id == project_id))
+    return {(int(a), int(b)) for a, b in rows}
+
+
+def query_ids_by_pair(session: Session, project_id: int) -> dict[tuple[int, int], int]:
+    """A project's query ids by their (item_a_id, item_b_id) pair."""
+    rows = session.execute(select(Query.item_a_id, Query.item_b_id, Query.id).where(Query.project_id == project_id))
+    return {(int(a), int(b)): int(q) for a, b, q in rows}
+
+
+def labels_by_annotator(session: Session, project_id: int, annotator_id: int) -> dict[int, float | None]:
+    """One annotator's labels in a project: pref by query id."""
+    rows = session.execute(
+        select(Label.query_id, Label.pref)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.annotator_id == annotator_id)
+    )
+    return {int(q): (None if p is None else float(p)) for q, p in rows}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One label that carries a preference: P(item A preferred) = pref."""
+
+    label_id: int
+    item_a_id: int
+    item_b_id: int
+    pref: float
+
+
+def comparisons(session: Session, project_id: int) -> list[Comparison]:
+    """Every label of a project with a preference (left, right, equal), oldest first."""
+    rows = session.execute(
+        select(Label.id, Query.item_a_id, Query.item_b_id, Label.pref)
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.pref.is_not(None))
+        .order_by(Label.id)
+    )
+    return [Comparison(int(i), int(a), int(b), float(p)) for i, a, b, p in rows]
+
+
+def comparison_count(session: Session, project_id: int) -> int:
+    """How many labels of a project carry a preference (what :func:`comparisons` lists)."""
+    return int(
+        session.scalar(
+            select(func.count(Label.id))
+            .join(Query, Query.id == Label.query_id)
+            .where(Query.project_id == project_id, Label.pref.is_not(None))
+        )
+        or 0
+    )
+
+
+def pending_queries(session: Session, project_id: int, annotator_id: int, limit: int) -> list[Query]:
+    """Queries that still need labels, that this annotator has not answered and that no one else
+    holds, by priority (what a scripted teacher labels)."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"no project with id {project_id}")
+    answered = (
+        select(func.count(Label.id))
+        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    mine = select(Label.id).where(Label.query_id == Query.id, Label.annotator_id == annotator_id).correlate(Query)
+    held_by_others = (
+        select(func.count())
+        .select_from(Claim)
+        .where(Claim.query_id == Query.id, Claim.annotator_id != annotator_id, Claim.expires_at >= utcnow())
+        .correlate(Query)
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            select(Query)
+            .where(
+                Query.project_id == project_id,
+                ~mine.exists(),
+                answered + held_by_others < project.labels_per_query,
+            )
+            .order_by(Query.priority.desc(), Query.id)
+            .limit(limit)
+        )
+    )
+
+
+def unlabeled_queries(session: Session, project_id: int) -> list[Query]:
+    """Queries of a project with no answer yet."""
+    answered = select(Label.id).where(Label.query_id == Query.id, Label.choice.in_(ANSWERED)).correlate(Query)
+    return list(session.scalars(select(Query).where(Query.project_id == project_id, ~answered.exists())))
+
+
+def set_query_priorities(session: Session, project_id: int, priorities: dict[int, float]) -> None:
+    """Give the project's still-unlabeled queries new serving priorities (by query id; others keep theirs)."""
+    if not priorities:
+        return
+    for query in unlabeled_queries(session, project_id):
+        if query.id in priorities:
+            query.priority = priorities[query.id]
+
+
+def restore_query_priorities(session: Session, priorities: dict[int, float]) -> None:
+    """Put back the priorities of queries (by id), labeled or not: undoes a withdrawn model's ranking."""
+    if not priorities:
+        return
+    for query in session.scalars(select(Query).where(Query.id.in_(priorities))):
+        query.priority = priorities[query.id]
+
+
+def top_priority(session: Session, project_id: int) -> float:
+    """The highest serving priority among the project's queries (0 when it has none)."""
+    return float(session.scalar(select(func.max(Query.priority)).where(Query.project_id == project_id)) or 0.0)
+
+
+def add_queries(
+    session: Session, project_id: int, pairs: list[tuple[int, int]], method: str, priorities: list[float] | None = None
+) -> list[int]:
+    """Ask about pairs of items: one query per unordered pair the project does not ask about yet
+    (stored as (lower id, higher id); repeats and pairs already present are skipped). Returns the
+    new queries' ids."""
+    taken = existing_pairs(session, project_id)
+    new: list[Query] = []
+    for k, (a, b) in enumerate(pairs):
+        pair = (min(a, b), max(a, b))
+        if pair in taken:
+            continue
+        taken.add(pair)
+        priority = 0.0 if priorities is None else float(priorities[k])
+        new.append(Query(project_id=project_id, item_a_id=pair[0], item_b_id=pair[1], method=method, priority=priority))
+    session.add_all(new)
+    session.flush()
+    return [q.id for q in new]
+
+
+def add_imported_label(session: Session, query_id: int, annotator_id: int, choice: Choice) -> float | None:
+    """Record a label that arrived in a file (no one was shown the pair): as if shown in id
+    order, item A on the left. Returns its preference."""
+    pref = pref_for(choice, False)
+    session.add(
+        Label(query_id=query_id, annotator_id=annotator_id, choice=choice, pref=pref, swapped=False, shown_at=None)
+    )
+    return pref

@@ -1,0 +1,1 @@
+"""Pretrained backbones: frozen image encoders and their registry, text backbones, the source-task CNN."""

@@ -1,0 +1,1 @@
+"""Image and text classifiers fine-tuned with LoRA (or frozen, or fully)."""

@@ -1,0 +1,1 @@
+"""Environments: making them, scripted behaviours, recorded episodes and their segments, clips."""

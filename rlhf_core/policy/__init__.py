@@ -1,0 +1,1 @@
+"""Policies trained on a (learned) reward: the DQN and its compiled update."""

@@ -1,0 +1,175 @@
+"""Segments, preferences between them, and the per-step inputs of reward models.
+
+A preference is a float: P(segment A preferred) = 1, 0, or 0.5 for equal. "Can't tell"
+and skips carry no preference and never reach these types.
+
+Per-step reward inputs describe a *transition*: the observation before the step, the change
+to the observation after it, and whether the step happened (``valid``) or is padding after
+the episode ended (an absorbing state with a reward of its own). Transitions, not states,
+let a model express progress (the MiniGrid oracle rewards getting closer to the goal).
+A state-action reward model (``FeatureSpec.n_actions`` set) also sees the action taken at
+each step, one-hot: a preference about *how* the agent acts can then be learned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlhf_core.backbones.registry import canonical_name, get_encoder
+
+PREF_VALUES = (0.0, 0.5, 1.0)
+#: The forms a per-step reward can take (``FeatureSpec.form``).
+REWARD_FORMS = ("transition", "potential")
+
+
+@dataclass(frozen=True)
+class Segments:
+    """M fixed-length segments of L steps."""
+
+    obs: np.ndarray
+    """(M, L + 1, *obs_shape): the observation before each step, then the one after the last."""
+    valid: np.ndarray
+    """(M, L) bool: the step happened (False: padding after the episode ended)."""
+    actions: np.ndarray | None = None
+    """(M, L) int: the discrete action of each step (any value on padding); None when unknown."""
+
+    def __post_init__(self) -> None:
+        if self.valid.ndim != 2 or self.obs.shape[:2] != (self.valid.shape[0], self.valid.shape[1] + 1):
+            raise ValueError(
+                f"obs {self.obs.shape} must be (M, L + 1, ...) for valid {self.valid.shape} of shape (M, L)"
+            )
+        if self.actions is not None and self.actions.shape != self.valid.shape:
+            raise ValueError(f"actions {self.actions.shape} must have the shape of valid {self.valid.shape}")
+
+    @property
+    def count(self) -> int:
+        return int(self.valid.shape[0])
+
+    @property
+    def length(self) -> int:
+        return int(self.valid.shape[1])
+
+    @property
+    def pixels(self) -> bool:
+        return self.obs.ndim == 5 and self.obs.shape[-1] == 3 and self.obs.dtype == np.uint8
+
+    def subset(self, index: np.ndarray) -> Segments:
+        return Segments(self.obs[index], self.valid[index], None if self.actions is None else self.actions[index])
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """N comparisons between segments: ``pref[i]`` = P(segments[a[i]] preferred to segments[b[i]])."""
+
+    segments: Segments
+    a: np.ndarray
+    """(N,) int index of the first segment of each comparison."""
+    b: np.ndarray
+    """(N,) int index of the second."""
+    pref: np.ndarray
+    """(N,) float in {0, 0.5, 1}."""
+
+    def __post_init__(self) -> None:
+        n = len(self.pref)
+        if self.a.shape != (n,) or self.b.shape != (n,):
+            raise ValueError(f"a {self.a.shape} and b {self.b.shape} must both have shape ({n},) like pref")
+        bad = ~np.isin(self.pref, PREF_VALUES)
+        if bad.any():
+            raise ValueError(f"pref must be 0, 0.5 or 1; comparison {int(np.argmax(bad))} has {self.pref[bad][0]}")
+        if n and (min(self.a.min(), self.b.min()) < 0 or max(self.a.max(), self.b.max()) >= self.segments.count):
+            raise ValueError(f"segment indices must lie in [0, {self.segments.count})")
+
+    def __len__(self) -> int:
+        return len(self.pref)
+
+    def take(self, index: np.ndarray) -> Preferences:
+        """The comparisons at ``index`` (segments are shared, not copied)."""
+        return Preferences(self.segments, self.a[index], self.b[index], self.pref[index])
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """How observations become per-step inputs; saved with a model so it can be rebuilt."""
+
+    obs_shape: tuple[int, ...]
+    pixels: bool
+    encoder: str | None = None
+    """Name of the frozen encoder for pixel observations (``rlhf_core.backbones.registry``)."""
+    n_actions: int | None = None
+    """Number of discrete actions when the reward also sees the action (state-action); None:
+    the reward sees observations only."""
+    form: str = "transition"
+    """'transition': the reward is any function of a step's inputs (the observation, its change,
+    the action). 'potential': r = Phi(s') - Phi(s) + c (plus a term for the action), a
+    learned potential Phi of the observation: a path's return is the rise of Phi along it, so
+    no loop of steps earns anything and a policy cannot farm the reward by circling (the
+    MiniGrid oracle's progress reward has exactly this form)."""
+
+    def __post_init__(self) -> None:
+        if self.n_actions is not None and self.n_actions < 1:
+            raise ValueError(f"n_actions must be at least 1, got {self.n_actions}")
+        if self.form not in REWARD_FORMS:
+            raise ValueError(f"form must be one of {', '.join(REWARD_FORMS)}, got {self.form!r}")
+
+    @classmethod
+    def for_segments(
+        cls, segments: Segments, encoder: str | None = None, n_actions: int | None = None, form: str = "transition"
+    ) -> FeatureSpec:
+        """The spec of ``segments``; pixels use ``encoder`` (default efficientnet-lite0), stored with
+        any file path made absolute so the saved model loads from any working folder;
+        ``n_actions`` makes it a state-action reward (the segments must carry their actions)."""
+        shape = tuple(int(s) for s in segments.obs.shape[2:])
+        name = canonical_name(encoder or "efficientnet-lite0")
+        if n_actions is not None and segments.actions is None:
+            raise ValueError("a state-action reward needs segments with their actions")
+        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions, form)
+
+    def to_json(self) -> dict:
+        return {
+            "obs_shape": list(self.obs_shape),
+            "pixels": self.pixels,
+            "encoder": self.encoder,
+            "n_actions": self.n_actions,
+            "form": self.form,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> FeatureSpec:
+        return cls(
+            tuple(data["obs_shape"]),
+            bool(data["pixels"]),
+            data.get("encoder"),
+            data.get("n_actions"),
+            data.get("form", "transition"),
+        )
+
+
+def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:
+    """Per-observation features (..., F): encoder features for pixels, flattened floats otherwise."""
+    lead = obs.shape[: obs.ndim - len(spec.obs_shape)]
+    flat = obs.reshape(-1, *spec.obs_shape)
+    if spec.pixels:
+        assert spec.encoder is not None
+        feats = get_encoder(spec.encoder).encode(flat)
+    else:
+        feats = flat.reshape(len(flat), -1).astype(np.float32)
+    return feats.reshape(*lead, feats.shape[-1])
+
+
+def step_inputs(spec: FeatureSpec, segments: Segments) -> np.ndarray:
+    """Per-step reward inputs (M, L, 2F + 2 [+ A]): [valid*f(s), valid*(f(s') - f(s)), valid,
+    1 - valid], and for a state-action reward valid*onehot(a) over the A actions."""
+    feats = observation_features(spec, segments.obs)  # (M, L + 1, F)
+    valid = segments.valid[..., None].astype(np.float32)  # (M, L, 1)
+    now, delta = feats[:, :-1], feats[:, 1:] - feats[:, :-1]
+    parts = [now * valid, delta * valid, valid, 1.0 - valid]
+    if spec.n_actions is not None:
+        if segments.actions is None:
+            raise ValueError("this reward model takes the action of each step, but the segments carry none")
+        actions = np.where(segments.valid, segments.actions, 0)  # padding: any action, masked below
+        if actions.min(initial=0) < 0 or actions.max(initial=0) >= spec.n_actions:
+            raise ValueError(f"actions must lie in [0, {spec.n_actions}), got {actions.min()}..{actions.max()}")
+        parts.append(np.eye(spec.n_actions, dtype=np.float32)[actions] * valid)  # (M, L, A)
+    return np.concatenate(parts, axis=-1).astype(np.float32)

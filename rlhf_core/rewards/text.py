@@ -1,0 +1,431 @@
+"""Reward model for text: a pretrained transformer scoring (prompt, response), LoRA-tuned on preferences.
+
+The backbone (MiniLM) becomes a sequence classifier with one output, the reward r(prompt,
+response). PEFT adds LoRA to the attention's ``query`` and ``value`` projections; the score
+head trains too and is saved with the adapter (``modules_to_save``), so a reloaded model
+scores exactly as the trained one (TRL #1379: a head that is not saved gives random rewards).
+The base weights never change.
+
+Training minimises the Bradley-Terry loss with ties,
+``BCE_with_logits(r_a - r_b - margin * (2 pref - 1), pref)`` with pref = P(A preferred) in
+{1, 0.5, 0}, plus TRL's optional reward centring ``c * mean((r_a + r_b)^2)``. For speed on
+CPU: A and B of a batch go through the model in one forward pass, pairs are batched by
+length (dynamic padding, little of it), no gradient checkpointing, bfloat16 autocast where
+the CPU has AMX, scoring under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rlhf_core.backbones.text import (
+    HUB_NAMES,
+    bf16_autocast_pays_off,
+    load_sequence_classifier,
+    load_tokenizer,
+    quiet_transformers,
+    torch_threads,
+)
+from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.errors import InvalidInputError
+from rlhf_core.rewards.kinds import TEXT_LORA
+
+KIND = TEXT_LORA
+#: Our own description of a saved model, next to PEFT's adapter files.
+MODEL_FILE = "reward_model.json"
+
+
+@dataclass(frozen=True)
+class TextRewardConfig:
+    """LoRA reward model on a pretrained text backbone."""
+
+    backbone: str = "minilm"
+    """Pretrained backbone from :mod:`rlhf_core.backbones.text` (loads offline)."""
+    rank: int = 8
+    """LoRA rank r of each adapted projection."""
+    alpha: float = 16.0
+    """LoRA alpha; the update is scaled by alpha / r."""
+    dropout: float = 0.0
+    """Dropout on the LoRA branch's input (the backbone's own dropout is always off, as TRL's default)."""
+    target_modules: tuple[str, ...] = ("query", "value")
+    """Linear layers that get LoRA adapters (names inside the backbone)."""
+    max_length: int = 128
+    """Tokens of prompt + response kept (the longer of the two is truncated first)."""
+    batch_size: int = 16
+    """Preference pairs per gradient step (2x this many sequences per forward pass)."""
+    epochs: int | None = None
+    """Passes over the training pairs; None: as many as make at least ``min_steps`` optimizer
+    steps, and at least 2 (so the length of training follows the data: 8 passes over 160
+    pairs, 2 over a thousand)."""
+    min_steps: int = 80
+    """Fewest optimizer steps when ``epochs`` is None. 2 passes over 156 labeled pairs (20
+    steps) left the packaged sentiment task at 0.71 held-out accuracy; 80 steps reach 1.0."""
+    lr: float = 5e-4
+    """Peak AdamW learning rate, decayed linearly to 0 (transformers' Trainer default schedule)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on the LoRA and head parameters."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (transformers' Trainer default); 0 turns it off."""
+    margin: float = 0.0
+    """The preferred response must win by this much: logits r_a - r_b - margin * (2 pref - 1)."""
+    center_rewards_coefficient: float = 0.0
+    """Weight of mean((r_a + r_b)^2), which keeps rewards centred on 0 (TRL; 0.01 recommended, 0 off)."""
+    bf16: bool | None = None
+    """bfloat16 autocast in training: None = where the CPU has AMX; scoring always runs in float32."""
+    num_threads: int | None = None
+    """Intra-op threads while training and scoring (None: torch's default)."""
+    sort_window: int = 50
+    """Batches per length-sorted window: pairs are shuffled, cut into windows of this many batches
+    and sorted by length inside each, so padding stays small and batches still vary by epoch."""
+    seed: int = 0
+    """Seed of the head and LoRA initialisation and of the batch order."""
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise InvalidInputError(f"rank must be at least 1, got {self.rank}")
+        if self.alpha <= 0:
+            raise InvalidInputError(f"alpha must be positive, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"dropout must lie in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise InvalidInputError("target_modules must name at least one layer, e.g. ('query', 'value')")
+        if not 8 <= self.max_length <= 512:
+            raise InvalidInputError(f"max_length must lie in 8..512 (MiniLM's position limit), got {self.max_length}")
+        if self.batch_size < 1 or (self.epochs is not None and self.epochs < 1) or self.sort_window < 1:
+            raise InvalidInputError("batch_size, epochs and sort_window must be at least 1")
+        if self.min_steps < 1:
+            raise InvalidInputError(f"min_steps must be at least 1, got {self.min_steps}")
+        if not 0 < self.lr < 1:
+            raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
+        if self.weight_decay < 0 or self.max_grad_norm < 0 or self.margin < 0 or self.center_rewards_coefficient < 0:
+            raise InvalidInputError("weight_decay, max_grad_norm, margin and center_rewards_coefficient must be >= 0")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise InvalidInputError(f"num_threads must be at least 1, got {self.num_threads}")
+        if self.backbone not in HUB_NAMES:
+            raise InvalidInputError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(HUB_NAMES))}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "target_modules": list(self.target_modules)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TextRewardConfig:
+        return cls(**{**data, "target_modules": tuple(data["target_modules"])})
+
+
+@dataclass(frozen=True)
+class TextPreferences:
+    """Comparisons of two responses to the same prompt; ``pref`` = P(response A preferred)."""
+
+    prompts: tuple[str, ...]
+    responses_a: tuple[str, ...]
+    responses_b: tuple[str, ...]
+    pref: np.ndarray
+    """(N,) float: 1 (A preferred), 0 (B preferred), 0.5 (equal)."""
+
+    def __post_init__(self) -> None:
+        n = len(self.prompts)
+        if len(self.responses_a) != n or len(self.responses_b) != n or self.pref.shape != (n,):
+            raise ValueError(
+                f"prompts ({n}), responses_a ({len(self.responses_a)}), responses_b ({len(self.responses_b)}) "
+                f"and pref {self.pref.shape} must have the same length"
+            )
+        for name, texts in (("prompts", self.prompts), ("responses_a", self.responses_a)):
+            bad = next((i for i, t in enumerate(texts) if not isinstance(t, str)), None)
+            if bad is not None:
+                raise ValueError(f"{name}[{bad}] is {type(texts[bad]).__name__}, not text")
+        bad = next((i for i, t in enumerate(self.responses_b) if not isinstance(t, str)), None)
+        if bad is not None:
+            raise ValueError(f"responses_b[{bad}] is {type(self.responses_b[bad]).__name__}, not text")
+        if n and (not np.all(np.isfinite(self.pref)) or self.pref.min() < 0 or self.pref.max() > 1):
+            raise ValueError("pref must be P(A preferred), within [0, 1]")
+
+    @classmethod
+    def from_lists(
+        cls, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str], pref: Sequence[float]
+    ) -> TextPreferences:
+        return cls(tuple(prompts), tuple(responses_a), tuple(responses_b), np.asarray(pref, dtype=np.float64))
+
+    @classmethod
+    def chosen_rejected(cls, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str]) -> TextPreferences:
+        """TRL-style data: A is the chosen response, B the rejected one."""
+        return cls.from_lists(prompts, chosen, rejected, np.ones(len(prompts)))
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def take(self, idx: np.ndarray | Sequence[int]) -> TextPreferences:
+        idx = np.asarray(idx, dtype=np.int64)
+        return TextPreferences(
+            tuple(self.prompts[i] for i in idx),
+            tuple(self.responses_a[i] for i in idx),
+            tuple(self.responses_b[i] for i in idx),
+            self.pref[idx],
+        )
+
+
+def preference_loss(
+    r_a: torch.Tensor,
+    r_b: torch.Tensor,
+    pref: torch.Tensor,
+    *,
+    margin: float | torch.Tensor = 0.0,
+    center_coefficient: float = 0.0,
+) -> torch.Tensor:
+    """Bradley-Terry loss with ties: BCE-with-logits of r_a - r_b against P(A preferred).
+
+    With ``margin`` m the preferred side must win by m: logits r_a - r_b - m (2 pref - 1), which
+    for pref = 1 is TRL's ``-logsigmoid(r_chosen - r_rejected - m)`` and leaves ties alone.
+    ``center_coefficient`` c adds TRL's c * mean((r_a + r_b)^2).
+    """
+    logits = r_a - r_b - margin * (2 * pref - 1)
+    loss = F.binary_cross_entropy_with_logits(logits, pref)
+    if center_coefficient:
+        loss = loss + center_coefficient * torch.mean((r_a + r_b) ** 2)
+    return loss
+
+
+def length_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator, window: int = 50
+) -> list[np.ndarray]:
+    """Indices cut into batches of similar length, in random order.
+
+    Shuffle, cut into windows of ``window`` batches, sort each window by length, cut it into
+    batches, shuffle the batches: a batch pads to its longest member, so sorting saves most
+    of the padding, while the windows keep the batches different from epoch to epoch.
+    """
+    order = rng.permutation(len(lengths))
+    batches: list[np.ndarray] = []
+    span = batch_size * window
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad token ids to the batch's longest: (input_ids, attention_mask), both (B, T)."""
+    width = max(len(s) for s in sequences)
+    ids = np.full((len(sequences), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(sequences), width), dtype=np.int64)
+    for row, seq in enumerate(sequences):
+        ids[row, : len(seq)] = seq
+        mask[row, : len(seq)] = 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
+
+
+class TextRewardModel:
+    """r(prompt, response) from a LoRA-adapted pretrained transformer with a one-output head."""
+
+    kind = KIND
+
+    def __init__(self, config: TextRewardConfig | None = None, *, _model: Any = None) -> None:
+        self.config = config or TextRewardConfig()
+        self.tokenizer = load_tokenizer(self.config.backbone)
+        if _model is None:
+            from peft import LoraConfig, TaskType, get_peft_model
+
+            cfg = self.config
+            base = load_sequence_classifier(cfg.backbone, 1, seed=cfg.seed, pad_token_id=self.tokenizer.pad_token_id)
+            lora = LoraConfig(
+                task_type=TaskType.SEQ_CLS,
+                r=cfg.rank,
+                lora_alpha=cfg.alpha,
+                lora_dropout=cfg.dropout,
+                target_modules=list(cfg.target_modules),
+                modules_to_save=["classifier"],
+            )
+            with torch.random.fork_rng(), quiet_transformers():  # LoRA A's init seeded, global generator untouched
+                torch.manual_seed(cfg.seed + 1)
+                _model = get_peft_model(base, lora)
+            # Saved adapters name the hub model, not this machine's site-packages folder.
+            _model.peft_config["default"].base_model_name_or_path = HUB_NAMES[cfg.backbone]
+        self.model = _model.eval()
+
+    # --- sizes -------------------------------------------------------------------------------
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable (LoRA + head) and backbone parameter counts."""
+        trainable = sum(p.numel() for n, p in self.model.named_parameters() if self._is_adapter_param(n))
+        backbone = sum(p.numel() for n, p in self.model.named_parameters() if not self._is_adapter_param(n))
+        return {"trainable_params": trainable, "backbone_params": backbone}
+
+    @property
+    def trainable_fraction(self) -> float:
+        """Trainable parameters as a fraction of the backbone's."""
+        counts = self.parameter_counts()
+        return counts["trainable_params"] / counts["backbone_params"]
+
+    @staticmethod
+    def _is_adapter_param(name: str) -> bool:
+        return "lora_" in name or "modules_to_save" in name
+
+    # --- tokens ------------------------------------------------------------------------------
+
+    def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[list[int]]:
+        """Token ids of ``[CLS] prompt [SEP] response [SEP]``, at most ``max_length`` long.
+
+        Token type ids stay 0: sentence-transformers trained MiniLM on single segments, so
+        the second segment's type embedding carries no learned meaning.
+        """
+        if not len(prompts):
+            return []
+        out = self.tokenizer(
+            list(prompts),
+            list(responses),
+            truncation="longest_first",
+            max_length=self.config.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
+        return out["input_ids"]
+
+    # --- training ------------------------------------------------------------------------------
+
+    def fit(
+        self,
+        data: TextPreferences,
+        *,
+        rng: np.random.Generator,
+        on_step: ProgressFn | None = None,
+        should_stop: StopFn | None = None,
+    ) -> dict[str, float]:
+        """Train LoRA and the head on ``data``; returns training metrics.
+
+        Raises :class:`TrainingCancelledError` when ``should_stop`` says so (polled every step); the
+        caller then discards the model.
+        """
+        cfg = self.config
+        if len(data) == 0:
+            raise ValueError("no preference pairs to train on")
+        ids_a = self.encode(data.prompts, data.responses_a)
+        ids_b = self.encode(data.prompts, data.responses_b)
+        lengths = np.array([max(len(a), len(b)) for a, b in zip(ids_a, ids_b, strict=True)])
+        pref = torch.from_numpy(data.pref.astype(np.float32))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = int(np.ceil(len(data) / cfg.batch_size))
+        epochs = cfg.epochs or max(2, int(np.ceil(cfg.min_steps / steps_per_epoch)))
+        total = steps_per_epoch * epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
+        bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
+        pad_id = self.tokenizer.pad_token_id
+        step, seen, loss_sum, loss_n, epoch_loss = 0, 0, 0.0, 0, float("nan")
+        base = self.model.get_base_model()
+        # Under bf16 autocast, CPU SDPA's backward is slow (over half of a step); plain matmul
+        # attention trains ~2x faster. Scoring keeps SDPA, which is faster for the forward pass.
+        base.set_attn_implementation("eager" if bf16 else "sdpa")
+        self.model.train()
+        started = time.perf_counter()
+        try:
+            with torch_threads(cfg.num_threads):
+                for _ in range(epochs):
+                    loss_sum, loss_n = 0.0, 0
+                    for idx in length_batches(lengths, cfg.batch_size, rng, cfg.sort_window):
+                        if should_stop is not None and should_stop():
+                            raise TrainingCancelledError("stopped during training")
+                        b = len(idx)
+                        input_ids, mask = pad_batch([ids_a[i] for i in idx] + [ids_b[i] for i in idx], pad_id)
+                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                            rewards = self.model(input_ids=input_ids, attention_mask=mask).logits  # (2B, 1)
+                        rewards = rewards.float().squeeze(-1)  # (2B,)
+                        loss = preference_loss(
+                            rewards[:b],
+                            rewards[b:],
+                            pref[idx],
+                            margin=cfg.margin,
+                            center_coefficient=cfg.center_rewards_coefficient,
+                        )
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if cfg.max_grad_norm:
+                            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                        opt.step()
+                        schedule.step()
+                        step += 1
+                        seen += b
+                        loss_sum += loss.item() * b
+                        loss_n += b
+                        if on_step is not None:
+                            on_step(step, total, {"loss": loss_sum / loss_n})
+                    epoch_loss = loss_sum / loss_n
+        finally:
+            self.model.eval()
+            base.set_attn_implementation("sdpa")
+        seconds = time.perf_counter() - started
+        return {
+            "train_loss": epoch_loss,
+            "steps": step,
+            "epochs": epochs,
+            "train_seconds": seconds,
+            "pairs_per_s": seen / seconds,
+            "bf16": bool(bf16),
+            **self.parameter_counts(),
+            "trainable_fraction": self.trainable_fraction,
+        }
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Reward of each (prompt, response), (N,) float32; batched by length, float32."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        ids = self.encode(prompts, responses)
+        out = np.empty(len(ids), dtype=np.float32)
+        order = np.argsort([len(s) for s in ids], kind="stable")
+        pad_id = self.tokenizer.pad_token_id
+        with torch_threads(self.config.num_threads):
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
+                out[rows] = self.model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1).float().numpy()
+        return out
+
+    def predict_pref(self, data: TextPreferences) -> np.ndarray:
+        """Predicted P(A preferred) of each comparison, (N,)."""
+        r_a = self.score(data.prompts, data.responses_a).astype(np.float64)
+        r_b = self.score(data.prompts, data.responses_b).astype(np.float64)
+        return 1.0 / (1.0 + np.exp(-np.clip(r_a - r_b, -60, 60)))
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def save(self, folder: Path) -> None:
+        """PEFT's adapter files (LoRA and the head) plus ``reward_model.json`` into ``folder``."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with quiet_transformers():
+            # save_embedding_layers=False: the vocabulary is the backbone's, and "auto" asks the Hub
+            self.model.save_pretrained(str(folder), save_embedding_layers=False)
+        (folder / MODEL_FILE).write_text(json.dumps({"kind": KIND, "config": self.config.to_json()}, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path) -> TextRewardModel:
+        """A model written by :meth:`save`: the pretrained backbone plus the saved adapter."""
+        from peft import PeftModel
+
+        meta_path = folder / MODEL_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path} is missing: {folder} does not hold a text reward model")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("kind") != KIND:
+            raise ValueError(f"{meta_path} has kind {meta.get('kind')!r}, expected {KIND!r}")
+        config = TextRewardConfig.from_json(meta["config"])
+        tokenizer = load_tokenizer(config.backbone)
+        base = load_sequence_classifier(config.backbone, 1, seed=config.seed, pad_token_id=tokenizer.pad_token_id)
+        with quiet_transformers():
+            model = PeftModel.from_pretrained(base, str(folder))
+        return cls(config, _model=model)
+
+    def merged(self) -> torch.nn.Module:
+        """A copy of the model with LoRA merged into the base weights (``merge_and_unload``)."""
+        return copy.deepcopy(self.model).merge_and_unload()

@@ -1,0 +1,79 @@
+"""The demo-project use case: what it stores, and that a failure stores nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from app.config import Settings, Studio
+from app.services import clips, demo
+from db.engine import session_scope
+from db.models import Item, Project, Query, Trajectory
+from rlhf_core.envs.episodes import load_episode, load_npz
+
+
+def test_demo_stores_trajectories_segments_and_pairs_consistently(tmp_path):
+    studio = Studio(Settings.from_env(tmp_path))
+    result = demo.create_demo_project(studio, "cp", "CartPole-v1", n_segments=10, n_queries=15, workers=1)
+    assert result.created and (result.counts.items, result.counts.queries) == (10, 15)
+    with session_scope(studio.engine) as session:
+        project = session.scalars(select(Project)).one()
+        assert project.config["segment_length"] == 75 and project.config["fps"] == 50
+        assert "pole should stay upright" in project.guidelines
+        trajs = {t.id: t for t in session.scalars(select(Trajectory))}
+        items = list(session.scalars(select(Item)))
+        queries = list(session.scalars(select(Query)))
+    sources = {t.source_policy for t in trajs.values()}
+    assert "random" in sources and any(s.startswith("scripted") for s in sources)
+    for item in items:
+        traj = load_episode(studio.path(trajs[item.trajectory_id].file))
+        end = min(item.start + item.length, traj.length)
+        assert item.true_return == pytest.approx(float(traj.rewards[item.start : end].sum()))
+        frames = load_npz(studio.path(item.clip_file))
+        assert frames["frames"].shape[0] == item.length == 75 and frames["valid"].dtype == bool
+    returns = [i.true_return for i in items]
+    assert max(returns) - min(returns) >= 20  # clips differ in quality
+    assert all(q.item_a_id < q.item_b_id for q in queries)
+    assert len({(q.item_a_id, q.item_b_id) for q in queries}) == 15
+
+
+def test_same_seed_gives_the_same_project(tmp_path):
+    one, two = (Studio(Settings.from_env(tmp_path / n)) for n in "ab")
+    for studio in (one, two):
+        demo.create_demo_project(studio, "p", n_segments=6, n_queries=5, workers=1, seed=3)
+    with session_scope(one.engine) as s1, session_scope(two.engine) as s2:
+        r1 = [(i.start, i.true_return, Path(i.clip_file).name) for i in s1.scalars(select(Item).order_by(Item.id))]
+        r2 = [(i.start, i.true_return, Path(i.clip_file).name) for i in s2.scalars(select(Item).order_by(Item.id))]
+    assert r1 == r2
+
+
+def test_projects_whose_names_slug_alike_keep_separate_files(tmp_path):
+    studio = Studio(Settings.from_env(tmp_path))
+    demo.create_demo_project(studio, "my demo", n_segments=3, n_queries=2, workers=1)
+    demo.create_demo_project(studio, "my-demo", n_segments=3, n_queries=2, workers=1)
+    with session_scope(studio.engine) as session:
+        items = list(session.scalars(select(Item)))
+    assert len(items) == 6 and all(studio.path(i.clip_file).is_file() for i in items)
+    assert len({Path(i.clip_file).parent.parent for i in items}) == 2
+
+
+def test_a_failure_while_rendering_leaves_no_project_and_no_files(tmp_path, monkeypatch):
+    studio = Studio(Settings.from_env(tmp_path))
+
+    def broken(job):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(clips, "render_clip", broken)
+    with pytest.raises(OSError, match="disk full"):
+        demo.create_demo_project(studio, "p", n_segments=4, n_queries=3, workers=1)
+    with session_scope(studio.engine) as session:
+        assert session.scalars(select(Project)).all() == []
+    assert not list((tmp_path / "projects").glob("*"))  # the new folder was removed
+
+
+def test_sampled_pairs_are_distinct_and_ordered():
+    pairs = demo._sample_pairs(6, 15, np.random.default_rng(0))
+    assert len(set(pairs)) == 15 and all(a < b for a, b in pairs)

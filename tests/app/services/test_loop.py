@@ -1,0 +1,328 @@
+"""The default demo's path, on MiniGrid pixels: reward and policy training with the defaults,
+the teacher baseline, the policy's clips, rounds of the loop (all or nothing), the autopilot,
+and the pages that start them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _labeling import answer_button
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from app.cli import cli
+from app.config import Settings, Studio
+from app.services import autopilot, jobs, labeling, loop, policies
+from app.services.rewards import train_reward_model
+from app.services.synthetic import label_synthetic
+from db.models import JobStatus
+from rlhf_core.callbacks import TrainingCancelledError
+
+pytestmark = pytest.mark.slow
+
+ENV_ID = "MiniGrid-Empty-Random-6x6-v0"
+PROJECT = "mg"
+STEPS = 1_200  # learning starts after 1,000 steps
+VIEWS = Path(__file__).resolve().parents[3] / "app" / "ui" / "views"
+
+
+def _studio(data: Path) -> Studio:
+    return Studio(Settings.from_env(data))
+
+
+def _rows(data: Path, sql: str) -> list[tuple]:
+    con = sqlite3.connect(data / "rlhf.db")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _store(data: Path) -> dict[str, object]:
+    """Everything a round may change: registries, pairs, items, and the files under the data folder."""
+    return {
+        "reward_models": _rows(data, "SELECT version, active, label_count FROM reward_model ORDER BY version"),
+        "policies": _rows(data, "SELECT version, reward FROM policy ORDER BY version"),
+        "queries": _rows(data, "SELECT count(*), max(priority) FROM query"),
+        "items": _rows(data, "SELECT count(*) FROM item"),
+        "trajectories": _rows(data, "SELECT count(*) FROM trajectory"),
+        "files": sorted(
+            p.relative_to(data).as_posix()
+            for sub in ("models", "policies", "rollouts")
+            for p in (data / sub).rglob("*")
+            if p.is_file()
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Demo project on the default MiniGrid room: 24 clips, 60 pairs, 40 oracle labels, the default
+    reward model (v1) and a policy on it (v1)."""
+    from app.services.demo import create_demo_project
+
+    data = tmp_path_factory.mktemp("minigrid") / "data"
+    studio = _studio(data)
+    create_demo_project(studio, PROJECT, ENV_ID, n_segments=24, n_queries=60, workers=1)
+    assert label_synthetic(studio, PROJECT, "oracle", 40).labeled == 40
+    train_reward_model(studio, PROJECT)
+    policies.train_policy(studio, PROJECT, "active", steps=STEPS)
+    studio.engine.dispose()
+    return data
+
+
+@pytest.fixture
+def data(template: Path, tmp_path: Path, studio_env) -> Path:
+    return studio_env(Path(shutil.copytree(template, tmp_path / "data")))
+
+
+def test_reward_defaults_on_pixels_are_a_potential_ensemble_on_efficientnet(data: Path) -> None:
+    out = CliRunner().invoke(cli, ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--json"])
+    assert out.exit_code == 0, out.output
+    m = json.loads(out.stdout)
+    assert (m["kind"], m["reward_form"], m["encoder"], m["version"]) == (
+        "ensemble",
+        "potential",
+        "efficientnet-lite0",
+        2,
+    )
+    assert m["n_labels"] == 40 and m["val_pairs"] == m["n_val"] == 8
+    assert m["teacher_reward"] == "oracle:progress"
+    config = json.loads(
+        (data / _rows(data, "SELECT path FROM reward_model WHERE version = 2")[0][0] / "config.json").read_text()
+    )
+    assert config["features"]["form"] == "potential" and config["features"]["pixels"] is True
+    transition = CliRunner().invoke(
+        cli, ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--form", "transition", "--json"]
+    )
+    assert transition.exit_code == 0 and json.loads(transition.stdout)["reward_form"] == "transition"
+    lora = CliRunner().invoke(
+        cli,
+        ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--kind", "cnn-lora", "--form", "potential"],
+    )
+    assert lora.exit_code == 1 and "cnn-lora learns transition rewards only" in lora.output
+
+
+def test_policy_on_pixels_shares_the_reward_models_encoder_and_reports_success(data: Path) -> None:
+    result = policies.train_policy(_studio(data), PROJECT, "active", steps=STEPS, seed=1)
+    m = result.metrics
+    assert m["success_rate"] is not None and 0.0 <= m["success_rate"] <= 1.0  # MiniGrid defines success
+    assert m["learned_return_mean"] is not None and m["env_steps"] == STEPS
+    assert m["encoder_cache_hit_rate"] > 0.5  # the reward model's cached features serve the policy
+    assert _rows(data, "SELECT version, reward, encoder FROM policy WHERE version = 2") == [
+        (2, "model", "efficientnet-lite0")
+    ]
+
+
+def test_the_teacher_baseline_trains_on_the_oracles_reward_without_labels(data: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(
+        cli,
+        [
+            "--data-dir",
+            str(data),
+            "train-policy",
+            "--project",
+            PROJECT,
+            "--reward",
+            "teacher",
+            "--steps",
+            str(STEPS),
+            "--json",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    m = json.loads(out.stdout)
+    assert m["reward"] == "teacher" and m["labels_used"] == 0 and m["learned_return_mean"] is None
+    assert m["success_rate"] is not None  # evaluated on the true reward, as every policy is
+    assert _rows(data, "SELECT reward, reward_model_id FROM policy WHERE version = 2") == [("teacher", None)]
+    listing = runner.invoke(cli, ["--data-dir", str(data), "policies", "--project", PROJECT])
+    assert "v2: teacher reward, 0 labels" in listing.output
+
+
+def test_policy_queries_on_pixels_add_clips_served_first(data: Path) -> None:
+    before = _rows(data, "SELECT count(*), max(priority) FROM query")[0]
+    out = CliRunner().invoke(
+        cli, ["--data-dir", str(data), "policy-queries", "--project", PROJECT, "--episodes", "2", "--seed", "3"]
+    )
+    assert out.exit_code == 0, out.output
+    new = _rows(data, "SELECT item_a_id, item_b_id, priority FROM query WHERE method = 'policy'")
+    assert new and all(p > before[1] for _, _, p in new)
+    session = labeling.open_session(_studio(data), PROJECT, "ann")
+    pair = labeling.next_pair(_studio(data), session, rng=np.random.default_rng(0))
+    assert pair is not None and pair.query_id in {
+        q for (q,) in _rows(data, "SELECT id FROM query WHERE method = 'policy'")
+    }
+    assert pair.clip is not None and pair.clip.read_bytes()[:6] in (b"GIF87a", b"GIF89a")  # the two clips, in sync
+
+
+def test_a_round_retrains_both_and_queues_the_new_policys_clips(data: Path) -> None:
+    stages: list[str] = []
+    result = loop.run_round(
+        _studio(data), PROJECT, seed=2, steps=STEPS, on_progress=lambda stage, done, total: stages.append(stage)
+    )
+    assert (result.reward_version, result.policy_version, result.labels) == (2, 2, 40)
+    assert result.new_pairs > 0 and result.success_rate is not None
+    assert _rows(data, "SELECT version FROM reward_model WHERE active") == [(2,)]
+    assert _rows(data, "SELECT count(*) FROM query WHERE method = 'policy'") == [(result.new_pairs,)]
+    assert {s.split()[0] for s in stages} == {"reward", "policy", "clips"}
+    assert jobs.stage_span("reward fit")[1] <= jobs.stage_span("policy train")[0] < jobs.stage_span("clips render")[0]
+
+
+@pytest.mark.parametrize("stop_in", ["policy", "clips"])
+def test_a_cancelled_round_leaves_the_store_as_it_was(data: Path, stop_in: str) -> None:
+    before = _store(data)
+    seen: list[str] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        seen.append(stage)
+
+    def stop() -> bool:  # asked for once the round reaches `stop_in` (the reward model is registered by then)
+        return any(s.startswith(stop_in) for s in seen) or (stop_in == "clips" and "policy evaluate" in seen)
+
+    with pytest.raises(TrainingCancelledError):
+        loop.run_round(_studio(data), PROJECT, seed=2, steps=STEPS, on_progress=progress, should_stop=stop)
+    assert any(s.startswith("reward") for s in seen)
+    assert _store(data) == before
+
+
+def test_cli_loop_labels_with_the_teacher_and_runs_rounds(data: Path) -> None:
+    out = CliRunner().invoke(
+        cli,
+        ["--data-dir", str(data), "loop", "--project", PROJECT, "--teacher", "oracle", "--rounds", "1"]
+        + ["--labels-per-round", "10", "--steps", str(STEPS), "--json"],
+    )
+    assert out.exit_code == 0, out.output
+    [line] = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
+    assert line["round"] == 1 and line["labels"] == 50 and line["reward_version"] == 2 and line["new_pairs"] > 0
+    bad = CliRunner().invoke(cli, ["--data-dir", str(data), "loop", "--project", PROJECT, "--teacher", "nobody"])
+    assert bad.exit_code == 1 and "unknown teacher 'nobody'" in bad.output
+    assert _rows(data, "SELECT count(*) FROM reward_model") == [(2,)]
+
+
+def test_autopilot_is_due_after_k_new_labels_and_runs_as_a_job(data: Path) -> None:
+    studio = _studio(data)
+    runner = CliRunner()
+    on = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT, "--every", "5"])
+    assert on.exit_code == 0 and "a round every 5 labels (0 since the last round)" in on.output
+    assert not autopilot.autopilot_due(studio, PROJECT)
+    label_synthetic(studio, PROJECT, "oracle", 5, seed=1)
+    assert autopilot.labels_since_round(studio, PROJECT) == (5, 5) and autopilot.autopilot_due(studio, PROJECT)
+    pid = _rows(data, "SELECT id FROM project")[0][0]
+    job_id = jobs.submit(studio, pid, "loop-round", {"project": PROJECT, "steps": STEPS}, spawn=False)
+    assert jobs.run(studio, job_id) is JobStatus.succeeded
+    view = jobs.get(studio, job_id)
+    assert view.progress == pytest.approx(1.0) and view.result is not None and view.result["labels"] == 45
+    assert not autopilot.autopilot_due(studio, PROJECT)  # the round used them
+    off = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT, "--off"])
+    assert off.exit_code == 0 and autopilot.labels_since_round(studio, PROJECT)[1] is None
+    neither = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT])
+    assert neither.exit_code == 2 and "--every K or --off" in neither.output
+
+
+def test_a_cancelled_round_job_says_the_round_was_withdrawn(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    studio = _studio(data)
+    before = _store(data)
+    pid = _rows(data, "SELECT id FROM project")[0][0]
+    job_id = jobs.submit(studio, pid, "loop-round", {"project": PROJECT, "steps": STEPS}, spawn=False)
+    real = loop.train_policy
+
+    def cancel_then_train(*args, **kwargs):  # Cancel pressed once the round's reward model is registered
+        jobs.cancel(studio, job_id)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "train_policy", cancel_then_train)
+    assert jobs.run(studio, job_id) is JobStatus.cancelled
+    assert "round was withdrawn" in jobs.get(studio, job_id).message
+    assert _store(data) == before
+
+
+def _wait_for_jobs(data: Path, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (
+        time.monotonic() < deadline
+        and _rows(data, "SELECT count(*) FROM job WHERE status IN ('queued', 'running')")[0][0]
+    ):
+        time.sleep(1.0)
+
+
+def test_train_page_offers_the_encoders_and_forms_and_passes_them_on(data: Path) -> None:
+    (data / "encoders").mkdir()
+    (data / "encoders" / "room.safetensors").write_bytes(b"")  # listed by name; loaded only when chosen
+    at = AppTest.from_file(str(VIEWS / "train.py"), default_timeout=120)
+    at.session_state["project"] = PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    encoders = at.selectbox(key="train_encoder")
+    assert encoders.options[0].startswith("EfficientNet-Lite0") and any(
+        "room.safetensors" in o for o in encoders.options
+    )
+    assert at.selectbox(key="train_form").value == "potential"
+    at.selectbox(key="train_form").set_value("transition")
+    [retrain] = [b for b in at.button if b.label == "Retrain"]
+    retrain.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [(kind, params)] = _rows(data, "SELECT kind, params FROM job")
+    assert kind == "train-reward"
+    assert json.loads(params) == {
+        "project": PROJECT,
+        "kind": "ensemble",
+        "form": "transition",
+        "encoder": "efficientnet-lite0",
+    }
+    _wait_for_jobs(data)
+    assert _rows(data, "SELECT status FROM job") == [("succeeded",)]
+    path = _rows(data, "SELECT path FROM reward_model WHERE version = 2")[0][0]
+    assert json.loads((data / path / "config.json").read_text())["features"]["form"] == "transition"
+
+
+def test_policy_page_switches_the_autopilot_and_runs_a_round(data: Path) -> None:
+    at = AppTest.from_file(str(VIEWS / "policy.py"), default_timeout=120)
+    at.session_state["project"] = PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("teacher" in o for o in at.selectbox(key="policy_reward").options)
+    assert at.selectbox(key="policy_encoder").options[0].startswith("Same as the reward model")
+    assert at.toggle(key="autopilot_on").value is False
+    at.number_input(key="autopilot_every").set_value(7)
+    at.toggle(key="autopilot_on").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert json.loads(_rows(data, "SELECT config FROM project")[0][0])["autopilot"] == 7
+    assert any("next round starts after 7 more" in c.value for c in at.caption)
+    at.button(key="round_now").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [(kind, params)] = _rows(data, "SELECT kind, params FROM job")
+    assert kind == "loop-round" and json.loads(params) == {"project": PROJECT}
+    pid = _rows(data, "SELECT id FROM project")[0][0]
+    job = jobs.latest(_studio(data), pid, "loop-round")
+    assert job is not None
+    jobs.cancel(_studio(data), job.id)  # a full round takes minutes: cancelling it is the other half to check
+    _wait_for_jobs(data)
+    assert _rows(data, "SELECT status FROM job") == [("cancelled",)]
+    assert _rows(data, "SELECT version, active FROM reward_model") == [(1, 1)]
+
+
+def test_labeling_starts_the_autopilots_round_when_k_labels_have_arrived(data: Path, instant_answers) -> None:
+    autopilot.set_autopilot(_studio(data), PROJECT, 1)
+    at = AppTest.from_file(str(VIEWS / "label.py"), default_timeout=60)
+    at.session_state["project"] = PROJECT
+    at.session_state["annotator"] = "tester"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    answer_button(at, "left").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Autopilot: round started" in c.value for c in at.caption)
+    [(kind, status)] = _rows(data, "SELECT kind, status FROM job")
+    assert kind == "loop-round" and status in ("queued", "running")
+    answer_button(at, "left").click().run()  # a round already running: labeling goes on, no second job
+    assert _rows(data, "SELECT count(*) FROM job") == [(1,)]
+    job = jobs.latest(_studio(data), _rows(data, "SELECT id FROM project")[0][0], "loop-round")
+    assert job is not None
+    jobs.cancel(_studio(data), job.id)
+    _wait_for_jobs(data)

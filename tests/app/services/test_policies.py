@@ -1,0 +1,271 @@
+"""Policies end to end on a small CartPole project: train, register, cancel, job, CLI, queries, page."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import _cartpole as cp
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from app.cli import cli
+from app.services import jobs, labeling, policies
+from app.services.model_registry import TrainingError
+from app.services.rewards import train_reward_model
+from db import repo
+from db.engine import session_scope
+from db.models import JobStatus
+from rlhf_core.callbacks import TrainingCancelledError
+
+pytestmark = pytest.mark.slow
+
+POLICY_PAGE = Path(__file__).resolve().parents[3] / "app" / "ui" / "views" / "policy.py"
+STEPS = 1_500  # learning starts after 1,000 steps; rounds every 256 steps
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CartPole project, 40 segments, 60 pairs of which 50 oracle-labeled, a linear BT model, one policy."""
+    data = cp.build(tmp_path_factory.mktemp("cartpole") / "data", n_queries=60, oracle_labels=50)
+    studio = cp.studio_for(data)
+    train_reward_model(studio, cp.PROJECT, "bt")
+    policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS)
+    studio.engine.dispose()
+    return data
+
+
+@pytest.fixture
+def data(template: Path, tmp_path: Path, studio_env) -> Path:
+    return studio_env(cp.copy(template, tmp_path / "data"))
+
+
+def test_policy_on_the_learned_reward_is_registered_with_its_metrics(data: Path) -> None:
+    studio = cp.studio_for(data)
+    result = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, seed=1)
+    assert result.version == 2
+    m = result.metrics
+    assert m["labels_used"] == 50 and m["reward"] == "model v1"
+    assert m["env_steps"] == STEPS and m["env_steps_per_second"] > 0
+    assert m["gradient_steps"] == 2 * 128  # rounds at steps 1,024 and 1,280
+    assert m["success_rate"] is None  # CartPole defines no success
+    assert m["learned_return_mean"] is not None and m["true_return_mean"] > 0
+    assert [point["step"] for point in result.curve] == [STEPS]
+    rows = cp.rows(data, "SELECT version, reward, label_count, path FROM policy ORDER BY version")
+    assert [r[:3] for r in rows] == [(1, "model", 50), (2, "model", 50)]
+    assert (data / rows[1][3] / "q.safetensors").is_file()
+    _, agent = policies.load_agent(studio, cp.PROJECT, 2)
+    assert agent.config.seed == 1
+
+
+def test_true_reward_baseline_uses_no_labels(data: Path) -> None:
+    result = policies.train_policy(cp.studio_for(data), cp.PROJECT, "true", steps=STEPS)
+    assert result.metrics["labels_used"] == 0 and result.metrics["learned_return_mean"] is None
+    assert cp.rows(data, "SELECT reward, reward_model_id FROM policy WHERE version = 2") == [("true", None)]
+
+
+def test_bad_reward_choices_are_clear_and_change_nothing(data: Path) -> None:
+    studio = cp.studio_for(data)
+    with pytest.raises(TrainingError, match="'active', 'true', 'teacher' or a reward model version"):
+        policies.train_policy(studio, cp.PROJECT, "best", steps=STEPS)
+    with pytest.raises(LookupError, match="no reward model version 7"):
+        policies.train_policy(studio, cp.PROJECT, "7", steps=STEPS)
+    with pytest.raises(TrainingError, match="bad policy setting"):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, config={"gamma": 2.0})
+    with pytest.raises(TrainingError, match="must exceed learning_starts"):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=500)
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+
+
+def test_cancel_registers_nothing_and_leaves_no_files(data: Path) -> None:
+    studio = cp.studio_for(data)
+    before = sorted(p.name for p in (data / "policies").glob("*/*"))
+    with pytest.raises(TrainingCancelledError):
+        policies.train_policy(studio, cp.PROJECT, "true", steps=STEPS, should_stop=lambda: True)
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+    assert sorted(p.name for p in (data / "policies").glob("*/*")) == before
+
+
+def test_failed_registration_leaves_no_checkpoint_files(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sorted(p.name for p in (data / "policies").glob("*/*"))
+
+    def broken(session: object, record: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(policies.repo, "register_policy", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        policies.train_policy(cp.studio_for(data), cp.PROJECT, "true", steps=STEPS)
+    assert sorted(p.name for p in (data / "policies").glob("*/*")) == before  # the saved checkpoint was removed
+    assert cp.rows(data, "SELECT count(*) FROM policy") == [(1,)]
+
+
+def test_failed_rollouts_to_queries_add_no_rows_and_remove_their_clips(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studio = cp.studio_for(data)
+    gifs_before = set(data.rglob("*.gif"))
+    counts = cp.rows(data, "SELECT (SELECT count(*) FROM query), (SELECT count(*) FROM item)")
+
+    real_scope = policies.session_scope
+
+    def failing_scope(engine: object, *, write: bool = False):  # the write transaction fails after the clips
+        if write:
+            raise RuntimeError("write failed")
+        return real_scope(engine, write=write)
+
+    monkeypatch.setattr(policies, "session_scope", failing_scope)
+    with pytest.raises(RuntimeError, match="write failed"):
+        policies.rollouts_to_queries(studio, cp.PROJECT, episodes=1, seed=0)
+    assert cp.rows(data, "SELECT (SELECT count(*) FROM query), (SELECT count(*) FROM item)") == counts
+    assert set(data.rglob("*.gif")) == gifs_before  # clips rendered into older items' folders are gone too
+    assert not list(data.glob("rollouts/*/*"))
+
+
+def test_policy_job_runs_and_reports_progress(data: Path) -> None:
+    studio = cp.studio_for(data)
+    with session_scope(studio.engine) as session:
+        pid = repo.get_project(session, cp.PROJECT).id
+    params = {"project": cp.PROJECT, "reward": "true", "steps": STEPS}
+    job_id = jobs.submit(studio, pid, "train-policy", params, spawn=False)
+    assert jobs.run(studio, job_id) is JobStatus.succeeded
+    view = jobs.get(studio, job_id)
+    assert view.progress == pytest.approx(1.0)
+    assert view.result is not None and view.result["version"] == 2 and view.result["labels_used"] == 0
+
+
+def test_cli_train_policy_json_carries_the_issue_fields(data: Path) -> None:
+    runner = CliRunner()
+    out = runner.invoke(
+        cli, ["--data-dir", str(data), "train-policy", "--project", cp.PROJECT, "--steps", str(STEPS), "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.stdout)
+    for key in ("true_return_mean", "success_rate", "env_steps_per_second", "labels_used", "curve"):
+        assert key in payload
+    assert payload["labels_used"] == 50
+    listing = runner.invoke(cli, ["--data-dir", str(data), "policies", "--project", cp.PROJECT])
+    assert listing.exit_code == 0 and "v2: model v1 reward, 50 labels" in listing.output
+    bad = runner.invoke(cli, ["--data-dir", str(data), "train-policy", "--project", "nope", "--steps", "10"])
+    assert bad.exit_code == 1 and "nope" in bad.output and "Traceback" not in bad.output
+
+
+def test_rollouts_become_new_pairs_served_first(data: Path) -> None:
+    studio = cp.studio_for(data)
+    before = cp.rows(data, "SELECT count(*), max(priority) FROM query")[0]
+    added = policies.rollouts_to_queries(studio, cp.PROJECT, episodes=2, seed=3)
+    assert added.episodes == 2 and added.segments >= 2 and added.queries >= added.segments
+    rows = cp.rows(data, "SELECT item_a_id, item_b_id, priority FROM query WHERE method = 'policy'")
+    assert len(rows) == added.queries and all(a < b and p > before[1] for a, b, p in rows)
+    assert cp.rows(data, "SELECT count(*) FROM query")[0][0] == before[0] + added.queries
+    sources = cp.rows(data, "SELECT DISTINCT source_policy FROM trajectory WHERE source_policy LIKE 'policy%'")
+    assert sources == [("policy v1",)]
+    policy_queries = {q for (q,) in cp.rows(data, "SELECT id FROM query WHERE method = 'policy'")}
+    session = labeling.open_session(studio, cp.PROJECT, "ann")
+    pair = labeling.next_pair(studio, session, rng=np.random.default_rng(0))
+    assert pair is not None and pair.query_id in policy_queries  # served before the older pairs
+    assert pair.clip is not None and pair.clip.is_file()
+
+
+def test_showcase_puts_the_policy_beside_a_random_one(data: Path) -> None:
+    show = policies.showcase(cp.studio_for(data), cp.PROJECT, seed=5)
+    assert show.gif[:6] in (b"GIF87a", b"GIF89a")
+    assert show.reward_model_version == 1 and show.predicted_rewards is not None
+    assert len(show.predicted_rewards) == len(show.true_rewards) == int(show.policy_return)
+
+
+def test_policy_page_shows_checkpoints_and_sends_rollouts_to_labeling(data: Path) -> None:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == f"Policy · {cp.PROJECT}"
+    assert at.button(key="train_policy").disabled is False
+    metrics = {m.label: m.value for m in at.metric}
+    assert "Policy: true return" in metrics and "Random: true return" in metrics
+    n_before = cp.rows(data, "SELECT count(*) FROM query")[0][0]
+    at.button(key="policy_to_queries").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Added" in s.value for s in at.success)
+    assert cp.rows(data, "SELECT count(*) FROM query")[0][0] > n_before
+
+
+def test_policy_page_train_button_starts_a_job_with_the_chosen_settings(data: Path) -> None:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    at.selectbox(key="policy_reward").set_value("true")
+    at.number_input(key="policy_steps").set_value(2_000)
+    at.button(key="train_policy").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    rows = cp.rows(data, "SELECT kind, params FROM job")
+    assert len(rows) == 1 and rows[0][0] == "train-policy"
+    assert json.loads(rows[0][1]) == {"project": cp.PROJECT, "reward": "true", "steps": 2_000}
+    assert at.button(key="train_policy").disabled  # one policy job at a time per project
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and cp.rows(data, "SELECT status FROM job")[0][0] in ("queued", "running"):
+        time.sleep(1.0)
+    assert cp.rows(data, "SELECT status FROM job") == [("succeeded",)]
+    assert cp.rows(data, "SELECT max(version) FROM policy") == [(2,)]
+
+
+def _set_curve(data: Path, curve: list[dict]) -> None:
+    """Replace policy v1's evaluation curve (the page draws and judges the stored curve)."""
+    studio = cp.studio_for(data)
+    with session_scope(studio.engine, write=True) as session:
+        record = repo.get_policy(session, repo.get_project(session, cp.PROJECT).id, 1)
+        record.curve = curve
+    studio.engine.dispose()
+
+
+def _policy_page() -> AppTest:
+    at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
+    at.session_state["project"] = cp.PROJECT
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _curve_spec(at: AppTest) -> dict:
+    charts = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    return next(c for c in charts if "Greedy evaluation" in json.dumps(c.get("title")))
+
+
+def _evaluations(learned: list[float], measure: str, values: list[float]) -> list[dict]:
+    return [
+        {"step": 5_000 * (i + 1), "true_return_mean": 20.0, "success_rate": None, "learned_return_mean": x}
+        | {measure: y}
+        for i, (x, y) in enumerate(zip(learned, values, strict=True))
+    ]
+
+
+def test_policy_page_curve_puts_the_learned_return_on_its_own_axis(data: Path) -> None:
+    at = _policy_page()  # the fixture's policy: one evaluation, learned and true return, no success
+    spec = _curve_spec(at)
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    left, right = spec["layer"]
+    assert left["encoding"]["y"]["field"] == "true_return_mean" and left["encoding"]["y"]["axis"]["orient"] == "left"
+    assert right["encoding"]["y"]["field"] == "learned_return_mean"
+    assert right["encoding"]["y"]["axis"]["orient"] == "right"
+    assert "learned return" in right["encoding"]["y"]["title"] and "true return" in left["encoding"]["y"]["title"]
+    assert not [w for w in at.warning if "Reward hacking" in w.value]
+
+    _set_curve(data, _evaluations([40, 80, 150, 220, 300, 390], "success_rate", [0, 0, 0.1, 0, 0, 0]))
+    at = _policy_page()
+    left, right = _curve_spec(at)["layer"]
+    assert left["encoding"]["y"]["field"] == "success_rate" and left["encoding"]["y"]["scale"]["domain"] == [0, 1]
+    assert "success rate" in left["encoding"]["y"]["title"]
+    warnings = [w.value for w in at.warning if "Reward hacking" in w.value]
+    assert len(warnings) == 1
+    for step in ("Add the policy's rollouts to the labeling queue", "label those pairs", "retrain the reward model"):
+        assert step in warnings[0]
+
+
+def test_policy_page_warns_only_when_the_true_return_does_not_follow_the_learned_one(data: Path) -> None:
+    learned = [40.0, 80.0, 150.0, 220.0, 300.0, 390.0]
+    _set_curve(data, _evaluations(learned, "true_return_mean", [22, 19, 25, 21, 18, 20]))
+    assert [w for w in _policy_page().warning if "Reward hacking" in w.value]
+    _set_curve(data, _evaluations(learned, "true_return_mean", [20, 60, 120, 250, 400, 500]))
+    assert not [w for w in _policy_page().warning if "Reward hacking" in w.value]

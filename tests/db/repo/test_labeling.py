@@ -1,0 +1,162 @@
+"""Serving queries, recording labels, undo and progress."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, update
+
+from db import repo
+from db.engine import session_scope
+from db.errors import NotFoundError
+from db.models import Choice, Claim, Label, Query
+from tests.db.conftest import seed_project
+
+
+def _annotator(engine, name: str) -> int:
+    with session_scope(engine, write=True) as session:
+        return repo.get_or_create_annotator(session, name).id
+
+
+def _claim(engine, project_id, annotator_id, seed=0, **kw):
+    with session_scope(engine, write=True) as session:
+        return repo.claim_next_query(session, project_id, annotator_id, rng=np.random.default_rng(seed), **kw)
+
+
+def _label(engine, served, annotator_id, choice=Choice.left):
+    with session_scope(engine, write=True) as session:
+        return repo.record_label(session, served.query_id, annotator_id, choice, swapped=served.swapped)
+
+
+@pytest.mark.parametrize(
+    ("choice", "swapped", "pref"),
+    [
+        (Choice.left, False, 1.0),
+        (Choice.left, True, 0.0),
+        (Choice.right, False, 0.0),
+        (Choice.right, True, 1.0),
+        (Choice.equal, False, 0.5),
+        (Choice.equal, True, 0.5),
+        (Choice.cant_tell, False, None),
+        (Choice.skip, True, None),
+    ],
+)
+def test_pref_is_the_probability_that_item_a_is_preferred(choice, swapped, pref):
+    assert repo.pref_for(choice, swapped) == pref
+
+
+def test_highest_priority_query_is_served_first(store):
+    pid = seed_project(store, n_queries=5)
+    with session_scope(store, write=True) as session:
+        target = session.scalars(select(Query).order_by(Query.id.desc())).first()
+        target.priority = 3.0
+        target_id = target.id
+    served = _claim(store, pid, _annotator(store, "a"))
+    assert served.query_id == target_id
+
+
+def test_two_annotators_never_get_the_same_query_at_once(store):
+    pid = seed_project(store, n_queries=3)
+    a, b, c, d = (_annotator(store, n) for n in "abcd")
+    got = [_claim(store, pid, x) for x in (a, b, c)]
+    assert len({s.query_id for s in got}) == 3
+    assert _claim(store, pid, d) is None  # all three are held
+
+
+def test_a_reload_serves_the_same_claimed_query(store):
+    pid = seed_project(store, n_queries=3)
+    a = _annotator(store, "a")
+    first, again = _claim(store, pid, a, seed=1), _claim(store, pid, a, seed=2)
+    assert (first.query_id, first.swapped) == (again.query_id, again.swapped)
+
+
+def test_several_labels_per_query_serve_the_same_query_to_several_annotators(store):
+    pid = seed_project(store, n_queries=1, labels_per_query=2)
+    a, b, c = (_annotator(store, n) for n in "abc")
+    sa, sb = _claim(store, pid, a), _claim(store, pid, b)
+    assert sa.query_id == sb.query_id
+    assert _claim(store, pid, c) is None  # two labels asked, two annotators hold it
+    _label(store, sa, a)
+    assert _claim(store, pid, a) is None  # a answered it already
+
+
+def test_expired_claims_are_released(store):
+    pid = seed_project(store, n_queries=1)
+    a, b = _annotator(store, "a"), _annotator(store, "b")
+    held = _claim(store, pid, a)
+    with session_scope(store, write=True) as session:
+        session.execute(update(Claim).values(expires_at=Claim.expires_at - timedelta(hours=1)))
+    assert _claim(store, pid, b).query_id == held.query_id
+
+
+def test_double_submit_gives_one_label(store):
+    pid = seed_project(store, n_queries=2)
+    a = _annotator(store, "a")
+    served = _claim(store, pid, a)
+    first, second = _label(store, served, a, Choice.left), _label(store, served, a, Choice.right)
+    assert first.created and not second.created
+    assert second.label_id == first.label_id and second.pref == first.pref
+    with session_scope(store) as session:
+        assert session.scalar(select(func.count(Label.id))) == 1
+        assert session.scalar(select(func.count()).select_from(Claim)) == 0  # claim released
+
+
+def test_label_on_a_missing_query_is_refused_and_stores_nothing(store):
+    seed_project(store, n_queries=1)
+    a = _annotator(store, "a")
+    with pytest.raises(NotFoundError, match="no query with id 999"), session_scope(store, write=True) as s:
+        repo.record_label(s, 999, a, Choice.left, swapped=False)
+    with session_scope(store) as session:
+        assert session.scalar(select(func.count(Label.id))) == 0
+
+
+def test_undo_removes_the_last_label_and_serves_its_pair_again(store):
+    pid = seed_project(store, n_queries=4)
+    a = _annotator(store, "a")
+    first = _claim(store, pid, a)
+    _label(store, first, a)
+    second = _claim(store, pid, a)
+    _label(store, second, a, Choice.equal)
+    _claim(store, pid, a)  # a third pair is on screen when undo is pressed
+    with session_scope(store, write=True) as session:
+        assert repo.undo_last_label(session, pid, a).query_id == second.query_id
+    again = _claim(store, pid, a)
+    assert (again.query_id, again.swapped) == (second.query_id, second.swapped)
+    with session_scope(store) as session:
+        assert session.scalars(select(Label.query_id)).all() == [first.query_id]
+
+
+def test_undo_with_no_labels_does_nothing(store):
+    pid = seed_project(store, n_queries=1)
+    with session_scope(store, write=True) as session:
+        assert repo.undo_last_label(session, pid, _annotator(store, "a")) is None
+
+
+def test_progress_counts_answers_not_skips(store):
+    pid = seed_project(store, n_queries=5)
+    a = _annotator(store, "a")
+    for choice in (Choice.left, Choice.skip, Choice.cant_tell):
+        _label(store, _claim(store, pid, a), a, choice)
+    with session_scope(store) as session:
+        progress = repo.annotator_progress(session, pid, a)
+        counts = repo.project_counts(session, pid)
+    assert (progress.total_queries, progress.labeled_queries, progress.my_labels) == (5, 2, 2)
+    assert progress.labels_per_minute > 0
+    assert (counts.items, counts.queries, counts.labels) == (10, 5, 2)
+
+
+def test_unknown_project_names_the_known_ones(store):
+    seed_project(store, name="alpha")
+    with pytest.raises(NotFoundError, match="no project named 'beta' \\(projects: alpha\\)"):
+        with session_scope(store) as session:
+            repo.get_project(session, "beta")
+
+
+def test_annotator_names_are_validated(store):
+    with session_scope(store, write=True) as session:
+        with pytest.raises(ValueError, match="cannot be empty"):
+            repo.get_or_create_annotator(session, "   ")
+        assert repo.get_or_create_annotator(session, " bob ").name == "bob"
+        assert repo.get_or_create_annotator(session, "bob").id == repo.get_or_create_annotator(session, "bob").id
