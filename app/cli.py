@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import signal
 import socket
@@ -128,6 +129,8 @@ def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
     Errors print one line, `Error: ...`, with what to do (exit status 1; 2 for a wrong
     command line); --debug shows the traceback instead.
     """
+    # the library logs what it did (encoders loaded, DQN speed, fallbacks): warnings always, the rest with --debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = Studio(Settings.from_env(data_dir))
 
 
@@ -277,8 +280,14 @@ def train_reward(
 
     config = {
         k: v
-        for k, v in {"members": members, "noise_prob": noise_prob, "rank": rank, "lr": lr, "max_length": max_length,
-                     "epochs": epochs}.items()
+        for k, v in {
+            "members": members,
+            "noise_prob": noise_prob,
+            "rank": rank,
+            "lr": lr,
+            "max_length": max_length,
+            "epochs": epochs,
+        }.items()
         if v is not None
     }
     with _reporting("training cancelled; the active model is unchanged", TrainingCancelledError) as bars:

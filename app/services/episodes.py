@@ -71,4 +71,3 @@ def render_pair_clips(
     jobs = both_orders(studio, pairs, fps)
     render_clips(jobs, workers, on_progress)
     return [job.out for job in jobs]
-

@@ -10,12 +10,12 @@ The rows are read and written through :mod:`db.repo.jobs`; ``app/jobs.py`` is th
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +28,8 @@ from db.engine import session_scope
 from db.models import Job, JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.errors import StudioError
+
+logger = logging.getLogger(__name__)
 
 
 class JobError(StudioError):
@@ -301,6 +303,7 @@ def run(studio: Studio, job_id: int) -> JobStatus:
             job = repo.get_job(session, job_id)
             return job.status if job else JobStatus.failed
     kind, params = started
+    logger.info("job #%d (%s) started: %s", job_id, kind, params)
     reporter = _Reporter(studio, job_id)
     status, result, error, message = JobStatus.succeeded, None, None, "done"
     stop_beating = threading.Event()
@@ -320,8 +323,10 @@ def run(studio: Studio, job_id: int) -> JobStatus:
             f"internal error ({type(exc).__name__}: {exc}); this is a bug: the traceback is in "
             f"the job's log (jobs/{job_id}.log in the data folder)"
         )
-        traceback.print_exc(file=sys.stderr)
+        logger.exception("job #%d (%s) failed", job_id, kind)
     finally:
         stop_beating.set()
     with session_scope(studio.engine, write=True) as session:
-        return repo.finish_job(session, job_id, status, result, error, message)  # keeps a "died" verdict
+        final = repo.finish_job(session, job_id, status, result, error, message)  # keeps a "died" verdict
+    logger.info("job #%d (%s) ended: %s (%s)", job_id, kind, final.value, error or message)
+    return final

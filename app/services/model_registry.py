@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,10 +20,12 @@ from typing import Any
 import numpy as np
 
 from app.config import Studio
+from app.services import reward_kinds
 from app.services.artifacts import staged_folder
 from db import repo
 from db.engine import session_scope
 from db.models import RewardModelRecord
+from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import TEXT_LORA
 
@@ -56,6 +59,43 @@ class TrainResult:
     version: int
     kind: str
     metrics: dict[str, Any]
+
+
+def fit_and_register(
+    studio: Studio,
+    project_id: int,
+    kind: str,
+    model: Any,
+    config: dict[str, Any] | None,
+    labels: list[repo.Comparison],
+    *,
+    fit: Callable[[ProgressFn, StopFn], dict[str, Any]],
+    evaluate: Callable[[dict[str, Any], float], dict[str, Any]],
+    progress: StageProgress,
+    should_stop: StopFn,
+    job_id: int | None,
+    priorities: Callable[[], dict[int, float]] | None = None,
+) -> TrainResult:
+    """The one training skeleton of every reward model kind: fit, stop if asked, evaluate, stop if
+    asked, then register (with new query ``priorities``, computed before the write lock).
+
+    ``fit(on_step, should_stop)`` fits ``model`` and returns what the fit reports;
+    ``evaluate(fit_report, fit_seconds)`` returns the metrics to record. A cancel at any point
+    before registration leaves the store as it was.
+    """
+    started = time.perf_counter()
+    report = fit(lambda done, total, metrics: progress("fit", done, total), should_stop)
+    fit_seconds = time.perf_counter() - started
+    if should_stop():
+        raise TrainingCancelledError("stopped after fitting")
+    progress("evaluate", 0, 1)
+    metrics = evaluate(report, fit_seconds)
+    progress("evaluate", 1, 1)
+    if should_stop():  # a cancel asked for after the fit still leaves the active model in place
+        raise TrainingCancelledError("stopped while evaluating")
+    ranked = priorities() if priorities is not None else None
+    version = register_version(studio, project_id, kind, model, config, labels, metrics, job_id, ranked)
+    return TrainResult(version, kind, metrics)
 
 
 def register_version(
@@ -148,7 +188,7 @@ def registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
             "labels": r.label_count,
             "val_accuracy": r.metrics.get("val_accuracy"),
             "log_loss": r.metrics.get("log_loss"),
-            "spearman_teacher": r.metrics.get("spearman_teacher", r.metrics.get("spearman_true")),
+            "spearman_teacher": reward_kinds.spearman_teacher(r.metrics),
             "fit_seconds": r.metrics.get("fit_seconds"),
             "created_at": r.created_at,
             "label_hash": r.label_hash[:12],

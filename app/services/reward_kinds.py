@@ -175,7 +175,8 @@ def summary(version: int, kind: str, metrics: dict[str, Any]) -> str:
     """One line for the CLI: the new active version and its headline numbers."""
     parts = [f"held-out accuracy {describe_accuracy(metrics)}"]
     for h in headlines(kind, metrics)[1:]:
-        parts.append(f"{h.label.lower()} {h.value}" + (f" ({h.detail})" if h.detail else ""))
+        said = f"{h.value} labels" if h.label == "Labels" else f"{h.label.lower()} {h.value}"
+        parts.append(said + (f" ({h.detail})" if h.detail else ""))
     return f"version {version} ({kind}) is active: " + ", ".join(parts)
 
 

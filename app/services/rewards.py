@@ -9,7 +9,6 @@ cancel therefore leaves the previously active model in place.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -23,7 +22,7 @@ from app.services.model_registry import (
     TrainingError,
     TrainResult,
     active_model,
-    register_version,
+    fit_and_register,
     split_train_val,
 )
 from app.services.text_rewards import train_text_reward_model
@@ -41,7 +40,6 @@ from rlhf_core.rewards.models import (
     LinearBTConfig,
     RewardModel,
     StopFn,
-    TrainingCancelledError,
     make_reward_model,
 )
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
@@ -53,6 +51,8 @@ from rlhf_core.rewards.teachers import teacher_reward_fn, teacher_reward_name, t
 DEFAULT_FORM = "potential"
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
+
+
 @dataclass(frozen=True)
 class ProjectData:
     """Every segment of a trajectory project, in item-id order, with what teachers judge by."""
@@ -232,7 +232,6 @@ def train_reward_model(
     if form is not None and kind == TEXT_LORA:
         raise TrainingError("--form applies to clip projects; a text reward scores whole responses")
     if kind == TEXT_LORA:
-
         return train_text_reward_model(
             studio,
             project,
@@ -267,35 +266,36 @@ def train_reward_model(
         raise TrainingError(str(exc)) from exc
     progress("load", 1, 1)
 
-    def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
-        progress("fit", done, total)
+    def measure(fitted: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
+        metrics = evaluate(model, data, val)
+        metrics.update(
+            n_labels=len(prefs),
+            n_train=len(train),
+            n_val=len(val),
+            fit_seconds=round(fit_seconds, 3),
+            teacher_reward=teacher_reward_name(project.env_id or ""),
+            encoder=spec.encoder,
+            state_action=spec.n_actions is not None,
+            reward_form=spec.form,
+            **({"calibration_scale": fitted["calibration_scale"]} if "calibration_scale" in fitted else {}),
+            learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
+        )
+        return metrics
 
-    started = time.perf_counter()
-    fitted = model.fit(train, rng=rng, on_step=on_step, should_stop=stop)
-    fit_seconds = time.perf_counter() - started
-    if stop():
-        raise TrainingCancelledError("stopped after fitting")
-    progress("evaluate", 0, 1)
-    metrics = evaluate(model, data, val)
-    metrics.update(
-        n_labels=len(prefs),
-        n_train=len(train),
-        n_val=len(val),
-        fit_seconds=round(fit_seconds, 3),
-        teacher_reward=teacher_reward_name(project.env_id or ""),
-        encoder=spec.encoder,
-        state_action=spec.n_actions is not None,
-        reward_form=spec.form,
-        **({"calibration_scale": fitted["calibration_scale"]} if "calibration_scale" in fitted else {}),
-        learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
+    return fit_and_register(
+        studio,
+        project.id,
+        kind,
+        model,
+        config,
+        labels,
+        fit=lambda on_step, should_stop: model.fit(train, rng=rng, on_step=on_step, should_stop=should_stop),
+        evaluate=measure,
+        progress=progress,
+        should_stop=stop,
+        job_id=job_id,
+        priorities=lambda: _disagreement_priorities(studio, project.id, model, data),
     )
-    progress("evaluate", 1, 1)
-    if stop():  # a cancel asked for after the fit still leaves the active model in place
-        raise TrainingCancelledError("stopped while evaluating")
-
-    priorities = _disagreement_priorities(studio, project.id, model, data)  # before taking the write lock
-    version = register_version(studio, project.id, kind, model, config, labels, metrics, job_id, priorities)
-    return TrainResult(version, kind, metrics)
 
 
 def _disagreement_priorities(

@@ -9,7 +9,6 @@ store as it was.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +19,8 @@ from app.services.model_registry import (
     StageProgress,
     TrainingError,
     TrainResult,
+    fit_and_register,
     load_model,
-    register_version,
     split_train_val,
 )
 from db import repo
@@ -33,7 +32,6 @@ from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics
 
 if TYPE_CHECKING:  # torch and transformers load only when a text model is used
     from rlhf_core.rewards.text import TextPreferences, TextRewardModel
-
 
 
 class NoTextModelError(StudioError):
@@ -76,7 +74,6 @@ def train_text_reward_model(
     Called by :func:`app.services.rewards.train_reward_model`, which has checked the project
     and the number of labels.
     """
-    from rlhf_core.callbacks import TrainingCancelledError
     from rlhf_core.rewards.text import TextRewardConfig, TextRewardModel
 
     if project.kind is not ProjectKind.text:
@@ -100,36 +97,38 @@ def train_text_reward_model(
     model = TextRewardModel(cfg)
     progress("load", 1, 1)
 
-    started = time.perf_counter()
-    fit = model.fit(
-        train, rng=rng, on_step=lambda done, total, m: progress("fit", done, total), should_stop=should_stop
-    )
-    fit_seconds = time.perf_counter() - started
-    if should_stop():
-        raise TrainingCancelledError("stopped after fitting")
-    progress("evaluate", 0, 1)
-    metrics = evaluate_text(model, val)
-    metrics.update(
-        n_labels=len(prefs),
-        n_train=len(train),
-        n_val=len(val),
-        fit_seconds=round(fit_seconds, 3),
-        pairs_per_s=round(fit["pairs_per_s"], 2),
-        epochs=int(fit["epochs"]),  # chosen from the data unless --epochs was given
-        optimizer_steps=int(fit["steps"]),
-        train_loss=finite_or_none(fit["train_loss"]),
-        trainable_params=int(fit["trainable_params"]),
-        backbone_params=int(fit["backbone_params"]),
-        trainable_fraction=round(fit["trainable_fraction"], 6),
-        backbone=cfg.backbone,
-        bf16=fit["bf16"],
-    )
-    progress("evaluate", 1, 1)
-    if should_stop():
-        raise TrainingCancelledError("stopped while evaluating")
+    def measure(fit: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
+        metrics = evaluate_text(model, val)
+        metrics.update(
+            n_labels=len(prefs),
+            n_train=len(train),
+            n_val=len(val),
+            fit_seconds=round(fit_seconds, 3),
+            pairs_per_s=round(fit["pairs_per_s"], 2),
+            epochs=int(fit["epochs"]),  # chosen from the data unless --epochs was given
+            optimizer_steps=int(fit["steps"]),
+            train_loss=finite_or_none(fit["train_loss"]),
+            trainable_params=int(fit["trainable_params"]),
+            backbone_params=int(fit["backbone_params"]),
+            trainable_fraction=round(fit["trainable_fraction"], 6),
+            backbone=cfg.backbone,
+            bf16=fit["bf16"],
+        )
+        return metrics
 
-    version = register_version(studio, project.id, TEXT_LORA, model, config, labels, metrics, job_id)
-    return TrainResult(version, TEXT_LORA, metrics)
+    return fit_and_register(
+        studio,
+        project.id,
+        TEXT_LORA,
+        model,
+        config,
+        labels,
+        fit=lambda on_step, stop: model.fit(train, rng=rng, on_step=on_step, should_stop=stop),
+        evaluate=measure,
+        progress=progress,
+        should_stop=should_stop,
+        job_id=job_id,
+    )
 
 
 def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.config import Studio
 from app.services import jobs
-from app.ui import display
+from app.ui import display, state
 from db.models import JobStatus
 
 
@@ -44,7 +44,7 @@ def _panel(
     cancelled: str,
 ) -> None:
     job = jobs.latest(studio, project_id, kind)
-    watch_key = f"watching-{kind}"
+    watch_key = state.watching_key(kind)
     if job is None:
         if empty:
             st.caption(empty)

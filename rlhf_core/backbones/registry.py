@@ -9,6 +9,7 @@ environment: transfer learning from a task instead of from ImageNet.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,8 @@ _FACTORIES: dict[str, Callable[[], FrozenEncoder]] = {
     "resnet18": lambda: resnet("resnet18", None),
     "resnet50": lambda: resnet("resnet50", None),
 }
+logger = logging.getLogger(__name__)
+
 _INSTANCES: dict[str, FrozenEncoder] = {}
 _INSTANCES_LOCK = threading.Lock()
 
@@ -60,5 +63,6 @@ def get_encoder(name: str) -> FrozenEncoder:
     name = canonical_name(name)
     with _INSTANCES_LOCK:
         if name not in _INSTANCES:
+            logger.info("loading frozen encoder %s", name)
             _INSTANCES[name] = _build(name)
         return _INSTANCES[name]

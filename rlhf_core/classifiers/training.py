@@ -218,8 +218,9 @@ def _freeze_batchnorm(module: nn.Module) -> None:
             m.eval()
 
 
-class _Adapter:
-    """One backbone in one mode: what trains, how a batch becomes logits."""
+class _ModeModel:
+    """A backbone with its classification head, set up for one mode (frozen, lora or full):
+    what trains, how a batch becomes logits."""
 
     def __init__(self, kind: str, n_classes: int, cfg: ClassifierConfig) -> None:
         self.kind, self.cfg = kind, cfg
@@ -315,17 +316,17 @@ def train_classifier(
     train, val = data.take(train_idx), data.take(val_idx)
     rng = np.random.default_rng(cfg.seed)
     with torch_threads(cfg.num_threads):
-        adapter = _Adapter(data.kind, len(data.class_names), cfg)
-        params = adapter.trainable()
+        classifier = _ModeModel(data.kind, len(data.class_names), cfg)
+        params = classifier.trainable()
         opt = torch.optim.AdamW(params, lr=cfg.learning_rate(data.kind), weight_decay=0.0)
         started = time.perf_counter()
         if cfg.mode == "frozen":
-            history = _fit_head(adapter, train, cfg, rng, opt, on_step, should_stop)
+            history = _fit_head(classifier, train, cfg, rng, opt, on_step, should_stop)
             with torch.inference_mode():
-                predicted = adapter.head(adapter.frozen_features(val.inputs)).argmax(-1).numpy()
+                predicted = classifier.head(classifier.frozen_features(val.inputs)).argmax(-1).numpy()
         else:
-            history = _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop)
-            predicted = _predict(adapter, val)
+            history = _fit_backbone(classifier, train, cfg, rng, opt, on_step, should_stop)
+            predicted = _predict(classifier, val)
         seconds = time.perf_counter() - started
     from sklearn.metrics import confusion_matrix
 
@@ -339,7 +340,7 @@ def train_classifier(
         n_train=len(train),
         n_val=len(val),
         trainable_params=sum(p.numel() for p in params),
-        total_params=adapter.total_params,
+        total_params=classifier.total_params,
         train_seconds=seconds,
         train_loss=history[-1],
         history=history,
@@ -351,9 +352,9 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _fit_head(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
+def _fit_head(classifier, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
     """Linear head on features computed once (the backbone never runs again in training)."""
-    feats = adapter.frozen_features(train.inputs)  # (N, D)
+    feats = classifier.frozen_features(train.inputs)  # (N, D)
     labels = torch.from_numpy(train.labels)
     epochs = cfg.epochs * 20  # a linear head on cached features is cheap: give it enough steps
     history = []
@@ -362,7 +363,7 @@ def _fit_head(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[float
             raise TrainingCancelledError("stopped during training")
         total = 0.0
         for idx in _batches(len(train), cfg.batch_size, rng):
-            loss = F.cross_entropy(adapter.head(feats[idx]), labels[idx])
+            loss = F.cross_entropy(classifier.head(feats[idx]), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -373,16 +374,16 @@ def _fit_head(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[float
     return history
 
 
-def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
+def _fit_backbone(classifier, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
     """LoRA or full fine-tuning: the backbone runs forward and backward every step."""
     labels = torch.from_numpy(train.labels)
     steps = int(np.ceil(len(train) / cfg.batch_size)) * cfg.epochs
     done, history = 0, []
     bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
     if train.kind == "text":  # see text_reward: eager attention trains ~2x faster under bf16 on CPU
-        adapter.transformer().set_attn_implementation("eager" if bf16 else "sdpa")
-    adapter.model.train()
-    _freeze_batchnorm(adapter.model)
+        classifier.transformer().set_attn_implementation("eager" if bf16 else "sdpa")
+    classifier.model.train()
+    _freeze_batchnorm(classifier.model)
     for _ in range(cfg.epochs):
         total = 0.0
         for idx in _batches(len(train), cfg.batch_size, rng):
@@ -390,7 +391,7 @@ def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[f
                 raise TrainingCancelledError("stopped during training")
             inputs = [train.inputs[i] for i in idx] if train.kind == "text" else train.inputs[idx]
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = adapter.logits(adapter.encode(inputs))
+                logits = classifier.logits(classifier.encode(inputs))
             loss = F.cross_entropy(logits.float(), labels[idx])
             opt.zero_grad()
             loss.backward()
@@ -400,19 +401,19 @@ def _fit_backbone(adapter, train, cfg, rng, opt, on_step, should_stop) -> list[f
             if on_step is not None:
                 on_step(done, steps, {"loss": loss.item()})
         history.append(total / len(train))
-    adapter.model.eval()
+    classifier.model.eval()
     if train.kind == "text":
-        adapter.transformer().set_attn_implementation("sdpa")
+        classifier.transformer().set_attn_implementation("sdpa")
     return history
 
 
 @torch.inference_mode()
-def _predict(adapter: _Adapter, data: LabeledData) -> np.ndarray:
-    adapter.model.eval()
+def _predict(classifier: _ModeModel, data: LabeledData) -> np.ndarray:
+    classifier.model.eval()
     out = []
     for start in range(0, len(data), 64):
         batch = data.inputs[start : start + 64]
-        out.append(adapter.logits(adapter.encode(batch)).argmax(-1).numpy())
+        out.append(classifier.logits(classifier.encode(batch)).argmax(-1).numpy())
     return np.concatenate(out)
 
 

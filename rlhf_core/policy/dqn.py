@@ -27,23 +27,26 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
+from rlhf_core.policy.compiled import CompiledUpdates
+from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, numpy_q_values, td_loss, td_target
+
+logger = logging.getLogger(__name__)
 
 #: Observations (N, *obs_shape) -> features (N, D) float32.
 Featurize = Callable[[np.ndarray], np.ndarray]
@@ -51,6 +54,7 @@ Featurize = Callable[[np.ndarray], np.ndarray]
 RewardFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 #: Did an episode that ended with (terminated, last reward, info) succeed?
 SuccessFn = Callable[[bool, float, dict[str, Any]], bool]
+
 
 @dataclass(frozen=True)
 class DQNConfig:
@@ -99,13 +103,11 @@ class DQNConfig:
     """Double DQN: the online network picks the next action, the target network values it.
     False: vanilla DQN, the target network's best value (stable-baselines3's ``DQN``)."""
     compile: bool = False
-    """Run a round's gradient steps as compiled graphs (``torch.compile``; each call makes up
-    to :data:`STEPS_PER_CALL` steps of TD target, loss, gradient, clipping and Adam), which
-    takes a CartPole gradient step from 1.5 ms to 0.42 ms. Compiling the 8-step graph takes
-    about 20 s the first time on a machine and about 3 s in later processes, which read
-    torch's on-disk cache, so it pays on runs of thousands of gradient steps. Falls back to
-    ordinary updates, with a warning, where compiling fails (for example without a C++
-    compiler)."""
+    """Run a round's gradient steps as compiled graphs (:mod:`rlhf_core.policy.compiled`; each
+    call makes up to ``STEPS_PER_CALL`` steps of TD target, loss, gradient, clipping and Adam).
+    Compiling costs seconds once per machine and process (torch caches graphs on disk), so it
+    pays on runs of thousands of gradient steps (docs/benchmarks.md). Falls back to ordinary
+    updates, with a warning, where compiling fails (for example without a C++ compiler)."""
     seed: int = 0
     """Seeds the network, the environment and exploration."""
 
@@ -201,36 +203,13 @@ def linear_schedule(start: float, end: float, duration: int, t: int) -> float:
     return start + (end - start) * min(1.0, t / duration)
 
 
-def td_target(
-    rewards: torch.Tensor,
-    terminated: torch.Tensor,
-    next_q_target: torch.Tensor,
-    gamma: float,
-    absorbing_value: float | torch.Tensor = 0.0,
-    next_q_online: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """TD target of a batch: ``r + gamma * V(next)``.
-
-    With ``next_q_online`` (double DQN) the online network picks the next action and the
-    target network values it; without, the target network's best value is used (vanilla
-    DQN). Terminal transitions bootstrap from the absorbing state's value instead.
-    """
-    if next_q_online is None:
-        next_value = next_q_target.max(dim=1).values
-    else:
-        next_action = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
-        next_value = next_q_target.gather(1, next_action).squeeze(1)  # (B,)
-    bootstrap = torch.where(terminated.bool(), absorbing_value, next_value)
-    return rewards + gamma * bootstrap
-
-
 @contextmanager
 def update_mode(threads: int) -> Iterator[None]:
     """Run gradient steps with ``threads`` intra-op threads and subnormal floats flushed to zero.
 
     Adam's second moments and late-training gradients decay into the subnormal range, where
-    x86 arithmetic is many times slower: flushing them (numerically negligible here) took a
-    CartPole run from 52 s to 39 s. Both settings are restored afterwards.
+    x86 arithmetic is many times slower; flushing them is numerically negligible here (its
+    effect on speed: docs/benchmarks.md). Both settings are restored afterwards.
     """
     old_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -246,16 +225,6 @@ def update_mode(threads: int) -> Iterator[None]:
 def _flushing_denormals() -> bool:
     """Does this thread flush subnormal floats to zero now? (torch has no getter.)"""
     return float(torch.tensor([1e-40]) * 1.0) == 0.0
-
-
-class ReplayBatch(NamedTuple):
-    """Sampled transitions (features, not raw observations)."""
-
-    features: torch.Tensor
-    actions: torch.Tensor
-    rewards: torch.Tensor
-    next_features: torch.Tensor
-    terminated: torch.Tensor
 
 
 class ReplayBuffer:
@@ -293,51 +262,6 @@ class ReplayBuffer:
         """One minibatch of ``batch_size`` transitions."""
         many = self.sample_many(1, batch_size, rng)
         return ReplayBatch(*(t[0] for t in many))
-
-
-class QNetwork(nn.Module):
-    """MLP head: features (B, D) -> Q-values (B, n_actions)."""
-
-    def __init__(self, feature_dim: int, n_actions: int, hidden: tuple[int, ...]) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = feature_dim
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, n_actions))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mlp_forward(self.linear_params(), x)
-
-    def linear_params(self) -> list[torch.Tensor]:
-        """Weight and bias of each linear layer in order: [W1, b1, W2, b2, ...]."""
-        return [t for m in self.net if isinstance(m, nn.Linear) for t in (m.weight, m.bias)]
-
-    def numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
-        return [(m.weight.detach().numpy().T, m.bias.detach().numpy()) for m in self.net if isinstance(m, nn.Linear)]
-
-
-def mlp_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The Q-network's forward pass on its :meth:`QNetwork.linear_params` (ReLU between layers)."""
-    n = len(params) // 2
-    for k in range(n):
-        x = F.linear(x, params[2 * k], params[2 * k + 1])
-        if k < n - 1:
-            x = torch.relu(x)
-    return x
-
-
-def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:
-    """The MLP's forward pass in NumPy (ReLU between layers): features (N, D) -> (N, A)."""
-    x = features
-    for k, (w, b) in enumerate(layers):
-        x = x @ w + b
-        if k < len(layers) - 1:
-            np.maximum(x, 0.0, out=x)
-    return x
 
 
 @dataclass(frozen=True)
@@ -394,91 +318,6 @@ class DQNResult:
         return self.env_steps / self.seconds if self.seconds > 0 else 0.0
 
 
-#: Most gradient steps one compiled call makes (unrolled in its graph): each call costs
-#: guard checks and wrapper work, and the target network's values of all its minibatches
-#: come from one matrix product. More steps compile longer (about 20 s for 8 on a new machine).
-STEPS_PER_CALL = 8
-
-
-def _fused_updates(
-    params: list[torch.Tensor],
-    target_params: list[torch.Tensor],
-    exp_avgs: list[torch.Tensor],
-    exp_avg_sqs: list[torch.Tensor],
-    steps: torch.Tensor,
-    batches: ReplayBatch,
-    scalars: torch.Tensor,
-    *,
-    double_q: bool,
-    eps: float,
-) -> torch.Tensor:
-    """Consecutive gradient steps on stacked minibatches (K, B, ...), written for
-    ``torch.compile``: per step the TD target, Huber loss, its gradient (``torch.func``), norm
-    clipping and Adam, updating ``params``, the Adam moments and the step counts ``steps`` in
-    place. Returns the K losses. The target network is fixed throughout, as within a round.
-
-    The arithmetic of :meth:`DQNAgent.update` with ``torch.optim.Adam``, up to rounding (a
-    test holds the two together). Adam is written out because ``torch.optim``'s functional
-    Adam computes its bias corrections from the step tensor inside the graph, and inductor
-    then recomputes those two powers for every vector of every parameter, about a sixth of a
-    CartPole step. Here they arrive computed (in float64, then rounded, as ``torch.optim``'s
-    fused Adam does), in ``scalars``: gamma, max_grad_norm, ``1 - beta1``, beta2, ``1 - beta2``,
-    the absorbing value, then per step Adam's step size ``lr / (1 - beta1**t)``, then per step
-    ``sqrt(1 - beta2**t)``. One tensor holds them all (each input costs a guard check per
-    call), and their values are not baked into the graph, so agents that differ only in them
-    share it.
-    """
-    k = batches.features.shape[0]
-    gamma, max_grad_norm, one_minus_beta1, beta2, one_minus_beta2, absorbing_value = scalars[:6].unbind()
-    step_sizes, bias_corrections2_sqrt = scalars[6:].view(2, k).unbind()
-    with torch.no_grad():
-        next_q_targets = mlp_forward(target_params, batches.next_features.flatten(0, 1)).unflatten(0, (k, -1))
-    losses = []
-    for i in range(k):
-        with torch.no_grad():
-            online_next = mlp_forward(params, batches.next_features[i]) if double_q else None
-            target = td_target(
-                batches.rewards[i], batches.terminated[i], next_q_targets[i], gamma, absorbing_value, online_next
-            )
-
-        def loss_fn(p: list[torch.Tensor], i: int = i, target: torch.Tensor = target) -> torch.Tensor:
-            chosen = mlp_forward(p, batches.features[i]).gather(1, batches.actions[i][:, None]).squeeze(1)
-            return F.smooth_l1_loss(chosen, target)
-
-        grads, loss = torch.func.grad_and_value(loss_fn)(params)
-        # torch.nn.utils.clip_grad_norm_'s arithmetic, on gradients that are not stored in .grad
-        # (its get_total_norm calls _foreach_norm, which inductor runs outside the graph)
-        total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-        clip = torch.clamp(max_grad_norm / (total_norm + 1e-6), max=1.0)
-        with torch.no_grad():
-            for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
-                g = g * clip
-                m.lerp_(g, one_minus_beta1)
-                v.mul_(beta2).add_(g * g * one_minus_beta2)
-                p.sub_(step_sizes[i] * m / (v.sqrt() / bias_corrections2_sqrt[i] + eps))
-        losses.append(loss)
-    steps.add_(k)
-    return torch.stack(losses)
-
-
-@dataclass
-class _CompiledState:
-    """What the compiled gradient steps receive besides the minibatches, made once per agent."""
-
-    params: list[torch.Tensor]
-    """The online network's weights (same storage: updates land in the network)."""
-    target_params: list[torch.Tensor]
-    """The target network's weights (same storage: target copies reach the graph)."""
-    exp_avgs: list[torch.Tensor]
-    exp_avg_sqs: list[torch.Tensor]
-    steps: torch.Tensor
-    """Adam's step count per parameter; the optimizer state's ``step`` entries are its elements."""
-    hyperparameters: tuple[float, float, float, float]
-    """gamma, max_grad_norm, beta1, beta2."""
-    lr: float
-    eps: float
-
-
 class DQNAgent:
     """Online and target Q-networks on features, and the training loop."""
 
@@ -498,14 +337,16 @@ class DQNAgent:
         self.featurize = featurize
         self.n_actions = n_actions
         self.feature_dim = feature_dim
-        self._compiled: Callable[..., torch.Tensor] | None = None
-        self._compiled_sizes: set[int] = set()  # steps per call that compiled and ran
-        self._compiled_state: _CompiledState | None = None
+        self._compiled: CompiledUpdates | None = None
         if config.compile:
-            # vec_isa_ok: trust the CPU's reported vector instructions instead of probing them with
-            # test builds in subprocesses (1 s per process); a build that fails falls back below
-            options = {"cpp.vec_isa_ok": True}
-            self._compiled = torch.compile(_fused_updates, fullgraph=True, dynamic=False, options=options)
+            self._compiled = CompiledUpdates(
+                self.q,
+                self.target,
+                self.optimizer,
+                gamma=config.gamma,
+                max_grad_norm=config.max_grad_norm,
+                double_q=config.double_q,
+            )
 
     def greedy(self, features: np.ndarray) -> np.ndarray:
         """Greedy actions for features (N, D)."""
@@ -529,7 +370,7 @@ class DQNAgent:
         already computed (see :meth:`target_values`); the compiled step computes its own.
         """
         if self._compiled is not None:
-            losses = self._compiled_updates(ReplayBatch(*(t[None] for t in batch)), absorbing_value)
+            losses = self._compiled_round(ReplayBatch(*(t[None] for t in batch)), absorbing_value)
             if losses is not None:
                 return losses[0]
         if next_q_target is None:
@@ -539,8 +380,7 @@ class DQNAgent:
             target = td_target(
                 batch.rewards, batch.terminated, next_q_target, self.config.gamma, absorbing_value, online_next
             )
-        q = self.q(batch.features).gather(1, batch.actions[:, None]).squeeze(1)
-        loss = F.smooth_l1_loss(q, target)
+        loss = td_loss(self.q.linear_params(), batch.features, batch.actions, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm, foreach=True)
@@ -554,10 +394,10 @@ class DQNAgent:
         The target network is fixed during a round (it is copied on environment steps), so
         its values of the round's minibatches come from batched passes: one for the whole
         round in ordinary updates, one per call in compiled ones (up to
-        :data:`STEPS_PER_CALL` steps per call).
+        ``rlhf_core.policy.compiled.STEPS_PER_CALL`` steps per call).
         """
         if self._compiled is not None:
-            losses = self._compiled_updates(batches, absorbing_value)
+            losses = self._compiled_round(batches, absorbing_value)
             if losses is not None:
                 return losses
         targets = self.target_values(batches.next_features)
@@ -568,70 +408,13 @@ class DQNAgent:
             ]
         )
 
-    def _compiled_updates(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
-        """The compiled gradient steps on the optimizer's own Adam state, in calls of the largest
-        divisor of their number up to :data:`STEPS_PER_CALL`; None if they cannot compile."""
+    def _compiled_round(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
+        """The compiled steps' losses, or None (and plain updates from now on) where they cannot compile."""
         assert self._compiled is not None
-        if self._compiled_state is None:
-            self._compiled_state = self._compiled_inputs()
-        st = self._compiled_state
-        n = len(batches.features)
-        if n == 0:
-            return torch.zeros(0)
-        k = max(d for d in range(1, min(n, STEPS_PER_CALL) + 1) if n % d == 0)
-        gamma, max_grad_norm, beta1, beta2 = st.hyperparameters
-        fixed = [gamma, max_grad_norm, 1 - beta1, beta2, 1 - beta2, absorbing_value]
-        losses = []
-        for start in range(0, n, k):
-            t = float(st.steps[0]) + 1 + np.arange(k, dtype=np.float64)  # Adam's step numbers
-            scalars = np.concatenate([fixed, st.lr / (1 - beta1**t), np.sqrt(1 - beta2**t)])
-            try:
-                losses.append(
-                    self._compiled(
-                        st.params,
-                        st.target_params,
-                        st.exp_avgs,
-                        st.exp_avg_sqs,
-                        st.steps,
-                        ReplayBatch(*(x[start : start + k] for x in batches)),
-                        torch.from_numpy(scalars.astype(np.float32)),
-                        double_q=self.config.double_q,
-                        eps=st.eps,
-                    )
-                )
-            except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
-                if k in self._compiled_sizes:
-                    raise
-                warnings.warn(
-                    f"compiled DQN updates are unavailable here ({type(exc).__name__}: {str(exc)[:200]}); "
-                    "training continues with ordinary updates",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-                self._compiled = None
-                return None
-            self._compiled_sizes.add(k)
-        return torch.cat(losses)
-
-    def _compiled_inputs(self) -> _CompiledState:
-        """The weights and the optimizer's own Adam state, created as Adam's first step would
-        (the compiled path runs from an agent's first update, so there is no earlier state),
-        with the step counts gathered into one tensor whose elements are the state's entries."""
-        params = self.q.linear_params()
-        steps = torch.zeros(len(params))
-        for i, p in enumerate(params):
-            self.optimizer.state[p].update(step=steps[i], exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        group = self.optimizer.param_groups[0]
-        return _CompiledState(
-            [p.detach() for p in params],
-            self.target.linear_params(),
-            [self.optimizer.state[p]["exp_avg"] for p in params],
-            [self.optimizer.state[p]["exp_avg_sq"] for p in params],
-            steps,
-            (self.config.gamma, self.config.max_grad_norm, *group["betas"]),
-            group["lr"],
-            group["eps"],
-        )
+        losses = self._compiled(batches, absorbing_value)
+        if losses is None:
+            self._compiled = None
+        return losses
 
     def learn(
         self,
@@ -726,6 +509,14 @@ class DQNAgent:
                 if should_stop is not None and should_stop():
                     raise TrainingCancelledError("stopped during training")
         seconds = time.perf_counter() - start - eval_seconds  # training only: evaluations are not steps
+        logger.info(
+            "DQN: %d steps in %.1f s (%.0f steps/s), %d gradient steps, %d episodes",
+            cfg.total_steps,
+            seconds,
+            cfg.total_steps / max(seconds, 1e-9),
+            n_updates,
+            len(returns),
+        )
         chosen = cfg.total_steps
         if eval_env is not None:
             evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
@@ -735,6 +526,7 @@ class DQNAgent:
                 self.q.load_state_dict(best[2])
                 self.target.load_state_dict(best[2])
                 chosen = best[1]
+                logger.info("DQN: keeping the network of step %d (best %s return %.3f)", chosen, select_by, best[0])
         return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen)
 
     def evaluate(

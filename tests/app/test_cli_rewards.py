@@ -46,7 +46,7 @@ def test_label_synthetic_then_train_bt_prints_json_metrics(data: Path) -> None:
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["version"] == 1 and metrics["kind"] == "bt"
-    for key in ("val_accuracy", "log_loss", "spearman_true", "n_labels", "fit_seconds"):
+    for key in ("val_accuracy", "log_loss", "spearman_teacher", "n_labels", "fit_seconds"):
         assert isinstance(metrics[key], int | float) and not isinstance(metrics[key], bool), key
     assert metrics["n_labels"] == 50
     assert 0.5 < metrics["val_accuracy"] <= 1
@@ -73,7 +73,7 @@ def test_ensemble_options_are_refused_for_bt(data: Path) -> None:
     _label(data, 20)
     result = _rlhf(data, "train-reward", "--project", "cp", "--kind", "bt", "--members", "3")
     assert result.exit_code == 1
-    assert "apply to --kind ensemble only" in result.output
+    assert "--members applies to --kind ensemble only, not to --kind bt" in result.output
     assert cp.rows(data, "SELECT count(*) FROM reward_model") == [(0,)]
 
 

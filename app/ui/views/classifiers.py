@@ -40,44 +40,42 @@ MODES = {
     "full": "Full fine-tuning",
 }
 JOB_KIND = "train-classifier"
-ERROR = "classifier_error"
-"""session_state key: a message about the last Train click that could not start a job."""
 
 dataset = st.radio(
-    "Dataset", list(DATASETS), format_func=lambda k: DATASETS[k][1], key="classifier_dataset", horizontal=True
+    "Dataset", list(DATASETS), format_func=lambda k: DATASETS[k][1], key=state.CLASSIFIER_DATASET, horizontal=True
 )
 kind = DATASETS[dataset][0]
 path: Path | None = None
 if dataset in ("text-file", "image-folder"):
-    typed = st.text_input("Path on the server", key="classifier_path", placeholder="/data/reviews.csv")
+    typed = st.text_input("Path on the server", key=state.CLASSIFIER_PATH, placeholder="/data/reviews.csv")
     path = Path(typed).expanduser() if typed.strip() else None
 left, right = st.columns([3, 1], vertical_alignment="bottom")
-mode = left.radio("Mode", list(MODES), format_func=MODES.get, key="classifier_mode", horizontal=True)
-epochs = right.number_input("Epochs", min_value=1, max_value=50, value=5, key="classifier_epochs")
+mode = left.radio("Mode", list(MODES), format_func=MODES.get, key=state.CLASSIFIER_MODE, horizontal=True)
+epochs = right.number_input("Epochs", min_value=1, max_value=50, value=5, key=state.CLASSIFIER_EPOCHS)
 
 
 def _start() -> None:
     # Read the widgets' current values: a callback runs before the page script, so module
     # variables still hold the previous run's values.
-    chosen = st.session_state["classifier_dataset"]
-    typed = str(st.session_state.get("classifier_path") or "").strip()
+    chosen = st.session_state[state.CLASSIFIER_DATASET]
+    typed = str(st.session_state.get(state.CLASSIFIER_PATH) or "").strip()
     given = Path(typed).expanduser() if typed else None
     if chosen in ("text-file", "image-folder") and (given is None or not given.exists()):
-        st.session_state[ERROR] = (
+        st.session_state[state.CLASSIFIER_ERROR] = (
             "Enter the path of an existing dataset first." if given is None else f"{given} not found"
         )
         return
     params = {
         "kind": DATASETS[chosen][0],
-        "mode": st.session_state["classifier_mode"],
+        "mode": st.session_state[state.CLASSIFIER_MODE],
         "path": str(given) if given and chosen in ("text-file", "image-folder") else None,
-        "epochs": int(st.session_state["classifier_epochs"]),
+        "epochs": int(st.session_state[state.CLASSIFIER_EPOCHS]),
         "dataset": DATASETS[chosen][1],
     }
     try:
         jobs.submit(studio, None, JOB_KIND, params)
     except jobs.JobError as exc:
-        st.session_state[ERROR] = str(exc)
+        st.session_state[state.CLASSIFIER_ERROR] = str(exc)
 
 
 latest = jobs.latest(studio, None, JOB_KIND)
@@ -85,11 +83,11 @@ st.button(
     "Train",
     icon=":material/model_training:",
     type="primary",
-    key="classifier_train",
+    key=state.CLASSIFIER_TRAIN,
     on_click=_start,
     disabled=latest is not None and latest.active,
 )
-if error := st.session_state.pop(ERROR, None):
+if error := st.session_state.pop(state.CLASSIFIER_ERROR, None):
     display.warning(studio, error)
 
 

@@ -67,7 +67,7 @@ def import_section(rows: list[dict]) -> None:
         )
         st.text_input("Text project (created if it does not exist)", key=state.IMPORT_NAME, max_chars=100)
         st.file_uploader("File", type=[ext.lstrip(".") for ext in FORMATS], key=state.IMPORT_FILE)
-        st.button("Import", key="import", icon=":material/upload:", on_click=_import)
+        st.button("Import", key=state.IMPORT_BUTTON, icon=":material/upload:", on_click=_import)
         if report is not None:
             succeeded, message, problems = report
             if succeeded:

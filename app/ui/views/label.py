@@ -223,7 +223,7 @@ def _box_height(texts: tuple[str, ...], chars_per_line: int, most: int) -> int:
 def _show_texts(texts: labeling.PairTexts) -> None:
     """The prompt above the two responses, as plain text in scrolling boxes."""
     st.markdown("**Prompt**")
-    with st.container(height=_box_height((texts.prompt,), 110, PROMPT_MAX_HEIGHT), border=True, key="prompt-box"):
+    with st.container(height=_box_height((texts.prompt,), 110, PROMPT_MAX_HEIGHT), border=True, key=state.PROMPT_BOX):
         st.text(texts.prompt)
     height = _box_height((texts.left, texts.right), 55, RESPONSE_MAX_HEIGHT)
     left, right = st.columns(2)

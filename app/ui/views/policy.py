@@ -45,14 +45,14 @@ REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
 
 def _start() -> None:
     # The widgets' current values (a callback runs before the script, so locals would be stale).
-    reward, steps = st.session_state["policy_reward"], int(st.session_state["policy_steps"])
+    reward, steps = st.session_state[state.POLICY_REWARD], int(st.session_state[state.POLICY_STEPS])
     params = {"project": project.name, "reward": reward, "steps": steps}
-    if (encoder := st.session_state.get("policy_encoder", SAME)) != SAME:
+    if (encoder := st.session_state.get(state.POLICY_ENCODER, SAME)) != SAME:
         params["encoder"] = encoder
     try:
         jobs.submit(studio, project.id, "train-policy", params)
     except jobs.JobError as exc:
-        st.session_state["policy_error"] = str(exc)
+        st.session_state[state.POLICY_ERROR] = str(exc)
 
 
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -62,7 +62,7 @@ reward = c1.selectbox(
     list(REWARDS),
     index=list(REWARDS).index(default_reward),
     format_func=REWARDS.get,
-    key="policy_reward",
+    key=state.POLICY_REWARD,
 )
 steps = c2.number_input(
     "Environment steps",
@@ -70,7 +70,7 @@ steps = c2.number_input(
     max_value=1_000_000,
     value=policies.default_steps(project.env_id),
     step=1_000,
-    key="policy_steps",
+    key=state.POLICY_STEPS,
 )
 SAME = "same"
 if project.config.get("pixels"):
@@ -80,7 +80,7 @@ if project.config.get("pixels"):
         "Frozen encoder of the Q-network's frames",
         list(labels),
         format_func=labels.get,
-        key="policy_encoder",
+        key=state.POLICY_ENCODER,
         help="The DQN's features: by default the reward model's encoder (EfficientNet-Lite0 for the baselines).",
     )
 latest = jobs.latest(studio, project.id, "train-policy")
@@ -91,29 +91,29 @@ c3.button(
     on_click=_start,
     disabled=(latest is not None and latest.active) or (reward == "active" and active_version is None),
     width="stretch",
-    key="train_policy",
+    key=state.POLICY_TRAIN,
 )
 if reward == "active" and active_version is None:
     st.caption("No active reward model yet: train one on the Train page, or pick the true reward.")
-if error := st.session_state.pop("policy_error", None):
+if error := st.session_state.pop(state.POLICY_ERROR, None):
     display.error(studio, error)
 
 checkpoints = policies.policy_registry(studio, project.name)
 
 
 def _set_autopilot() -> None:
-    on, every = st.session_state["autopilot_on"], int(st.session_state["autopilot_every"])
+    on, every = st.session_state[state.AUTOPILOT_ON], int(st.session_state[state.AUTOPILOT_EVERY])
     try:
         autopilot.set_autopilot(studio, project.name, every if on else None)
     except USER_ERRORS as exc:
-        st.session_state["policy_error"] = str(exc)
+        st.session_state[state.POLICY_ERROR] = str(exc)
 
 
 def _round_now() -> None:
     try:
         jobs.submit(studio, project.id, "loop-round", {"project": project.name})
     except jobs.JobError as exc:
-        st.session_state["policy_error"] = str(exc)
+        st.session_state[state.POLICY_ERROR] = str(exc)
 
 
 with st.container(border=True):
@@ -123,7 +123,7 @@ with st.container(border=True):
     a1.toggle(
         "Autopilot: retrain after every K labels",
         value=every is not None,
-        key="autopilot_on",
+        key=state.AUTOPILOT_ON,
         on_change=_set_autopilot,
         help="As rl-teacher runs: every K new labels, retrain the reward model, retrain the policy on it "
         "and queue its new clips first on the Label page, in the background.",
@@ -133,7 +133,7 @@ with st.container(border=True):
         min_value=1,
         max_value=10_000,
         value=every or autopilot.DEFAULT_EVERY,
-        key="autopilot_every",
+        key=state.AUTOPILOT_EVERY,
         on_change=_set_autopilot,
     )
     round_job = jobs.latest(studio, project.id, "loop-round")
@@ -143,7 +143,7 @@ with st.container(border=True):
         on_click=_round_now,
         disabled=round_job is not None and round_job.active,
         width="stretch",
-        key="round_now",
+        key=state.ROUND_NOW,
     )
     if every is not None:
         st.caption(f"{since} labels since the last round; the next round starts after {max(every - since, 0)} more.")
@@ -194,7 +194,7 @@ if not checkpoints:
 st.subheader("Checkpoints")
 table = pd.DataFrame([{k: v for k, v in r.items() if k != "curve"} for r in checkpoints])
 st.dataframe(table, hide_index=True, width="stretch")
-version = st.selectbox("Checkpoint", [r["version"] for r in checkpoints], key="policy_version")
+version = st.selectbox("Checkpoint", [r["version"] for r in checkpoints], key=state.POLICY_VERSION)
 chosen = next(r for r in checkpoints if r["version"] == version)
 
 AXIS_TITLES = {
@@ -277,7 +277,7 @@ if not curve.empty and "step" in curve:
 
 st.subheader("Watch it")
 w1, w2 = st.columns([1, 3], vertical_alignment="bottom")
-seed = int(w1.number_input("Start seed", min_value=0, value=0, step=1, key="policy_seed"))
+seed = int(w1.number_input("Start seed", min_value=0, value=0, step=1, key=state.POLICY_SEED))
 
 
 @st.cache_data(show_spinner="Rolling out…", max_entries=16)
@@ -331,9 +331,9 @@ def _to_queries(version: int) -> None:
     try:
         added = policies.rollouts_to_queries(studio, project.name, version, episodes=4)
     except (*USER_ERRORS, TrainingError) as exc:
-        st.session_state["policy_queries_msg"] = ("error", display.public(studio, exc))
+        st.session_state[state.POLICY_QUERIES_MSG] = ("error", display.public(studio, exc))
         return
-    st.session_state["policy_queries_msg"] = (
+    st.session_state[state.POLICY_QUERIES_MSG] = (
         "ok",
         f"Added {added.queries} pairs from {added.segments} clips of {added.episodes} episodes.",
     )
@@ -344,9 +344,9 @@ st.button(
     icon=":material/playlist_add:",
     on_click=_to_queries,
     args=(int(version),),
-    key="policy_to_queries",
+    key=state.POLICY_TO_QUERIES,
 )
-if msg := st.session_state.pop("policy_queries_msg", None):
+if msg := st.session_state.pop(state.POLICY_QUERIES_MSG, None):
     (st.success if msg[0] == "ok" else st.error)(
         display.md(msg[1] + (" Label them on the Label page." if msg[0] == "ok" else ""))
     )

@@ -35,25 +35,25 @@ FORMS = {
 def _start(kind: str) -> None:
     params = {"project": project.name, "kind": kind}
     info = REWARD_KINDS[kind]
-    if st.session_state.get("train_actions") and info.takes_actions:
+    if st.session_state.get(state.TRAIN_ACTIONS) and info.takes_actions:
         params["actions"] = True  # a state-action reward
     if not is_text:
         forms = info.forms
-        params["form"] = st.session_state.get("train_form", forms[0]) if len(forms) > 1 else forms[0]
+        params["form"] = st.session_state.get(state.TRAIN_FORM, forms[0]) if len(forms) > 1 else forms[0]
         if project.config.get("pixels") and not info.pixels_only:
-            params["encoder"] = st.session_state.get("train_encoder", "efficientnet-lite0")
+            params["encoder"] = st.session_state.get(state.TRAIN_ENCODER, "efficientnet-lite0")
     try:
         jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
-        st.session_state["train_error"] = str(exc)
+        st.session_state[state.TRAIN_ERROR] = str(exc)
 
 
 left, right = st.columns([3, 1], vertical_alignment="bottom")
-kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key="train_kind")
+kind = left.radio("Model", list(KINDS), format_func=KINDS.get, horizontal=True, key=state.TRAIN_KIND)
 if not is_text:
     left.checkbox(
         "The reward also sees the action taken (state-action, r(s, a, s'))",
-        key="train_actions",
+        key=state.TRAIN_ACTIONS,
         disabled=not REWARD_KINDS[kind].takes_actions,
         help="For preferences about how the agent acts, not only where it goes. "
         + " and ".join(k for k, v in REWARD_KINDS.items() if v.takes_actions)
@@ -63,7 +63,7 @@ if not is_text:
         "Reward form",
         list(FORMS),
         format_func=FORMS.get,
-        key="train_form",
+        key=state.TRAIN_FORM,
         disabled=len(REWARD_KINDS[kind].forms) < 2,
         help="cnn-lora learns transition rewards only.",
     )
@@ -73,7 +73,7 @@ if not is_text:
             "Frozen encoder of the frames",
             [o.name for o in options],
             format_func={o.name: o.label for o in options}.get,
-            key="train_encoder",
+            key=state.TRAIN_ENCODER,
             disabled=REWARD_KINDS[kind].pixels_only,
             help="ImageNet EfficientNet-Lite0, or a CNN trained on a source task (`rlhf train-encoder`, saved "
             "under encoders/ in the data folder); ResNet where torchvision and its weights are present. "
@@ -88,9 +88,9 @@ right.button(
     args=(kind,),
     disabled=latest is not None and latest.active,
     width="stretch",
-    key="retrain",
+    key=state.RETRAIN,
 )
-if error := st.session_state.pop("train_error", None):
+if error := st.session_state.pop(state.TRAIN_ERROR, None):
     display.error(studio, error)
 
 
@@ -120,12 +120,12 @@ active = next((r for r in versions if r["active"]), versions[0])
 
 
 def _activate() -> None:
-    model_registry.activate(studio, project.name, int(st.session_state["activate_version"]))
+    model_registry.activate(studio, project.name, int(st.session_state[state.ACTIVATE_VERSION]))
 
 
 c1, c2 = st.columns([1, 3], vertical_alignment="bottom")
-c1.selectbox("Version", [r["version"] for r in versions], key="activate_version")
-c2.button("Make active", on_click=_activate, key="activate")
+c1.selectbox("Version", [r["version"] for r in versions], key=state.ACTIVATE_VERSION)
+c2.button("Make active", on_click=_activate, key=state.ACTIVATE)
 
 m = active["metrics"]
 st.subheader(f"Version {active['version']} ({active['kind']})")

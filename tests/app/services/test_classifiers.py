@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
 from app.cli import cli
+from app.config import Settings, Studio
+from app.services import jobs
 
 PAGE = Path(__file__).resolve().parents[3] / "app" / "ui" / "views" / "classifiers.py"
 
@@ -31,7 +33,9 @@ def test_make_demo_images_then_train_an_image_classifier(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["mode"] == "frozen" and out["class_names"] == ["circle", "cross", "square", "triangle"]
-    assert sum(map(sum, out["confusion"])) == out["n_val"] == 5 and 0 <= out["accuracy"] <= 1
+    assert sum(map(sum, out["confusion"])) == out["n_val"] == 5
+    correct = sum(out["confusion"][i][i] for i in range(4))  # the accuracy is the confusion matrix's diagonal
+    assert out["accuracy"] == pytest.approx(correct / 5)
     assert out["trainable_params"] == 1280 * 4 + 4
 
 
@@ -77,7 +81,13 @@ def test_classifiers_page_trains_on_the_shapes_and_draws_the_confusion_matrix(tm
     assert not at.exception, [e.value for e in at.exception]
     assert any("Job #1" in s.value for s in at.success)
     metrics = {m.label: m.value for m in at.metric}
-    assert 0.0 <= float(metrics["Held-out accuracy"]) <= 1.0
+    job = jobs.latest(Studio(Settings.from_env(tmp_path / "data")), None, "train-classifier")
+    assert job is not None and job.result is not None
+    confusion = job.result["confusion"]
+    correct = sum(confusion[i][i] for i in range(len(confusion)))
+    assert sum(map(sum, confusion)) == 30
+    assert metrics["Held-out accuracy"] == f"{correct / 30:.3f}"  # the page shows the job's own accuracy
+    assert correct / 30 > 0.5  # four distinct shapes: well above chance (0.25) even after one epoch
     assert metrics["Examples"] == "90 + 30"
     titles = [json.loads(c.proto.spec).get("title", {}) for c in at.get("vega_lite_chart")]
     titles = [t.get("text") if isinstance(t, dict) else t for t in titles]

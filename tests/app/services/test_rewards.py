@@ -25,7 +25,15 @@ from rlhf_core.rewards.queries import disagreement_scores
 pytestmark = pytest.mark.slow
 
 SMALL = {"members": 3, "epochs": 5}
-METRIC_KEYS = {"val_accuracy", "log_loss", "spearman_true", "n_labels", "fit_seconds", "calibration", "learning_curve"}
+METRIC_KEYS = {
+    "val_accuracy",
+    "log_loss",
+    "spearman_teacher",
+    "n_labels",
+    "fit_seconds",
+    "calibration",
+    "learning_curve",
+}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +106,7 @@ def test_bt_on_oracle_labels_registers_version_1_active_with_metrics(labeled: Pa
     m = result.metrics
     assert m["n_labels"] == 100
     assert m["val_accuracy"] >= 0.85, m
-    assert m["spearman_true"] >= 0.8, m
+    assert m["spearman_teacher"] >= 0.8, m
     assert 0 <= m["log_loss"] < 0.6931  # better than a coin
     assert m["fit_seconds"] > 0
     assert m["calibration"] and all({"mean_predicted", "observed", "count"} <= set(b) for b in m["calibration"])
@@ -112,7 +120,7 @@ def test_bt_on_oracle_labels_registers_version_1_active_with_metrics(labeled: Pa
 
     [row] = model_registry.registry(studio, cp.PROJECT)
     assert row["version"] == 1 and row["active"] is True and row["kind"] == "bt" and row["labels"] == 100
-    assert row["val_accuracy"] == m["val_accuracy"] and row["metrics"]["spearman_true"] == m["spearman_true"]
+    assert row["val_accuracy"] == m["val_accuracy"] and row["metrics"]["spearman_teacher"] == m["spearman_teacher"]
 
 
 def test_label_hash_is_stable_and_changes_with_one_more_label(labeled: Path) -> None:
@@ -214,16 +222,11 @@ def test_failure_while_registering_removes_the_new_model_folder(labeled: Path, m
     before = _models(labeled)
     priorities = cp.rows(labeled, "SELECT id, priority FROM query ORDER BY id")
 
-    real = rewards.repo.unlabeled_queries
-    calls: list[int] = []
-
     def broken(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:  # the second call runs inside the registering transaction
-            raise RuntimeError("disk full (simulated)")
-        return real(*args, **kwargs)
+        raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(rewards.repo, "unlabeled_queries", broken)  # fails after the version row was added
+    # runs inside the registering transaction, after the version row was added
+    monkeypatch.setattr(model_registry.repo, "set_query_priorities", broken)
     with pytest.raises(RuntimeError, match="simulated"):
         train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
 

@@ -48,7 +48,9 @@ def test_train_reward_on_a_text_project_trains_text_lora_then_score_ranks(data: 
     metrics = json.loads(result.stdout)
     assert metrics["version"] == 1 and metrics["kind"] == "text-lora"
     assert metrics["n_labels"] == 30 and metrics["n_train"] == 24 and metrics["n_val"] == 6
-    assert 0 <= metrics["val_accuracy"] <= 1 and metrics["log_loss"] > 0
+    pairs = metrics["val_pairs"]  # held-out pairs that prefer a side, of the 6 held out
+    assert 0 < pairs <= 6 and metrics["val_accuracy"] * pairs == pytest.approx(round(metrics["val_accuracy"] * pairs))
+    assert metrics["log_loss"] > 0
     assert metrics["pairs_per_s"] > 0 and 0 < metrics["trainable_fraction"] < 0.01
     assert metrics["backbone"] == "minilm"
     [(kind, active, config, folder)] = cp.rows(data, "SELECT kind, active, config, path FROM reward_model")
@@ -79,7 +81,8 @@ def test_trajectory_kinds_are_refused_for_a_text_project(data: Path) -> None:
     assert "project 'reviews' holds text items: train it with --kind text-lora" in result.output
     _nothing_registered(data)
     refused = _rlhf(data, "train-reward", "--project", tp.PROJECT, "--members", "3")
-    assert refused.exit_code == 1 and "--members and --noise-prob apply to --kind ensemble only" in refused.output
+    assert refused.exit_code == 1
+    assert "--members applies to --kind ensemble only, not to --kind text-lora" in refused.output
 
 
 def test_score_without_a_text_model_says_how_to_train_one(data: Path) -> None:

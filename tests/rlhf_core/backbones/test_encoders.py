@@ -9,21 +9,10 @@ import pytest
 
 from rlhf_core.backbones.frozen import FrozenEncoder
 from rlhf_core.backbones.registry import get_encoder
-from rlhf_core.backbones.source import SourceTaskConfig, collect_frames, load_source_encoder, train_source_encoder
+from rlhf_core.backbones.source import SourceTaskConfig, collect_frames, load_source_encoder
 from rlhf_core.backbones.vision import resnet_weights_path
 from rlhf_core.envs.registry import make_env
 from rlhf_core.errors import EncoderUnavailableError
-
-SMALL_SOURCE = SourceTaskConfig(env_id="MiniGrid-Empty-8x8-v0", frames=300, epochs=2, channels=(8, 8), seed=1)
-
-
-@pytest.fixture(scope="module")
-def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("encoder") / "minigrid8.safetensors"
-    result = train_source_encoder(SMALL_SOURCE, out)
-    assert result.features_dim == 8 * 16
-    assert 0.0 <= result.direction_accuracy <= 1.0
-    return out
 
 
 def test_missing_resnet_weights_name_the_file_and_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -44,8 +33,10 @@ def test_unknown_encoder_lists_the_known_ones():
         get_encoder("vgg-imaginary")
 
 
-def test_source_encoder_features_are_identical_with_and_without_the_cache(source_file: Path):
-    frames, positions, directions = collect_frames(SMALL_SOURCE)
+def test_source_encoder_features_are_identical_with_and_without_the_cache(
+    source_file: Path, small_source: SourceTaskConfig
+):
+    frames, positions, directions = collect_frames(small_source)
     assert frames.shape[1:] == (64, 64, 3) and positions.min() >= 0 and positions.max() <= 1
     assert set(directions.tolist()) <= {0, 1, 2, 3}
     enc = load_source_encoder(source_file)

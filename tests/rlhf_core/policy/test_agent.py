@@ -9,20 +9,9 @@ import pytest
 import torch
 
 from rlhf_core.backbones.registry import get_encoder
-from rlhf_core.backbones.source import SourceTaskConfig, load_source_encoder, train_source_encoder
+from rlhf_core.backbones.source import load_source_encoder
 from rlhf_core.envs.registry import make_env, success_fn
 from rlhf_core.policy.dqn import DQNAgent, DQNConfig, preset_for, vector_features
-
-SMALL_SOURCE = SourceTaskConfig(env_id="MiniGrid-Empty-8x8-v0", frames=300, epochs=2, channels=(8, 8), seed=1)
-
-
-@pytest.fixture(scope="module")
-def source_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("encoder") / "minigrid8.safetensors"
-    result = train_source_encoder(SMALL_SOURCE, out)
-    assert result.features_dim == 8 * 16
-    assert 0.0 <= result.direction_accuracy <= 1.0
-    return out
 
 
 def test_dqn_on_frozen_features_moves_the_head_and_not_the_encoder(source_file: Path):

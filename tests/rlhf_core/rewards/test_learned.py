@@ -39,9 +39,12 @@ def test_rewards_of_a_batch_come_from_one_model_call_and_match_the_model(fitted)
 def test_rewards_are_normalised_on_the_reference_segments(fitted):
     model, segments = fitted
     reward = LearnedReward(model, reference=segments)
-    steps = model.step_rewards(segments)[segments.valid]
-    normalised = (steps - reward.mean) / reward.std
-    assert abs(normalised.mean()) < 1e-6 and normalised.std() == pytest.approx(1.0, rel=1e-5)
+    seg, step = np.nonzero(segments.valid)  # every transition of the reference clips
+    got = reward(segments.obs[seg, step], np.zeros(len(seg), np.int64), segments.obs[seg, step + 1])
+    assert len(got) == 80 * 6 - 20 * 3
+    assert abs(float(got.mean())) < 1e-5 and float(got.std()) == pytest.approx(1.0, rel=1e-4)
+    raw = model.step_rewards(segments)[segments.valid]
+    assert float(raw.std()) != pytest.approx(1.0, rel=1e-2)  # the model's own scale is another: it was rescaled
 
 
 def test_absorbing_reward_is_the_models_padding_reward_normalised(fitted):

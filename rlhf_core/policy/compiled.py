@@ -1,0 +1,180 @@
+"""The DQN's compiled update: a training round's gradient steps as ``torch.compile`` graphs.
+
+:class:`CompiledUpdates` is the one door: an agent built with ``DQNConfig(compile=True)``
+calls it with a round's stacked minibatches; it returns their losses, or None when the graph
+cannot compile here (the agent then falls back to its plain update for good). It computes
+what :meth:`rlhf_core.policy.dqn.DQNAgent.update` computes, with the same TD target and loss
+(:mod:`rlhf_core.policy.qnetwork`) and the agent's own optimizer state and hyperparameters;
+a test holds the two paths together. Why it is faster and by how much: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, mlp_forward, td_loss, td_target
+
+logger = logging.getLogger(__name__)
+
+#: Most gradient steps one compiled call makes (unrolled in its graph): each call costs guard
+#: checks and wrapper work, and the target network's values of all its minibatches come from
+#: one matrix product; more steps compile longer.
+STEPS_PER_CALL = 8
+
+
+def fused_updates(
+    params: list[torch.Tensor],
+    target_params: list[torch.Tensor],
+    exp_avgs: list[torch.Tensor],
+    exp_avg_sqs: list[torch.Tensor],
+    steps: torch.Tensor,
+    batches: ReplayBatch,
+    scalars: torch.Tensor,
+    *,
+    double_q: bool,
+    eps: float,
+) -> torch.Tensor:
+    """Consecutive gradient steps on stacked minibatches (K, B, ...), written for ``torch.compile``:
+    per step the TD target and loss, their gradient (``torch.func``), ``clip_grad_norm_``'s
+    clipping and Adam, updating ``params``, the Adam moments and the step counts in place.
+    Returns the K losses. The target network is fixed throughout, as within a round.
+
+    Adam is written out because ``torch.optim``'s functional Adam computes its bias corrections
+    from the step tensor inside the graph, and inductor then recomputes those two powers for
+    every vector of every parameter. Here they arrive computed (in float64, then rounded, as
+    ``torch.optim``'s fused Adam does), in ``scalars``: gamma, max_grad_norm, ``1 - beta1``,
+    beta2, ``1 - beta2``, the absorbing value, then per step Adam's step size ``lr / (1 -
+    beta1**t)``, then per step ``sqrt(1 - beta2**t)``. One tensor holds them all (each input
+    costs a guard check per call), and their values are not baked into the graph, so agents
+    that differ only in them share it.
+    """
+    k = batches.features.shape[0]
+    gamma, max_grad_norm, one_minus_beta1, beta2, one_minus_beta2, absorbing_value = scalars[:6].unbind()
+    step_sizes, bias_corrections2_sqrt = scalars[6:].view(2, k).unbind()
+    with torch.no_grad():
+        next_q_targets = mlp_forward(target_params, batches.next_features.flatten(0, 1)).unflatten(0, (k, -1))
+    losses = []
+    for i in range(k):
+        with torch.no_grad():
+            online_next = mlp_forward(params, batches.next_features[i]) if double_q else None
+            target = td_target(
+                batches.rewards[i], batches.terminated[i], next_q_targets[i], gamma, absorbing_value, online_next
+            )
+        grads, loss = torch.func.grad_and_value(td_loss)(params, batches.features[i], batches.actions[i], target)
+        # clip_grad_norm_'s arithmetic, on gradients that are not stored in .grad (its
+        # get_total_norm calls _foreach_norm, which inductor runs outside the graph)
+        total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        clip = torch.clamp(max_grad_norm / (total_norm + 1e-6), max=1.0)
+        with torch.no_grad():
+            for p, g, m, v in zip(params, grads, exp_avgs, exp_avg_sqs, strict=True):
+                g = g * clip
+                m.lerp_(g, one_minus_beta1)
+                v.mul_(beta2).add_(g * g * one_minus_beta2)
+                p.sub_(step_sizes[i] * m / (v.sqrt() / bias_corrections2_sqrt[i] + eps))
+        losses.append(loss)
+    steps.add_(k)
+    return torch.stack(losses)
+
+
+@dataclass
+class _Inputs:
+    """What the graph receives besides the minibatches, made once per agent."""
+
+    params: list[torch.Tensor]
+    """The online network's weights (same storage: updates land in the network)."""
+    target_params: list[torch.Tensor]
+    """The target network's weights (same storage: target copies reach the graph)."""
+    exp_avgs: list[torch.Tensor]
+    exp_avg_sqs: list[torch.Tensor]
+    steps: torch.Tensor
+    """Adam's step count per parameter; the optimizer state's ``step`` entries are its elements."""
+
+
+class CompiledUpdates:
+    """The compiled gradient steps of one agent, on its networks and its optimizer's own state."""
+
+    def __init__(
+        self,
+        q: QNetwork,
+        target: QNetwork,
+        optimizer: torch.optim.Adam,
+        *,
+        gamma: float,
+        max_grad_norm: float,
+        double_q: bool,
+    ) -> None:
+        self.q, self.target, self.optimizer = q, target, optimizer
+        self.gamma, self.max_grad_norm, self.double_q = gamma, max_grad_norm, double_q
+        # vec_isa_ok: trust the CPU's reported vector instructions instead of probing them with
+        # test builds in subprocesses (1 s per process); a build that fails falls back
+        self.fn: Callable[..., torch.Tensor] = torch.compile(
+            fused_updates, fullgraph=True, dynamic=False, options={"cpp.vec_isa_ok": True}
+        )
+        self.sizes: set[int] = set()
+        """Steps per call that compiled and ran."""
+        self._inputs: _Inputs | None = None
+
+    def __call__(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
+        """The steps of stacked minibatches (G, B, ...), in calls of the largest divisor of G up to
+        :data:`STEPS_PER_CALL`; their losses (G,), or None if the graph cannot compile here (before
+        any step: the caller then runs them its plain way). A failure after a graph has run is raised."""
+        if self._inputs is None:
+            self._inputs = self._make_inputs()
+        st = self._inputs
+        n = len(batches.features)
+        if n == 0:
+            return torch.zeros(0)
+        k = max(d for d in range(1, min(n, STEPS_PER_CALL) + 1) if n % d == 0)
+        group = self.optimizer.param_groups[0]
+        beta1, beta2 = group["betas"]
+        fixed = [self.gamma, self.max_grad_norm, 1 - beta1, beta2, 1 - beta2, absorbing_value]
+        losses = []
+        for start in range(0, n, k):
+            t = float(st.steps[0]) + 1 + np.arange(k, dtype=np.float64)  # Adam's step numbers
+            scalars = np.concatenate([fixed, group["lr"] / (1 - beta1**t), np.sqrt(1 - beta2**t)])
+            try:
+                losses.append(
+                    self.fn(
+                        st.params,
+                        st.target_params,
+                        st.exp_avgs,
+                        st.exp_avg_sqs,
+                        st.steps,
+                        ReplayBatch(*(x[start : start + k] for x in batches)),
+                        torch.from_numpy(scalars.astype(np.float32)),
+                        double_q=self.double_q,
+                        eps=group["eps"],
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
+                if k in self.sizes:
+                    raise
+                logger.warning(
+                    "compiled DQN updates are unavailable here (%s: %s); training continues with ordinary updates",
+                    type(exc).__name__,
+                    str(exc)[:200],
+                )
+                return None
+            self.sizes.add(k)
+        return torch.cat(losses)
+
+    def _make_inputs(self) -> _Inputs:
+        """The weights and the optimizer's own Adam state, created as Adam's first step would (the
+        compiled path runs from an agent's first update, so there is no earlier state), with the
+        step counts gathered into one tensor whose elements are the state's entries."""
+        params = self.q.linear_params()
+        steps = torch.zeros(len(params))
+        for i, p in enumerate(params):
+            self.optimizer.state[p].update(step=steps[i], exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+        return _Inputs(
+            [p.detach() for p in params],
+            self.target.linear_params(),
+            [self.optimizer.state[p]["exp_avg"] for p in params],
+            [self.optimizer.state[p]["exp_avg_sq"] for p in params],
+            steps,
+        )

@@ -1,0 +1,109 @@
+"""The Q-network and its TD loss: one definition, shared by the plain update, the compiled
+update (:mod:`rlhf_core.policy.compiled`) and acting.
+
+The network is an MLP head on features, ReLU between linear layers. :func:`mlp_forward` is
+its function; :class:`QNetwork` only holds the weights; :func:`numpy_q_values` is the same
+function in NumPy for acting on one observation without autograd or dispatcher overhead (a
+test holds the two equal).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ReplayBatch(NamedTuple):
+    """Sampled transitions (features, not raw observations); stacked minibatches add a leading axis."""
+
+    features: torch.Tensor
+    actions: torch.Tensor
+    rewards: torch.Tensor
+    next_features: torch.Tensor
+    terminated: torch.Tensor
+
+
+class QNetwork(nn.Module):
+    """The weights of the MLP head: features (B, D) -> Q-values (B, n_actions)."""
+
+    def __init__(self, feature_dim: int, n_actions: int, hidden: tuple[int, ...]) -> None:
+        super().__init__()
+        widths = [feature_dim, *hidden, n_actions]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mlp_forward(self.linear_params(), x)
+
+    def linear_params(self) -> list[torch.Tensor]:
+        """Weight and bias of each linear layer in order: [W1, b1, W2, b2, ...]."""
+        return [t for layer in self.layers for t in (layer.weight, layer.bias)]
+
+    def numpy_views(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
+        return [(layer.weight.detach().numpy().T, layer.bias.detach().numpy()) for layer in self.layers]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        # checkpoints saved before 0.2 held the head as nn.Sequential(Linear, ReLU, ..., Linear):
+        # net.0, net.2, ... are layers.0, layers.1, ...
+        old = sorted({int(k[len(prefix) + 4 :].split(".")[0]) for k in state_dict if k.startswith(prefix + "net.")})
+        for new_index, old_index in enumerate(old):
+            for part in ("weight", "bias"):
+                key = f"{prefix}net.{old_index}.{part}"
+                if key in state_dict:
+                    state_dict[f"{prefix}layers.{new_index}.{part}"] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def mlp_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The Q-network's function on its :meth:`QNetwork.linear_params`: ReLU between linear layers."""
+    n = len(params) // 2
+    for k in range(n):
+        x = F.linear(x, params[2 * k], params[2 * k + 1])
+        if k < n - 1:
+            x = torch.relu(x)
+    return x
+
+
+def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:
+    """:func:`mlp_forward` in NumPy on :meth:`QNetwork.numpy_views`: features (N, D) -> (N, A)."""
+    x = features
+    for k, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if k < len(layers) - 1:
+            np.maximum(x, 0.0, out=x)
+    return x
+
+
+def td_target(
+    rewards: torch.Tensor,
+    terminated: torch.Tensor,
+    next_q_target: torch.Tensor,
+    gamma: float | torch.Tensor,
+    absorbing_value: float | torch.Tensor = 0.0,
+    next_q_online: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TD target of a batch: ``r + gamma * V(next)``.
+
+    With ``next_q_online`` (double DQN) the online network picks the next action and the
+    target network values it; without, the target network's best value is used (vanilla
+    DQN). Terminal transitions bootstrap from the absorbing state's value instead.
+    """
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        next_action = next_q_online.argmax(dim=1, keepdim=True)  # (B, 1)
+        next_value = next_q_target.gather(1, next_action).squeeze(1)  # (B,)
+    bootstrap = torch.where(terminated.bool(), absorbing_value, next_value)
+    return rewards + gamma * bootstrap
+
+
+def td_loss(
+    params: list[torch.Tensor], features: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+) -> torch.Tensor:
+    """Huber loss between the Q-values of the actions taken and their TD targets."""
+    chosen = mlp_forward(params, features).gather(1, actions[:, None]).squeeze(1)
+    return F.smooth_l1_loss(chosen, target)

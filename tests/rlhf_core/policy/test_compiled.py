@@ -1,0 +1,96 @@
+"""The compiled update: the same steps as the plain one, its one door, and its fallback."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from rlhf_core.policy.dqn import DQNAgent, DQNConfig, update_mode, vector_features
+from rlhf_core.policy.qnetwork import ReplayBatch
+
+
+def _random_batches(n: int, seed: int = 0) -> list[ReplayBatch]:
+    g = torch.Generator().manual_seed(seed)
+    return [
+        ReplayBatch(
+            torch.randn(32, 4, generator=g),
+            torch.randint(0, 2, (32,), generator=g),
+            torch.randn(32, generator=g),
+            torch.randn(32, 4, generator=g),
+            (torch.rand(32, generator=g) < 0.2).float(),
+        )
+        for _ in range(n)
+    ]
+
+
+def _stacked(batches: list[ReplayBatch]) -> ReplayBatch:
+    return ReplayBatch(*(torch.stack(parts) for parts in zip(*batches, strict=True)))
+
+
+@pytest.mark.parametrize("double_q", [True, False])
+def test_compiled_updates_match_ordinary_updates(double_q):
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, max_grad_norm=0.5, double_q=double_q, seed=4)
+    eager = DQNAgent(cfg, 4, 2, vector_features)
+    compiled = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+    start = [p.detach().clone() for p in eager.q.parameters()]
+    batches = _random_batches(13)
+    with update_mode(1):
+        # a round of 12 steps: two compiled calls of 6 (the largest divisor up to STEPS_PER_CALL);
+        # the absorbing value and clipping (max_grad_norm 0.5) are both exercised
+        a = eager.update_round(_stacked(batches[:12]), absorbing_value=-2.0)
+        b = compiled.update_round(_stacked(batches[:12]), absorbing_value=-2.0)
+        assert compiled._compiled.sizes == {6}
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # every step's loss
+        if not double_q:  # a single step (its own compiled graph) continues from the same state
+            torch.testing.assert_close(eager.update(batches[12]), compiled.update(batches[12]), rtol=1e-5, atol=1e-6)
+            assert compiled._compiled.sizes == {1, 6}
+    assert compiled._compiled is not None, "the compiled path fell back to eager"
+    for e, c, s in zip(eager.q.parameters(), compiled.q.parameters(), start, strict=True):
+        torch.testing.assert_close(e, c, rtol=1e-4, atol=1e-5)
+        assert not torch.equal(c, s)  # it did learn
+    steps = 12 if double_q else 13
+    for e, c in zip(eager.q.parameters(), compiled.q.parameters(), strict=True):
+        state = compiled.optimizer.state[c]  # the optimizer's own Adam state was used, and counted
+        assert float(state["step"]) == steps
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[moment], eager.optimizer.state[e][moment], rtol=1e-4, atol=1e-7)
+    # acting reads the same storage the compiled step updates
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(compiled.greedy(x), compiled.q(torch.from_numpy(x)).argmax(1).numpy())
+
+
+def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(caplog):
+    agent = DQNAgent(DQNConfig(hidden=(8,), compile=True), 4, 2, vector_features)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+
+    agent._compiled.fn = broken
+    before = [p.detach().clone() for p in agent.q.parameters()]
+    with caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        agent.update(_random_batches(1)[0])
+    assert "no C++ compiler" in caplog.text and "ordinary updates" in caplog.text
+    assert agent._compiled is None
+    assert any(not torch.equal(p, b) for p, b in zip(agent.q.parameters(), before, strict=True))
+    # the ordinary step counted itself in the state the compiled path had set up
+    assert all(float(agent.optimizer.state[p]["step"]) == 1 for p in agent.q.parameters())
+
+
+def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
+    agent = DQNAgent(DQNConfig(hidden=(8,), compile=True), 4, 2, vector_features)
+    calls = []
+
+    def fails_the_second_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("out of memory")
+        return torch.zeros(1)
+
+    agent._compiled.fn = fails_the_second_time
+    batch = _random_batches(1)[0]
+    agent.update(batch)
+    with pytest.raises(RuntimeError, match="out of memory"):  # steps may have been taken: no rerun
+        agent.update(batch)
