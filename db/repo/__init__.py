@@ -15,81 +15,205 @@ writes ``repo.record_label(...)``:
 
 from db.repo.choices import (
     ANSWERED as ANSWERED,
+)
+from db.repo.choices import (
     pref_for as pref_for,
 )
 from db.repo.jobs import (
     ACTIVE_JOB_STATUSES as ACTIVE_JOB_STATUSES,
+)
+from db.repo.jobs import (
     STALE_AFTER as STALE_AFTER,
+)
+from db.repo.jobs import (
     active_job as active_job,
+)
+from db.repo.jobs import (
     cancel_requested as cancel_requested,
+)
+from db.repo.jobs import (
     create_job as create_job,
+)
+from db.repo.jobs import (
     expire_stale_jobs as expire_stale_jobs,
+)
+from db.repo.jobs import (
     fail_job as fail_job,
+)
+from db.repo.jobs import (
     finish_job as finish_job,
+)
+from db.repo.jobs import (
     get_job as get_job,
+)
+from db.repo.jobs import (
     heartbeat as heartbeat,
+)
+from db.repo.jobs import (
     is_stale as is_stale,
+)
+from db.repo.jobs import (
     latest_job as latest_job,
+)
+from db.repo.jobs import (
     report_progress as report_progress,
+)
+from db.repo.jobs import (
     request_cancel as request_cancel,
+)
+from db.repo.jobs import (
     set_job_pid as set_job_pid,
+)
+from db.repo.jobs import (
     start_job as start_job,
 )
 from db.repo.labeling import (
-    AnnotatorProgress as AnnotatorProgress,
-    Comparison as Comparison,
     DEFAULT_CLAIM_TTL as DEFAULT_CLAIM_TTL,
+)
+from db.repo.labeling import (
+    AnnotatorProgress as AnnotatorProgress,
+)
+from db.repo.labeling import (
+    Comparison as Comparison,
+)
+from db.repo.labeling import (
     RecordedLabel as RecordedLabel,
+)
+from db.repo.labeling import (
     ServedQuery as ServedQuery,
+)
+from db.repo.labeling import (
     UndoneLabel as UndoneLabel,
+)
+from db.repo.labeling import (
     add_imported_label as add_imported_label,
+)
+from db.repo.labeling import (
     add_queries as add_queries,
+)
+from db.repo.labeling import (
     annotator_progress as annotator_progress,
+)
+from db.repo.labeling import (
     claim_next_query as claim_next_query,
+)
+from db.repo.labeling import (
     comparison_count as comparison_count,
+)
+from db.repo.labeling import (
     comparisons as comparisons,
+)
+from db.repo.labeling import (
     existing_pairs as existing_pairs,
+)
+from db.repo.labeling import (
     labels_by_annotator as labels_by_annotator,
+)
+from db.repo.labeling import (
     pending_queries as pending_queries,
+)
+from db.repo.labeling import (
     query_ids_by_pair as query_ids_by_pair,
+)
+from db.repo.labeling import (
     query_with_items as query_with_items,
+)
+from db.repo.labeling import (
     record_label as record_label,
+)
+from db.repo.labeling import (
     restore_query_priorities as restore_query_priorities,
+)
+from db.repo.labeling import (
     set_query_priorities as set_query_priorities,
+)
+from db.repo.labeling import (
     top_priority as top_priority,
+)
+from db.repo.labeling import (
     undo_last_label as undo_last_label,
+)
+from db.repo.labeling import (
     unlabeled_queries as unlabeled_queries,
 )
 from db.repo.projects import (
     NewSegment as NewSegment,
+)
+from db.repo.projects import (
     NewTrajectory as NewTrajectory,
+)
+from db.repo.projects import (
     ProjectCounts as ProjectCounts,
+)
+from db.repo.projects import (
     add_text_items as add_text_items,
+)
+from db.repo.projects import (
     add_trajectories as add_trajectories,
+)
+from db.repo.projects import (
     create_project as create_project,
+)
+from db.repo.projects import (
     find_project as find_project,
+)
+from db.repo.projects import (
     get_or_create_annotator as get_or_create_annotator,
+)
+from db.repo.projects import (
     get_project as get_project,
+)
+from db.repo.projects import (
     items_by_id as items_by_id,
+)
+from db.repo.projects import (
     list_projects as list_projects,
+)
+from db.repo.projects import (
     project_counts as project_counts,
+)
+from db.repo.projects import (
     project_items as project_items,
+)
+from db.repo.projects import (
     set_project_config as set_project_config,
 )
 from db.repo.registry import (
     activate_reward_model as activate_reward_model,
+)
+from db.repo.registry import (
     active_reward_model as active_reward_model,
+)
+from db.repo.registry import (
     get_policy as get_policy,
+)
+from db.repo.registry import (
     policies as policies,
+)
+from db.repo.registry import (
     register_policy as register_policy,
+)
+from db.repo.registry import (
     register_reward_model as register_reward_model,
+)
+from db.repo.registry import (
     reward_model_by_version as reward_model_by_version,
+)
+from db.repo.registry import (
     reward_models as reward_models,
+)
+from db.repo.registry import (
     withdraw_policy as withdraw_policy,
+)
+from db.repo.registry import (
     withdraw_reward_model as withdraw_reward_model,
 )
 from db.repo.text import (
     TextJudgement as TextJudgement,
+)
+from db.repo.text import (
     text_item_ids as text_item_ids,
+)
+from db.repo.text import (
     text_judgements as text_judgements,
 )
