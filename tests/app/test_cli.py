@@ -41,6 +41,7 @@ def test_demo_then_status_then_demo_again_adds_nothing(tmp_path):
     assert sorted(p.relative_to(data) for p in data.rglob("*.npz")) == files_before
 
 
+@pytest.mark.slow  # renders CartPole clips
 def test_cartpole_project_and_plain_status_table(tmp_path):
     data = tmp_path / "d"
     out = _run(

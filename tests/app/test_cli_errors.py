@@ -28,6 +28,9 @@ import pytest
 
 from db.engine import head_revision
 
+# every test runs the CLI in a new process (torch and all): minutes in all, so not in `make test-fast`
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "hunter2-secret"
 #: The capabilities that let root ignore permission bits (linux/capability.h) and prctl's

@@ -70,6 +70,7 @@ def test_every_write_path_applies_the_rule(store) -> None:
         assert session.query(Project).count() == 0
 
 
+@pytest.mark.slow  # runs the CLI in new processes
 @pytest.mark.parametrize(
     ("name", "problem"),
     [("", "cannot be empty"), ("p" * 10_000, "at most 100 characters"), ("a\x1bb", "U+001B")],

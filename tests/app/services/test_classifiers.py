@@ -21,6 +21,7 @@ def _rlhf(data: Path, *args: str):
     return CliRunner().invoke(cli, ["--data-dir", str(data), *args], catch_exceptions=False)
 
 
+@pytest.mark.slow  # trains a classifier
 def test_make_demo_images_then_train_an_image_classifier(tmp_path: Path) -> None:
     result = _rlhf(tmp_path / "data", "make-demo-images", str(tmp_path / "shapes"), "--per-class", "5", "--size", "32")
     assert result.exit_code == 0, result.output
@@ -39,6 +40,7 @@ def test_make_demo_images_then_train_an_image_classifier(tmp_path: Path) -> None
     assert out["trainable_params"] == 1280 * 4 + 4
 
 
+@pytest.mark.slow  # trains a classifier
 def test_train_classifier_on_the_packaged_sentiment_csv_prints_a_confusion_matrix(tmp_path: Path) -> None:
     result = _rlhf(tmp_path, "train-classifier", "--kind", "text", "--mode", "frozen", "--epochs", "1")
 

@@ -17,7 +17,6 @@ from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
 from rlhf_core.rewards.models import EnsembleBT
 
-pytestmark = pytest.mark.slow
 
 SMALL = {"members": 3, "epochs": 5}
 PARAMS = {"project": cp.PROJECT, "kind": "ensemble", "config": SMALL}
@@ -25,8 +24,8 @@ PARAMS = {"project": cp.PROJECT, "kind": "ensemble", "config": SMALL}
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 40-segment CartPole project with 30 oracle labels."""
-    return cp.build(tmp_path_factory.mktemp("cartpole") / "data", n_queries=40, oracle_labels=30)
+    """A 16-segment CartPole project with 30 oracle labels (small: one job test is in `make test-fast`)."""
+    return cp.build(tmp_path_factory.mktemp("cartpole") / "data", n_segments=16, n_queries=36, oracle_labels=30)
 
 
 @pytest.fixture
@@ -44,6 +43,7 @@ def _versions(data: Path) -> list[tuple]:
     return cp.rows(data, "SELECT version, active, job_id FROM reward_model ORDER BY version")
 
 
+# in `make test-fast`: one job, trained in process, end to end (a reward model fit, registered)
 def test_submitted_job_runs_in_process_and_registers_a_version(data: Path) -> None:
     studio = cp.studio_for(data)
     pid = _project_id(studio)
@@ -77,6 +77,7 @@ def test_submitted_job_runs_in_process_and_registers_a_version(data: Path) -> No
     assert jobs.submit(studio, pid, "train-reward", PARAMS, spawn=False) == job_id + 1
 
 
+@pytest.mark.slow
 def test_second_submit_while_one_runs_is_refused(data: Path) -> None:
     studio = cp.studio_for(data)
     pid = _project_id(studio)
@@ -92,6 +93,7 @@ def test_second_submit_while_one_runs_is_refused(data: Path) -> None:
     assert cp.rows(data, "SELECT count(*) FROM job") == [(1,)]
 
 
+@pytest.mark.slow
 def test_cancel_before_run_cancels_at_once(data: Path) -> None:
     studio = cp.studio_for(data)
     job_id = jobs.submit(studio, _project_id(studio), "train-reward", PARAMS, spawn=False)
@@ -105,6 +107,7 @@ def test_cancel_before_run_cancels_at_once(data: Path) -> None:
     assert cp.model_folders(data) == []
 
 
+@pytest.mark.slow
 def test_cancel_requested_while_running_stops_the_training(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     studio = cp.studio_for(data)
     train_reward_model(studio, cp.PROJECT, "bt")
@@ -133,6 +136,7 @@ def test_cancel_requested_while_running_stops_the_training(data: Path, monkeypat
     assert cp.model_folders(data) == folders
 
 
+@pytest.mark.slow
 def test_cancel_requested_while_evaluating_still_cancels(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     studio = cp.studio_for(data)
     job_id = jobs.submit(studio, _project_id(studio), "train-reward", PARAMS, spawn=False)
@@ -152,6 +156,7 @@ def test_cancel_requested_while_evaluating_still_cancels(data: Path, monkeypatch
     assert cp.model_folders(data) == []
 
 
+@pytest.mark.slow
 def test_handler_exception_fails_the_job_and_keeps_the_active_model(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,6 +186,7 @@ def test_handler_exception_fails_the_job_and_keeps_the_active_model(
     assert model_registry.active_model(studio, _project_id(studio))[0].version == 1
 
 
+@pytest.mark.slow
 def test_training_error_fails_the_job_with_its_message(data: Path) -> None:
     studio = cp.studio_for(data)
     job_id = jobs.submit(
@@ -212,6 +218,7 @@ def _add_running_job(studio, project_id: int, heartbeat_age: timedelta) -> int:
         return job.id
 
 
+@pytest.mark.slow
 def test_job_with_a_stale_heartbeat_is_reported_failed(data: Path) -> None:
     studio = cp.studio_for(data)
     pid = _project_id(studio)
@@ -231,6 +238,7 @@ def test_job_with_a_stale_heartbeat_is_reported_failed(data: Path) -> None:
     assert jobs.submit(studio, pid, "train-reward", PARAMS, spawn=False) > dead
 
 
+@pytest.mark.slow
 def test_latest_also_reports_a_dead_worker(data: Path) -> None:
     studio = cp.studio_for(data)
     pid = _project_id(studio)
@@ -241,6 +249,7 @@ def test_latest_also_reports_a_dead_worker(data: Path) -> None:
     assert view is not None and view.id == dead and view.status is JobStatus.failed
 
 
+@pytest.mark.slow
 def test_worker_process_runs_the_job_end_to_end(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The worker must get the data folder from the environment submit() gives it, not from ours.
     monkeypatch.delenv("RLHF_DATA_DIR", raising=False)

@@ -11,7 +11,7 @@ import torch
 from rlhf_core.classifiers.training import (
     SHAPES,
     ClassifierConfig,
-    _Adapter,
+    _ModeModel,
     image_dataset,
     make_shape_images,
     stratified_split,
@@ -70,6 +70,7 @@ def test_stratified_split_keeps_every_class_on_both_sides() -> None:
     assert set(labels[train]) == set(labels[val]) == {0, 1, 2, 3}
 
 
+@pytest.mark.slow  # fits a backbone per mode
 @pytest.mark.parametrize("mode", ["frozen", "lora", "full"])
 def test_text_modes_train_and_report_accuracy_and_confusion(sentiment_subset, mode: str) -> None:
     config = ClassifierConfig(mode=mode, epochs=2, max_length=32, num_threads=1)
@@ -95,6 +96,7 @@ def test_frozen_minilm_features_separate_the_sentiment_reviews() -> None:
     assert result.n_val == 50 and result.accuracy >= 0.85
 
 
+@pytest.mark.slow  # fits a backbone per mode
 @pytest.mark.parametrize("mode", ["frozen", "lora", "full"])
 def test_image_modes_train_and_report_accuracy_and_confusion(shapes: Path, mode: str) -> None:
     data = image_dataset(shapes, size=32)
@@ -114,7 +116,7 @@ def test_image_modes_train_and_report_accuracy_and_confusion(shapes: Path, mode:
 
 
 def test_image_lora_targets_pointwise_convolutions_and_keeps_the_base() -> None:
-    adapter = _Adapter("image", 4, ClassifierConfig(mode="lora", rank=2))
+    adapter = _ModeModel("image", 4, ClassifierConfig(mode="lora", rank=2))
     names = [n for n, p in adapter.model.named_parameters() if p.requires_grad]
     assert any("_project_conv.lora_A" in n for n in names) and any("_expand_conv.lora_B" in n for n in names)
     assert not any("_depthwise_conv" in n for n in names)

@@ -118,6 +118,7 @@ def test_presets_follow_the_environment_family():
     assert preset_for("Acrobot-v1").eval_every > 0
 
 
+@pytest.mark.slow  # two short DQN runs
 @pytest.mark.parametrize("reward", ["true", "learned"])
 def test_the_agent_ends_with_the_evaluated_network_that_scored_best_on_its_training_reward(reward):
     def shaped(obs, actions, next_obs):  # a "learned" reward unlike the true one: keep the pole left

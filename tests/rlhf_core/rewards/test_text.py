@@ -210,6 +210,7 @@ def test_load_refuses_a_folder_without_a_text_model(tmp_path: Path) -> None:
         TextRewardModel.load(tmp_path)
 
 
+@pytest.mark.slow  # fits MiniLM three times
 @pytest.mark.parametrize(("pairs", "min_steps", "epochs"), [(24, 9, 5), (24, 2, 2), (48, 9, 3)])
 def test_training_length_follows_the_data_when_epochs_is_not_set(pairs: int, min_steps: int, epochs: int) -> None:
     from dataclasses import replace
