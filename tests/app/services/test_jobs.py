@@ -17,7 +17,6 @@ from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
 from rlhf_core.rewards.models import EnsembleBT
 
-
 SMALL = {"members": 3, "epochs": 5}
 PARAMS = {"project": cp.PROJECT, "kind": "ensemble", "config": SMALL}
 
