@@ -30,18 +30,15 @@ from db import repo
 from db.engine import session_scope
 from db.models import Project, ProjectKind
 from rlhf_core.backbones.registry import get_encoder
+from rlhf_core.callbacks import StopFn
 from rlhf_core.envs.episodes import Episode, load_episode, segment_indices
 from rlhf_core.envs.registry import env_info
 from rlhf_core.errors import InvalidInputError
+from rlhf_core.rewards.base import RewardModel
 from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.linear import LinearBT, LinearBTConfig
 from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
-from rlhf_core.rewards.models import (
-    LinearBT,
-    LinearBTConfig,
-    RewardModel,
-    StopFn,
-    make_reward_model,
-)
+from rlhf_core.rewards.models import make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.rewards.queries import disagreement_scores
 from rlhf_core.rewards.teachers import teacher_reward_fn, teacher_reward_name, true_reward

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_core.rewards.models import RewardModel
+from rlhf_core.rewards.base import RewardModel
 from rlhf_core.rewards.preferences import Segments
 
 

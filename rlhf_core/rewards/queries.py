@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlhf_core.rewards.models import EnsembleBT, RewardModel
+from rlhf_core.rewards.base import RewardModel
+from rlhf_core.rewards.ensemble import EnsembleBT
 from rlhf_core.rewards.preferences import Preferences, Segments
 
 Pair = tuple[int, int]

@@ -15,7 +15,7 @@ from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
-from rlhf_core.rewards.models import EnsembleBT
+from rlhf_core.rewards.ensemble import EnsembleBT
 
 SMALL = {"members": 3, "epochs": 5}
 PARAMS = {"project": cp.PROJECT, "kind": "ensemble", "config": SMALL}

@@ -19,7 +19,7 @@ from db.engine import session_scope
 from db.errors import NotFoundError
 from db.models import Choice, Query
 from rlhf_core.callbacks import TrainingCancelledError
-from rlhf_core.rewards.models import EnsembleBT
+from rlhf_core.rewards.ensemble import EnsembleBT
 from rlhf_core.rewards.queries import disagreement_scores
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_core.rewards.models import CnnLoraBT, CnnLoraConfig, load_reward_model, make_reward_model
+from rlhf_core.rewards.cnn_lora import CnnLoraBT, CnnLoraConfig
+from rlhf_core.rewards.models import load_reward_model, make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
 
 pytestmark = pytest.mark.slow  # the CNN runs forward and backward on every batch: ~15-25 s on 2 cores

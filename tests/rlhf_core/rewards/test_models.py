@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_core.rewards.models import (
-    EnsembleBT,
-    LinearBT,
-    TrainingCancelledError,
-    bt_loss,
-    load_reward_model,
-    make_reward_model,
-    pairwise_rows,
-)
+from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.rewards.base import bt_loss, pairwise_rows
+from rlhf_core.rewards.ensemble import EnsembleBT
+from rlhf_core.rewards.linear import LinearBT
+from rlhf_core.rewards.models import load_reward_model, make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments, step_inputs
 
 TRUE_W = np.array([1.0, -2.0, 0.5], dtype=np.float32)

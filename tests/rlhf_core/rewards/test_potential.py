@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from rlhf_core.rewards.learned import LearnedReward
-from rlhf_core.rewards.models import LinearBT, load_reward_model, make_reward_model
+from rlhf_core.rewards.linear import LinearBT
+from rlhf_core.rewards.models import load_reward_model, make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
 
 CELLS, GOAL, LENGTH = 12, 9, 8

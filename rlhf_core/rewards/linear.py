@@ -1,0 +1,108 @@
+"""Linear Bradley-Terry: scikit-learn logistic regression on phi(A) - phi(B) (phi = summed
+per-step features), no intercept, both orders, ties as half weight each way, the
+regularisation strength chosen by cross-validation grouped by comparison."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import GroupKFold
+
+from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.callbacks import never as _never
+from rlhf_core.callbacks import quiet as _quiet
+from rlhf_core.rewards.base import RewardModel, pairwise_rows
+from rlhf_core.rewards.kinds import LINEAR
+from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
+
+
+@dataclass(frozen=True)
+class LinearBTConfig:
+    """Linear Bradley-Terry."""
+
+    cs: int = 10
+    """Number of regularisation strengths tried (log-spaced 1e-4..1e4)."""
+    folds: int = 5
+    """Cross-validation folds, grouped by comparison so both orders stay together."""
+    max_iter: int = 1000
+    """Iterations of the lbfgs solver."""
+
+
+class LinearBT(RewardModel):
+    """r(step) = w . x(step), fitted by logistic regression on summed step features."""
+
+    kind = LINEAR
+
+    def __init__(self, spec: FeatureSpec, config: LinearBTConfig | None = None) -> None:
+        super().__init__(spec)
+        self.config = config or LinearBTConfig()
+        self.weights: np.ndarray | None = None
+        self.c_: float | None = None
+
+    def inputs(self, segments: Segments) -> np.ndarray:
+        x = super().inputs(segments)
+        potential = self.spec.form == "potential"
+        if potential:  # linear in the change of features only: Phi(s) = w . f(s)
+            f = (x.shape[-1] - 2 - (self.spec.n_actions or 0)) // 2
+            x[..., :f] = 0.0
+        if self.spec.pixels:
+            return x
+        obs = segments.obs.reshape(segments.count, segments.length + 1, -1).astype(np.float32) ** 2
+        quad = obs[:, 1:] - obs[:, :-1] if potential else obs[:, :-1]
+        return np.concatenate([x, quad * segments.valid[..., None]], axis=-1)  # quadratic terms for vectors
+
+    def fit(
+        self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
+    ) -> dict[str, float]:
+        if should_stop():
+            raise TrainingCancelledError("stopped before fitting")
+        phi = self.inputs(data.segments).sum(axis=1)  # (M, D)
+        diff = phi[data.a] - phi[data.b]
+        scale = np.sqrt((diff**2).mean(axis=0)) + 1e-8  # per-feature RMS, no centring: keeps antisymmetry
+        x, y, w, groups = pairwise_rows(diff / scale, data.pref.astype(np.float64))
+        folds = min(self.config.folds, len(data))
+        if folds >= 2:
+            cv = list(GroupKFold(n_splits=folds).split(x, y, groups))
+            model = LogisticRegressionCV(
+                Cs=self.config.cs,
+                cv=cv,
+                fit_intercept=False,
+                scoring="neg_log_loss",
+                l1_ratios=(0.0,),
+                use_legacy_attributes=False,
+                max_iter=self.config.max_iter,
+            )
+            model.fit(x, y, sample_weight=w)
+            self.c_ = float(np.ravel(model.C_)[0])
+        else:
+            from sklearn.linear_model import LogisticRegression
+
+            model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=self.config.max_iter)
+            model.fit(x, y, sample_weight=w)
+            self.c_ = 1.0
+        self.weights = (model.coef_.ravel() / scale).astype(np.float64)
+        on_step(1, 1, {"C": self.c_})
+        return {"C": self.c_}
+
+    def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
+        if self.weights is None:
+            raise RuntimeError("the model is not fitted")
+        return (x.astype(np.float64) @ self.weights).astype(np.float32)
+
+    def _config(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "C": self.c_}
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        assert self.weights is not None
+        return {"weights": torch.from_numpy(self.weights)}
+
+    @classmethod
+    def _from_saved(cls, spec: FeatureSpec, config: dict, tensors: dict[str, torch.Tensor]) -> LinearBT:
+        model = cls(spec, LinearBTConfig(**config["config"]))
+        model.weights = tensors["weights"].numpy().astype(np.float64)
+        model.c_ = config.get("C")
+        return model
