@@ -92,7 +92,7 @@ def test_cancel_registers_nothing_and_leaves_no_files(data: Path) -> None:
 def test_failed_registration_leaves_no_checkpoint_files(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = sorted(p.name for p in (data / "policies").glob("*/*"))
 
-    def broken(session: object, record: object) -> None:
+    def broken(*args: object, **fields: object) -> None:
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(policies.repo, "register_policy", broken)

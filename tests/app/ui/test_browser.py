@@ -332,7 +332,7 @@ def test_two_tabs_of_one_annotator_never_acknowledge_an_answer_that_was_not_stor
 
             tab1.bring_to_front()
             tab1.keyboard.press("1")
-            expect(tab1.get_by_text(re.compile(r"Saved: left better"))).to_be_visible()
+            expect(tab1.get_by_text(re.compile(r"Saved: left better")).first).to_be_visible()  # the ack, and its toast
             tab2.bring_to_front()
             tab2.keyboard.press("2")
             expect(tab2.get_by_text(re.compile(rf"Not stored: you had already answered pair #{pair}"))).to_be_visible()
