@@ -14,5 +14,6 @@ from rlhf_core.errors import StudioError
 USER_ERRORS: tuple[type[Exception], ...] = (StudioError, StoreError, EnvError)
 """Errors caused by the input, the data or the data folder: a message, not a traceback."""
 
+# TrainingCancelledError (a fit stopped on request: Ctrl-C, Cancel; nothing was registered) is
+# re-exported for the front ends, which do not import rlhf_core themselves.
 __all__ = ["USER_ERRORS", "TrainingCancelledError"]
-"""``TrainingCancelledError``: a fit stopped on request (Ctrl-C, Cancel); nothing was registered."""

@@ -66,8 +66,6 @@ def render_pair_clips(
     fps: float,
     workers: int,
     on_progress: Callable[[str, int, int], None],
-) -> list[Path]:
-    """Render the clips of pairs in both orders (see :func:`both_orders`); the files written."""
-    jobs = both_orders(studio, pairs, fps)
-    render_clips(jobs, workers, on_progress)
-    return [job.out for job in jobs]
+) -> None:
+    """Render the clips of pairs in both orders (see :func:`both_orders`)."""
+    render_clips(both_orders(studio, pairs, fps), workers, on_progress)

@@ -25,7 +25,8 @@ import numpy as np
 
 from app.config import Studio
 from app.services.artifacts import staged_folder
-from app.services.episodes import both_orders, render_pair_clips, store_episode
+from app.services.clips import render_clips
+from app.services.episodes import both_orders, store_episode
 from app.services.model_registry import StageProgress, TrainingError, load_model
 from app.services.rewards import project_data
 from db import repo
@@ -382,8 +383,9 @@ def rollouts_to_queries(
         # clips are named after the items' frame files: render before any row exists
         # (some land in older items' clip folders)
         clip_pairs = [(frames_of(a), frames_of(b)) for a, b in pairs]
-        rendered = [job.out for job in both_orders(studio, clip_pairs, info.render_fps)]
-        render_pair_clips(studio, clip_pairs, info.render_fps, 1, progress)
+        jobs = both_orders(studio, clip_pairs, info.render_fps)
+        rendered = [job.out for job in jobs]  # known before rendering: a failure removes them all
+        render_clips(jobs, 1, progress)
         with session_scope(studio.engine, write=True) as session:
             new_ids = [i for ids in repo.add_trajectories(session, project.id, rows) for i in ids]
 

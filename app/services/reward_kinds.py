@@ -11,7 +11,10 @@ from typing import Any
 
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import CNN_LORA, ENSEMBLE, LINEAR, TEXT_LORA
-from rlhf_core.rewards.metrics import MIN_HELD_OUT
+
+MIN_HELD_OUT = 20
+"""Fewest strict held-out pairs whose accuracy front ends show as a number: below it the
+95% interval is wider than about +-0.2, and they say to label more instead."""
 
 #: Clip reward forms (``rlhf_core.rewards.preferences.REWARD_FORMS``): the default and the other.
 POTENTIAL, TRANSITION = "potential", "transition"

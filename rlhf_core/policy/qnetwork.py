@@ -34,6 +34,7 @@ class QNetwork(nn.Module):
         super().__init__()
         widths = [feature_dim, *hidden, n_actions]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.register_load_state_dict_pre_hook(_rename_sequential_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mlp_forward(self.linear_params(), x)
@@ -46,16 +47,16 @@ class QNetwork(nn.Module):
         """(W^T, b) of each linear layer as NumPy views that follow in-place optimizer updates."""
         return [(layer.weight.detach().numpy().T, layer.bias.detach().numpy()) for layer in self.layers]
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        # checkpoints saved before 0.2 held the head as nn.Sequential(Linear, ReLU, ..., Linear):
-        # net.0, net.2, ... are layers.0, layers.1, ...
-        old = sorted({int(k[len(prefix) + 4 :].split(".")[0]) for k in state_dict if k.startswith(prefix + "net.")})
-        for new_index, old_index in enumerate(old):
-            for part in ("weight", "bias"):
-                key = f"{prefix}net.{old_index}.{part}"
-                if key in state_dict:
-                    state_dict[f"{prefix}layers.{new_index}.{part}"] = state_dict.pop(key)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+def _rename_sequential_keys(module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+    """Checkpoints saved before 0.2 held the head as nn.Sequential(Linear, ReLU, ..., Linear):
+    their net.0, net.2, ... are layers.0, layers.1, ..."""
+    old = sorted({int(k[len(prefix) + 4 :].split(".")[0]) for k in state_dict if k.startswith(prefix + "net.")})
+    for new_index, old_index in enumerate(old):
+        for part in ("weight", "bias"):
+            key = f"{prefix}net.{old_index}.{part}"
+            if key in state_dict:
+                state_dict[f"{prefix}layers.{new_index}.{part}"] = state_dict.pop(key)
 
 
 def mlp_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,7 @@ class RewardModel(ABC):
     def predict_pref(self, data: Preferences) -> np.ndarray:
         """Predicted P(A preferred) of each comparison, (N,)."""
         returns = self.segment_returns(data.segments)
-        return _sigmoid(returns[data.a] - returns[data.b])
+        return sigmoid(returns[data.a] - returns[data.b])
 
     @abstractmethod
     def _config(self) -> dict[str, Any]: ...
@@ -75,7 +75,7 @@ class RewardModel(ABC):
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
 
 

@@ -16,7 +16,7 @@ from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.callbacks import never as _never
 from rlhf_core.callbacks import quiet as _quiet
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.rewards.base import RewardModel, _sigmoid, bt_loss
+from rlhf_core.rewards.base import RewardModel, bt_loss, sigmoid
 from rlhf_core.rewards.kinds import ENSEMBLE
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
 
@@ -219,7 +219,7 @@ class EnsembleBT(RewardModel):
     def member_prefs(self, data: Preferences) -> np.ndarray:
         """Each member's P(A preferred), (K, N)."""
         returns = self.member_returns(data.segments)
-        return _sigmoid(returns[:, data.a] - returns[:, data.b])
+        return sigmoid(returns[:, data.a] - returns[:, data.b])
 
     def _config(self) -> dict[str, Any]:
         return {

@@ -10,10 +10,6 @@ from scipy.stats import binomtest, spearmanr
 
 _EPS = 1e-7
 
-MIN_HELD_OUT = 20
-"""Fewest strict held-out pairs whose accuracy front ends show as a number: below it the
-95% interval is wider than about +-0.2, and they say to label more instead."""
-
 
 def preference_accuracy(p_a: np.ndarray, pref: np.ndarray) -> float:
     """Share of strict preferences (ties excluded) where the favoured side had P > 0.5.
