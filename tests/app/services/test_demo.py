@@ -15,6 +15,7 @@ from db.models import Item, Project, Query, Trajectory
 from rlhf_core.envs.episodes import load_episode, load_npz
 
 
+@pytest.mark.slow  # renders a 40-clip demo
 def test_demo_stores_trajectories_segments_and_pairs_consistently(tmp_path):
     studio = Studio(Settings.from_env(tmp_path))
     result = demo.create_demo_project(studio, "cp", "CartPole-v1", n_segments=10, n_queries=15, workers=1)
