@@ -23,6 +23,7 @@ from app.errors import USER_ERRORS, TrainingCancelledError
 from app.services import reward_kinds
 from app.services.demo import DEFAULT_ENV_ID
 from app.services.reward_kinds import REWARD_KINDS
+from db.models import Role
 
 #: Set to 1 for the same effect as ``--debug``: errors keep their traceback.
 DEBUG_ENV = "RLHF_DEBUG"
@@ -660,6 +661,186 @@ def make_demo_images(folder: Path, per_class: int, size: int, seed: int) -> None
     click.echo(f"train on them: rlhf train-classifier --kind image --data {folder} --mode lora")
 
 
+@cli.command("agreement")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--disputed", default=10, show_default=True, help="Most disputed pairs to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.pass_obj
+def agreement_cmd(studio: Studio, name: str, disputed: int, as_json: bool) -> None:
+    """How much a project's annotators agree: Krippendorff's alpha, Cohen's kappa, per person."""
+    from app.services.agreement import agreement
+
+    report = agreement(studio, name, disputed=disputed)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+        return
+
+    def pct(value: float | None, n: int) -> str:
+        return "-" if value is None else f"{value:.2f} ({n})"
+
+    alpha = "n/a" if report.alpha is None else f"{report.alpha:.3f}"
+    click.echo(
+        f"{report.project}: Krippendorff's alpha (nominal) {alpha} over {report.pairs_with_several} pairs "
+        f"answered by 2+ people; {report.labels_per_pair} label(s) per pair"
+    )
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if report.annotators:
+        model = f"model v{report.model_version}" if report.model_version else "model"
+        header = ("annotator", "labels", "majority", "gold", model, "ties", "can't tell", "median s")
+        rows = [
+            (
+                a.annotator,
+                str(a.labels),
+                pct(a.with_majority, a.majority_pairs),
+                pct(a.with_gold, a.gold_pairs),
+                pct(a.with_model, a.model_pairs),
+                f"{a.tie_rate:.2f}",
+                f"{a.cant_tell_rate:.2f}",
+                "-" if a.median_seconds is None else f"{a.median_seconds:.1f}",
+            )
+            for a in report.annotators
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    if report.kappas:
+        click.echo("Cohen's kappa (pairs answered by both):")
+        for k in report.kappas:
+            click.echo(f"  {k.a} ~ {k.b}: {'n/a' if k.kappa is None else f'{k.kappa:.2f}'} ({k.shared})")
+    if report.disputed:
+        click.echo("most disputed pairs (rule on one: rlhf adjudicate --project P --pair ID --answer a|b|equal):")
+        for d in report.disputed:
+            answers = ", ".join(f"{n}: {v}" for n, v in d.answers.items())
+            ruling = f"; ruled {d.ruling}" if d.ruling else ""
+            click.echo(f"  pair {d.query_id}: {answers}{ruling}")
+
+
+@cli.command("adjudicate")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--pair", "query_id", type=int, required=True, help="Pair id (from `rlhf agreement`).")
+@click.option(
+    "--answer",
+    type=click.Choice(["a", "b", "equal", "none"]),
+    required=True,
+    help="The ruling: item A, item B, equal; none withdraws it.",
+)
+@click.pass_obj
+def adjudicate_cmd(studio: Studio, name: str, query_id: int, answer: str) -> None:
+    """Rule on a disputed pair: training uses the ruling instead of the pair's labels."""
+    from app.services.agreement import adjudicate
+
+    adjudicate(studio, name, query_id, None if answer == "none" else answer)
+    click.echo(f"pair {query_id}: " + ("ruling withdrawn" if answer == "none" else f"ruled {answer}"))
+
+
+@cli.group()
+def users() -> None:
+    """Accounts: who may log in to the app, with which role, on which projects.
+
+    \b
+    Roles: admin (everything), annotator (labels their projects), viewer (sees their projects).
+    With no account the app needs no login and serves 127.0.0.1 only; the first account
+    turns logins on for everyone.
+    """
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in Role]),
+    default="annotator",
+    show_default=True,
+    help="What they may do.",
+)
+@click.option("--project", "projects", multiple=True, help="A project they work on (repeat the option).")
+@click.pass_obj
+def users_add(studio: Studio, name: str, role: str, projects: tuple[str, ...]) -> None:
+    """Add an account NAME; prints its one-time password (to be changed at first login)."""
+    from app.services.accounts import add_user
+
+    new = add_user(studio, name, role, projects)
+    where = ", ".join(new.projects) if new.projects else ("every project" if role == "admin" else "no project yet")
+    click.echo(f"added {new.name} ({new.role}; {where})")
+    click.echo(f"one-time password: {new.password}")
+    click.echo("they log in with it on the app's login page and choose their own password")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def users_list(studio: Studio, as_json: bool) -> None:
+    """List the accounts."""
+    from app.services.accounts import list_users
+
+    rows = list_users(studio)
+    if as_json:
+        click.echo(json.dumps([r.__dict__ for r in rows], indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no accounts: the app needs no login and serves 127.0.0.1 only (add one: rlhf users add NAME)")
+    for r in rows:
+        seen = r.last_seen_at.strftime("%Y-%m-%d %H:%M UTC") if r.last_seen_at else "never logged in"
+        projects = ", ".join(r.projects) or ("all" if r.role == "admin" else "none")
+        pending = " (one-time password not yet changed)" if r.must_change_password else ""
+        click.echo(f"{r.name}: {r.role}; projects: {projects}; {r.labels} labels; {seen}{pending}")
+
+
+@users.command("remove")
+@click.argument("name")
+@click.pass_obj
+def users_remove(studio: Studio, name: str) -> None:
+    """Remove the account NAME: it cannot log in any more; its labels stay."""
+    from app.services.accounts import remove_user
+
+    remove_user(studio, name)
+    click.echo(f"removed {name}; their labels stay")
+
+
+@users.command("password")
+@click.argument("name")
+@click.pass_obj
+def users_password(studio: Studio, name: str) -> None:
+    """Give NAME a new one-time password (their sessions end)."""
+    from app.services.accounts import reset_password
+
+    new = reset_password(studio, name)
+    click.echo(f"one-time password for {new.name}: {new.password}")
+
+
+@users.command("join")
+@click.argument("name")
+@click.option("--project", "projects", multiple=True, required=True, help="A project to join (repeat the option).")
+@click.pass_obj
+def users_join(studio: Studio, name: str, projects: tuple[str, ...]) -> None:
+    """Make NAME a member of more projects."""
+    from app.services.accounts import add_to_projects
+
+    click.echo(f"{name} works on: {', '.join(add_to_projects(studio, name, projects))}")
+
+
+@cli.group()
+def project() -> None:
+    """A project's labeling settings."""
+
+
+@project.command("set")
+@click.argument("name")
+@click.option("--labels-per-pair", type=click.IntRange(1), default=None, help="Distinct annotators per pair.")
+@click.option("--gold-rate", type=click.FloatRange(0, 0.5), default=None, help="Share of served pairs that are gold.")
+@click.pass_obj
+def project_set(studio: Studio, name: str, labels_per_pair: int | None, gold_rate: float | None) -> None:
+    """Change how project NAME is labeled (prints its settings)."""
+    from app.services.projects import update_settings
+
+    settings = update_settings(studio, name, labels_per_pair=labels_per_pair, gold_rate=gold_rate)
+    click.echo(
+        f"{settings['project']}: {settings['labels_per_pair']} label(s) per pair, "
+        f"gold rate {settings['gold_rate']:.2f}"
+    )
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8501, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
@@ -674,6 +855,13 @@ def app(ctx: click.Context, host: str, port: int) -> None:
     studio: Studio = ctx.obj
     debug = bool(ctx.parent and ctx.parent.params.get("debug"))
     studio.engine  # noqa: B018  (migrate before the first page loads, and fail here if we cannot)
+    from app.services.accounts import accounts_enabled, is_loopback
+
+    if not is_loopback(host) and not accounts_enabled(studio):
+        raise click.ClickException(
+            f"refusing to serve {host}: other machines could label and train without logging in. "
+            "Add accounts first (rlhf users add NAME --role admin), or serve --host 127.0.0.1"
+        )
     try:  # a port in use or an address not of this machine: say so here, not in Streamlit's traceback
         with socket.create_server((host, port)):
             pass

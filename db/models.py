@@ -25,6 +25,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -102,8 +103,23 @@ class Project(Base):
         return names.project_name(name)
 
 
+class Role(enum.StrEnum):
+    """What an account may do. ``teacher`` and ``import`` are the studio's own label sources."""
+
+    admin = "admin"
+    """Everything: create projects, import, train, change settings, manage the team."""
+    annotator = "annotator"
+    """Label the projects they are a member of."""
+    viewer = "viewer"
+    """See their projects' progress and agreement; label nothing."""
+
+
 class Annotator(Base):
-    """A person (or a scripted teacher, ``teacher:NAME``) who gives labels."""
+    """A person (or a scripted teacher, ``teacher:NAME``) who gives labels.
+
+    A person with a ``password_hash`` (argon2) is an *account*: once one exists the app asks
+    everyone to log in. Without one, a typed name is enough (one person on 127.0.0.1).
+    """
 
     __tablename__ = "annotator"
 
@@ -111,12 +127,40 @@ class Annotator(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     token_hash: Mapped[str | None] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(20), default="annotator")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @validates("name")
     def _valid_name(self, _key: str, name: str) -> str:
         # the role decides whether a reserved name may be taken (see repo.get_or_create_annotator)
         return names.annotator_name(name, reserved_ok=True)
+
+
+class Membership(Base):
+    """An account may work on a project (admins may work on every project without one)."""
+
+    __tablename__ = "membership"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(
+        ForeignKey("annotator.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginSession(Base):
+    """A logged-in browser: only the SHA-256 of its random token is stored."""
+
+    __tablename__ = "login_session"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
 
 
 class Trajectory(Base):
@@ -165,6 +209,14 @@ class Query(Base):
     item_b_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
     method: Mapped[str] = mapped_column(String(50), default="random")
     priority: Mapped[float] = mapped_column(Float, default=0.0)
+    gold_pref: Mapped[float | None] = mapped_column(Float)
+    """A gold pair's known answer, P(item A preferred); gold pairs score annotators."""
+    adjudicated_pref: Mapped[float | None] = mapped_column(Float)
+    """An admin's ruling on a disputed pair: training uses it instead of the pair's labels."""
+    adjudicated_by: Mapped[int | None] = mapped_column(ForeignKey("annotator.id", ondelete="SET NULL"))
+    adjudicated_at: Mapped[datetime | None]
+    answered: Mapped[int] = mapped_column(Integer, default=0)
+    """How many answers (not skips) the pair has: serving's index, kept by record and undo."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     item_a: Mapped[Item] = relationship(foreign_keys=[item_a_id], lazy="raise")
@@ -174,6 +226,9 @@ class Query(Base):
         UniqueConstraint("project_id", "item_a_id", "item_b_id", name="uq_query_pair"),
         CheckConstraint("item_a_id < item_b_id", name="ordered_pair"),
         Index("ix_query_project_priority", "project_id", "priority", "id"),
+        Index("ix_query_project_serving", "project_id", "answered", "priority", "id"),
+        CheckConstraint("gold_pref IS NULL OR gold_pref IN (0, 0.5, 1)", name="gold_pref_values"),
+        CheckConstraint("adjudicated_pref IS NULL OR adjudicated_pref IN (0, 0.5, 1)", name="adjudicated_pref_values"),
     )
 
 
@@ -297,3 +352,21 @@ class PolicyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_id", "version", name="uq_policy_version"),)
+
+
+_ANSWER_CHOICES = {Choice.left, Choice.right, Choice.equal, Choice.cant_tell}
+
+
+@event.listens_for(Label, "after_insert")
+def _count_answer(_mapper: Any, connection: Any, label: Label) -> None:
+    """Keep ``Query.answered`` in step with the labels, whichever code path adds one."""
+    if Choice(label.choice) in _ANSWER_CHOICES:
+        table = Query.__table__
+        connection.execute(table.update().where(table.c.id == label.query_id).values(answered=table.c.answered + 1))
+
+
+@event.listens_for(Label, "after_delete")
+def _uncount_answer(_mapper: Any, connection: Any, label: Label) -> None:
+    if Choice(label.choice) in _ANSWER_CHOICES:
+        table = Query.__table__
+        connection.execute(table.update().where(table.c.id == label.query_id).values(answered=table.c.answered - 1))

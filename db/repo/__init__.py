@@ -5,6 +5,7 @@ the unit of work (see ``db.engine.session_scope``). No ORM row is built or chang
 ``db``. The functions live in one module per aggregate and are gathered here, so a caller
 writes ``repo.record_label(...)``:
 
+- :mod:`db.repo.accounts`: accounts, project memberships and login sessions;
 - :mod:`db.repo.choices`: the on-screen choice -> preference rule;
 - :mod:`db.repo.projects`: projects, annotators, items, trajectories, the pairs to label;
 - :mod:`db.repo.labeling`: serving queries in a side order, labels, comparisons, priorities;
@@ -13,6 +14,57 @@ writes ``repo.record_label(...)``:
 - :mod:`db.repo.jobs`: background jobs.
 """
 
+from db.repo.accounts import (
+    REMOVED_ROLE as REMOVED_ROLE,
+)
+from db.repo.accounts import (
+    AccountRow as AccountRow,
+)
+from db.repo.accounts import (
+    account_count as account_count,
+)
+from db.repo.accounts import (
+    add_login_session as add_login_session,
+)
+from db.repo.accounts import (
+    end_expired_sessions as end_expired_sessions,
+)
+from db.repo.accounts import (
+    end_login_session as end_login_session,
+)
+from db.repo.accounts import (
+    end_sessions_of as end_sessions_of,
+)
+from db.repo.accounts import (
+    find_annotator as find_annotator,
+)
+from db.repo.accounts import (
+    list_accounts as list_accounts,
+)
+from db.repo.accounts import (
+    login_session as login_session,
+)
+from db.repo.accounts import (
+    member_projects as member_projects,
+)
+from db.repo.accounts import (
+    project_members as project_members,
+)
+from db.repo.accounts import (
+    remove_account as remove_account,
+)
+from db.repo.accounts import (
+    require_annotator as require_annotator,
+)
+from db.repo.accounts import (
+    set_account as set_account,
+)
+from db.repo.accounts import (
+    set_memberships as set_memberships,
+)
+from db.repo.accounts import (
+    touch_login_session as touch_login_session,
+)
 from db.repo.choices import (
     ANSWERED as ANSWERED,
 )
@@ -77,6 +129,9 @@ from db.repo.labeling import (
     Comparison as Comparison,
 )
 from db.repo.labeling import (
+    LabelRow as LabelRow,
+)
+from db.repo.labeling import (
     RecordedLabel as RecordedLabel,
 )
 from db.repo.labeling import (
@@ -92,6 +147,9 @@ from db.repo.labeling import (
     add_queries as add_queries,
 )
 from db.repo.labeling import (
+    adjudicate as adjudicate,
+)
+from db.repo.labeling import (
     annotator_progress as annotator_progress,
 )
 from db.repo.labeling import (
@@ -105,6 +163,9 @@ from db.repo.labeling import (
 )
 from db.repo.labeling import (
     existing_pairs as existing_pairs,
+)
+from db.repo.labeling import (
+    label_rows as label_rows,
 )
 from db.repo.labeling import (
     labels_by_annotator as labels_by_annotator,
@@ -123,6 +184,9 @@ from db.repo.labeling import (
 )
 from db.repo.labeling import (
     restore_query_priorities as restore_query_priorities,
+)
+from db.repo.labeling import (
+    set_gold as set_gold,
 )
 from db.repo.labeling import (
     set_query_priorities as set_query_priorities,
@@ -174,6 +238,9 @@ from db.repo.projects import (
 )
 from db.repo.projects import (
     project_items as project_items,
+)
+from db.repo.projects import (
+    set_labels_per_query as set_labels_per_query,
 )
 from db.repo.projects import (
     set_project_config as set_project_config,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 
 from db.errors import NotFoundError
 from db.models import (
+    Annotator,
     Choice,
     Claim,
     Item,
@@ -49,6 +50,41 @@ class ServedQuery:
         return self.item_a_id if self.swapped else self.item_b_id
 
 
+def _not_mine(annotator_id: int):
+    mine = aliased(Label)
+    answer = select(mine.id).where(mine.query_id == Query.id, mine.annotator_id == annotator_id)
+    return ~answer.correlate(Query).exists()
+
+
+def _open_for(project: Project, annotator_id: int, exclude: tuple[int, ...], *, others_only: bool):
+    """Pairs that still need answers, that this annotator has not labeled, counting claims on
+    them (``others_only``: the claims of other annotators): half-finished pairs first, then by
+    priority. Gold pairs are served apart (:func:`_gold_for`)."""
+    claims = select(func.count()).select_from(Claim).where(Claim.query_id == Query.id)
+    if others_only:
+        claims = claims.where(Claim.annotator_id != annotator_id, Claim.expires_at >= utcnow())
+    held = claims.correlate(Query).scalar_subquery()
+    k = project.labels_per_query
+    stmt = select(Query).where(
+        Query.project_id == project.id,
+        Query.answered < k,
+        Query.gold_pref.is_(None),
+        _not_mine(annotator_id),
+        Query.answered + held < k,
+    )
+    if exclude:
+        stmt = stmt.where(Query.id.not_in(exclude))
+    return stmt.order_by(Query.answered.desc(), Query.priority.desc(), Query.id)
+
+
+def _gold_for(annotator_id: int, project_id: int, exclude: tuple[int, ...]):
+    """A gold pair this annotator has not answered (every annotator gets each gold pair once)."""
+    stmt = select(Query).where(Query.project_id == project_id, Query.gold_pref.is_not(None), _not_mine(annotator_id))
+    if exclude:
+        stmt = stmt.where(Query.id.not_in(exclude))
+    return stmt.order_by(func.random()).limit(1)
+
+
 def _served(query: Query, claim: Claim) -> ServedQuery:
     return ServedQuery(query.id, query.item_a_id, query.item_b_id, claim.swapped, claim.claimed_at)
 
@@ -65,9 +101,11 @@ def claim_next_query(
     """Reserve the next query for an annotator, or None when nothing is left for them.
 
     An annotator who already holds a live claim gets that query again (a page reload shows
-    the same pair). Otherwise the highest-priority query that this annotator has not
-    answered and that still needs labels, counting live claims of others, is claimed. With
-    one label per query two annotators are therefore never served the same query at once.
+    the same pair). Otherwise, at the project's ``gold_rate`` (config), a gold pair this
+    annotator has not answered; else the pair that this annotator has not answered and that
+    still needs labels (``labels_per_query`` distinct annotators, counting live claims of
+    others), half-finished pairs first, then by priority. With one label per query two
+    annotators are therefore never served the same query at once.
     Call inside a write transaction (``session_scope(write=True)``).
     """
     now = utcnow()
@@ -86,36 +124,15 @@ def claim_next_query(
     if mine is not None:
         return _served(mine[0], mine[1])
 
-    other_label = aliased(Label)
-    answered_count = (
-        select(func.count(Label.id))
-        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
-        .correlate(Query)
-        .scalar_subquery()
-    )
-    claimed_count = (
-        select(func.count()).select_from(Claim).where(Claim.query_id == Query.id).correlate(Query).scalar_subquery()
-    )
-    already_mine = (
-        select(other_label.id)
-        .where(other_label.query_id == Query.id, other_label.annotator_id == annotator_id)
-        .correlate(Query)
-        .exists()
-    )
-    stmt = (
-        select(Query)
-        .where(
-            Query.project_id == project_id,
-            ~already_mine,
-            answered_count + claimed_count < project.labels_per_query,
-            Query.id.not_in(exclude),
-        )
-        .order_by(Query.priority.desc(), Query.id)
-        .limit(1)
-    )
-    if session.get_bind().dialect.name != "sqlite":
-        stmt = stmt.with_for_update(skip_locked=True)
-    query = session.scalar(stmt)
+    gold_rate = float((project.config or {}).get("gold_rate", 0.0))
+    query = None
+    if gold_rate > 0 and rng.random() < gold_rate:
+        query = session.scalar(_gold_for(annotator_id, project_id, exclude))
+    if query is None:
+        stmt = _open_for(project, annotator_id, exclude, others_only=False).limit(1)
+        if session.get_bind().dialect.name != "sqlite":
+            stmt = stmt.with_for_update(skip_locked=True)
+        query = session.scalar(stmt)
     if query is None:
         return None
     claim = Claim(
@@ -297,23 +314,99 @@ def labels_by_annotator(session: Session, project_id: int, annotator_id: int) ->
 
 @dataclass(frozen=True)
 class Comparison:
-    """One label that carries a preference: P(item A preferred) = pref."""
+    """One label that carries a preference: P(item A preferred) = pref.
+
+    An adjudicated pair gives one comparison, the ruling, with ``label_id`` = -query id and
+    no annotator."""
 
     label_id: int
     item_a_id: int
     item_b_id: int
     pref: float
+    annotator_id: int | None = None
 
 
-def comparisons(session: Session, project_id: int) -> list[Comparison]:
-    """Every label of a project with a preference (left, right, equal), oldest first."""
-    rows = session.execute(
-        select(Label.id, Query.item_a_id, Query.item_b_id, Label.pref)
+def comparisons(session: Session, project_id: int, *, exclude_annotators: tuple[int, ...] = ()) -> list[Comparison]:
+    """What a reward model of the project trains on, oldest first: every label with a preference
+    (left, right, equal), except that an adjudicated pair counts once, with the ruling, and
+    the labels of ``exclude_annotators`` are left out."""
+    stmt = (
+        select(Label.id, Query.item_a_id, Query.item_b_id, Label.pref, Label.annotator_id)
         .join(Query, Query.id == Label.query_id)
-        .where(Query.project_id == project_id, Label.pref.is_not(None))
+        .where(Query.project_id == project_id, Label.pref.is_not(None), Query.adjudicated_pref.is_(None))
         .order_by(Label.id)
     )
-    return [Comparison(int(i), int(a), int(b), float(p)) for i, a, b, p in rows]
+    if exclude_annotators:
+        stmt = stmt.where(Label.annotator_id.not_in(exclude_annotators))
+    labels = [Comparison(int(i), int(a), int(b), float(p), int(u)) for i, a, b, p, u in session.execute(stmt)]
+    rulings = session.execute(
+        select(Query.id, Query.item_a_id, Query.item_b_id, Query.adjudicated_pref)
+        .where(Query.project_id == project_id, Query.adjudicated_pref.is_not(None))
+        .order_by(Query.id)
+    )
+    return labels + [Comparison(-int(q), int(a), int(b), float(p)) for q, a, b, p in rulings]
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One answer, with what agreement statistics need."""
+
+    query_id: int
+    annotator_id: int
+    annotator: str
+    choice: Choice
+    pref: float | None
+    seconds: float | None
+    """From when the pair was shown to the answer (None for imported labels)."""
+    gold_pref: float | None
+    adjudicated_pref: float | None
+
+
+def label_rows(session: Session, project_id: int) -> list[LabelRow]:
+    """Every answer (skips left out) of a project, by query."""
+    rows = session.execute(
+        select(
+            Label.query_id,
+            Label.annotator_id,
+            Annotator.name,
+            Label.choice,
+            Label.pref,
+            Label.shown_at,
+            Label.answered_at,
+            Query.gold_pref,
+            Query.adjudicated_pref,
+        )
+        .join(Query, Query.id == Label.query_id)
+        .join(Annotator, Annotator.id == Label.annotator_id)
+        .where(Query.project_id == project_id, Label.choice.in_(ANSWERED))
+        .order_by(Label.query_id, Label.id)
+    )
+    out = []
+    for q, u, name, choice, pref, shown, answered, gold, ruling in rows:
+        seconds = None
+        if shown is not None and answered is not None:
+            seconds = (as_utc(answered) - as_utc(shown)).total_seconds()
+        out.append(LabelRow(int(q), int(u), name, choice, pref, seconds, gold, ruling))
+    return out
+
+
+def adjudicate(session: Session, project_id: int, query_id: int, pref: float | None, by: int | None) -> None:
+    """Rule on a pair (P(item A preferred): 0, 0.5 or 1) or, with None, withdraw the ruling."""
+    query = session.get(Query, query_id)
+    if query is None or query.project_id != project_id:
+        raise NotFoundError(f"no pair {query_id} in this project")
+    query.adjudicated_pref = pref
+    query.adjudicated_by = by if pref is not None else None
+    query.adjudicated_at = utcnow() if pref is not None else None
+
+
+def set_gold(session: Session, project_id: int, answers: dict[int, float | None]) -> None:
+    """Make pairs gold with their known answers (P(item A preferred)), or, with None, ordinary again."""
+    for query in session.scalars(select(Query).where(Query.project_id == project_id, Query.id.in_(answers))):
+        query.gold_pref = answers[query.id]
+    missing = set(answers) - set(session.scalars(select(Query.id).where(Query.id.in_(answers))))
+    if missing:
+        raise NotFoundError(f"no pairs {sorted(missing)} in this project")
 
 
 def comparison_count(session: Session, project_id: int) -> int:
@@ -334,32 +427,7 @@ def pending_queries(session: Session, project_id: int, annotator_id: int, limit:
     project = session.get(Project, project_id)
     if project is None:
         raise NotFoundError(f"no project with id {project_id}")
-    answered = (
-        select(func.count(Label.id))
-        .where(Label.query_id == Query.id, Label.choice.in_(ANSWERED))
-        .correlate(Query)
-        .scalar_subquery()
-    )
-    mine = select(Label.id).where(Label.query_id == Query.id, Label.annotator_id == annotator_id).correlate(Query)
-    held_by_others = (
-        select(func.count())
-        .select_from(Claim)
-        .where(Claim.query_id == Query.id, Claim.annotator_id != annotator_id, Claim.expires_at >= utcnow())
-        .correlate(Query)
-        .scalar_subquery()
-    )
-    return list(
-        session.scalars(
-            select(Query)
-            .where(
-                Query.project_id == project_id,
-                ~mine.exists(),
-                answered + held_by_others < project.labels_per_query,
-            )
-            .order_by(Query.priority.desc(), Query.id)
-            .limit(limit)
-        )
-    )
+    return list(session.scalars(_open_for(project, annotator_id, (), others_only=True).limit(limit)))
 
 
 def unlabeled_queries(session: Session, project_id: int) -> list[Query]:

@@ -208,3 +208,11 @@ def set_project_config(session: Session, project_id: int, config: dict[str, Any]
     if project is None:
         raise NotFoundError(f"no project with id {project_id}")
     project.config = dict(config)
+
+
+def set_labels_per_query(session: Session, project_id: int, labels_per_query: int) -> None:
+    """How many distinct annotators answer each pair of a project."""
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFoundError(f"no project with id {project_id}")
+    project.labels_per_query = int(labels_per_query)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import current_revision, head_revision, make_engine, session_scope, sqlite_url
@@ -89,3 +89,30 @@ def test_failed_unit_of_work_leaves_the_store_as_it_was(engine):
         raise RuntimeError("boom")
     with session_scope(engine) as session:
         assert session.scalar(text("SELECT count(*) FROM annotator")) == 0
+
+
+def test_migrations_at_head_match_the_models(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from db.models import Base
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_the_answered_count_of_a_query_follows_its_labels(engine):
+    with session_scope(engine, write=True) as session:
+        _project, query, annotator = _project_with_query(session)
+        other = Annotator(name="other")
+        session.add(other)
+        session.flush()
+        session.add(Label(query_id=query.id, annotator_id=annotator.id, choice=Choice.left, pref=1.0, swapped=False))
+        session.add(Label(query_id=query.id, annotator_id=other.id, choice=Choice.skip, pref=None, swapped=False))
+        session.flush()
+        session.refresh(query)
+        assert query.answered == 1  # a skip is no answer
+        session.delete(session.scalars(select(Label).where(Label.annotator_id == annotator.id)).one())
+        session.flush()
+        session.refresh(query)
+        assert query.answered == 0

@@ -11,7 +11,8 @@ import db.repo
 
 def test_every_public_name_of_every_aggregate_is_reachable_from_db_repo():
     modules = [m.name for m in pkgutil.iter_modules(db.repo.__path__, "db.repo.")]
-    assert set(modules) == {f"db.repo.{m}" for m in ("choices", "jobs", "labeling", "projects", "registry", "text")}
+    aggregates = ("accounts", "choices", "jobs", "labeling", "projects", "registry", "text")
+    assert set(modules) == {f"db.repo.{m}" for m in aggregates}
     for name in modules:
         module = importlib.import_module(name)
         own = [
