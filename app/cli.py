@@ -27,6 +27,11 @@ from db.models import Role
 
 #: Set to 1 for the same effect as ``--debug``: errors keep their traceback.
 DEBUG_ENV = "RLHF_DEBUG"
+#: Scripted annotators: B-Pref's teachers, then the personas (rlhf_core.rewards.personas; kept
+#: literal here so the CLI starts without the ML library).
+SCRIPTED = ["oracle", "stochastic", "myopic", "mistake", "skip", "equal"] + [
+    "concise", "detailed", "formal", "casual", "fast", "walls", "centered", "upright",
+]  # fmt: skip
 #: Seeds are what NumPy's generators take: non-negative integers.
 SEED = click.IntRange(min=0)
 #: Longest message an internal error's one line quotes.
@@ -184,17 +189,22 @@ def status(studio: Studio, as_json: bool) -> None:
     "teacher_name",
     default="oracle",
     show_default=True,
-    type=click.Choice(["oracle", "stochastic", "myopic", "mistake", "skip", "equal"]),
-    help="B-Pref scripted teacher.",
+    type=click.Choice(SCRIPTED),
+    help="B-Pref scripted teacher (oracle, stochastic, myopic, mistake, skip, equal: clip projects) or a persona "
+    "with its own taste (text: concise, detailed, formal, casual; MiniGrid: fast, walls; CartPole: centered, "
+    "upright).",
 )
+@click.option("--annotator", default=None, help="Store the labels under this name (default: teacher:TEACHER).")
 @click.option("-n", "count", default=100, show_default=True, help="Pending pairs to label.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the teacher's randomness.")
 @click.pass_obj
-def label_synthetic(studio: Studio, name: str, teacher_name: str, count: int, seed: int) -> None:
-    """Label pending pairs with a scripted teacher, as annotator teacher:NAME."""
+def label_synthetic(
+    studio: Studio, name: str, teacher_name: str, annotator: str | None, count: int, seed: int
+) -> None:
+    """Label pending pairs with a scripted teacher or persona (simulate a team with --annotator)."""
     from app.services.synthetic import label_synthetic as run
 
-    result = run(studio, name, teacher_name, count, seed=seed)
+    result = run(studio, name, teacher_name, count, seed=seed, annotator=annotator)
     click.echo(f"{result.annotator} labeled {result.labeled} pairs ({result.equal} equal, {result.skipped} skipped)")
 
 
@@ -254,7 +264,13 @@ def queries(
     help="Clip rewards: potential (default for bt and ensemble: r = Phi(s') - Phi(s) + c, which a policy "
     "cannot farm by circling) or transition (any function of the step; cnn-lora's only form).",
 )
-@click.option("--rank", type=int, default=None, help="LoRA rank (text-lora).")
+@click.option("--rank", type=int, default=None, help="LoRA rank (text-lora); taste dimensions (personal).")
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Leave out annotators whose agreement with the others' majority is below this (rlhf agreement).",
+)
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
@@ -271,6 +287,7 @@ def train_reward(
     actions: bool,
     form: str | None,
     rank: int | None,
+    min_agreement: float | None,
     lr: float | None,
     max_length: int | None,
     seed: int,
@@ -302,31 +319,67 @@ def train_reward(
             encoder=encoder,
             actions=actions,
             form=form,
+            min_agreement=min_agreement,
         )
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **result.metrics}, indent=2))
         return
     click.echo(reward_kinds.summary(result.version, result.kind, result.metrics))
+    for person, acc in (result.metrics.get("per_annotator") or {}).items():
+        click.echo(
+            f"  {person}: held-out accuracy {_fmt(acc['personal'])} with their own taste, "
+            f"{_fmt(acc['pooled'])} pooled ({acc['held_out']} held-out labels)"
+        )
 
 
 @cli.command()
 @click.option("--project", "name", required=True, help="Text project whose active reward model scores.")
 @click.option("--prompt", required=True, help="The prompt the responses answer.")
 @click.option("--response", "responses", multiple=True, required=True, help="A response to score (repeat the option).")
+@click.option(
+    "--annotator",
+    default=None,
+    help="Score as this annotator would (a personal model; default: the population's taste).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a ranking.")
 @click.pass_obj
-def score(studio: Studio, name: str, prompt: str, responses: tuple[str, ...], as_json: bool) -> None:
+def score(
+    studio: Studio, name: str, prompt: str, responses: tuple[str, ...], annotator: str | None, as_json: bool
+) -> None:
     """Score responses to a prompt with the project's active text reward model, best first."""
+    from app.services.personal import score_texts
+    from app.services.projects import active_kind
     from app.services.text_rewards import score_responses
 
-    result = score_responses(studio, name, prompt, list(responses))
+    if annotator is not None or active_kind(studio, name) == "personal":
+        version, ranked_pairs = score_texts(studio, name, prompt, list(responses), annotator)
+    else:
+        result = score_responses(studio, name, prompt, list(responses))
+        version, ranked_pairs = result.version, result.ranked
     if as_json:
-        ranked = [{"rank": i + 1, "score": s, "response": r} for i, (r, s) in enumerate(result.ranked)]
-        click.echo(json.dumps({"version": result.version, "prompt": prompt, "ranked": ranked}, indent=2))
+        ranked = [{"rank": i + 1, "score": s, "response": r} for i, (r, s) in enumerate(ranked_pairs)]
+        out = {"version": version, "prompt": prompt, "annotator": annotator, "ranked": ranked}
+        click.echo(json.dumps(out, indent=2))
         return
-    click.echo(f"reward model version {result.version}, best first:")
-    for i, (response, value) in enumerate(result.ranked, start=1):
+    whose = f", as {annotator} would" if annotator else ""
+    click.echo(f"reward model version {version}{whose}, best first:")
+    for i, (response, value) in enumerate(ranked_pairs, start=1):
         click.echo(f"{i:>3}. {value:+8.3f}  {response}")
+
+
+@cli.command()
+@click.option("--project", "name", required=True, help="Project whose active model is a personal one.")
+@click.option("--annotator", required=True, help="The person whose taste to fit from their labels.")
+@click.pass_obj
+def personalize(studio: Studio, name: str, annotator: str) -> None:
+    """Fit one annotator's taste from their labels into the active personal model (the rest stays)."""
+    from app.services.personal import personalize as fit
+
+    result = fit(studio, name, annotator)
+    click.echo(
+        f"version {result.version} (personal) is active: {annotator}'s taste fitted from "
+        f"{result.metrics['personalized_labels']} labels; it knows {len(result.metrics['annotators'])} annotators"
+    )
 
 
 def _fmt(x: float | None) -> str:
@@ -588,13 +641,22 @@ def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
 
 
 @cli.command("demo-text")
-@click.option("--project", "name", default="text-demo", show_default=True, help="Project name.")
+@click.option("--project", "name", default=None, help="Project name (default: text-demo, or team-demo with --team).")
+@click.option(
+    "--team",
+    is_flag=True,
+    help="Instead: 600 pairs of reviews in two registers and four lengths, for a team whose tastes conflict "
+    "(simulate one with the personas of label-synthetic).",
+)
 @click.pass_obj
-def demo_text(studio: Studio, name: str) -> None:
+def demo_text(studio: Studio, name: str | None, team: bool) -> None:
     """Create a text project from the shipped demo pairs (a second run adds nothing)."""
-    from app.services.text_data import create_text_demo, describe_import
+    from app.services.text_data import create_team_demo, create_text_demo, describe_import
 
-    results = create_text_demo(studio, name)
+    if team:
+        click.echo(describe_import(create_team_demo(studio, name or "team-demo")))
+        return
+    results = create_text_demo(studio, name or "text-demo")
     for result in results:
         click.echo(describe_import(result))
 

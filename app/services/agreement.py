@@ -28,6 +28,7 @@ from db import repo
 from db.engine import session_scope
 from db.models import Choice, Project, ProjectKind
 from rlhf_core.errors import StudioError
+from rlhf_core.rewards.kinds import PERSONAL
 
 MIN_SHARED = 5
 """Pairs two annotators must both have answered for their Cohen's kappa to be shown."""
@@ -146,28 +147,39 @@ def cohen_kappas(by_annotator: dict[str, dict[int, float | None]]) -> list[PairK
 
 
 def _model_prefs(
-    studio: Studio, project: Project, pairs: dict[int, tuple[int, int]]
-) -> tuple[int, dict[int, float]] | None:
-    """The active reward model's P(item A preferred) for pairs (by query id), with its version."""
+    studio: Studio, project: Project, labels: list[tuple[int, str]], pairs: dict[int, tuple[int, int]]
+) -> tuple[int, dict[tuple[int, str], float]] | None:
+    """The active reward model's P(item A preferred) for labeled pairs, by (query id, annotator),
+    with its version. A personal model answers as each annotator would; any other the same for all."""
     from app.services.model_registry import active_model
 
     found = active_model(studio, project.id)
-    if found is None or not pairs:
+    if found is None or not labels:
         return None
     record, model = found
-    ids = list(pairs)
+    queries = sorted({q for q, _ in labels})
+    if record.kind == PERSONAL:
+        from app.services.personal import item_features
+
+        ids = sorted({i for q in queries for i in pairs[q]})
+        feats = item_features(studio, project, ids, (model.meta or {}).get("encoder"))
+        row = {item: r for r, item in enumerate(ids)}
+        p = model.predict_pref(
+            feats[[row[pairs[q][0]] for q, _ in labels]],
+            feats[[row[pairs[q][1]] for q, _ in labels]],
+            [name for _, name in labels],
+        )
+        return record.version, {key: float(v) for key, v in zip(labels, p, strict=True)}
     if project.kind is ProjectKind.text:
         from rlhf_core.rewards.text import TextPreferences
 
         with session_scope(studio.engine) as session:
-            items = repo.items_by_id(session, sorted({i for p in pairs.values() for i in p}))
-        if getattr(record, "kind", "") == "personal":
-            return None
+            items = repo.items_by_id(session, sorted({i for q in queries for i in pairs[q]}))
         prefs = TextPreferences.from_lists(
-            [items[pairs[q][0]].prompt or "" for q in ids],
-            [items[pairs[q][0]].text or "" for q in ids],
-            [items[pairs[q][1]].text or "" for q in ids],
-            np.zeros(len(ids)),
+            [items[pairs[q][0]].prompt or "" for q in queries],
+            [items[pairs[q][0]].text or "" for q in queries],
+            [items[pairs[q][1]].text or "" for q in queries],
+            np.zeros(len(queries)),
         )
         p = model.predict_pref(prefs)
     else:
@@ -177,12 +189,13 @@ def _model_prefs(
         data = project_data(studio, project)
         prefs = Preferences(
             data.segments,
-            data.rows([pairs[q][0] for q in ids]),
-            data.rows([pairs[q][1] for q in ids]),
-            np.zeros(len(ids)),
+            data.rows([pairs[q][0] for q in queries]),
+            data.rows([pairs[q][1] for q in queries]),
+            np.zeros(len(queries)),
         )
         p = model.predict_pref(prefs)
-    return record.version, {q: float(v) for q, v in zip(ids, np.asarray(p), strict=True)}
+    by_query = {q: float(v) for q, v in zip(queries, np.asarray(p), strict=True)}
+    return record.version, {(q, name): by_query[q] for q, name in labels}
 
 
 def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_model: bool = True) -> Agreement:
@@ -205,8 +218,8 @@ def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_mod
         )
     model = None
     if with_model:
-        strict_queries = {r.query_id: pairs[r.query_id] for r in rows if r.pref in (0.0, 1.0)}
-        model = _model_prefs(studio, project, strict_queries)
+        strict = [(r.query_id, r.annotator) for r in rows if r.pref in (0.0, 1.0)]
+        model = _model_prefs(studio, project, strict, pairs)
     model_version, model_pref = (model if model is not None else (None, {}))
 
     per: list[AnnotatorAgreement] = []
@@ -227,9 +240,9 @@ def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_mod
             if r.gold_pref is not None:
                 gold_n += 1
                 gold_ok += int(r.gold_pref == r.pref)
-            if r.pref in (0.0, 1.0) and r.query_id in model_pref:
+            if (r.query_id, name) in model_pref:
                 model_n += 1
-                model_ok += int((model_pref[r.query_id] > 0.5) == (r.pref == 1.0))
+                model_ok += int((model_pref[(r.query_id, name)] > 0.5) == (r.pref == 1.0))
         seconds = [r.seconds for r in mine if r.seconds is not None and r.seconds >= 0]
         per.append(
             AnnotatorAgreement(

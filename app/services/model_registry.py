@@ -27,7 +27,7 @@ from db.engine import session_scope
 from db.models import RewardModelRecord
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.kinds import PERSONAL, TEXT_LORA
 
 #: Stage-aware progress callback: (stage, done, total).
 StageProgress = Callable[[str, int, int], None]
@@ -158,6 +158,10 @@ def load_model(studio: Studio, record: RewardModelRecord) -> Any:
         from rlhf_core.rewards.text import TextRewardModel
 
         model: Any = TextRewardModel.load(Path(path))
+    elif record.kind == PERSONAL:
+        from rlhf_core.rewards.personal import PersonalRewardModel
+
+        model = PersonalRewardModel.load(Path(path))
     else:
         from rlhf_core.rewards.models import load_reward_model
 

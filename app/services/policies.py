@@ -45,6 +45,7 @@ from rlhf_core.envs.episodes import (
 from rlhf_core.envs.registry import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNAgent, Featurize, preset_for, vector_features
+from rlhf_core.rewards.kinds import PERSONAL
 from rlhf_core.rewards.learned import LearnedReward
 from rlhf_core.rewards.teachers import with_teacher_reward
 
@@ -69,6 +70,17 @@ class PolicyResult:
 
 def _resolve_reward(session: Any, project: Project, reward: str) -> RewardModelRecord | None:
     """'true' or 'teacher' -> None; 'active' -> the active model; a number -> that reward model version."""
+    record = _resolve_any_reward(session, project, reward)
+    if record is not None and record.kind == PERSONAL:
+        raise TrainingError(
+            f"reward model v{record.version} is a personal one (a reward per annotator); a policy learns one "
+            f"reward: train a pooled model (rlhf train-reward --project {project.name} --kind ensemble) or "
+            "name one's version with --reward N"
+        )
+    return record
+
+
+def _resolve_any_reward(session: Any, project: Project, reward: str) -> RewardModelRecord | None:
     if reward in BASELINE_REWARDS:
         return None
     if reward == "active":

@@ -78,3 +78,10 @@ def project_settings(project: Project) -> dict[str, Any]:
         "labels_per_pair": int(project.labels_per_query),
         "gold_rate": float((project.config or {}).get("gold_rate", 0.0)),
     }
+
+
+def active_kind(studio: Studio, name: str) -> str | None:
+    """The kind of a project's active reward model, or None."""
+    with session_scope(studio.engine) as session:
+        record = repo.active_reward_model(session, repo.get_project(session, name).id)
+        return None if record is None else record.kind

@@ -63,6 +63,11 @@ def add_queries(
         found = active_model(studio, project.id)
         if found is None:
             raise TrainingError("disagreement needs a trained reward model: run `rlhf train-reward` first")
+        if found[0].kind == "personal":
+            raise TrainingError(
+                "disagreement pairs come from a pooled model's ensemble; the active model is personal: "
+                "add random pairs (--method random) or activate an ensemble version"
+            )
         pairs, scores = disagreement_pairs(found[1], data.segments, n, rng, oversample=oversample, exclude=exclude)  # type: ignore[arg-type]
     if not pairs:
         return QueriesResult(0, method, None)

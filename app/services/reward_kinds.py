@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.rewards.kinds import CNN_LORA, ENSEMBLE, LINEAR, TEXT_LORA
+from rlhf_core.rewards.kinds import CNN_LORA, ENSEMBLE, LINEAR, PERSONAL, TEXT_LORA
 
 MIN_HELD_OUT = 20
 """Fewest strict held-out pairs whose accuracy front ends show as a number: below it the
@@ -38,6 +38,8 @@ class RewardKind:
     takes_actions: bool = False
     """Can also see each step's action (state-action rewards)."""
     pixels_only: bool = False
+    any_project: bool = False
+    """Trains on text and clip projects alike (``text`` is then ignored)."""
 
 
 REWARD_KINDS: dict[str, RewardKind] = {
@@ -77,13 +79,25 @@ REWARD_KINDS: dict[str, RewardKind] = {
             text=True,
             options=("epochs", "rank", "lr", "max_length"),
         ),
+        RewardKind(
+            PERSONAL,
+            "Personal (two towers: one taste per annotator over shared content features)",
+            "one taste per annotator (teams that disagree; text and clip projects)",
+            text=False,
+            options=("rank",),
+            any_project=True,
+        ),
     )
 }
 
 
 def kinds_for(text: bool, pixels: bool) -> dict[str, RewardKind]:
     """The kinds a project can train, its default first."""
-    return {n: k for n, k in REWARD_KINDS.items() if k.text == text and (pixels or not k.pixels_only)}
+    return {
+        n: k
+        for n, k in REWARD_KINDS.items()
+        if (k.any_project or k.text == text) and (pixels or not k.pixels_only)
+    }
 
 
 def default_kind(text: bool) -> str:
@@ -162,7 +176,16 @@ def headlines(kind: str, metrics: dict[str, Any]) -> list[Headline]:
         ),
         Headline("Log loss", _fmt(m.get("log_loss"))),
     ]
-    if kind == TEXT_LORA:
+    if kind == PERSONAL:
+        pooled = m.get("pooled_val_accuracy")
+        out.append(
+            Headline(
+                "Pooled model (same features)",
+                _fmt(pooled),
+                f"{len(m.get('annotators') or [])} annotators' tastes",
+            )
+        )
+    elif kind == TEXT_LORA:
         out.append(
             Headline("Trainable", f"{m.get('trainable_fraction', 0):.2%} of {m.get('backbone', 'the backbone')}")
         )

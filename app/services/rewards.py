@@ -35,13 +35,13 @@ from rlhf_core.envs.episodes import Episode, load_episode, segment_indices
 from rlhf_core.envs.registry import env_info
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.base import RewardModel
-from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.kinds import PERSONAL, TEXT_LORA
 from rlhf_core.rewards.linear import LinearBT, LinearBTConfig
 from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
 from rlhf_core.rewards.models import make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
 from rlhf_core.rewards.queries import disagreement_scores
-from rlhf_core.rewards.teachers import teacher_reward_fn, teacher_reward_name, true_reward
+from rlhf_core.rewards.teachers import RewardFn, teacher_reward_fn, teacher_reward_name, true_reward
 
 #: Form of clip rewards unless the caller picks one (``rlhf_core.rewards.preferences.FeatureSpec.form``):
 #: a learned potential's rise, which no loop of steps can farm (README: "Why potential rewards").
@@ -183,6 +183,7 @@ def train_reward_model(
     encoder: str | None = None,
     actions: bool = False,
     form: str | None = None,
+    min_agreement: float | None = None,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
 
@@ -195,6 +196,11 @@ def train_reward_model(
     ``actions``: a state-action reward, r(s, a, s'), that also sees each step's action
     (one-hot; discrete actions), for preferences about how the agent acts.
 
+    ``min_agreement`` leaves out the labels of annotators whose agreement with the majority
+    of the others is below it (``rlhf agreement``); rulings on disputed pairs always count
+    instead of the pair's labels. ``personal`` learns one taste per annotator
+    (:mod:`app.services.personal`).
+
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
     (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
     frozen encoder of pixel observations (``rlhf_core.backbones.registry``; default efficientnet-lite0);
@@ -204,15 +210,20 @@ def train_reward_model(
         raise TrainingError(f"val_fraction must lie in [0, 0.9), got {val_fraction}")
     progress = on_progress or (lambda stage, done, total: None)
     stop = should_stop or (lambda: False)
+    excluded: tuple[int, ...] = ()
+    if min_agreement is not None:
+        from app.services.agreement import annotators_below
+
+        excluded = tuple(annotators_below(studio, project_name, min_agreement)[0])
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
-        labels = repo.comparisons(session, project.id)
+        labels = repo.comparisons(session, project.id, exclude_annotators=excluded)
     kind = kind or default_kind(project)
     try:
         reward_kinds.check_options(kind, config or {})
     except InvalidInputError as exc:
         raise TrainingError(str(exc)) from exc
-    if (kind == TEXT_LORA) != (project.kind is ProjectKind.text):
+    if kind != PERSONAL and (kind == TEXT_LORA) != (project.kind is ProjectKind.text):
         raise TrainingError(
             f"project {project_name!r} holds {project.kind.value} items: train it with --kind "
             + ("text-lora" if project.kind is ProjectKind.text else "bt or ensemble")
@@ -223,6 +234,23 @@ def train_reward_model(
             f"project {project_name!r} has {strict} labels that prefer one side (left or right); at least "
             f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
+        )
+    if kind == PERSONAL:
+        if actions or form is not None:
+            raise TrainingError("--actions and --form apply to the clip kinds bt, ensemble and cnn-lora")
+        from app.services.personal import train_personal
+
+        return train_personal(
+            studio,
+            project,
+            labels,
+            config=config,
+            val_fraction=val_fraction,
+            seed=seed,
+            progress=progress,
+            should_stop=stop,
+            job_id=job_id,
+            encoder=encoder,
         )
     if actions and kind == TEXT_LORA:
         raise TrainingError("a text project's responses have no actions; --actions applies to clip projects")
@@ -312,7 +340,7 @@ def _disagreement_priorities(
 def predicted_step_rewards(studio: Studio, project: Project, item_ids: list[int]) -> dict[str, Any] | None:
     """Per-step rewards the active model predicts for items, with the model's version; None if no model."""
     found = active_model(studio, project.id)
-    if found is None or found[0].kind == TEXT_LORA:
+    if found is None or found[0].kind in (TEXT_LORA, PERSONAL):
         return None
     record, model = found
     data = project_data(studio, project)
@@ -325,7 +353,23 @@ def predicted_and_teacher_returns(studio: Studio, project: Project) -> tuple[np.
     """Every segment's return under the active model and under the teacher's reward (M,) each;
     None without an active clip model."""
     found = active_model(studio, project.id)
-    if found is None or found[0].kind == TEXT_LORA:
+    if found is None or found[0].kind in (TEXT_LORA, PERSONAL):
         return None
     data = project_data(studio, project)
     return found[1].segment_returns(data.segments), data.teacher_returns
+
+
+def segment_rewards(studio: Studio, project: Project, item_ids: list[int], reward_fn: RewardFn) -> np.ndarray:
+    """Per-step rewards (N, L) of items under ``reward_fn`` (a persona's, say), from their episodes."""
+    with session_scope(studio.engine) as session:
+        rows = {item.id: (item, traj) for item, traj in repo.project_items(session, project.id)}
+    cache: dict[str, Episode] = {}
+    out = []
+    for item_id in item_ids:
+        item, traj_row = rows[item_id]
+        traj = cache.get(traj_row.file)
+        if traj is None:
+            traj = cache[traj_row.file] = load_episode(studio.path(traj_row.file))
+        assert item.start is not None and item.length is not None
+        out.append(reward_fn(traj, item.start, item.length))
+    return np.stack(out).astype(np.float32)

@@ -467,6 +467,24 @@ def create_text_demo(studio: Studio, name: str = "text-demo") -> list[ImportResu
     return [import_text_file(studio, name, path) for path in DEMO_FILES]
 
 
+def create_team_demo(studio: Studio, name: str = "team-demo", *, pairs: int = 600, seed: int = 0) -> ImportResult:
+    """A text project for a team whose tastes conflict: ``pairs`` pairs of reviews written
+    casually or formally, one to four sentences long (label them with the personas:
+    ``rlhf label-synthetic --teacher concise --annotator ann``...). Idempotent for a seed."""
+    import json
+
+    from rlhf_core.demo_data.text import styled_responses
+
+    rng = np.random.default_rng(seed)
+    items = styled_responses(2 * pairs, rng)
+    lines = [
+        json.dumps({"prompt": a[0], "response_a": a[1], "response_b": b[1]})
+        for a, b in zip(items[::2], items[1::2], strict=True)
+        if a[1] != b[1]
+    ]
+    return import_text_pairs(studio, name, ("\n".join(lines) + "\n").encode(), "team-demo.jsonl", rng=rng)
+
+
 def describe_import(result: ImportResult) -> str:
     """One line saying what an import did, for the CLI and the app."""
     verb = "created" if result.created else "extended"

@@ -216,6 +216,9 @@ from db.repo.projects import (
     add_trajectories as add_trajectories,
 )
 from db.repo.projects import (
+    annotator_names as annotator_names,
+)
+from db.repo.projects import (
     create_project as create_project,
 )
 from db.repo.projects import (

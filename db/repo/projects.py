@@ -216,3 +216,8 @@ def set_labels_per_query(session: Session, project_id: int, labels_per_query: in
     if project is None:
         raise NotFoundError(f"no project with id {project_id}")
     project.labels_per_query = int(labels_per_query)
+
+
+def annotator_names(session: Session, ids: list[int]) -> dict[int, str]:
+    """Annotators' names by id."""
+    return {int(i): n for i, n in session.execute(select(Annotator.id, Annotator.name).where(Annotator.id.in_(ids)))}

@@ -118,3 +118,33 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+_EMBEDDERS: dict[str, tuple[Any, Any]] = {}
+
+
+@torch.inference_mode()
+def sentence_embeddings(texts: list[str], name: str = "minilm", *, batch_size: int = 64, max_length: int = 256) -> Any:
+    """Frozen sentence embeddings (N, hidden) float32: the backbone's mean-pooled last layer,
+    L2-normalised, as sentence-transformers computes them. Batches are sorted by length so
+    that little padding is computed; the output keeps the input order."""
+    import numpy as np
+    from transformers import AutoModel
+
+    if name not in _EMBEDDERS:
+        with quiet_transformers():
+            model = AutoModel.from_pretrained(str(backbone_path(name)))
+        _EMBEDDERS[name] = (load_tokenizer(name), model.eval())
+    tokenizer, model = _EMBEDDERS[name]
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = tokenizer(
+            [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        hidden = model(**batch).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1)
+        out[idx] = pooled.numpy()
+    return out

@@ -100,3 +100,47 @@ def instruction_preferences(
 def _response(pool: list[str], rng: np.random.Generator, max_sentences: int) -> str:
     k = int(rng.integers(1, max_sentences + 1))
     return " ".join(pool[i] for i in rng.choice(len(pool), size=k, replace=False))
+
+
+# --- responses in several styles, for scripted personas with conflicting tastes -------------
+
+_CASUAL_OPENERS = ("Honestly, ", "Ok so ", "Tbh ", "Yeah, ", "Lol, ", "Ngl, ")
+_FORMAL_OPENERS = ("In my assessment, ", "Overall, ", "To summarise, ", "In short, ", "On balance, ")
+_CONTRACTIONS = (
+    ("it is", "it's"), ("do not", "don't"), ("does not", "doesn't"), ("did not", "didn't"), ("I am", "I'm"),
+    ("was not", "wasn't"), ("is not", "isn't"), ("I would", "I'd"), ("cannot", "can't"), ("would not", "wouldn't"),
+)  # fmt: skip
+_CASUAL_WORDS = (("very", "super"), ("really", "totally"), ("good", "awesome"), ("bad", "awful"))
+
+
+def casual(sentence: str, rng: np.random.Generator) -> str:
+    """A sentence made casual: contractions, slang, a loose opener and an exclamation."""
+    for full, short in _CONTRACTIONS:
+        sentence = sentence.replace(full, short)
+    for plain, slang in _CASUAL_WORDS:
+        sentence = sentence.replace(f" {plain} ", f" {slang} ")
+    if rng.random() < 0.7:
+        sentence = _CASUAL_OPENERS[rng.integers(len(_CASUAL_OPENERS))] + sentence[0].lower() + sentence[1:]
+    return sentence.rstrip(".") + ("!!" if rng.random() < 0.5 else "!")
+
+
+def formal(sentence: str, rng: np.random.Generator) -> str:
+    """A sentence made formal: no contractions, a measured opener, a full stop."""
+    for full, short in _CONTRACTIONS:
+        sentence = sentence.replace(short, full)
+    if rng.random() < 0.5:
+        sentence = _FORMAL_OPENERS[rng.integers(len(_FORMAL_OPENERS))] + sentence[0].lower() + sentence[1:]
+    return sentence.rstrip("!.") + "."
+
+
+def styled_responses(n: int, rng: np.random.Generator, max_sentences: int = 4) -> list[tuple[str, str]]:
+    """``n`` (prompt, response) items: reviews of 1 to ``max_sentences`` sentences, each response
+    all casual or all formal (at random), for personas that judge by length and register."""
+    texts, _ = sentiment_examples()
+    prompt = "Write a short review."
+    items = []
+    for _ in range(n):
+        k = int(rng.integers(1, max_sentences + 1))
+        style = casual if rng.random() < 0.5 else formal
+        items.append((prompt, " ".join(style(texts[i], rng) for i in rng.choice(len(texts), size=k, replace=False))))
+    return items

@@ -99,6 +99,20 @@ def minigrid_goal_distance(env: gym.Env) -> float:
     return float("nan") if path is None else float(len(path))
 
 
+def minigrid_wall_contact(env: gym.Env) -> float:
+    """1 when a wall is one of the four cells next to the agent, else 0 (the ``walls`` persona)."""
+    grid_env = env.unwrapped
+    ax, ay = (int(v) for v in grid_env.agent_pos)  # type: ignore[attr-defined]
+    grid = grid_env.grid  # type: ignore[attr-defined]
+    for dx, dy in _DIR_VEC:
+        x, y = ax + dx, ay + dy
+        if 0 <= x < grid.width and 0 <= y < grid.height:
+            cell = grid.get(x, y)
+            if cell is not None and cell.type == "wall":
+                return 1.0
+    return 0.0
+
+
 def minigrid_shortest_path(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
     """Turn toward, then step onto, the next cell of a shortest path to the goal."""
     path = minigrid_goal_path(env)
@@ -136,7 +150,7 @@ def with_noise(act: ActionFn, epsilon: float) -> ActionFn:
 #: Per-state facts recorded with each observation, by family, for oracle rewards (a
 #: MiniGrid goal is too sparse to compare 1.5 s clips by; see rlhf_core.rewards.teachers).
 STATE_EXTRAS: dict[str, dict[str, Callable[[gym.Env], float]]] = {
-    "minigrid": {"goal_distance": minigrid_goal_distance},
+    "minigrid": {"goal_distance": minigrid_goal_distance, "wall_contact": minigrid_wall_contact},
 }
 
 

@@ -11,5 +11,8 @@ CNN_LORA = "cnn-lora"
 #: Reward head on a LoRA-adapted text backbone (text projects).
 TEXT_LORA = "text-lora"
 
+#: Two-tower model, one taste per annotator (text and clip projects).
+PERSONAL = "personal"
+
 #: Every kind, the trajectory kinds first.
-ALL_KINDS: tuple[str, ...] = (LINEAR, ENSEMBLE, CNN_LORA, TEXT_LORA)
+ALL_KINDS: tuple[str, ...] = (LINEAR, ENSEMBLE, CNN_LORA, TEXT_LORA, PERSONAL)

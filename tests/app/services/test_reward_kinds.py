@@ -9,9 +9,9 @@ from rlhf_core.errors import InvalidInputError
 
 
 def test_each_project_is_offered_the_kinds_it_can_train_its_default_first():
-    assert list(reward_kinds.kinds_for(text=False, pixels=True)) == ["ensemble", "bt", "cnn-lora"]
-    assert list(reward_kinds.kinds_for(text=False, pixels=False)) == ["ensemble", "bt"]
-    assert list(reward_kinds.kinds_for(text=True, pixels=False)) == ["text-lora"]
+    assert list(reward_kinds.kinds_for(text=False, pixels=True)) == ["ensemble", "bt", "cnn-lora", "personal"]
+    assert list(reward_kinds.kinds_for(text=False, pixels=False)) == ["ensemble", "bt", "personal"]
+    assert list(reward_kinds.kinds_for(text=True, pixels=False)) == ["text-lora", "personal"]
     assert reward_kinds.default_kind(text=False) == "ensemble" and reward_kinds.default_kind(text=True) == "text-lora"
 
 
@@ -20,7 +20,7 @@ def test_options_of_another_kind_are_refused_naming_the_kinds_that_take_them():
     with pytest.raises(
         InvalidInputError,
         match=r"^--members and --noise-prob apply to --kind ensemble only; "
-        r"--rank applies to --kind text-lora only, not to --kind bt$",
+        r"--rank applies to --kind text-lora and personal only, not to --kind bt$",
     ):
         reward_kinds.check_options("bt", {"members": 3, "noise_prob": 0.1, "rank": 4})
     with pytest.raises(InvalidInputError, match="unknown reward model kind 'svm'"):
