@@ -183,7 +183,7 @@ def _model_prefs(
         )
         p = model.predict_pref(prefs)
     else:
-        from app.services.rewards import project_data
+        from app.services.clip_data import project_data
         from rlhf_core.rewards.preferences import Preferences
 
         data = project_data(studio, project)

@@ -67,7 +67,7 @@ def _text_item_features(studio: Studio, project: Project, item_ids: list[int]) -
 
 def _clip_item_features(studio: Studio, project: Project, item_ids: list[int], encoder: str | None) -> np.ndarray:
     """Each segment's mean per-step inputs (its features, their changes; frozen CNN features for pixels)."""
-    from app.services.rewards import project_data
+    from app.services.clip_data import project_data
     from rlhf_core.rewards.preferences import FeatureSpec, step_inputs
 
     data = project_data(studio, project)

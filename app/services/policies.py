@@ -25,10 +25,10 @@ import numpy as np
 
 from app.config import Studio
 from app.services.artifacts import staged_folder
+from app.services.clip_data import project_data
 from app.services.clips import render_clips
 from app.services.episodes import both_orders, store_episode
 from app.services.model_registry import StageProgress, TrainingError, load_model
-from app.services.rewards import project_data
 from db import repo
 from db.engine import session_scope
 from db.models import PolicyRecord, Project, RewardModelRecord

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.config import Studio
+from app.services.clip_data import project_data
 from app.services.episodes import render_pair_clips
 from app.services.model_registry import StageProgress, TrainingError, active_model
-from app.services.rewards import project_data
 from db import repo
 from db.engine import session_scope
 from rlhf_core.errors import InvalidInputError

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.config import Studio
-from app.services.rewards import project_data, segment_rewards
+from app.services.clip_data import project_data, segment_rewards
 from db import names, repo
 from db.engine import session_scope
 from db.models import Choice, ProjectKind

@@ -8,7 +8,7 @@ import _cartpole as cp
 import numpy as np
 import pytest
 
-from app.services import model_registry, rewards
+from app.services import clip_data, model_registry, rewards
 from app.services.clips import clip_relpath
 from app.services.model_registry import TrainingError
 from app.services.queries import add_queries
@@ -284,7 +284,7 @@ def test_ensemble_retrain_ranks_unlabeled_pairs_by_disagreement(labeled: Path) -
 
     project = _project(studio)
     record, model = model_registry.active_model(studio, project.id)
-    data = rewards.project_data(studio, project)
+    data = clip_data.project_data(studio, project)
     queries = {q.id: q for q in _queries(studio)}
     pairs = [
         (int(a), int(b))
@@ -428,7 +428,7 @@ def test_disagreement_queries_with_an_ensemble_are_disputed_first(labeled: Path)
     # ...and they match what the active model says about them
     project = _project(studio)
     _, model = model_registry.active_model(studio, project.id)
-    data = rewards.project_data(studio, project)
+    data = clip_data.project_data(studio, project)
     pairs = [
         (int(a), int(b))
         for a, b in zip(data.rows([q.item_a_id for q in new]), data.rows([q.item_b_id for q in new]), strict=True)
@@ -444,7 +444,7 @@ def test_a_state_action_reward_model_trains_on_the_projects_actions_and_scores_i
     project = _project(studio)
     record, model = model_registry.active_model(studio, project.id)
     assert model.spec.n_actions == 2  # CartPole: push left or right
-    data = rewards.project_data(studio, project)
+    data = clip_data.project_data(studio, project)
     assert data.segments.actions is not None and data.segments.actions.shape == data.segments.valid.shape
     assert set(np.unique(data.segments.actions[data.segments.valid])) == {0, 1}
     # the labeling page's chart and the policy's reward go through the same inputs
