@@ -315,3 +315,33 @@ def annotators_below(studio: Studio, project_name: str, min_agreement: float) ->
     with session_scope(studio.engine) as session:
         ids = [repo.find_annotator(session, name).id for name in sorted(low)]
     return ids, sorted(low)
+
+
+@dataclass(frozen=True)
+class PairView:
+    """What a disputed pair compares, in stored order (item A, item B), for an adjudicator."""
+
+    query_id: int
+    prompt: str | None
+    text_a: str | None
+    text_b: str | None
+    clip: Any
+    """Path of the side-by-side clip (A left, B right) of a clip project, or None."""
+
+
+def pair_view(studio: Studio, project_name: str, query_id: int) -> PairView:
+    """The two items of a pair of a project, item A first."""
+    from app.services.clips import ClipUnavailableError, ensure_clip
+
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        query, a, b = repo.query_with_items(session, query_id)
+        if query.project_id != project.id:
+            raise StudioError(f"pair {query_id} is not in project {project_name!r}")
+    if project.kind is ProjectKind.text:
+        return PairView(query_id, a.prompt, a.text, b.text, None)
+    try:
+        clip = ensure_clip(studio, a.clip_file, b.clip_file, float(project.config.get("fps", 10)))
+    except ClipUnavailableError:
+        clip = None
+    return PairView(query_id, None, None, None, clip)

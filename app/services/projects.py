@@ -28,6 +28,7 @@ def project_summaries(studio: Studio) -> list[dict[str, Any]]:
                     "labels": counts.labels,
                     "labeled_queries": counts.labeled_queries,
                     "labels_per_query": project.labels_per_query,
+                    "gold_rate": float((project.config or {}).get("gold_rate", 0.0)),
                 }
             )
     return rows

@@ -12,6 +12,28 @@ import streamlit as st
 
 ANNOTATOR = "annotator"
 """Name of the person labeling (str)."""
+TOKEN = "session"
+"""Login session token (str) of a studio with accounts; also in the URL, so a reload keeps the login."""
+USER = "user"
+"""The logged-in app.services.accounts.User (or the local user of a studio without accounts)."""
+LOGIN_NAME = "login_name"
+"""Widget key: the name field of the login page."""
+LOGIN_PASSWORD = "login_password"
+"""Widget key: the password field of the login page."""
+PW_OLD, PW_NEW, PW_AGAIN = "pw_old", "pw_new", "pw_again"
+"""Widget keys: the one-time password and the new one, twice (first login)."""
+LOGIN_ERROR = "login_error"
+"""Why the last login or password change was refused, shown once (str)."""
+TEAM_PROJECT = "team_project"
+"""Widget key: the project whose agreement the Team page shows."""
+SETTINGS_K = "settings_labels_per_pair"
+"""Widget key: labels per pair (Projects page, admins)."""
+SETTINGS_GOLD = "settings_gold_rate"
+"""Widget key: gold rate (Projects page, admins)."""
+SETTINGS_MSG = "settings_msg"
+"""Projects page: outcome of the last settings change, (ok, message), shown once."""
+TEAM_MSG = "team_msg"
+"""Team page: outcome of the last ruling, (ok, message), shown once."""
 PROJECT = "project"
 """Name of the chosen project (str)."""
 LABELING = "labeling_session"
@@ -113,7 +135,7 @@ def watching_key(kind: str) -> str:
     return f"watching-{kind}"
 
 
-_URL_KEYS = (ANNOTATOR, PROJECT)
+_URL_KEYS = (ANNOTATOR, PROJECT, TOKEN)
 
 
 def init() -> None:

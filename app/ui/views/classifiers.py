@@ -14,13 +14,14 @@ import pandas as pd
 import streamlit as st
 
 from app.services import jobs
-from app.ui import display, state
+from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
 from db.models import JobStatus
 
 state.init()
 studio = get_studio()
+auth.require_admin(studio)
 st.title("Classifiers")
 st.caption(
     "Adapt a pretrained backbone to a new task: MiniLM for text, EfficientNet-Lite0 for images. "

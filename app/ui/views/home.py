@@ -6,9 +6,9 @@ import pandas as pd
 import streamlit as st
 
 from app.errors import USER_ERRORS
-from app.services.projects import project_summaries
+from app.services.projects import MAX_GOLD_RATE, project_summaries, update_settings
 from app.services.text_data import FORMATS, ImportFileError, describe_import, import_text_pairs
-from app.ui import display, state
+from app.ui import auth, display, state
 from app.ui.resources import get_studio
 from db import names
 from db.errors import InvalidNameError
@@ -16,6 +16,8 @@ from db.names import MAX_NAME_LENGTH
 
 state.init()
 studio = get_studio()
+user = auth.user(studio)
+accounts_on = bool(user.id)
 st.title("rlhf-studio")
 st.caption("Compare pairs of clips or texts; every answer lands in the label store at once and teaches a reward model.")
 
@@ -79,24 +81,74 @@ def import_section(rows: list[dict]) -> None:
                     st.code("\n".join(problems), language=None)
 
 
-st.text_input(
-    "Your name (labels are recorded under it)",
-    value=state.get(state.ANNOTATOR, ""),
-    key=state.NAME_INPUT,
-    on_change=_set_name,
-    max_chars=MAX_NAME_LENGTH,
-    placeholder="e.g. alice, then press Enter",
-)
-if problem := st.session_state.pop(state.NAME_PROBLEM, None):
-    display.error(studio, problem)
+def _save_settings(project: str) -> None:
+    """on_click: change how the chosen project is labeled (admins)."""
+    try:
+        settings = update_settings(
+            studio,
+            project,
+            labels_per_pair=int(st.session_state[state.SETTINGS_K]),
+            gold_rate=float(st.session_state[state.SETTINGS_GOLD]),
+        )
+    except USER_ERRORS as exc:
+        st.session_state[state.SETTINGS_MSG] = (False, display.public(studio, exc))
+    else:
+        st.session_state[state.SETTINGS_MSG] = (
+            True,
+            f"{settings['labels_per_pair']} label(s) per pair, gold rate {settings['gold_rate']:.2f}",
+        )
 
-rows = project_summaries(studio)
-if not rows:
-    st.info(
-        "No projects in the data folder yet. Create one with `rlhf demo` (clips) or "
-        "`rlhf demo-text` (texts), then reload; or import text pairs below."
+
+def settings_section(row: dict) -> None:
+    """Labels per pair and the gold rate of the chosen project (admins only)."""
+    message = st.session_state.pop(state.SETTINGS_MSG, None)
+    with st.expander("Labeling settings", icon=":material/tune:", expanded=message is not None):
+        st.number_input(
+            "Labels per pair (distinct annotators who answer each pair)",
+            min_value=1,
+            max_value=20,
+            value=int(row["labels_per_query"]),
+            key=state.SETTINGS_K,
+            help="Each pair is served to this many different people, never twice to one; half-answered pairs "
+            "are finished before new ones start. 2 or more lets the Team page measure agreement.",
+        )
+        st.slider(
+            "Gold rate (share of served pairs that are gold pairs with a known answer)",
+            min_value=0.0,
+            max_value=MAX_GOLD_RATE,
+            value=float(row.get("gold_rate", 0.0)),
+            step=0.05,
+            key=state.SETTINGS_GOLD,
+        )
+        st.button("Save settings", icon=":material/save:", on_click=_save_settings, args=(row["name"],))
+        if message is not None:
+            (st.success if message[0] else st.error)(display.md(message[1]))
+
+
+if accounts_on:
+    st.markdown(f"Labels are recorded under your account, **{display.md(user.name)}**.")
+else:
+    st.text_input(
+        "Your name (labels are recorded under it)",
+        value=state.get(state.ANNOTATOR, ""),
+        key=state.NAME_INPUT,
+        on_change=_set_name,
+        max_chars=MAX_NAME_LENGTH,
+        placeholder="e.g. alice, then press Enter",
     )
-    import_section(rows)
+    if problem := st.session_state.pop(state.NAME_PROBLEM, None):
+        display.error(studio, problem)
+
+rows = [r for r in project_summaries(studio) if user.can_view(r["name"])]
+if not rows:
+    if user.is_admin:
+        st.info(
+            "No projects in the data folder yet. Create one with `rlhf demo` (clips) or "
+            "`rlhf demo-text` (texts), then reload; or import text pairs below."
+        )
+        import_section(rows)
+    else:
+        st.info("You are not a member of any project yet; an admin adds you: `rlhf users join NAME --project P`.")
     st.stop()
 
 project_names = [r["name"] for r in rows]
@@ -112,14 +164,18 @@ choice = st.radio(
 if choice != current:
     state.set_persistent(state.PROJECT, choice)
 
-table = pd.DataFrame(rows).rename(columns={"env_id": "environment", "labeled_queries": "labeled pairs"})
+table = pd.DataFrame(rows).rename(
+    columns={"env_id": "environment", "labeled_queries": "labeled pairs", "labels_per_query": "labels per pair"}
+)
 st.dataframe(
-    table[["name", "kind", "environment", "items", "queries", "labeled pairs", "labels"]],
+    table[["name", "kind", "environment", "items", "queries", "labeled pairs", "labels", "labels per pair"]],
     hide_index=True,
     width="stretch",
 )
 
-if state.get(state.ANNOTATOR):
+if not user.can_label(choice):
+    st.info("Your role sees this project's progress and agreement (Team page) and labels nothing.")
+elif state.get(state.ANNOTATOR):
     st.page_link(
         "views/label.py",
         label=f"Start labeling **{display.md(choice)}** as **{display.md(state.get(state.ANNOTATOR))}**",
@@ -129,4 +185,6 @@ if state.get(state.ANNOTATOR):
 else:
     st.warning("Enter your name above to start labeling.")
 
-import_section(rows)
+if user.is_admin:
+    settings_section(next(r for r in rows if r["name"] == choice))
+    import_section(rows)

@@ -18,7 +18,7 @@ import streamlit as st
 from app.errors import USER_ERRORS
 from app.services import autopilot, jobs, labeling
 from app.services.labeling import LabelingSession
-from app.ui import display, state
+from app.ui import auth, display, state
 from app.ui.resources import get_studio
 from db import names
 from db.errors import InvalidNameError, NotFoundError
@@ -63,6 +63,7 @@ RESPONSE_MAX_HEIGHT = 420
 
 state.init()
 studio = get_studio()
+user = auth.user(studio)  # with accounts, the annotator is the account
 
 
 def _ask_name(problem: str | None = None) -> str:
@@ -105,6 +106,14 @@ def _session() -> LabelingSession | None:
         annotator = _ask_name()
     if not project:
         st.info("Choose a project first.")
+        st.page_link("views/home.py", label="Projects", icon=":material/home:")
+        st.stop()
+    if not user.can_label(project):
+        st.error(
+            "You cannot label this project: it is not one of yours, or your role labels nothing. "
+            "An admin adds you: `rlhf users join NAME --project P`.",
+            icon=":material/block:",
+        )
         st.page_link("views/home.py", label="Projects", icon=":material/home:")
         st.stop()
     try:

@@ -14,12 +14,13 @@ from app.errors import USER_ERRORS
 from app.services import autopilot, jobs, model_registry, policies
 from app.services.encoders import encoder_options
 from app.services.model_registry import TrainingError
-from app.ui import display, policy_hints, state
+from app.ui import auth, display, policy_hints, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
 
 state.init()
 studio = get_studio()
+auth.require_admin(studio)
 project = current_project(studio)
 versions = model_registry.registry(studio, project.name)
 model_versions = [r["version"] for r in versions]

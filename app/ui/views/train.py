@@ -9,13 +9,14 @@ import streamlit as st
 from app.services import jobs, model_registry, projects, reward_kinds, rewards
 from app.services.encoders import encoder_options
 from app.services.reward_kinds import MIN_HELD_OUT, POTENTIAL, REWARD_KINDS, TRANSITION
-from app.ui import display, state
+from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import current_project, get_studio
 from db.models import ProjectKind
 
 state.init()
 studio = get_studio()
+auth.require_admin(studio)
 project = current_project(studio)
 n_prefs = projects.preference_count(studio, project.id)
 
@@ -37,7 +38,7 @@ def _start(kind: str) -> None:
     info = REWARD_KINDS[kind]
     if st.session_state.get(state.TRAIN_ACTIONS) and info.takes_actions:
         params["actions"] = True  # a state-action reward
-    if not is_text:
+    if not is_text and info.forms:
         forms = info.forms
         params["form"] = st.session_state.get(state.TRAIN_FORM, forms[0]) if len(forms) > 1 else forms[0]
         if project.config.get("pixels") and not info.pixels_only:
@@ -133,6 +134,16 @@ cols = st.columns(5)
 for col, h in zip(cols, reward_kinds.headlines(active["kind"], m), strict=True):
     col.metric(h.label, h.value, h.detail, delta_color="off", delta_arrow="off")
 few = reward_kinds.few_held_out(m)
+if m.get("per_annotator"):
+    st.caption("Each annotator's held-out labels, predicted with their own taste and with the pooled model:")
+    per = pd.DataFrame(
+        [
+            {"annotator": name, "own taste": v["personal"], "pooled": v["pooled"], "held-out labels": v["held_out"]}
+            for name, v in m["per_annotator"].items()
+        ]
+    )
+    st.bar_chart(per.set_index("annotator")[["own taste", "pooled"]], stack=False, y_label="held-out accuracy",
+                 height=240)  # fmt: skip
 
 if few:
     st.info(
@@ -191,7 +202,7 @@ if not both.empty:
 if is_text:
     from app.ui.text_scoring import rank_responses_section
 
-    rank_responses_section(studio, project.name)
+    rank_responses_section(studio, project.name, m.get("annotators") if active["kind"] == "personal" else None)
     st.stop()
 
 returns = rewards.predicted_and_teacher_returns(studio, project)

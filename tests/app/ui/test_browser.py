@@ -431,3 +431,105 @@ def test_the_app_makes_no_request_outside_the_machine(demo_data_dir: Path, tmp_p
     assert outside == [], outside
     assert len(seen) > 10 and all(u.startswith(app_url[:-1]) or u.startswith(("data:", "blob:")) for u in seen)
     assert icon.startswith(app_url[:-1]), icon  # the tab icon is served by the app itself
+
+
+# --- teams: accounts, roles, two annotators on one pair, the Team page
+
+
+def _log_in(page, app_url: str, name: str, password: str, new_password: str | None = None) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    page.get_by_role("textbox", name="Name").fill(name)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    if new_password is not None:  # first login: the one-time password must be replaced
+        expect(page.get_by_text("choose your own password")).to_be_visible()
+        page.get_by_role("textbox", name="One-time password").fill(password)
+        page.get_by_role("textbox", name="New password", exact=True).fill(new_password)
+        page.get_by_role("textbox", name="New password, again").fill(new_password)
+        page.get_by_role("button", name="Set password").click()
+    expect(page.get_by_text(f"Logged in as {name}")).to_be_visible()
+
+
+def _label_text_pairs(page, n: int) -> list[int]:
+    from playwright.sync_api import expect
+
+    page.get_by_role("link", name=re.compile("Start labeling")).click()
+    page.wait_for_url(re.compile(r"/label\?"))
+    seen = []
+    for _ in range(n):
+        expect(page.get_by_text(re.compile(r"^pair #\d+$"))).to_be_visible()
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        _wait_for_shortcuts(page)
+        shown = _pair_number(page)
+        assert shown is not None
+        from app.services.labeling import MIN_VIEW_SECONDS
+
+        time.sleep(MIN_VIEW_SECONDS + 0.2)
+        page.keyboard.press("1")
+        seen.append(shown)
+        _wait_for_new_pair(page, shown)
+    return seen
+
+
+def test_two_annotators_log_in_label_one_project_twice_each_pair_and_see_their_agreement(tmp_path: Path) -> None:
+    """A team as a new user sets it up: accounts by CLI, k = 2, two people in two browsers;
+    roles keep an annotator out of admin pages and other projects; the Team page shows agreement."""
+    _require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    from app.config import Settings, Studio
+    from app.services import accounts, projects, text_data
+
+    data = tmp_path / "data"
+    studio = Studio(Settings.from_env(data))
+    text_data.create_team_demo(studio, "team", pairs=30)
+    text_data.create_team_demo(studio, "secret", pairs=20)
+    projects.update_settings(studio, "team", labels_per_pair=2)
+    ann = accounts.add_user(studio, "ann", "annotator", ["team"])
+    bo = accounts.add_user(studio, "bo", "annotator", ["team"])
+    studio.engine.dispose()
+
+    outside: list[str] = []
+    with _serve(data, tmp_path / "server.log") as app_url, sync_playwright() as pw:
+        with _browser(pw, tmp_path, outside) as first, _browser(pw, tmp_path, outside) as second:
+            page_a, page_b = first.new_page(), second.new_page()
+            # a wrong password is refused without saying which of name and password was wrong
+            page_a.goto(app_url)
+            page_a.get_by_role("textbox", name="Name").fill("ann")
+            page_a.get_by_role("textbox", name="Password").fill("not-the-password")
+            page_a.get_by_role("button", name="Log in").click()
+            expect(page_a.get_by_text("wrong name or password")).to_be_visible()
+
+            _log_in(page_a, app_url, "ann", ann.password, new_password="ann-own-password")
+            _log_in(page_b, app_url, "bo", bo.password, new_password="bo-own-password")
+
+            # an annotator sees their project only, and no admin page
+            expect(page_a.get_by_text("secret")).to_have_count(0)
+            expect(page_a.get_by_role("link", name="Train")).to_have_count(0)
+            page_a.goto(app_url + "train?" + urllib.parse.urlsplit(page_a.url).query)
+            expect(page_a.get_by_role("heading", name=re.compile("^Reward model"))).to_have_count(0)
+            page_a.goto(app_url + "?" + urllib.parse.urlsplit(page_a.url).query)
+
+            seen_a = _label_text_pairs(page_a, 3)
+            seen_b = _label_text_pairs(page_b, 3)
+            assert seen_b == seen_a  # k = 2: bo finishes the pairs ann started, never one twice
+
+            page_a.get_by_role("link", name="Team").click()
+            expect(page_a.get_by_text("Krippendorff's alpha").first).to_be_visible()
+            expect(page_a.get_by_text("Pairs answered by 2+")).to_be_visible()
+            # an annotator may not rule on disputes
+            expect(page_a.get_by_role("button", name="A is better")).to_have_count(0)
+
+            # a reload keeps the login; logging out ends it
+            page_b.reload()
+            expect(page_b.get_by_text("Logged in as bo")).to_be_visible()
+            page_b.get_by_role("button", name="Log out").click()
+            expect(page_b.get_by_role("heading", name="Log in")).to_be_visible()
+    assert outside == []
+    rows = _label_rows(data)
+    assert sorted(q for q, name, _ in rows if name == "ann") == sorted(seen_a)
+    assert sorted(q for q, name, _ in rows if name == "bo") == sorted(seen_a)
+    assert {name for _, name, _ in rows} == {"ann", "bo"}

@@ -43,7 +43,9 @@ def test_home_lists_demo_project_with_counts(demo_data_dir: Path, studio_env) ->
 
     assert len(at.info) == 0
     table = at.dataframe[0].value
-    assert list(table.columns) == ["name", "kind", "environment", "items", "queries", "labeled pairs", "labels"]
+    assert list(table.columns) == [
+        "name", "kind", "environment", "items", "queries", "labeled pairs", "labels", "labels per pair"
+    ]  # fmt: skip
     assert len(table) == 1
     row = table.iloc[0]
     assert row["name"] == "demo"

@@ -30,7 +30,7 @@ def _page() -> AppTest:
 
 def test_text_project_offers_text_lora_and_ranks_responses_with_the_trained_model(studio) -> None:
     at = _page()
-    assert at.radio(key="train_kind").value == "text-lora" and len(at.radio(key="train_kind").options) == 1
+    assert at.radio(key="train_kind").value == "text-lora" and len(at.radio(key="train_kind").options) == 2
     assert len(at.text_input) == 0  # nothing to rank with before a model exists
 
     train_reward_model(studio, tp.PROJECT, config={"epochs": 4, "lr": 3e-3, "max_length": 32, "rank": 4})

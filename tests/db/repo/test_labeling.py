@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from db import repo
 from db.engine import session_scope
 from db.errors import NotFoundError
-from db.models import Choice, Claim, Label, Query
+from db.models import Choice, Claim, Label, Project, Query
 from tests.db.conftest import seed_project
 
 
@@ -160,3 +160,50 @@ def test_annotator_names_are_validated(store):
             repo.get_or_create_annotator(session, "   ")
         assert repo.get_or_create_annotator(session, " bob ").name == "bob"
         assert repo.get_or_create_annotator(session, "bob").id == repo.get_or_create_annotator(session, "bob").id
+
+
+def test_with_two_labels_per_pair_half_answered_pairs_are_finished_before_new_ones_start(store):
+    pid = seed_project(store, n_queries=6, labels_per_query=2)
+    a, b, c = (_annotator(store, n) for n in "abc")
+    first = _claim(store, pid, a)
+    _label(store, first, a)
+    second = _claim(store, pid, a)
+    _label(store, second, a)
+    # b gets a's two pairs first (each needs one more answer), then new ones; never one twice
+    got_b = []
+    for _ in range(3):
+        served = _claim(store, pid, b)
+        got_b.append(served.query_id)
+        _label(store, served, b)
+    assert got_b[:2] == [first.query_id, second.query_id] and got_b[2] not in got_b[:2]
+    # c is served neither of the finished pairs
+    assert _claim(store, pid, c).query_id == got_b[2]
+    with session_scope(store) as session:
+        answered = dict(session.execute(select(Query.id, Query.answered)).all())
+    assert answered[first.query_id] == 2 and answered[got_b[2]] == 1
+
+
+def test_gold_pairs_are_mixed_in_at_the_gold_rate_and_each_annotator_answers_each_once(store):
+    pid = seed_project(store, n_items=12, n_queries=40)
+    with session_scope(store, write=True) as session:
+        ids = sorted(session.scalars(select(Query.id)))
+        repo.set_gold(session, pid, {ids[0]: 1.0, ids[1]: 0.0})
+        project = session.get(Project, pid)
+        project.config = {"gold_rate": 0.5}
+    a = _annotator(store, "a")
+    served = []
+    for seed in range(12):
+        s = _claim(store, pid, a, seed=seed)
+        served.append(s.query_id)
+        _label(store, s, a)
+    gold = [q for q in served if q in ids[:2]]
+    assert sorted(gold) == ids[:2]  # both gold pairs, once each, then ordinary pairs only
+    assert len(set(served)) == len(served)
+    # gold pairs are not counted against labels_per_query: another annotator gets them too
+    b = _annotator(store, "b")
+    seen_b = set()
+    for seed in range(12):
+        s = _claim(store, pid, b, seed=100 + seed)
+        seen_b.add(s.query_id)
+        _label(store, s, b)
+    assert set(ids[:2]) <= seen_b

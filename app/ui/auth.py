@@ -1,0 +1,75 @@
+"""Who is using the app: the logged-in account, or the one person of a studio without accounts.
+
+With accounts (``rlhf users add``), every page asks for a login first; the session token
+lives in the session state and the URL (``?session=``), so a reload keeps the login until
+it expires or the person logs out. Pages an account's role may not use are not in its
+navigation at all, so their addresses lead nowhere.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.config import Studio
+from app.services import accounts
+from app.services.accounts import User
+from app.ui import state
+
+
+def current_user(studio: Studio) -> User | None:
+    """The user of this browser session; None when accounts exist and nobody is logged in."""
+    if not accounts.accounts_enabled(studio):
+        user = accounts.local_user(state.get(state.ANNOTATOR) or "")
+        st.session_state[state.USER] = user
+        return user
+    user = accounts.user_for_token(studio, state.get(state.TOKEN))
+    if user is None:
+        if state.get(state.TOKEN):
+            state.forget(state.TOKEN)  # expired or logged out elsewhere
+        st.session_state.pop(state.USER, None)
+        return None
+    if state.get(state.ANNOTATOR) != user.name:  # labels are recorded under the account, nothing else
+        st.session_state[state.ANNOTATOR] = user.name
+        st.query_params.pop(state.ANNOTATOR, None)
+        st.session_state.pop(state.LABELING, None)
+        st.session_state.pop(state.PAIR, None)
+    st.session_state[state.USER] = user
+    return user
+
+
+def user(studio: Studio) -> User:
+    """The user of this run (the entry point resolves it; a page run on its own resolves it
+    here). Without one, the page stops and points to the login."""
+    found = current_user(studio)
+    if found is None or found.must_change_password:
+        st.info("Log in first.")
+        st.stop()
+    return found
+
+
+def log_in(studio: Studio, name: str, password: str) -> User:
+    """Check a name and password (slowed down on failure); keep the session token."""
+    login = accounts.login(studio, name, password)
+    state.set_persistent(state.TOKEN, login.token)
+    st.session_state[state.ANNOTATOR] = login.user.name
+    st.session_state[state.USER] = login.user
+    return login.user
+
+
+def log_out(studio: Studio) -> None:
+    """End this browser's login session."""
+    accounts.logout(studio, state.get(state.TOKEN))
+    state.forget(state.TOKEN)
+    for key in (state.USER, state.ANNOTATOR, state.PROJECT):
+        st.session_state.pop(key, None)
+        st.query_params.pop(key, None)
+
+
+def require_admin(studio: Studio) -> User:
+    """Stop a page that only admins may use (its address is not in other roles' navigation
+    either; this holds when the page is run some other way)."""
+    found = user(studio)
+    if not found.is_admin:
+        st.error("Only an admin can use this page.", icon=":material/block:")
+        st.stop()
+    return found

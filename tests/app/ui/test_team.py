@@ -1,0 +1,123 @@
+"""AppTest tests of teams in the UI: the login page, roles, labeling settings and the Team page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app.config import Settings, Studio
+from app.services import accounts, agreement, projects, synthetic, text_data
+from db import repo
+from db.engine import session_scope
+
+UI = Path(__file__).resolve().parents[3] / "app" / "ui"
+MAIN, HOME, TEAM, TRAIN = UI / "main.py", UI / "views" / "home.py", UI / "views" / "team.py", UI / "views" / "train.py"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def team(tmp_path: Path, studio_env, monkeypatch: pytest.MonkeyPatch) -> Studio:
+    """Two projects; 'team' answered twice per pair by two personas who disagree on some pairs."""
+    monkeypatch.setattr(accounts, "FAILED_LOGIN_DELAY", 0.0)
+    data = studio_env(tmp_path / "data")
+    studio = Studio(Settings.from_env(data))
+    text_data.create_team_demo(studio, "team", pairs=30)
+    text_data.create_team_demo(studio, "other", pairs=10, seed=1)
+    projects.update_settings(studio, "team", labels_per_pair=2)
+    synthetic.label_synthetic(studio, "team", "concise", 30, annotator="ann")
+    synthetic.label_synthetic(studio, "team", "formal", 30, annotator="bo")
+    return studio
+
+
+def _text(element: object) -> str:
+    """What an element shows: its Markdown with the escapes of display.md undone."""
+    return str(element.value).replace("\\", "")
+
+
+def _run(script: Path, **state: object) -> AppTest:
+    at = AppTest.from_file(str(script), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_without_accounts_the_projects_page_changes_labels_per_pair(team: Studio) -> None:
+    at = _run(HOME)
+    at.number_input(key="settings_labels_per_pair").set_value(3)
+    at.slider(key="settings_gold_rate").set_value(0.1)
+    next(b for b in at.button if b.label == "Save settings").click()
+    at.run()
+    assert any("3 label(s) per pair, gold rate 0.10" in _text(s) for s in at.success)
+    with session_scope(team.engine) as session:
+        project = repo.get_project(session, "team")
+        assert project.labels_per_query == 3 and project.config["gold_rate"] == 0.1
+
+
+def test_with_accounts_the_app_asks_for_a_login_and_an_annotator_sees_their_projects_only(team: Studio) -> None:
+    new = accounts.add_user(team, "ann", "annotator", ["team"])
+    at = _run(MAIN)
+    assert [h.value for h in at.subheader] == ["Log in"]
+    at.text_input(key="login_name").input("ann")
+    at.text_input(key="login_password").input("wrong password")
+    at.button[0].click()
+    at.run()
+    assert any("wrong name or password" in _text(e) for e in at.error)
+
+    at.text_input(key="login_name").input("ann")
+    at.text_input(key="login_password").input(new.password)
+    at.button[0].click()
+    at.run()
+    assert "choose your own password" in at.subheader[0].value
+    at.text_input(key="pw_old").input(new.password)
+    at.text_input(key="pw_new").input("short")
+    at.text_input(key="pw_again").input("short")
+    at.button[0].click()
+    at.run()
+    assert any("at least 10 characters" in _text(e) for e in at.error)
+    at.text_input(key="pw_old").input(new.password)
+    at.text_input(key="pw_new").input("a long new password")
+    at.text_input(key="pw_again").input("a long new password")
+    at.button[0].click()
+    at.run()
+    assert not at.exception
+    assert at.session_state["user"].name == "ann" and not at.session_state["user"].must_change_password
+    token = at.session_state["session"]
+
+    home = _run(MAIN, session=token)
+    assert [r for r in home.dataframe[0].value["name"]] == ["team"]  # not 'other'
+    assert not [b for b in home.button if b.label == "Save settings"]  # settings are for admins
+    train = _run(TRAIN, session=token, project="team")
+    assert any("Only an admin" in e.value for e in train.error)
+    # the old one-time password no longer works
+    with pytest.raises(accounts.LoginError):
+        accounts.login(team, "ann", new.password, delay=0)
+
+
+def test_the_team_page_shows_agreement_and_an_admin_rules_on_a_disputed_pair(team: Studio) -> None:
+    report = agreement.agreement(team, "team", with_model=False)
+    assert report.pairs_with_several == 30 and report.disputed
+    at = _run(TEAM, project="team")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Pairs answered by 2+"] == "30"
+    assert metrics["Krippendorff's alpha"] == f"{report.alpha:.3f}"
+    assert list(at.dataframe[0].value["annotator"]) == ["ann", "bo"]
+    first = report.disputed[0].query_id
+    next(b for b in at.button if b.key == f"rule-{first}-a").click()
+    at.run()
+    assert any(f"Pair {first}: ruling 'A'" in _text(s) for s in at.success)
+    with session_scope(team.engine) as session:
+        project = repo.get_project(session, "team")
+        ruled = [c for c in repo.comparisons(session, project.id) if c.label_id == -first]
+    assert len(ruled) == 1 and ruled[0].pref == 1.0
+
+
+def test_a_viewer_sees_the_team_page_but_cannot_rule(team: Studio) -> None:
+    one_time = accounts.add_user(team, "val", "viewer", ["team"]).password
+    token = accounts.login(team, "val", one_time, delay=0).token
+    accounts.change_password(team, token, one_time, "val's own password")
+    at = _run(TEAM, session=token, project="team")
+    assert at.metric and not [b for b in at.button if b.key and b.key.startswith("rule-")]
