@@ -1,5 +1,5 @@
 # rlhf-studio: `make run` starts the app on the demo project, `make test` runs every test.
-# Both set up what they need first (virtual environment, pinned dependencies, browser).
+# Both set up what they need first (virtual environment, pinned dependencies, browser, PostgreSQL).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: setup run demo test test-fast browser lint lock clean
+.PHONY: setup run demo test test-fast browser postgres lint lock clean
 
 setup: $(STAMP)
 
@@ -27,7 +27,10 @@ run: demo
 browser:
 	@bash scripts/setup_browser.sh
 
-test: lint browser
+postgres:
+	@bash scripts/setup_postgres.sh
+
+test: lint browser postgres
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

@@ -24,7 +24,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util import CommandError
-from sqlalchemy import URL, Engine, create_engine, event, inspect
+from sqlalchemy import URL, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
@@ -377,8 +377,9 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine) -> None:
     """Apply pending migrations, once per process and URL, safely across processes.
 
-    The whole upgrade runs in one write transaction: on SQLite a second process waits for
-    the first and then finds nothing left to do.
+    The whole upgrade runs in one write transaction: a second process waits for the first
+    (SQLite: the write lock; PostgreSQL: an advisory lock, and its DDL is transactional) and
+    then finds nothing left to do.
     """
     key = engine.url.render_as_string(hide_password=False)
     with _migrate_lock:
@@ -392,6 +393,8 @@ def upgrade(engine: Engine) -> None:
                 # would cascade-delete labels. Off outside the transaction, checked before commit.
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
             with conn.execution_options(**{_WRITE_OPTION: True}).begin():
+                if conn.dialect.name == "postgresql":  # one upgrading process at a time; DDL is transactional
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('rlhf-studio-migrate', 0))"))
                 _refuse_unknown_revision(conn, cfg)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
@@ -423,3 +426,16 @@ def _refuse_unknown_revision(conn: Any, cfg: Config) -> None:
                 f"the label store is at schema revision {revision}, newer than this rlhf-studio (newest known: "
                 f"{script.get_current_head()}); upgrade rlhf-studio (pip install -U rlhf-studio)"
             )
+
+
+def serialize(session: Session, key: str) -> None:
+    """Make this transaction the only one, until it ends, that passes this point for ``key``.
+
+    For check-then-write steps (is a job of this kind running? which version number is
+    next?) that two processes must not interleave. A SQLite write transaction holds the
+    database's write lock from its first statement (``BEGIN IMMEDIATE``), so it is alone
+    already; on PostgreSQL this takes a transaction-level advisory lock on the key's hash.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})

@@ -44,3 +44,23 @@ def studio_env(monkeypatch: pytest.MonkeyPatch):
         return data_dir
 
     return point
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throw-away PostgreSQL server for the session (see tests/postgres.py)."""
+    from tests import postgres
+
+    cluster = postgres.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of an empty label store, once on a SQLite file and once on a PostgreSQL server."""
+    from db.engine import sqlite_url
+
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "store.db")
+    return request.getfixturevalue("postgres_cluster").new_database()

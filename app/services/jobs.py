@@ -179,10 +179,10 @@ def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, 
         raise JobError(f"unknown job kind {kind!r}")
     with session_scope(studio.engine, write=True) as session:
         repo.expire_stale_jobs(session)
-        running = repo.active_job(session, project_id, kind)
-        if running is not None:
-            raise JobError(f"job #{running.id} ({kind}) is still {running.status.value} for this project")
-        job_id = repo.create_job(session, project_id, kind, params).id
+        job, created = repo.create_job_unless_active(session, project_id, kind, params)
+        if not created:
+            raise JobError(f"job #{job.id} ({kind}) is still {job.status.value} for this project")
+        job_id = job.id
     if spawn:
         env = {**os.environ, **studio.settings.as_env()}
         log_path = job_log(studio, job_id)

@@ -87,6 +87,9 @@ from db.repo.jobs import (
     create_job as create_job,
 )
 from db.repo.jobs import (
+    create_job_unless_active as create_job_unless_active,
+)
+from db.repo.jobs import (
     expire_stale_jobs as expire_stale_jobs,
 )
 from db.repo.jobs import (

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from db.engine import serialize
 from db.models import Job, JobStatus, as_utc, utcnow
 
 #: A running job whose worker has not beaten for this long, or a queued one that no worker
@@ -42,6 +43,20 @@ def create_job(session: Session, project_id: int | None, kind: str, params: dict
     session.add(job)
     session.flush()
     return job
+
+
+def create_job_unless_active(
+    session: Session, project_id: int | None, kind: str, params: dict[str, Any]
+) -> tuple[Job, bool]:
+    """A new queued job, unless one of ``kind`` is active for the project: (that job, False).
+
+    Check and insert happen under one lock, so two submissions at once (two admins, two
+    tabs) create one job, on PostgreSQL as on SQLite."""
+    serialize(session, f"jobs:{kind}:{project_id}")
+    running = active_job(session, project_id, kind)
+    if running is not None:
+        return running, False
+    return create_job(session, project_id, kind, params), True
 
 
 def set_job_pid(session: Session, job_id: int, pid: int) -> None:

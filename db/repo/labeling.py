@@ -77,6 +77,31 @@ def _open_for(project: Project, annotator_id: int, exclude: tuple[int, ...], *, 
     return stmt.order_by(Query.answered.desc(), Query.priority.desc(), Query.id)
 
 
+def _lock_open_query(session: Session, project: Project, annotator_id: int, exclude: tuple[int, ...]) -> Query | None:
+    """The next open pair for an annotator, locked for this transaction where the database can.
+
+    SQLite: the write transaction holds the database's write lock, so nothing changes
+    between the choice and the claim. PostgreSQL: ``FOR UPDATE SKIP LOCKED`` passes over
+    pairs that another transaction is claiming; but a pair whose claim was committed after
+    this statement's snapshot was taken looks free and is no longer locked, so once locked
+    it is checked again by a fresh statement (READ COMMITTED sees the committed claim) and
+    passed over when it has been taken.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return session.scalar(_open_for(project, annotator_id, exclude, others_only=False).limit(1))
+    passed: list[int] = []
+    while True:
+        stmt = _open_for(project, annotator_id, (*exclude, *passed), others_only=False).limit(1)
+        query = session.scalar(stmt.with_for_update(skip_locked=True))
+        if query is None:
+            return None
+        recheck = _open_for(project, annotator_id, exclude, others_only=False).where(Query.id == query.id)
+        if session.scalar(recheck.with_only_columns(Query.id).execution_options(populate_existing=True)) is not None:
+            session.refresh(query)
+            return query
+        passed.append(query.id)
+
+
 def _gold_for(annotator_id: int, project_id: int, exclude: tuple[int, ...]):
     """A gold pair this annotator has not answered (every annotator gets each gold pair once)."""
     stmt = select(Query).where(Query.project_id == project_id, Query.gold_pref.is_not(None), _not_mine(annotator_id))
@@ -129,10 +154,7 @@ def claim_next_query(
     if gold_rate > 0 and rng.random() < gold_rate:
         query = session.scalar(_gold_for(annotator_id, project_id, exclude))
     if query is None:
-        stmt = _open_for(project, annotator_id, exclude, others_only=False).limit(1)
-        if session.get_bind().dialect.name != "sqlite":
-            stmt = stmt.with_for_update(skip_locked=True)
-        query = session.scalar(stmt)
+        query = _lock_open_query(session, project, annotator_id, exclude)
     if query is None:
         return None
     claim = Claim(

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from db.engine import serialize
 from db.errors import NotFoundError
 from db.models import (
     PolicyRecord,
@@ -33,7 +34,9 @@ def active_reward_model(session: Session, project_id: int) -> RewardModelRecord 
 
 
 def _next_version(session: Session, model: type[RewardModelRecord] | type[PolicyRecord], project_id: int) -> int:
-    """The version number after the project's newest record of ``model`` (1 for the first)."""
+    """The version number after the project's newest record of ``model`` (1 for the first);
+    other transactions that number a version of it wait until this one ends."""
+    serialize(session, f"{model.__tablename__}-versions:{project_id}")
     newest = session.scalar(select(func.max(model.version)).where(model.project_id == project_id))
     return int(newest or 0) + 1
 

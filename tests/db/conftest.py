@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from db.engine import make_engine, session_scope, sqlite_url
+from db.engine import make_engine, session_scope
 from db.models import Item, Project, ProjectKind, Query
 
 
@@ -28,10 +28,13 @@ def seed_project(engine, *, n_items: int = 10, n_queries: int = 20, labels_per_q
 
 
 @pytest.fixture
-def db_url(tmp_path):
-    return sqlite_url(tmp_path / "store.db")
+def db_url(database_url):
+    """Every store test runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return database_url
 
 
 @pytest.fixture
 def store(db_url):
-    return make_engine(db_url)
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()

@@ -94,15 +94,12 @@ def test_rlhf_demo_refuses_a_bad_project_name_in_one_line_and_creates_nothing(
 def test_names_stored_before_the_rule_stay_reachable_under_their_own_name(store) -> None:
     with session_scope(store, write=True) as session:
         session.add(Project(name="demo", kind=ProjectKind.text))
-    con_url = store.url.database
-    import sqlite3
+    from sqlalchemy import text
 
-    con = sqlite3.connect(con_url)  # as an older version stored them: not stripped
-    con.execute("INSERT INTO project (name, kind, config, guidelines, labels_per_query, created_at) "
-                "VALUES ('demo ', 'text', '{}', '', 1, '2026-01-01')")  # fmt: skip
-    con.execute("INSERT INTO annotator (name, role, created_at) VALUES ('bob ', 'annotator', '2026-01-01')")
-    con.commit()
-    con.close()
+    with store.begin() as con:  # plain SQL, as an older version stored them: not stripped
+        con.execute(text("INSERT INTO project (name, kind, config, guidelines, labels_per_query, created_at) "
+                         "VALUES ('demo ', 'text', '{}', '', 1, '2026-01-01')"))  # fmt: skip
+        con.execute(text("INSERT INTO annotator (name, role, created_at) VALUES ('bob ', 'annotator', '2026-01-01')"))
     with session_scope(store, write=True) as session:
         legacy, plain = repo.get_project(session, "demo "), repo.get_project(session, "demo")
         assert (legacy.name, plain.name) == ("demo ", "demo") and legacy.id != plain.id
