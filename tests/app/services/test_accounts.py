@@ -19,8 +19,9 @@ from db.models import Annotator, LoginSession, utcnow
 
 
 @pytest.fixture
-def studio(tmp_path):
-    studio = Studio(Settings.from_env(tmp_path / "data"))
+def studio(tmp_path, database_url):
+    """Two small text projects, on SQLite and on PostgreSQL."""
+    studio = Studio(Settings.from_env(tmp_path / "data", database_url))
     text_data.create_team_demo(studio, "p", pairs=6)
     text_data.create_team_demo(studio, "q", pairs=6, seed=1)
     return studio
@@ -87,7 +88,7 @@ def test_roles_memberships_removal_and_password_changes(studio):
 
 
 def test_users_and_project_commands_and_the_host_guard(studio, tmp_path):
-    runner = CliRunner()
+    runner = CliRunner(env={"RLHF_DATABASE_URL": studio.settings.database_url})
     base = ["--data-dir", str(studio.settings.data_dir)]
     out = runner.invoke(cli, [*base, "app", "--host", "0.0.0.0", "--port", "8765"])
     assert out.exit_code == 1 and "refusing to serve 0.0.0.0" in out.output and "rlhf users add" in out.output

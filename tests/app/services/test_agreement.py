@@ -19,6 +19,12 @@ from db.models import Choice, Item, Label, Project, ProjectKind, Query
 WORDS = {"A": (Choice.left, 1.0), "B": (Choice.right, 0.0), "=": (Choice.equal, 0.5), "?": (Choice.cant_tell, None)}
 
 
+@pytest.fixture(autouse=True)
+def _on_both_databases(database_url, monkeypatch):
+    """Every agreement test runs on SQLite and on PostgreSQL (the URL goes through the environment)."""
+    monkeypatch.setenv("RLHF_DATABASE_URL", database_url)
+
+
 def _table(data_dir: Path, table: dict[str, str], *, gold: dict[int, float] | None = None) -> Studio:
     """A text project with one pair per column of ``table`` (annotator -> answers, '-' none)."""
     studio = Studio(Settings.from_env(data_dir))
