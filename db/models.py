@@ -94,6 +94,12 @@ class Project(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     guidelines: Mapped[str] = mapped_column(Text, default="")
     labels_per_query: Mapped[int] = mapped_column(Integer, default=1)
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Answers (labels that are not skips) in the project: progress without counting a million rows."""
+    answered_pairs: Mapped[int] = mapped_column(Integer, default=0)
+    """Pairs with at least one answer."""
+    pair_count: Mapped[int] = mapped_column(Integer, default=0)
+    """Pairs (queries) in the project."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (CheckConstraint("labels_per_query >= 1", name="labels_per_query_positive"),)
@@ -226,10 +232,24 @@ class Query(Base):
         UniqueConstraint("project_id", "item_a_id", "item_b_id", name="uq_query_pair"),
         CheckConstraint("item_a_id < item_b_id", name="ordered_pair"),
         Index("ix_query_project_priority", "project_id", "priority", "id"),
-        Index("ix_query_project_serving", "project_id", "answered", "priority", "id"),
         CheckConstraint("gold_pref IS NULL OR gold_pref IN (0, 0.5, 1)", name="gold_pref_values"),
         CheckConstraint("adjudicated_pref IS NULL OR adjudicated_pref IN (0, 0.5, 1)", name="adjudicated_pref_values"),
     )
+
+
+# Serving reads pairs in exactly this order (half-answered first, then by priority, then id):
+# the first open pair is the first index entry that qualifies, however large the project.
+Index("ix_query_project_serving", Query.project_id, Query.answered.desc(), Query.priority.desc(), Query.id)
+
+
+class AnnotatorCount(Base):
+    """How many answers an annotator gave in a project (their progress, kept with each label)."""
+
+    __tablename__ = "annotator_count"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), primary_key=True)
+    annotator_id: Mapped[int] = mapped_column(ForeignKey("annotator.id", ondelete="CASCADE"), primary_key=True)
+    answers: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Claim(Base):
@@ -242,6 +262,8 @@ class Claim(Base):
     claimed_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     swapped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_claim_annotator_id", "annotator_id"),)
 
 
 class Label(Base):
@@ -265,6 +287,7 @@ class Label(Base):
     __table_args__ = (
         UniqueConstraint("query_id", "annotator_id", name="uq_label_query_annotator"),
         CheckConstraint("pref IS NULL OR pref IN (0, 0.5, 1)", name="pref_values"),
+        Index("ix_label_annotator_answered", "annotator_id", "answered_at"),
     )
 
 
@@ -357,16 +380,70 @@ class PolicyRecord(Base):
 _ANSWER_CHOICES = {Choice.left, Choice.right, Choice.equal, Choice.cant_tell}
 
 
+def _count_answers(connection: Any, label: Label, step: int) -> None:
+    """Move the counters an answer feeds: its pair's ``answered``, the project's answers and
+    answered pairs, the annotator's answers in the project."""
+    from sqlalchemy import select
+
+    query, project, counts = Query.__table__, Project.__table__, AnnotatorCount.__table__
+    connection.execute(query.update().where(query.c.id == label.query_id).values(answered=query.c.answered + step))
+    project_id, answered = connection.execute(
+        select(query.c.project_id, query.c.answered).where(query.c.id == label.query_id)
+    ).one()
+    opened = (step > 0 and answered == 1) or (step < 0 and answered == 0)  # the pair's first answer came or went
+    connection.execute(
+        project.update()
+        .where(project.c.id == project_id)
+        .values(
+            answer_count=project.c.answer_count + step,
+            answered_pairs=project.c.answered_pairs + (step if opened else 0),
+        )
+    )
+    changed = connection.execute(
+        counts.update()
+        .where(counts.c.project_id == project_id, counts.c.annotator_id == label.annotator_id)
+        .values(answers=counts.c.answers + step)
+    ).rowcount
+    if not changed:
+        if connection.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        stmt = insert(counts).values(project_id=project_id, annotator_id=label.annotator_id, answers=max(step, 0))
+        connection.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[counts.c.project_id, counts.c.annotator_id],
+                set_={"answers": counts.c.answers + step},
+            )
+        )
+
+
+def _count_pair(connection: Any, query: Query, step: int) -> None:
+    project = Project.__table__
+    connection.execute(
+        project.update().where(project.c.id == query.project_id).values(pair_count=project.c.pair_count + step)
+    )
+
+
+@event.listens_for(Query, "after_insert")
+def _count_new_pair(_mapper: Any, connection: Any, query: Query) -> None:
+    """Keep ``Project.pair_count`` in step with the pairs, whichever code path adds one."""
+    _count_pair(connection, query, +1)
+
+
+@event.listens_for(Query, "after_delete")
+def _uncount_pair(_mapper: Any, connection: Any, query: Query) -> None:
+    _count_pair(connection, query, -1)
+
+
 @event.listens_for(Label, "after_insert")
 def _count_answer(_mapper: Any, connection: Any, label: Label) -> None:
-    """Keep ``Query.answered`` in step with the labels, whichever code path adds one."""
+    """Keep the progress counters in step with the labels, whichever code path adds one."""
     if Choice(label.choice) in _ANSWER_CHOICES:
-        table = Query.__table__
-        connection.execute(table.update().where(table.c.id == label.query_id).values(answered=table.c.answered + 1))
+        _count_answers(connection, label, +1)
 
 
 @event.listens_for(Label, "after_delete")
 def _uncount_answer(_mapper: Any, connection: Any, label: Label) -> None:
     if Choice(label.choice) in _ANSWER_CHOICES:
-        table = Query.__table__
-        connection.execute(table.update().where(table.c.id == label.query_id).values(answered=table.c.answered - 1))
+        _count_answers(connection, label, -1)

@@ -246,6 +246,9 @@ from db.repo.projects import (
     project_items as project_items,
 )
 from db.repo.projects import (
+    query_count as query_count,
+)
+from db.repo.projects import (
     set_labels_per_query as set_labels_per_query,
 )
 from db.repo.projects import (
@@ -283,6 +286,9 @@ from db.repo.registry import (
 )
 from db.repo.text import (
     TextJudgement as TextJudgement,
+)
+from db.repo.text import (
+    bulk_labeled_text_project as bulk_labeled_text_project,
 )
 from db.repo.text import (
     text_item_ids as text_item_ids,

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, aliased
 from db.errors import NotFoundError
 from db.models import (
     Annotator,
+    AnnotatorCount,
     Choice,
     Claim,
     Item,
@@ -24,7 +25,6 @@ from db.models import (
     utcnow,
 )
 from db.repo.choices import ANSWERED, pref_for
-from db.repo.projects import project_counts
 
 #: How long a served query stays reserved for its annotator (rl-teacher used 2 minutes).
 DEFAULT_CLAIM_TTL = timedelta(minutes=10)
@@ -281,21 +281,37 @@ class AnnotatorProgress:
 
 
 def annotator_progress(session: Session, project_id: int, annotator_id: int) -> AnnotatorProgress:
-    """Progress of a project and the pace of one annotator in it."""
-    counts = project_counts(session, project_id)
-    mine = (
-        select(Label.answered_at)
-        .join(Query, Query.id == Label.query_id)
-        .where(Query.project_id == project_id, Label.annotator_id == annotator_id, Label.choice.in_(ANSWERED))
+    """Progress of a project and the pace of one annotator in it (counters and an index range:
+    as fast at a million labels as at a hundred)."""
+    counters = session.execute(  # columns, not the row object: the counters move in SQL, behind the ORM
+        select(Project.pair_count, Project.answered_pairs).where(Project.id == project_id)
+    ).first()
+    if counters is None:
+        raise NotFoundError(f"no project with id {project_id}")
+    my_labels = session.scalar(
+        select(AnnotatorCount.answers).where(
+            AnnotatorCount.project_id == project_id, AnnotatorCount.annotator_id == annotator_id
+        )
     )
-    my_labels = int(session.scalar(select(func.count()).select_from(mine.subquery())) or 0)
     since = utcnow() - timedelta(minutes=10)
-    recent = sorted(as_utc(t) for t in session.scalars(mine.where(Label.answered_at >= since)))
+    recent = sorted(
+        as_utc(t)
+        for t in session.scalars(
+            select(Label.answered_at)
+            .join(Query, Query.id == Label.query_id)
+            .where(
+                Label.annotator_id == annotator_id,
+                Label.answered_at >= since,
+                Query.project_id == project_id,
+                Label.choice.in_(ANSWERED),
+            )
+        )
+    )
     rate = 0.0
     if len(recent) >= 2:
         span_min = max((recent[-1] - recent[0]).total_seconds() / 60, 1 / 60)
         rate = (len(recent) - 1) / span_min
-    return AnnotatorProgress(counts.queries, counts.labeled_queries, my_labels, rate)
+    return AnnotatorProgress(int(counters.pair_count), int(counters.answered_pairs), int(my_labels or 0), rate)
 
 
 def query_with_items(session: Session, query_id: int) -> tuple[Query, Item, Item]:

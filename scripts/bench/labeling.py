@@ -1,6 +1,9 @@
 """Benchmark: demo creation time and the server time of one label on the labeling page.
 
 Run: ``python scripts/bench/labeling.py [--labels 200] [--env MiniGrid-Empty-Random-6x6-v0]``
+or, for projects of team size: ``python scripts/bench/labeling.py --pairs 100000 --stored-labels 1000000
+[--postgres]`` (a text project written straight into the store, then the same label cycle
+on it and on a 300-pair project, side by side; target p95 <= 30 ms, flat from 300 pairs up).
 
 Measures, on a fresh temporary data folder:
 1. ``rlhf demo`` with the default counts (target: under 2 minutes on this machine);
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,11 +53,59 @@ def _label_cycle(studio: Studio, ls: labeling.LabelingSession, n: int, delete_cl
     return timings
 
 
+def _text_project(studio: Studio, name: str, pairs: int, labels: int, annotators: int = 100) -> float:
+    """A text project of ``pairs`` pairs and ``labels`` stored answers (spread over
+    ``annotators`` people, so every pair still wants more), inserted in bulk; returns seconds."""
+    from app.services import bulk
+
+    start = time.perf_counter()
+    bulk.synthetic_text_project(studio, name, pairs=pairs, labels=labels, annotators=annotators)
+    return time.perf_counter() - start
+
+
+def _team_size(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = None
+        cluster = None
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+            from tests import postgres
+
+            cluster = postgres.start()
+            url = cluster.new_database()
+        try:
+            studio = Studio(Settings.from_env(Path(tmp), url))
+            rows = []
+            for name, pairs, labels in (("small", 300, 0), ("large", args.pairs, args.stored_labels)):
+                seconds = _text_project(studio, name, pairs, labels)
+                ls = labeling.open_session(studio, name, "bench-annotator")
+                timings = _label_cycle(studio, ls, args.labels, delete_clips=False)
+                rows.append((name, pairs, labels, seconds, timings))
+            backend = "PostgreSQL" if args.postgres else "SQLite"
+            for _name, pairs, labels, seconds, timings in rows:
+                print(
+                    f"{backend} {pairs:>7} pairs, {labels:>8} labels (written in {seconds:5.1f} s): "
+                    f"label -> next pair -> progress {_percentiles(timings)}"
+                )
+            small, large = (float(np.percentile(r[4], 95)) for r in rows)
+            print(f"p95 large / small: {large / small:.2f}x (target: p95 <= 30 ms at the large size)")
+        finally:
+            if cluster is not None:
+                cluster.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--labels", type=int, default=200)
+    parser.add_argument("--labels", type=int, default=200, help="labels given in the timed cycle")
     parser.add_argument("--env", default=DEFAULT_ENV_ID)
+    parser.add_argument("--pairs", type=int, default=None, help="team size: pairs of a text project")
+    parser.add_argument("--stored-labels", type=int, default=0, help="team size: answers already stored")
+    parser.add_argument("--postgres", action="store_true", help="team size: on a throw-away PostgreSQL server")
     args = parser.parse_args()
+    labeling.MIN_VIEW_SECONDS = 0.0  # the server's work is timed here, not a person's look at the pair
+    if args.pairs is not None:
+        _team_size(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         studio = Studio(Settings.from_env(Path(tmp)))
         start = time.perf_counter()

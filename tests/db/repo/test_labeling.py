@@ -207,3 +207,32 @@ def test_gold_pairs_are_mixed_in_at_the_gold_rate_and_each_annotator_answers_eac
         seen_b.add(s.query_id)
         _label(store, s, b)
     assert set(ids[:2]) <= seen_b
+
+
+def test_progress_counters_match_the_rows_after_labels_skips_and_undos(store):
+    pid = seed_project(store, n_queries=12, labels_per_query=2)
+    people = [_annotator(store, n) for n in ("a", "b", "c")]
+    rng = np.random.default_rng(3)
+    for step in range(30):
+        who = people[step % 3]
+        if rng.random() < 0.2:
+            with session_scope(store, write=True) as session:
+                repo.undo_last_label(session, pid, who)
+            continue
+        served = _claim(store, pid, who, seed=step)
+        if served is not None:
+            _label(store, served, who, Choice.skip if rng.random() < 0.2 else Choice.left)
+    with session_scope(store) as session:
+        counts = repo.project_counts(session, pid)
+        answers = select(Label).join(Query, Query.id == Label.query_id).where(
+            Query.project_id == pid, Label.choice.in_(repo.ANSWERED)
+        )
+        rows = session.scalars(answers).all()
+        assert counts.labels == len(rows) > 0
+        assert counts.labeled_queries == len({r.query_id for r in rows})
+        for who in people:
+            mine = sum(r.annotator_id == who for r in rows)
+            assert repo.annotator_progress(session, pid, who).my_labels == mine
+        per_query = dict(session.execute(select(Query.id, Query.answered)).all())
+        for query_id, answered in per_query.items():
+            assert answered == sum(r.query_id == query_id for r in rows)
