@@ -568,7 +568,7 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     for j in judgements:
         if j.pref in (0.0, 1.0):
             chosen, rejected = (j.text_a, j.text_b) if j.pref == 1.0 else (j.text_b, j.text_a)
-            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected})
+            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected, "annotator": j.annotator})
         else:
             ties.append(
                 {
@@ -580,7 +580,7 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
                 }
             )
     files = (
-        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected"), fmt)),
+        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected", "annotator"), fmt)),
         (ties_path, targets[1], _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator"), fmt)),
     )
     for given, target, data in files:

@@ -282,14 +282,14 @@ def test_export_round_trips_an_imported_labeled_file(studio: Studio, tmp_path: P
 
     assert (result.rows, result.ties) == (7, 0)
     assert result.path == out and result.ties_path == tmp_path / f"out.ties.{fmt}"
-    assert _read(out) == rows
+    assert _read(out) == [{**r, "annotator": "import"} for r in rows]  # the annotator travels with each row
     assert _read(result.ties_path) == []
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [f"out.{fmt}", f"out.ties.{fmt}"]
 
     # the exported file imports again into an equal project
     again = import_text_pairs(studio, "copy", out.read_bytes(), out.name)
     assert (again.layout, again.labels_added) == (Layout.labeled, 7)
-    assert _read(export_preferences(studio, "copy", tmp_path / f"copy.{fmt}").path) == rows
+    assert _read(export_preferences(studio, "copy", tmp_path / f"copy.{fmt}").path) == _read(out)
 
 
 def test_export_writes_one_row_per_strict_label_and_ties_to_the_sibling_file(studio: Studio, tmp_path: Path) -> None:
@@ -323,9 +323,9 @@ def test_export_writes_one_row_per_strict_label_and_ties_to_the_sibling_file(stu
 
     assert (result.rows, result.ties) == (3, 2)
     assert _read(out) == [
-        {"prompt": prompt(0), "chosen": text(0, 0), "rejected": text(0, 1)},
-        {"prompt": prompt(0), "chosen": text(0, 1), "rejected": text(0, 0)},
-        {"prompt": prompt(1), "chosen": text(1, 1), "rejected": text(1, 0)},
+        {"prompt": prompt(0), "chosen": text(0, 0), "rejected": text(0, 1), "annotator": "alice"},
+        {"prompt": prompt(0), "chosen": text(0, 1), "rejected": text(0, 0), "annotator": "bob"},
+        {"prompt": prompt(1), "chosen": text(1, 1), "rejected": text(1, 0), "annotator": "alice"},
     ]
     assert _read(tmp_path / "prefs.ties.jsonl") == [
         {"prompt": prompt(2), "response_a": text(2, 0), "response_b": text(2, 1), "choice": c, "annotator": who}
@@ -336,7 +336,7 @@ def test_export_writes_one_row_per_strict_label_and_ties_to_the_sibling_file(stu
     csv_out = export_preferences(studio, "chat", tmp_path / "prefs.txt", "csv")
     assert csv_out.ties_path == tmp_path / "prefs.ties.csv"
     assert _read(tmp_path / "prefs.ties.csv")[0]["choice"] == "equal"
-    assert (tmp_path / "prefs.txt").read_text().splitlines()[0] == "prompt,chosen,rejected"
+    assert (tmp_path / "prefs.txt").read_text().splitlines()[0] == "prompt,chosen,rejected,annotator"
 
 
 # --- command line and shipped data -----------------------------------------------------------
@@ -368,7 +368,7 @@ def test_cli_import_export_and_errors(tmp_path: Path) -> None:
     exported = _cli("--data-dir", str(data), "export", "--project", "chat", "-o", str(out))
     assert exported.exit_code == 0, exported.output
     assert f"wrote 3 preferences to {out} and 0 ties to {out.with_name('prefs.ties.csv')}" in exported.output
-    assert _read(out) == _labeled(3)
+    assert _read(out) == [{**r, "annotator": "import"} for r in _labeled(3)]
 
     unknown = CliRunner().invoke(cli, ["--data-dir", str(data), "export", "--project", "nope", "-o", str(out)])
     assert unknown.exit_code == 1 and "no project named 'nope'" in unknown.output
