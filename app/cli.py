@@ -796,6 +796,25 @@ def adjudicate_cmd(studio: Studio, name: str, query_id: int, answer: str) -> Non
     click.echo(f"pair {query_id}: " + ("ruling withdrawn" if answer == "none" else f"ruled {answer}"))
 
 
+@cli.command("gold")
+@click.option("--project", "name", required=True, help="Project name.")
+@click.option("--pair", "query_ids", type=int, multiple=True, required=True, help="Pair id (repeat the option).")
+@click.option(
+    "--answer",
+    type=click.Choice(["a", "b", "equal", "none"]),
+    required=True,
+    help="The known answer of these pairs (item A, item B, equal); none makes them ordinary again.",
+)
+@click.pass_obj
+def gold_cmd(studio: Studio, name: str, query_ids: tuple[int, ...], answer: str) -> None:
+    """Mark pairs as gold: served to everyone at the project's gold rate, they score each annotator."""
+    from app.services.agreement import set_gold
+
+    total = set_gold(studio, name, {q: None if answer == "none" else answer for q in query_ids})
+    click.echo(f"{len(query_ids)} pair(s) set; {name} has {total} gold pairs (serve them: rlhf project set {name} "
+               "--gold-rate R)")  # fmt: skip
+
+
 @cli.group()
 def users() -> None:
     """Accounts: who may log in to the app, with which role, on which projects.

@@ -383,12 +383,12 @@ _ANSWER_CHOICES = {Choice.left, Choice.right, Choice.equal, Choice.cant_tell}
 def _count_answers(connection: Any, label: Label, step: int) -> None:
     """Move the counters an answer feeds: its pair's ``answered``, the project's answers and
     answered pairs, the annotator's answers in the project."""
-    from sqlalchemy import select
-
     query, project, counts = Query.__table__, Project.__table__, AnnotatorCount.__table__
-    connection.execute(query.update().where(query.c.id == label.query_id).values(answered=query.c.answered + step))
     project_id, answered = connection.execute(
-        select(query.c.project_id, query.c.answered).where(query.c.id == label.query_id)
+        query.update()
+        .where(query.c.id == label.query_id)
+        .values(answered=query.c.answered + step)
+        .returning(query.c.project_id, query.c.answered)
     ).one()
     opened = (step > 0 and answered == 1) or (step < 0 and answered == 0)  # the pair's first answer came or went
     connection.execute(

@@ -345,3 +345,15 @@ def pair_view(studio: Studio, project_name: str, query_id: int) -> PairView:
     except ClipUnavailableError:
         clip = None
     return PairView(query_id, None, None, None, clip)
+
+
+def set_gold(studio: Studio, project_name: str, answers: dict[int, str | None]) -> int:
+    """Make pairs gold with their known answers ('a', 'b', 'equal'; None: ordinary again).
+    Returns how many pairs of the project are gold now."""
+    bad = {q: a for q, a in answers.items() if a is not None and a not in _ANSWER}
+    if bad:
+        raise StudioError(f"a gold answer is one of {', '.join(_ANSWER)}, got {bad}")
+    with session_scope(studio.engine, write=True) as session:
+        project = repo.get_project(session, project_name)
+        repo.set_gold(session, project.id, {q: None if a is None else _ANSWER[a] for q, a in answers.items()})
+        return repo.gold_count(session, project.id)

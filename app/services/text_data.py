@@ -33,7 +33,7 @@ import numpy as np
 
 from app.config import Studio
 from db import names, repo
-from db.engine import parse_database_url, session_scope
+from db.engine import parse_database_url, refresh_statistics, session_scope
 from db.models import Choice, ProjectKind
 from rlhf_core.errors import InvalidInputError, StudioError
 from rlhf_core.fileio import write_bytes_atomic
@@ -365,6 +365,10 @@ class ImportResult:
     """Lines whose pair already had an import label with the other answer; the stored one is kept."""
 
 
+#: Rows an import adds beyond which the database's planner statistics are refreshed at once.
+BULK_ROWS = 10_000
+
+
 def import_text_pairs(
     studio: Studio,
     project_name: str,
@@ -429,6 +433,8 @@ def import_text_pairs(
                 answered[query_id] = repo.add_imported_label(session, query_id, annotator.id, choice)
                 labels_added += 1
             session.flush()
+    if len(new_queries) + labels_added >= BULK_ROWS:
+        refresh_statistics(studio.engine)
     return ImportResult(
         project=name,
         created=created,

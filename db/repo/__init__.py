@@ -168,6 +168,9 @@ from db.repo.labeling import (
     existing_pairs as existing_pairs,
 )
 from db.repo.labeling import (
+    gold_count as gold_count,
+)
+from db.repo.labeling import (
     label_rows as label_rows,
 )
 from db.repo.labeling import (

@@ -440,11 +440,22 @@ def adjudicate(session: Session, project_id: int, query_id: int, pref: float | N
 
 def set_gold(session: Session, project_id: int, answers: dict[int, float | None]) -> None:
     """Make pairs gold with their known answers (P(item A preferred)), or, with None, ordinary again."""
-    for query in session.scalars(select(Query).where(Query.project_id == project_id, Query.id.in_(answers))):
-        query.gold_pref = answers[query.id]
-    missing = set(answers) - set(session.scalars(select(Query.id).where(Query.id.in_(answers))))
+    found = list(session.scalars(select(Query).where(Query.project_id == project_id, Query.id.in_(answers))))
+    missing = set(answers) - {q.id for q in found}
     if missing:
         raise NotFoundError(f"no pairs {sorted(missing)} in this project")
+    for query in found:
+        query.gold_pref = answers[query.id]
+
+
+def gold_count(session: Session, project_id: int) -> int:
+    """How many of a project's pairs are gold."""
+    return int(
+        session.scalar(
+            select(func.count(Query.id)).where(Query.project_id == project_id, Query.gold_pref.is_not(None))
+        )
+        or 0
+    )
 
 
 def comparison_count(session: Session, project_id: int) -> int:

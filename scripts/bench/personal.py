@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=600, help="responses in the task")
     args = parser.parse_args()
     passed = 0
+    tally = {"personal >= 0.90": [0, 0], "pooled <= 0.75": [0, 0], "new annotator >= 0.85": [0, 0]}
     for seed in args.seeds:
         r = run(seed, args.labels, args.new_labels, args.items)
         held = "  ".join(
@@ -115,12 +116,20 @@ def main() -> None:
             and all(acc >= 0.85 for acc in r["new"].values())
         )
         passed += ok
+        for key, values in (
+            ("personal >= 0.90", [mine >= 0.90 for mine, _ in r["held"].values()]),
+            ("pooled <= 0.75", [pool <= 0.75 for _, pool in r["held"].values()]),
+            ("new annotator >= 0.85", [acc >= 0.85 for acc in r["new"].values()]),
+        ):
+            tally[key][0] += sum(values)
+            tally[key][1] += len(values)
         print(
             f"seed {seed}: groups disagree on {r['disagree']:.2f} of pairs; held-out personal/pooled: {held}\n"
             f"        new annotator from {args.new_labels} labels: {new}\n"
             f"        features {r['embed_s']:.1f} s, personal fit {r['fit_s']:.1f} s: "
             f"{'meets' if ok else 'MISSES'} the targets"
         )
+    print("; ".join(f"{key}: {ok}/{n}" for key, (ok, n) in tally.items()) + " (annotators x seeds)")
     print(f"{passed}/{len(args.seeds)} seeds meet every target (personal >= 0.90, pooled <= 0.75, new >= 0.85)")
 
 

@@ -132,3 +132,18 @@ def test_agreement_command_prints_table_and_json(tmp_path):
     data = json.loads(out.output)
     assert data["kappas"][0]["kappa"] == pytest.approx(1 / 3)
     assert [a["annotator"] for a in data["annotators"]] == ["u1", "u2"]
+
+
+def test_gold_pairs_set_by_cli_score_each_annotator(tmp_path):
+    _table(tmp_path / "data", {"u1": "AB", "u2": "BB"})
+    runner = CliRunner()
+    base = ["--data-dir", str(tmp_path / "data")]
+    studio = Studio(Settings.from_env(tmp_path / "data"))
+    with session_scope(studio.engine) as session:
+        first = min(repo.query_ids_by_pair(session, repo.get_project(session, "team").id).values())
+    out = runner.invoke(cli, [*base, "gold", "--project", "team", "--pair", str(first), "--answer", "a"])
+    assert out.exit_code == 0 and "team has 1 gold pairs" in out.output, out.output
+    stats = {a.annotator: a for a in agreement.agreement(studio, "team", with_model=False).annotators}
+    assert (stats["u1"].with_gold, stats["u2"].with_gold, stats["u2"].gold_pairs) == (1.0, 0.0, 1)
+    out = runner.invoke(cli, [*base, "gold", "--project", "team", "--pair", "99999", "--answer", "a"])
+    assert out.exit_code == 1 and "no pairs [99999]" in out.output
