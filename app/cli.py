@@ -936,7 +936,7 @@ def app(ctx: click.Context, host: str, port: int) -> None:
     studio: Studio = ctx.obj
     debug = bool(ctx.parent and ctx.parent.params.get("debug"))
     studio.engine  # noqa: B018  (migrate before the first page loads, and fail here if we cannot)
-    from app.services.accounts import accounts_enabled, is_loopback
+    from app.services.accounts import SERVED_HOST_ENV, accounts_enabled, is_loopback
 
     if not is_loopback(host) and not accounts_enabled(studio):
         raise click.ClickException(
@@ -951,7 +951,7 @@ def app(ctx: click.Context, host: str, port: int) -> None:
             f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host"
         ) from exc
     main = Path(__file__).parent / "ui" / "main.py"
-    env = {**os.environ, **studio.settings.as_env()}
+    env = {**os.environ, **studio.settings.as_env(), SERVED_HOST_ENV: host}
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(main),
         "--server.address", host,

@@ -50,6 +50,10 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 ROLES = tuple(r.value for r in Role)
 
+SERVED_HOST_ENV = "RLHF_SERVED_HOST"
+"""The address `rlhf app` serves (set for the server): off loopback, a studio without accounts
+serves no page, even when its last account was removed while it ran."""
+
 
 class AccountError(StudioError):
     """An account cannot be added, changed or used as asked: the message says why and the fix."""
@@ -90,6 +94,13 @@ class User:
 def local_user(name: str) -> User:
     """The one person of a studio without accounts, who may do everything."""
     return User(id=0, name=name, role=Role.admin, projects=frozenset())
+
+
+def open_to_others() -> bool:
+    """Whether this server listens on an address other machines can reach."""
+    import os
+
+    return not is_loopback(os.environ.get(SERVED_HOST_ENV, "127.0.0.1"))
 
 
 def accounts_enabled(studio: Studio) -> bool:
@@ -204,46 +215,56 @@ class Login:
     user: User
 
 
+REFUSED = (
+    "wrong name or password, or too many failed logins in a row (then wait a few minutes, "
+    "or ask an admin for a new password: `rlhf users password NAME`)"
+)
+"""The one answer to every refused login: it never says whether the name exists."""
+
+
 def login(studio: Studio, name: str, password: str, *, delay: float | None = None) -> Login:
     """Check a name and password; a LoginError (after a delay) when they do not match.
 
-    Every failure waits ``delay`` (default :data:`FAILED_LOGIN_DELAY`); after
-    :data:`LOCK_AFTER_FAILURES` failures in a row the account is locked for a while, even
-    for the right password. The message never says which of name and password was wrong.
+    The password is checked (argon2, deliberately slow) outside any write transaction, so
+    a flood of attempts cannot hold the store's write lock. Every failure waits ``delay``
+    (default :data:`FAILED_LOGIN_DELAY`); after :data:`LOCK_AFTER_FAILURES` failures in a
+    row the account is locked for a while, even for the right password; the count is
+    updated under a row lock, so parallel guesses cannot slip past it. The message is the
+    same for every refusal (:data:`REFUSED`).
     """
     wait = FAILED_LOGIN_DELAY if delay is None else delay
-    now = utcnow()
-    refused = "wrong name or password"
-    with session_scope(studio.engine, write=True) as session:
-        annotator = repo.find_annotator(session, name.strip()) if isinstance(name, str) else None
+    key = name.strip() if isinstance(name, str) else ""
+    with session_scope(studio.engine) as session:
+        annotator = repo.find_annotator(session, key) if key else None
         stored = annotator.password_hash if annotator is not None else None
-        until = as_utc(annotator.locked_until) if annotator is not None else None
-        locked = until is not None and until > now
-        try:
-            ok = _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
-        except (VerificationError, InvalidHashError):
-            ok = False
-        if ok and not locked:
-            annotator.failed_logins = 0
-            annotator.locked_until = None
-            if _hasher.check_needs_rehash(stored):
-                annotator.password_hash = _hasher.hash(password)
-            token = secrets.token_urlsafe(32)
-            repo.end_expired_sessions(session, now)
-            repo.add_login_session(session, annotator.id, _token_hash(token), now, now + MAX_SESSION_AGE)
-            return Login(token, _user(session, annotator))
-        if annotator is not None and stored is not None and not locked:
-            annotator.failed_logins += 1
-            extra = annotator.failed_logins - LOCK_AFTER_FAILURES
-            if extra >= 0:
-                annotator.locked_until = now + min(FIRST_LOCK * 2**extra, LONGEST_LOCK)
-        if locked:
-            refused = (
-                "too many failed logins for this account: try again in a few minutes, "
-                "or ask an admin for a new password (`rlhf users password NAME`)"
-            )
+        account_id = annotator.id if annotator is not None and stored is not None else None
+    try:
+        ok = _hasher.verify(stored or _DUMMY_HASH, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if account_id is not None:
+        now = utcnow()
+        with session_scope(studio.engine, write=True) as session:
+            annotator = repo.lock_annotator(session, account_id)
+            until = as_utc(annotator.locked_until)
+            locked = until is not None and until > now
+            changed = annotator.password_hash != stored  # reset or removed meanwhile: check again
+            if ok and not locked and not changed:
+                annotator.failed_logins = 0
+                annotator.locked_until = None
+                if _hasher.check_needs_rehash(stored):
+                    annotator.password_hash = _hasher.hash(password)
+                token = secrets.token_urlsafe(32)
+                repo.end_expired_sessions(session, now)
+                repo.add_login_session(session, annotator.id, _token_hash(token), now, now + MAX_SESSION_AGE)
+                return Login(token, _user(session, annotator))
+            if not locked and not ok:
+                annotator.failed_logins += 1
+                extra = annotator.failed_logins - LOCK_AFTER_FAILURES
+                if extra >= 0:
+                    annotator.locked_until = now + min(FIRST_LOCK * 2**extra, LONGEST_LOCK)
     time.sleep(wait)
-    raise LoginError(refused)
+    raise LoginError(REFUSED)
 
 
 def user_for_token(studio: Studio, token: str | None) -> User | None:
@@ -289,7 +310,7 @@ def change_password(studio: Studio, token: str, old: str, new: str) -> User:
         raise AccountError("the new password must differ from the old one")
     with session_scope(studio.engine, write=True) as session:
         found = repo.login_session(session, _token_hash(token))
-        if found is None:
+        if found is None or as_utc(found[0].expires_at) <= utcnow():
             raise LoginError("your session has ended; log in again")
         annotator = found[1]
         try:
@@ -298,6 +319,7 @@ def change_password(studio: Studio, token: str, old: str, new: str) -> User:
             raise AccountError("the current password is wrong") from exc
         annotator.password_hash = _hasher.hash(new)
         annotator.must_change_password = False
+        repo.end_sessions_of(session, annotator.id, keep=_token_hash(token))  # whoever knew the old one is out
         return _user(session, annotator)
 
 

@@ -19,6 +19,13 @@ from app.ui import state
 def current_user(studio: Studio) -> User | None:
     """The user of this browser session; None when accounts exist and nobody is logged in."""
     if not accounts.accounts_enabled(studio):
+        if accounts.open_to_others():
+            st.error(
+                "This studio serves other machines and has no account, so it serves no page. "
+                "Add one (`rlhf users add NAME --role admin`) and reload.",
+                icon=":material/lock:",
+            )
+            st.stop()
         user = accounts.local_user(state.get(state.ANNOTATOR) or "")
         st.session_state[state.USER] = user
         return user

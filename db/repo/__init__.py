@@ -42,6 +42,9 @@ from db.repo.accounts import (
     list_accounts as list_accounts,
 )
 from db.repo.accounts import (
+    lock_annotator as lock_annotator,
+)
+from db.repo.accounts import (
     login_session as login_session,
 )
 from db.repo.accounts import (

@@ -162,6 +162,18 @@ def touch_login_session(session: Session, token_hash: str, now: datetime) -> Non
         record.last_seen_at = now
 
 
-def end_sessions_of(session: Session, annotator_id: int) -> None:
-    """End every login session of an annotator (a password reset)."""
-    session.execute(delete(LoginSession).where(LoginSession.annotator_id == annotator_id))
+def end_sessions_of(session: Session, annotator_id: int, *, keep: str | None = None) -> None:
+    """End every login session of an annotator (a password reset), but the one ``keep`` names."""
+    stmt = delete(LoginSession).where(LoginSession.annotator_id == annotator_id)
+    if keep is not None:
+        stmt = stmt.where(LoginSession.token_hash != keep)
+    session.execute(stmt)
+
+
+def lock_annotator(session: Session, annotator_id: int) -> Annotator:
+    """An annotator's row, locked until the transaction ends (PostgreSQL: SELECT ... FOR UPDATE;
+    a SQLite write transaction holds the whole database already)."""
+    stmt = select(Annotator).where(Annotator.id == annotator_id).execution_options(populate_existing=True)
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).one()

@@ -155,6 +155,8 @@ def claim_next_query(
         query = session.scalar(_gold_for(annotator_id, project_id, exclude))
     if query is None:
         query = _lock_open_query(session, project, annotator_id, exclude)
+    if query is None and gold_rate > 0:  # no ordinary pair left: the gold ones this person has not seen
+        query = session.scalar(_gold_for(annotator_id, project_id, exclude))
     if query is None:
         return None
     claim = Claim(

@@ -116,3 +116,28 @@ def test_the_answered_count_of_a_query_follows_its_labels(engine):
         session.flush()
         session.refresh(query)
         assert query.answered == 0
+
+
+def test_the_teams_migration_downgrades_and_upgrades_again_keeping_labels(tmp_path):
+    from alembic import command
+
+    from db.engine import _alembic_config
+
+    url = sqlite_url(tmp_path / "down.db")
+    engine = make_engine(url)
+    with session_scope(engine, write=True) as session:
+        _project, query, annotator = _project_with_query(session)
+        session.add(Label(query_id=query.id, annotator_id=annotator.id, choice=Choice.left, pref=1.0, swapped=False))
+    cfg = _alembic_config()
+    with engine.connect() as conn:
+        # batch mode copies tables: foreign keys off outside the transaction, as upgrade() does
+        conn.connection.dbapi_connection.execute("PRAGMA foreign_keys = OFF")
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0003")
+            assert "membership" not in inspect(conn).get_table_names()
+            command.upgrade(cfg, "head")
+    with session_scope(engine) as session:
+        assert session.scalar(text("SELECT answered FROM query")) == 1  # recounted from the labels
+        assert session.scalar(text("SELECT answer_count FROM project")) == 1
+        assert session.scalar(text("SELECT count(*) FROM label")) == 1

@@ -93,7 +93,7 @@ def _session() -> LabelingSession | None:
     for the name again (or points to the Projects page) instead of failing.
     """
     ls = state.get(state.LABELING)
-    if ls is not None:
+    if ls is not None and user.can_label(ls.project_name):
         return ls
     project, annotator = state.get(state.PROJECT), state.get(state.ANNOTATOR)
     if annotator is not None:

@@ -108,6 +108,8 @@ if report.kappas:
         kappa, hide_index=True, width="stretch", column_config={"kappa": st.column_config.NumberColumn(format="%.2f")}
     )
 
+if not user.is_admin:  # the answers to open pairs are not shown to people who may be served them
+    st.stop()
 st.subheader("Most disputed pairs")
 if message := st.session_state.pop(state.TEAM_MSG, None):
     (st.success if message[0] else st.error)(display.md(message[1]))

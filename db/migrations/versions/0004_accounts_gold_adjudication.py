@@ -85,8 +85,8 @@ def downgrade() -> None:
         batch.drop_column('answer_count')
     op.drop_index('ix_query_project_serving', table_name='query')
     with op.batch_alter_table('query') as batch:
-        batch.drop_constraint('ck_query_adjudicated_pref_values', type_='check')
-        batch.drop_constraint('ck_query_gold_pref_values', type_='check')
+        batch.drop_constraint(op.f('ck_query_adjudicated_pref_values'), type_='check')
+        batch.drop_constraint(op.f('ck_query_gold_pref_values'), type_='check')
         batch.drop_constraint(op.f('fk_query_adjudicated_by_annotator'), type_='foreignkey')
         for column in ('answered', 'adjudicated_at', 'adjudicated_by', 'adjudicated_pref', 'gold_pref'):
             batch.drop_column(column)

@@ -107,3 +107,27 @@ def test_users_and_project_commands_and_the_host_guard(studio, tmp_path):
     assert out.exit_code == 2
     out = runner.invoke(cli, [*base, "users", "remove", "ann"])
     assert out.exit_code == 0 and "their labels stay" in out.output
+
+
+def test_parallel_wrong_guesses_are_all_counted(studio):
+    """The failure count is updated under a row lock: guesses sent at once cannot slip past the lock."""
+    import threading
+
+    accounts.add_user(studio, "cy", "annotator", ["p"])
+    barrier = threading.Barrier(8)
+
+    def guess() -> None:
+        barrier.wait()
+        with pytest.raises(LoginError):
+            accounts.login(studio, "cy", "wrong guess", delay=0)
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    with session_scope(studio.engine) as session:
+        failed, locked = session.execute(
+            select(Annotator.failed_logins, Annotator.locked_until).where(Annotator.name == "cy")
+        ).one()
+    assert failed == accounts.LOCK_AFTER_FAILURES and locked is not None  # locked, then no more counting

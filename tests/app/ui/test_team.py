@@ -121,3 +121,12 @@ def test_a_viewer_sees_the_team_page_but_cannot_rule(team: Studio) -> None:
     accounts.change_password(team, token, one_time, "val's own password")
     at = _run(TEAM, session=token, project="team")
     assert at.metric and not [b for b in at.button if b.key and b.key.startswith("rule-")]
+
+
+def test_served_to_other_machines_without_accounts_no_page_is_served(team: Studio, monkeypatch) -> None:
+    """`rlhf app --host 0.0.0.0` refuses to start without accounts; if the last account is
+    removed while it runs, the pages refuse too instead of making everyone an admin."""
+    monkeypatch.setenv(accounts.SERVED_HOST_ENV, "0.0.0.0")
+    at = _run(MAIN)
+    assert any("serves other machines and has no account" in _text(e) for e in at.error)
+    assert not at.dataframe and not at.button
