@@ -62,5 +62,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     from db.engine import sqlite_url
 
     if request.param == "sqlite":
-        return sqlite_url(tmp_path / "store.db")
+        folder = tmp_path / "sqlite-store"  # its own folder: a test may list the files it wrote in tmp_path
+        folder.mkdir()
+        return sqlite_url(folder / "store.db")
     return request.getfixturevalue("postgres_cluster").new_database()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import tomllib
 from pathlib import Path
 
@@ -26,8 +25,9 @@ TABLES = ("project", "annotator", "item", "query", "label")
 
 
 @pytest.fixture
-def studio(tmp_path: Path):
-    studio = Studio(Settings.from_env(tmp_path / "data"))
+def studio(tmp_path: Path, database_url: str):
+    """An empty store, on SQLite and on PostgreSQL."""
+    studio = Studio(Settings.from_env(tmp_path / "data", database_url))
     studio.engine  # noqa: B018  (an empty, migrated store to compare counts with)
     yield studio
     studio.engine.dispose()
@@ -42,19 +42,14 @@ def _labeled(n: int) -> list[dict]:
 
 
 def _counts(studio: Studio) -> dict[str, int]:
-    con = sqlite3.connect(studio.settings.data_dir / "rlhf.db")
-    try:
-        return {t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in TABLES}
-    finally:
-        con.close()
+    """Rows of each table, read with plain SQL (whatever the database)."""
+    with studio.engine.connect() as con:
+        return {t: con.exec_driver_sql(f'SELECT COUNT(*) FROM "{t}"').scalar_one() for t in TABLES}
 
 
 def _rows(studio: Studio, sql: str) -> list[tuple]:
-    con = sqlite3.connect(studio.settings.data_dir / "rlhf.db")
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
+    with studio.engine.connect() as con:
+        return [tuple(r) for r in con.exec_driver_sql(sql).fetchall()]
 
 
 def _problems(studio: Studio, data: bytes, filename: str, project: str = "chat") -> list[str]:
