@@ -456,7 +456,8 @@ def test_export_writes_through_a_symlink_to_its_target(text_store: Path) -> None
         result = _export(text_store, path)
         assert result.returncode == 0, result.stderr
         assert path.is_symlink()
-    assert [json.loads(line) for line in target.read_text().splitlines()] == FORMULAS  # JSONL stays verbatim
+    exported = [json.loads(line) for line in target.read_text().splitlines()]
+    assert exported == [{**row, "annotator": "import"} for row in FORMULAS]  # JSONL stays verbatim
     assert (out / "made-by-export.jsonl").read_text() == target.read_text()
 
 
@@ -484,9 +485,9 @@ def test_csv_export_keeps_spreadsheets_from_running_formulas(text_store: Path) -
     with out.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(rows, key=lambda r: r["prompt"]) == [
-        {"prompt": "'=1+1", "chosen": "'+SUM(A1:A9)", "rejected": "'-2"},
-        {"prompt": "'@cmd", "chosen": "'\tindented", "rejected": "'\rreturn"},
-        {"prompt": "plain?", "chosen": "a = b", "rejected": "x-y"},
+        {"prompt": "'=1+1", "chosen": "'+SUM(A1:A9)", "rejected": "'-2", "annotator": "import"},
+        {"prompt": "'@cmd", "chosen": "'\tindented", "rejected": "'\rreturn", "annotator": "import"},
+        {"prompt": "plain?", "chosen": "a = b", "rejected": "x-y", "annotator": "import"},
     ]
 
 
