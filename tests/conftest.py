@@ -56,9 +56,10 @@ def postgres_cluster():
     cluster.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty label store, once on a SQLite file and once on a PostgreSQL server."""
+    """The URL of an empty label store, once on a SQLite file and once on a PostgreSQL server
+    (`make test` runs both; `make test-fast` SQLite only)."""
     from db.engine import sqlite_url
 
     if request.param == "sqlite":

@@ -17,6 +17,9 @@ from app.services.rewards import train_reward_model
 from app.services.text_data import create_team_demo
 from rlhf_core.errors import InvalidInputError
 
+# MiniLM features of 480 responses first: about 10 s, so `make test` runs these, not test-fast
+pytestmark = pytest.mark.slow
+
 PROMPT = "Write a short review."
 SHORT, LONG = "Good.", "It is good. The staff were kind and the room was quiet. I would return."
 
