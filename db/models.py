@@ -399,23 +399,17 @@ def _count_answers(connection: Any, label: Label, step: int) -> None:
             answered_pairs=project.c.answered_pairs + (step if opened else 0),
         )
     )
-    changed = connection.execute(
-        counts.update()
-        .where(counts.c.project_id == project_id, counts.c.annotator_id == label.annotator_id)
-        .values(answers=counts.c.answers + step)
-    ).rowcount
-    if not changed:
-        if connection.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(counts).values(project_id=project_id, annotator_id=label.annotator_id, answers=max(step, 0))
-        connection.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[counts.c.project_id, counts.c.annotator_id],
-                set_={"answers": counts.c.answers + step},
-            )
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(counts).values(project_id=project_id, annotator_id=label.annotator_id, answers=max(step, 0))
+    connection.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[counts.c.project_id, counts.c.annotator_id],
+            set_={"answers": counts.c.answers + step},
         )
+    )
 
 
 def _count_pair(connection: Any, query: Query, step: int) -> None:

@@ -157,39 +157,22 @@ def train_reward_model(
             f"{MIN_LABELS} are needed. "
             "Label more pairs (or run `rlhf label-synthetic`) and train again."
         )
-    if kind == PERSONAL:
-        if actions or form is not None:
-            raise TrainingError("--actions and --form apply to the clip kinds bt, ensemble and cnn-lora")
-        from app.services.personal import train_personal
-
-        return train_personal(
-            studio,
-            project,
-            labels,
-            config=config,
-            val_fraction=val_fraction,
-            seed=seed,
-            progress=progress,
-            should_stop=stop,
-            job_id=job_id,
-            encoder=encoder,
-        )
+    if kind == PERSONAL and (actions or form is not None):
+        raise TrainingError("--actions and --form apply to the clip kinds bt, ensemble and cnn-lora")
     if actions and kind == TEXT_LORA:
         raise TrainingError("a text project's responses have no actions; --actions applies to clip projects")
     if form is not None and kind == TEXT_LORA:
         raise TrainingError("--form applies to clip projects; a text reward scores whole responses")
+    # the text-lora and personal fits share these; the clip kinds below use them one by one
+    common = dict(
+        config=config, val_fraction=val_fraction, seed=seed, progress=progress, should_stop=stop, job_id=job_id
+    )
+    if kind == PERSONAL:
+        from app.services.personal import train_personal
+
+        return train_personal(studio, project, labels, encoder=encoder, **common)
     if kind == TEXT_LORA:
-        return train_text_reward_model(
-            studio,
-            project,
-            labels,
-            config=config,
-            val_fraction=val_fraction,
-            seed=seed,
-            progress=progress,
-            should_stop=stop,
-            job_id=job_id,
-        )
+        return train_text_reward_model(studio, project, labels, **common)
     progress("load", 0, 1)
     data = project_data(studio, project)
     prefs = _preferences(data, labels)

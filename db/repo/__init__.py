@@ -252,9 +252,6 @@ from db.repo.projects import (
     project_items as project_items,
 )
 from db.repo.projects import (
-    query_count as query_count,
-)
-from db.repo.projects import (
     set_labels_per_query as set_labels_per_query,
 )
 from db.repo.projects import (

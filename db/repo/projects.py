@@ -106,11 +106,6 @@ def project_counts(session: Session, project_id: int) -> ProjectCounts:
     )
 
 
-def query_count(session: Session, project_id: int) -> int:
-    """How many pairs a project asks about (its counter)."""
-    return int(session.scalar(select(Project.pair_count).where(Project.id == project_id)) or 0)
-
-
 def items_by_id(session: Session, ids: list[int]) -> dict[int, Item]:
     """Items by id, one query."""
     return {item.id: item for item in session.scalars(select(Item).where(Item.id.in_(ids)))}
