@@ -8,7 +8,7 @@ STAMP   = $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8501
 
-.PHONY: setup run demo test test-fast browser postgres lint lock clean
+.PHONY: setup run demo test test-fast browser postgres mujoco lint lock clean
 
 setup: $(STAMP)
 
@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@bash scripts/setup_mujoco.sh
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -30,7 +31,10 @@ browser:
 postgres:
 	@bash scripts/setup_postgres.sh
 
-test: lint browser postgres
+mujoco:
+	@bash scripts/setup_mujoco.sh
+
+test: lint browser postgres mujoco
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)

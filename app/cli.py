@@ -198,9 +198,7 @@ def status(studio: Studio, as_json: bool) -> None:
 @click.option("-n", "count", default=100, show_default=True, help="Pending pairs to label.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the teacher's randomness.")
 @click.pass_obj
-def label_synthetic(
-    studio: Studio, name: str, teacher_name: str, annotator: str | None, count: int, seed: int
-) -> None:
+def label_synthetic(studio: Studio, name: str, teacher_name: str, annotator: str | None, count: int, seed: int) -> None:
     """Label pending pairs with a scripted teacher or persona (simulate a team with --annotator)."""
     from app.services.synthetic import label_synthetic as run
 
@@ -397,6 +395,13 @@ def _fmt(x: float | None) -> str:
 )
 @click.option("--steps", type=int, default=None, help="Environment steps (default: the environment's preset).")
 @click.option(
+    "--algo",
+    type=click.Choice(["dqn", "sac", "ppo", "td3", "a2c"]),
+    default=None,
+    help="dqn: the studio's DQN (default for discrete actions); sac (default for continuous actions), ppo, td3, "
+    "a2c: stable-baselines3's, on the same learned reward.",
+)
+@click.option(
     "--encoder",
     default=None,
     help="Frozen encoder for pixels: efficientnet-lite0 (default), resnet18[:FILE], resnet50[:FILE], source:FILE.",
@@ -407,15 +412,25 @@ def _fmt(x: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_policy_cmd(
-    studio: Studio, name: str, reward: str, steps: int | None, encoder: str | None, seed: int, as_json: bool
+    studio: Studio,
+    name: str,
+    reward: str,
+    steps: int | None,
+    algo: str | None,
+    encoder: str | None,
+    seed: int,
+    as_json: bool,
 ) -> None:
-    """Train a DQN policy on the learned (or true) reward and register the checkpoint."""
+    """Train a policy (DQN, or SAC/PPO from stable-baselines3) on the learned (or true) reward
+    and register the checkpoint."""
     from app.services.policies import train_policy
 
     if steps is not None and steps < 1:
         raise click.ClickException(f"--steps must be positive, got {steps}")
     with _reporting("training cancelled; no checkpoint was registered", TrainingCancelledError) as bars:
-        result = train_policy(studio, name, reward, steps=steps, encoder=encoder, seed=seed, on_progress=bars)
+        result = train_policy(
+            studio, name, reward, steps=steps, encoder=encoder, seed=seed, algo=algo, on_progress=bars
+        )
     m = result.metrics
     if as_json:
         click.echo(json.dumps({"version": result.version, **m, "curve": result.curve}, indent=2))
@@ -423,7 +438,7 @@ def train_policy_cmd(
     success = "" if m["success_rate"] is None else f", success_rate {m['success_rate']:.2f}"
     learned = "" if m["learned_return_mean"] is None else f", learned return {m['learned_return_mean']:.2f}"
     click.echo(
-        f"policy version {result.version} ({m['reward']} reward, {m['labels_used']} labels): "
+        f"policy version {result.version} ({m['algo']}, {m['reward']} reward, {m['labels_used']} labels): "
         f"true return {m['true_return_mean']:.2f}{success}{learned}, "
         f"{m['env_steps']} steps at {m['env_steps_per_second']:.0f} steps/s"
     )
@@ -917,8 +932,7 @@ def project_set(studio: Studio, name: str, labels_per_pair: int | None, gold_rat
 
     settings = update_settings(studio, name, labels_per_pair=labels_per_pair, gold_rate=gold_rate)
     click.echo(
-        f"{settings['project']}: {settings['labels_per_pair']} label(s) per pair, "
-        f"gold rate {settings['gold_rate']:.2f}"
+        f"{settings['project']}: {settings['labels_per_pair']} label(s) per pair, gold rate {settings['gold_rate']:.2f}"
     )
 
 

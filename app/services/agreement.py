@@ -220,7 +220,7 @@ def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_mod
     if with_model:
         strict = [(r.query_id, r.annotator) for r in rows if r.pref in (0.0, 1.0)]
         model = _model_prefs(studio, project, strict, pairs)
-    model_version, model_pref = (model if model is not None else (None, {}))
+    model_version, model_pref = model if model is not None else (None, {})
 
     per: list[AnnotatorAgreement] = []
     grouped: dict[str, list[repo.LabelRow]] = defaultdict(list)

@@ -18,7 +18,7 @@ from app.services.model_registry import TrainingError
 from db import repo
 from db.engine import session_scope
 from db.models import Project
-from rlhf_core.envs.episodes import Episode, load_episode, segment_indices
+from rlhf_core.envs.episodes import Episode, load_episode, padded_actions, segment_indices
 from rlhf_core.rewards.preferences import Segments
 from rlhf_core.rewards.teachers import RewardFn, teacher_reward_fn, true_reward
 
@@ -47,10 +47,10 @@ class ProjectData:
 
 def _segment_arrays(traj: Episode, start: int, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Observations (L + 1: before each step, then after the last), validity (L) and actions
-    (L; 0 on padding) of a window."""
+    (L, or L x D continuous; 0 on padding) of a window."""
     idx, valid = segment_indices(traj.length, start, length + 1)
     steps = np.minimum(idx[:length], traj.length - 1)
-    return traj.obs[idx], valid[:length], np.where(valid[:length], traj.actions[steps], 0)
+    return traj.obs[idx], valid[:length], padded_actions(traj.actions, steps, valid[:length])
 
 
 _data_lock = threading.Lock()
@@ -82,10 +82,15 @@ def _project_data_cached(data_dir: str, url: str, project_id: int, n_items: int,
         true.append(true_reward(traj, item.start, item.length))
     return ProjectData(
         item_ids=np.array([item.id for item, _ in rows], dtype=np.int64),
-        segments=Segments(np.stack(obs), np.stack(valid), np.stack(actions).astype(np.int64)),
+        segments=Segments(np.stack(obs), np.stack(valid), _stack_actions(actions)),
         teacher_rewards=np.stack(teach).astype(np.float32),
         true_rewards=np.stack(true).astype(np.float32),
     )
+
+
+def _stack_actions(actions: list[np.ndarray]) -> np.ndarray:
+    stacked = np.stack(actions)
+    return stacked.astype(np.int64) if stacked.ndim == 2 else stacked.astype(np.float32)
 
 
 def project_data(studio: Studio, project: Project) -> ProjectData:

@@ -50,6 +50,8 @@ Keys: **1** left better · **2** right better · **3** equal · **4** can't tell
 TASKS = {
     "minigrid": "MiniGrid: the red triangle should reach the green square, by a short path.",
     "cartpole": "CartPole: the pole should stay upright and the cart near the middle.",
+    "pendulum": "Pendulum: the pendulum should swing up and stay upright, with little effort.",
+    "mujoco": "MuJoCo: the robot should move forward (to the right) quickly without falling.",
     "generic": "Prefer the clip that makes more progress on the task.",
 }
 
@@ -114,7 +116,7 @@ def create_demo_project(
                 kind=ProjectKind.trajectory,
                 env_id=env_id,
                 config={"segment_length": length, "fps": info.render_fps, "seed": seed, "pixels": info.pixels},
-                guidelines=DEFAULT_GUIDELINES.format(task=TASKS[info.family]),
+                guidelines=DEFAULT_GUIDELINES.format(task=TASKS.get(info.family, TASKS["generic"])),
             )
             item_ids = [i for ids in repo.add_trajectories(session, project.id, trajectories) for i in ids]
             repo.add_queries(session, project.id, [(item_ids[a], item_ids[b]) for a, b in pairs], "random")

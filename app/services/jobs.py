@@ -109,6 +109,7 @@ def _train_policy(
         steps=params.get("steps"),
         encoder=params.get("encoder"),
         seed=int(params.get("seed", 0)),
+        algo=params.get("algo"),
         on_progress=progress,
         should_stop=should_stop,
         job_id=job_id,

@@ -45,6 +45,7 @@ from rlhf_core.envs.episodes import (
 from rlhf_core.envs.registry import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNAgent, Featurize, preset_for, vector_features
+from rlhf_core.policy.sb3 import SB3_ALGOS, SB3Agent, is_sb3_checkpoint, make_training_env, sb3_preset
 from rlhf_core.rewards.kinds import PERSONAL
 from rlhf_core.rewards.learned import LearnedReward
 from rlhf_core.rewards.teachers import with_teacher_reward
@@ -100,12 +101,74 @@ def _resolve_any_reward(session: Any, project: Project, reward: str) -> RewardMo
     return repo.reward_model_by_version(session, project.id, version)
 
 
+def learned_reward(studio: Studio, project_name: str, reward: str = "active") -> LearnedReward:
+    """A project's reward model (the active one, or a version number as a string) as the policies
+    see it: normalised on the project's labeled clips. Wrap an environment in it for another RL
+    library (``rlhf_core.rewards.wrapper``)."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        record = _resolve_reward(session, project, reward)
+    if record is None:
+        raise TrainingError(f"{reward!r} is not a reward model: name 'active' or a version number")
+    return LearnedReward(load_model(studio, record), reference=project_data(studio, project).segments)
+
+
 def _featurizer(info: EnvInfo, encoder: str | None) -> tuple[Featurize, int, str | None]:
     if not info.pixels:
         return vector_features, int(np.prod(info.obs_shape)), None
     name = canonical_name(encoder or DEFAULT_ENCODER)
     enc = get_encoder(name)
     return enc.encode, enc.features_dim, name
+
+
+#: Policy algorithms: the studio's DQN (discrete actions) and stable-baselines3's (rlhf_core.policy.sb3).
+ALGOS = ("dqn", *SB3_ALGOS)
+
+
+def default_algo(info: EnvInfo) -> str:
+    """The studio's DQN for discrete actions, SAC for continuous ones."""
+    return "sac" if info.continuous else "dqn"
+
+
+#: What each algorithm is, for the pages.
+ALGO_LABELS = {
+    "dqn": "DQN (the studio's; discrete actions)",
+    "sac": "SAC (stable-baselines3; continuous actions)",
+    "ppo": "PPO (stable-baselines3)",
+    "td3": "TD3 (stable-baselines3; continuous actions)",
+    "a2c": "A2C (stable-baselines3)",
+}
+
+
+def algo_options(env_id: str) -> list[str]:
+    """The algorithms that can train on ``env_id``, its default first."""
+    info = env_info(env_id)
+    usable = []
+    for algo in ALGOS:
+        try:
+            _check_algo(algo, info)
+        except TrainingError:
+            continue
+        usable.append(algo)
+    first = default_algo(info)
+    return [first, *(a for a in usable if a != first)]
+
+
+def _check_algo(algo: str, info: EnvInfo) -> None:
+    if algo not in ALGOS:
+        raise TrainingError(f"unknown algorithm {algo!r}; use one of: {', '.join(ALGOS)}")
+    space = "box" if info.continuous else "discrete"
+    if algo == "dqn" and info.continuous:
+        raise TrainingError(
+            f"{info.env_id} has continuous actions; DQN chooses among discrete ones: use --algo sac (or ppo)"
+        )
+    if algo != "dqn" and space not in SB3_ALGOS[algo]:
+        raise TrainingError(f"{algo.upper()} needs continuous actions; {info.env_id} has discrete ones: use dqn or ppo")
+    if algo != "dqn" and info.pixels:
+        raise TrainingError(
+            f"{algo.upper()} trains here on vector observations; {info.env_id} has pixels: use --algo dqn, whose "
+            "CNN features are pretrained and frozen"
+        )
 
 
 def train_policy(
@@ -117,11 +180,14 @@ def train_policy(
     encoder: str | None = None,
     config: dict[str, Any] | None = None,
     seed: int = 0,
+    algo: str | None = None,
     on_progress: StageProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     job_id: int | None = None,
 ) -> PolicyResult:
-    """Train a DQN on a project's environment and register the checkpoint."""
+    """Train a policy on a project's environment and register the checkpoint: the studio's DQN
+    (``algo`` 'dqn', the default for discrete actions) or stable-baselines3's SAC (the default
+    for continuous actions), PPO, TD3 or A2C on the same learned reward."""
     progress = on_progress or (lambda stage, done, total: None)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
@@ -130,8 +196,13 @@ def train_policy(
         record = _resolve_reward(session, project, reward)
     env_id = project.env_id
     info = env_info(env_id)
+    algo = algo or default_algo(info)
+    _check_algo(algo, info)
     try:
-        base = preset_for(env_id)
+        if algo == "dqn":
+            base: Any = preset_for(env_id)
+        else:
+            base = sb3_preset(env_id, algo)
         cfg = base.replace(seed=seed, **(config or {}), **({"total_steps": steps} if steps is not None else {}))
     except (TypeError, InvalidInputError) as exc:
         raise TrainingError(f"bad policy setting: {exc}") from exc
@@ -144,29 +215,44 @@ def train_policy(
         if encoder is None and model.spec.encoder:
             encoder = model.spec.encoder  # share the reward model's cached features
     featurize, feature_dim, encoder_name = _featurizer(info, encoder)
-    env, eval_env = make_env(env_id, render=False), make_env(env_id, render=False)
-    if reward == "teacher":
-        env = with_teacher_reward(env_id, env)  # evaluation stays on the true reward
+
+    def make_train_env() -> gym.Env:
+        env = make_env(env_id, render=False)
+        return with_teacher_reward(env_id, env) if reward == "teacher" else env  # evaluation stays on the true reward
+
+    env: Any = make_train_env() if algo == "dqn" else make_training_env(make_train_env, cfg, reward_fn)
+    eval_env = make_env(env_id, render=False)
     if reward_fn is not None:
         example, _ = eval_env.reset(seed=seed)
         absorbing = reward_fn.absorbing_reward(example)
     progress("load", 1, 1)
-    agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
     succeeded = success_fn(env_id)
     stats = get_encoder(encoder_name).stats if encoder_name else None
     hits0, misses0 = (stats.hits, stats.misses) if stats else (0, 0)
+    agent: Any
     try:
-        result = agent.learn(
-            env,
-            reward_fn=reward_fn,
-            absorbing_reward=absorbing,
-            on_step=lambda done, total, metrics: progress("train", done, total),
-            should_stop=should_stop,
-            eval_env=eval_env,
-            success_fn=succeeded,
-            # the teacher's reward is not what the evaluations measure: keep its last network
-            select_by=None if reward == "teacher" else "auto",
-        )
+        if algo == "dqn":
+            agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
+            result = agent.learn(
+                env,
+                reward_fn=reward_fn,
+                absorbing_reward=absorbing,
+                on_step=lambda done, total, metrics: progress("train", done, total),
+                should_stop=should_stop,
+                eval_env=eval_env,
+                success_fn=succeeded,
+                # the teacher's reward is not what the evaluations measure: keep its last network
+                select_by=None if reward == "teacher" else "auto",
+            )
+        else:
+            agent = SB3Agent.build(cfg, env)
+            result = agent.learn(
+                on_step=lambda done, total, metrics: progress("train", done, total),
+                should_stop=should_stop,
+                eval_env=eval_env,
+                reward_fn=reward_fn,
+                success_fn=succeeded,
+            )
         progress("evaluate", 0, 1)
         final = agent.evaluate(eval_env, FINAL_EVAL_EPISODES, reward_fn=reward_fn, success_fn=succeeded)
         progress("evaluate", 1, 1)
@@ -177,6 +263,7 @@ def train_policy(
         eval_env.close()
     metrics: dict[str, Any] = {
         **final.summary(),
+        "algo": algo,
         "env_steps": result.env_steps,
         "env_steps_per_second": round(result.env_steps_per_second, 1),
         "train_seconds": round(result.seconds, 2),
@@ -200,7 +287,7 @@ def train_policy(
                 reward=reward if record is None else "model",
                 reward_model_id=None if record is None else record.id,
                 encoder=encoder_name,
-                config=cfg.to_dict(),
+                config={"algo": algo, **cfg.to_dict()},
                 label_count=metrics["labels_used"],
                 metrics=metrics,
                 curve=result.curve,
@@ -223,6 +310,7 @@ def policy_registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
     return [
         {
             "version": r.version,
+            "algo": (r.config or {}).get("algo", "dqn"),
             "reward": r.reward
             if r.reward in BASELINE_REWARDS
             else f"model v{versions.get(r.reward_model_id or -1, '?')}",
@@ -242,29 +330,36 @@ def policy_registry(studio: Studio, project_name: str) -> list[dict[str, Any]]:
 
 def _checkpoint(
     studio: Studio, project_name: str, version: int | None
-) -> tuple[Project, PolicyRecord, RewardModelRecord | None, DQNAgent]:
-    """The project, a checkpoint's record, the active reward model's record (one read) and the agent."""
+) -> tuple[Project, PolicyRecord, RewardModelRecord | None, Any]:
+    """The project, a checkpoint's record, the active reward model's record (one read) and the
+    agent (a DQNAgent, or an SB3Agent)."""
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = repo.get_policy(session, project.id, version)
         active = repo.active_reward_model(session, project.id)
+    folder = studio.path(record.path)
+    if is_sb3_checkpoint(folder):
+        return project, record, active, SB3Agent.load(folder)
     featurize, _, _ = _featurizer(env_info(project.env_id or ""), record.encoder)
-    return project, record, active, DQNAgent.load(studio.path(record.path), featurize)
+    return project, record, active, DQNAgent.load(folder, featurize)
 
 
-def load_agent(studio: Studio, project_name: str, version: int | None = None) -> tuple[PolicyRecord, DQNAgent]:
+def load_agent(studio: Studio, project_name: str, version: int | None = None) -> tuple[PolicyRecord, Any]:
     """A checkpoint's record and its agent (the newest checkpoint when ``version`` is None)."""
     _, record, _, agent = _checkpoint(studio, project_name, version)
     return record, agent
 
 
-def policy_behaviour(agent: DQNAgent, name: str, epsilon: float = 0.0) -> Behaviour:
-    """The checkpoint as a behaviour (greedy, or epsilon-greedy for variety)."""
+def policy_behaviour(agent: Any, name: str, epsilon: float = 0.0) -> Behaviour:
+    """The checkpoint as a behaviour (greedy, or epsilon-greedy for variety: a random action
+    with probability ``epsilon``)."""
 
-    def act(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
+    def act(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> Any:
         if epsilon > 0 and rng.random() < epsilon:
             return random_action(env, obs, rng)
-        return int(agent.greedy(agent.featurize(obs[None]))[0])
+        if isinstance(agent, DQNAgent):
+            return int(agent.greedy(agent.featurize(obs[None]))[0])
+        return agent.act(obs)
 
     return Behaviour(name, act)
 
@@ -438,6 +533,8 @@ def _pairs_for(n_new: int, n_existing: int, per_segment: int, rng: np.random.Gen
     return chosen
 
 
-def default_steps(env_id: str) -> int:
-    """Environment steps a policy trains for unless told otherwise (the DQN preset of ``env_id``)."""
-    return preset_for(env_id).total_steps
+def default_steps(env_id: str, algo: str | None = None) -> int:
+    """Environment steps a policy trains for unless told otherwise (the preset of ``env_id`` for
+    ``algo``, by default the default algorithm's)."""
+    algo = algo or default_algo(env_info(env_id))
+    return preset_for(env_id).total_steps if algo == "dqn" else sb3_preset(env_id, algo).total_steps

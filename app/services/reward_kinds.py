@@ -94,9 +94,7 @@ REWARD_KINDS: dict[str, RewardKind] = {
 def kinds_for(text: bool, pixels: bool) -> dict[str, RewardKind]:
     """The kinds a project can train, its default first."""
     return {
-        n: k
-        for n, k in REWARD_KINDS.items()
-        if (k.any_project or k.text == text) and (pixels or not k.pixels_only)
+        n: k for n, k in REWARD_KINDS.items() if (k.any_project or k.text == text) and (pixels or not k.pixels_only)
     }
 
 

@@ -43,6 +43,11 @@ from rlhf_core.rewards.teachers import teacher_reward_name
 #: Form of clip rewards unless the caller picks one (``rlhf_core.rewards.preferences.FeatureSpec.form``):
 #: a learned potential's rise, which no loop of steps can farm (README: "Why potential rewards").
 DEFAULT_FORM = "potential"
+#: Form of clip rewards for continuous control: what people judge there is how well each moment
+#: goes (a pendulum held upright, a robot running), which a potential's rise cannot express (a
+#: clip held at the top and one hanging still both rise by 0): 0.63 held-out accuracy against
+#: 0.95 for transition rewards on 300 oracle labels of the Pendulum demo.
+CONTINUOUS_FORM = "transition"
 #: Fewest strict preferences a model is trained on.
 MIN_LABELS = 10
 
@@ -180,13 +185,15 @@ def train_reward_model(
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
-        n_actions = env_info(project.env_id or "").n_actions if actions else None
-        form = form or ("transition" if kind == "cnn-lora" else DEFAULT_FORM)
+        info = env_info(project.env_id or "")
+        n_actions = info.n_actions if actions else None
+        bounds = (info.action_low, info.action_high) if info.continuous else None
+        form = form or ("transition" if kind == "cnn-lora" or info.continuous else DEFAULT_FORM)
         if kind == "cnn-lora" and form != "transition":
             raise InvalidInputError(
                 "cnn-lora learns transition rewards only: use --form transition, or --kind ensemble"
             )
-        spec = FeatureSpec.for_segments(data.segments, encoder, n_actions, form)
+        spec = FeatureSpec.for_segments(data.segments, encoder, n_actions, form, bounds)
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
@@ -262,4 +269,3 @@ def predicted_and_teacher_returns(studio: Studio, project: Project) -> tuple[np.
         return None
     data = project_data(studio, project)
     return found[1].segment_returns(data.segments), data.teacher_returns
-

@@ -19,22 +19,24 @@ sibling file ``NAME.ties.EXT`` with ``prompt, response_a, response_b, choice, an
 
 from __future__ import annotations
 
+import codecs
 import csv
 import enum
 import io
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from app.config import Studio
 from db import names, repo
 from db.engine import parse_database_url, refresh_statistics, session_scope
-from db.models import Choice, ProjectKind
+from db.models import ProjectKind
 from rlhf_core.errors import InvalidInputError, StudioError
 from rlhf_core.fileio import write_bytes_atomic
 
@@ -84,19 +86,22 @@ _EXPECTED = "prompt, response_a, response_b (pairs to label) or prompt, chosen, 
 
 
 class ImportFileError(StudioError):
-    """An import file with problems; nothing was imported. ``problems`` lists them all."""
+    """An import file with problems; nothing was imported. ``problems`` lists them (``total``
+    counts them all)."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], *, total: int | None = None) -> None:
         self.source = source
         self.problems = tuple(problems)
+        """The problems, in line order (the first :data:`MAX_PROBLEMS_KEPT` of a file with more)."""
+        self.total = len(problems) if total is None else total
         shown = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS_SHOWN])
-        more = len(problems) - MAX_PROBLEMS_SHOWN
+        more = self.total - MAX_PROBLEMS_SHOWN
         tail = f"\n  ... and {more} more" if more > 0 else ""
-        if len(problems) == 1:  # one line, as the CLI prints it
+        if self.total == 1:  # one line, as the CLI prints it
             super().__init__(f"{source}: 1 problem, nothing imported; fix the file and import it again: {problems[0]}")
             return
         super().__init__(
-            f"{source}: {len(problems)} problems, nothing imported; fix the file and import it again:\n{shown}{tail}"
+            f"{source}: {self.total} problems, nothing imported; fix the file and import it again:\n{shown}{tail}"
         )
 
 
@@ -131,70 +136,120 @@ class ParsedFile:
 
 
 def parse_text_file(data: bytes, filename: str) -> ParsedFile:
-    """Read and check every line of a CSV or JSON Lines file of text pairs.
+    """Read and check every line of a CSV or JSON Lines file of text pairs held in memory.
+
+    Raises ImportFileError listing every bad line (number and field) when any line is bad.
+    (Imports do not hold the rows: :func:`check_text_source` checks a file line by line.)
+    """
+    source = _Source(filename, data=data)
+    layout = check_text_source(source).layout
+    return ParsedFile(source.name, layout, tuple(_rows(source, layout)))
+
+
+class _Source:
+    """An import file, from a path or from bytes, that can be read more than once (a check,
+    then the write) without holding it in memory."""
+
+    def __init__(self, filename: str, *, path: Path | None = None, data: bytes | None = None) -> None:
+        self.name = Path(filename).name or filename
+        self.path, self.data = path, data
+        self.format = FORMATS.get(Path(self.name).suffix.lower())
+        if self.format is None:
+            known = ", ".join(sorted(FORMATS))
+            raise ImportFileError(
+                self.name, [f"{self.name}: unknown file type; name it with one of {known} (CSV or JSON Lines)"]
+            )
+
+    def open(self) -> IO[bytes]:
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        assert self.path is not None
+        try:
+            return self.path.open("rb")
+        except OSError as exc:
+            raise ImportFileError(self.name, [f"cannot read {self.path}: {exc.strerror}"]) from exc
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What checking an import file found: its layout and how many pairs it holds."""
+
+    source: str
+    layout: Layout
+    lines: int
+
+
+#: Problems an ImportFileError keeps (a file of a million bad lines would otherwise fill memory);
+#: the count of all of them is kept too.
+MAX_PROBLEMS_KEPT = 10_000
+
+
+class _Problems:
+    """The problems of a file, in line order, keeping the first :data:`MAX_PROBLEMS_KEPT`."""
+
+    def __init__(self) -> None:
+        self.kept: list[str] = []
+        self.total = 0
+
+    def add(self, problem: str) -> None:
+        self.total += 1
+        if len(self.kept) < MAX_PROBLEMS_KEPT:
+            self.kept.append(problem)
+
+
+def check_text_source(source: _Source) -> FileCheck:
+    """Check every line of an import file, one line at a time (memory does not grow with the
+    file, except for one small key per labeled pair, to find contradictions).
 
     Raises ImportFileError listing every bad line (number and field) when any line is bad.
     """
-    source = Path(filename).name or filename
-    fmt = FORMATS.get(Path(source).suffix.lower())
-    if fmt is None:
-        known = ", ".join(sorted(FORMATS))
-        raise ImportFileError(source, [f"{source}: unknown file type; name it with one of {known} (CSV or JSON Lines)"])
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ImportFileError(
-            source, [f"line {line} of {source}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"]
-        ) from exc
-    if fmt == "jsonl" and text.lstrip().startswith("["):
-        raise ImportFileError(
-            source, [f"{source} holds a JSON array; write one JSON object per line (JSON Lines) instead"]
-        )
-    header: list[str] | None = None
-    if fmt == "csv":
-        header, records, problems = _csv_records(text, source)
-    else:
-        records, problems = _jsonl_records(text, source)
-    if not records and not problems:
-        raise ImportFileError(source, [f"{source} holds no pairs; expected the fields {_EXPECTED}"])
-    layout, problem = None, None
-    if header is not None:
-        layout, problem = _layout(header, 1, source)
-        absent = [name for name in LAYOUT_FIELDS[layout] if name not in header] if layout else []
-        if absent:
-            names = ", ".join(repr(name) for name in absent)
-            found = ", ".join(repr(name) for name in header)
-            raise ImportFileError(
-                source, [f"line 1 of {source}: the header lacks the column(s) {names} (found: {found})"]
-            )
-    elif records:
-        layout, problem = _layout(list(records[0][1]), records[0][0], source)
-    if problem:
-        problems.append(problem)
-    if layout is None:
-        raise ImportFileError(source, sorted(problems, key=_line_of))
-    rows: list[TextPairRow] = []
-    first_seen: dict[tuple[str, frozenset[str]], tuple[int, str]] = {}
-    for line, record in records:
-        values, record_problems = _check_record(record, LAYOUT_FIELDS[layout], line, source)
-        problems.extend(record_problems)
-        if values is None:
-            continue
-        prompt, first, second = values
-        if layout is Layout.labeled:  # the same pair answered both ways cannot be imported
-            key = (prompt, frozenset((first, second)))
-            earlier = first_seen.setdefault(key, (line, first))
-            if earlier[1] != first:
-                problems.append(
-                    f"line {line} of {source}: contradicts line {earlier[0]} (same prompt and responses, "
-                    "chosen and rejected swapped); keep one of the two lines"
-                )
+    problems = _Problems()
+    layout: Layout | None = None
+    lines = 0
+    seen_pairs: dict[bytes, int] = {}  # labeled files: the pair's key -> 2 * line + (chosen sorts first)
+    with source.open() as stream:
+        for line, record, problem in _records(stream, source):
+            if problem is not None:
+                problems.add(problem)
                 continue
-        rows.append(TextPairRow(line, prompt, first, second))
-    if problems:
-        raise ImportFileError(source, sorted(problems, key=_line_of))
-    return ParsedFile(source, layout, tuple(rows))
+            assert record is not None
+            if layout is None:
+                layout, problem = _layout(list(record), line, source.name)
+                if problem is not None:
+                    problems.add(problem)
+                if layout is None:
+                    break
+            values, record_problems = _check_record(record, LAYOUT_FIELDS[layout], line, source.name)
+            for problem in record_problems:
+                problems.add(problem)
+            if values is None:
+                continue
+            if layout is Layout.labeled:  # the same pair answered both ways cannot be imported
+                prompt, first, second = values
+                low, high = sorted((first, second))
+                mark = 2 * line + (first == low)
+                earlier = seen_pairs.setdefault(repo.text_key(prompt, low, high), mark)
+                if earlier % 2 != mark % 2:
+                    problems.add(
+                        f"line {line} of {source.name}: contradicts line {earlier // 2} (same prompt and responses, "
+                        "chosen and rejected swapped); keep one of the two lines"
+                    )
+                    continue
+            lines += 1
+    if problems.total:
+        raise ImportFileError(source.name, sorted(problems.kept, key=_line_of), total=problems.total)
+    if layout is None or lines == 0:
+        raise ImportFileError(source.name, [f"{source.name} holds no pairs; expected the fields {_EXPECTED}"])
+    return FileCheck(source.name, layout, lines)
+
+
+def _rows(source: _Source, layout: Layout) -> Iterator[TextPairRow]:
+    """The pairs of a checked file, in order, read line by line."""
+    fields = LAYOUT_FIELDS[layout]
+    with source.open() as stream:
+        for line, record, _problem in _records(stream, source):
+            if record is not None:
+                yield TextPairRow(line, *(record[name] for name in fields))
 
 
 def _line_of(problem: str) -> int:
@@ -203,18 +258,66 @@ def _line_of(problem: str) -> int:
     return int(head[1]) if len(head) > 1 and head[0] == "line" and head[1].isdigit() else 0
 
 
-def _csv_records(text: str, source: str) -> tuple[list[str] | None, list[tuple[int, dict[str, Any]]], list[str]]:
-    """The header and the records of a CSV file, each record with the line it starts on."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    problems: list[str] = []
+_Record = tuple[int, dict[str, Any] | None, str | None]
+
+
+def _records(stream: IO[bytes], source: _Source) -> Iterator[_Record]:
+    """(line, record, None) for each record of the file and (line, None, problem) for each bad one."""
+    lines = _decoded_lines(stream, source.name)
+    if source.format == "csv":
+        yield from _csv_records(lines, source.name)
+    else:
+        yield from _jsonl_records(lines, source.name)
+
+
+def _decoded_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, None) per line of a UTF-8 file (a leading byte order mark dropped),
+    or (line number, None, problem) for a line that is not UTF-8."""
+    offset = 0
+    for number, raw in enumerate(stream, start=1):
+        start = 3 if number == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+        try:
+            yield number, raw[start:].decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            yield (
+                number,
+                None,
+                f"line {number} of {name}: not UTF-8 text (byte {offset + start + exc.start}); save the file as UTF-8",
+            )
+        offset += len(raw)
+
+
+def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: str) -> Iterator[_Record]:
+    """The records of a CSV file, each with the line it starts on; the header first checked."""
+    failure: list[str] = []
+
+    def texts() -> Iterator[str]:
+        for _number, text, problem in lines:
+            if problem is not None:  # a CSV record may span lines: stop at the first undecodable one
+                failure.append(problem)
+                return
+            yield text or ""
+
+    reader = csv.reader(texts())
     try:
         first = next(reader, None)
     except csv.Error as exc:
-        return None, [], [f"line 1 of {source}: malformed CSV header ({exc})"]
+        yield 1, None, f"line 1 of {source}: malformed CSV header ({exc})"
+        return
     if first is None or not any(h.strip() for h in first):
-        return None, [], []
+        yield from ((0, None, p) for p in failure)
+        return
     header = [h.strip() for h in first]
-    records: list[tuple[int, dict[str, Any]]] = []
+    layout, problem = _layout(header, 1, source)
+    if layout is not None:
+        absent = [name for name in LAYOUT_FIELDS[layout] if name not in header]
+        if absent:
+            names = ", ".join(repr(name) for name in absent)
+            found = ", ".join(repr(name) for name in header)
+            problem = f"line 1 of {source}: the header lacks the column(s) {names} (found: {found})"
+    if problem is not None:
+        yield 1, None, problem
+        return
     start = reader.line_num + 1
     while True:
         try:
@@ -222,51 +325,67 @@ def _csv_records(text: str, source: str) -> tuple[list[str] | None, list[tuple[i
         except StopIteration:
             break
         except csv.Error as exc:
-            problems.append(f"line {start} of {source}: malformed CSV ({exc}); quote cells that hold line breaks")
+            yield start, None, f"line {start} of {source}: malformed CSV ({exc}); quote cells that hold line breaks"
             break
         line, start = start, reader.line_num + 1
         if not any(cell.strip() for cell in row):
             continue  # a blank line
         if len(row) > len(header):
-            problems.append(
-                f"line {line} of {source}: {len(row)} cells but the header has {len(header)}; "
-                'quote cells that contain commas ("a, b")'
+            yield (
+                line,
+                None,
+                (
+                    f"line {line} of {source}: {len(row)} cells but the header has {len(header)}; "
+                    'quote cells that contain commas ("a, b")'
+                ),
             )
             continue
-        records.append((line, {name: cell for name, cell in zip(header, row, strict=False)}))
-    return header, records, problems
+        yield line, {name: cell for name, cell in zip(header, row, strict=False)}, None
+    for problem in failure:
+        yield 0, None, problem
 
 
-def _jsonl_records(text: str, source: str) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+def _jsonl_records(lines: Iterator[tuple[int, str | None, str | None]], source: str) -> Iterator[_Record]:
     """Records of a JSON Lines file (one object per line; blank lines ignored)."""
-    records: list[tuple[int, dict[str, Any]]] = []
-    problems: list[str] = []
-    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other line separators.
-    for number, raw in enumerate(text.split("\n"), start=1):
-        raw = raw.strip()
+    first = True
+    # Lines split at "\n" only: JSON strings may hold U+2028 and other line separators.
+    for number, text, problem in lines:
+        if problem is not None:
+            yield number, None, problem
+            continue
+        raw = (text or "").strip()
         if not raw:
             continue
+        if first and raw.startswith("["):
+            yield number, None, f"{source} holds a JSON array; write one JSON object per line (JSON Lines) instead"
+            return
+        first = False
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            problems.append(f"line {number} of {source}: invalid JSON ({exc.msg} at column {exc.colno})")
+            yield number, None, f"line {number} of {source}: invalid JSON ({exc.msg} at column {exc.colno})"
             continue
         except RecursionError:
-            problems.append(
-                f"line {number} of {source}: JSON nested too deeply (arrays or objects inside one another "
-                "hundreds of levels deep); write the fields as plain strings"
+            yield (
+                number,
+                None,
+                (
+                    f"line {number} of {source}: JSON nested too deeply (arrays or objects inside one another "
+                    "hundreds of levels deep); write the fields as plain strings"
+                ),
             )
             continue
         except ValueError as exc:  # e.g. a number of more digits than Python converts
-            problems.append(f"line {number} of {source}: invalid JSON ({str(exc).split(':')[0]})")
+            yield number, None, f"line {number} of {source}: invalid JSON ({str(exc).split(':')[0]})"
             continue
         if not isinstance(value, dict):
-            problems.append(
-                f"line {number} of {source}: must be a JSON object with fields {_EXPECTED}, got {_json_type(value)}"
+            yield (
+                number,
+                None,
+                (f"line {number} of {source}: must be a JSON object with fields {_EXPECTED}, got {_json_type(value)}"),
             )
             continue
-        records.append((number, value))
-    return records, problems
+        yield number, value, None
 
 
 def _layout(names: list[str], line: int, source: str) -> tuple[Layout | None, str | None]:
@@ -367,6 +486,8 @@ class ImportResult:
 
 #: Rows an import adds beyond which the database's planner statistics are refreshed at once.
 BULK_ROWS = 10_000
+#: Lines an import writes per batch of inserts.
+IMPORT_CHUNK = 5_000
 
 
 def import_text_pairs(
@@ -377,15 +498,37 @@ def import_text_pairs(
     *,
     rng: np.random.Generator | None = None,
 ) -> ImportResult:
+    """Import a CSV or JSON Lines file of text pairs held in memory (an upload): see
+    :func:`import_text_file`."""
+    return _import(studio, project_name, _Source(filename, data=data), rng)
+
+
+def import_text_file(
+    studio: Studio, project_name: str, path: Path, *, rng: np.random.Generator | None = None
+) -> ImportResult:
     """Import a CSV or JSON Lines file of text pairs into a text project (created if missing).
 
     All or nothing: every line is checked first (ImportFileError lists the bad ones), then
-    everything is written in one transaction. New responses are stored in a random order
-    (``rng``), so item A of a query (the lower id) is the first response of a line only half
-    of the time, and imported preferences are not all 1.
+    everything is written in one transaction. The file is read line by line, twice (the
+    check, then the write in batches of :data:`IMPORT_CHUNK` lines), so memory grows only
+    with a few small keys per pair, not with the text: a million pairs import in well under
+    a gigabyte. Within each batch new responses are stored in a random order (``rng``), so
+    item A of a query (the lower id) is the first response of a line only half of the time,
+    and imported preferences are not all 1. A FIFO or a device is refused (it would never end).
     """
+    try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):
+            raise ImportFileError(
+                Path(path).name, [f"{path} is not a regular file; import reads CSV or JSON Lines files"]
+            )
+    except OSError as exc:
+        raise ImportFileError(Path(path).name, [f"cannot read {path}: {exc.strerror}"]) from exc
+    return _import(studio, project_name, _Source(Path(path).name, path=Path(path)), rng)
+
+
+def _import(studio: Studio, project_name: str, source: _Source, rng: np.random.Generator | None) -> ImportResult:
     name = names.project_name(project_name)
-    parsed = parse_text_file(data, filename)
+    checked = check_text_source(source)
     rng = rng if rng is not None else np.random.default_rng(0)
     with session_scope(studio.engine, write=True) as session:
         project = repo.find_project(session, name)
@@ -399,70 +542,31 @@ def import_text_pairs(
                 f"project {name!r} is a {project.kind.value} project (clips); text pairs go into a text "
                 "project: choose another name, and the import creates it"
             )
-        items = repo.text_item_ids(session, project.id)
-        new_keys = list(
-            dict.fromkeys(
-                key
-                for row in parsed.rows
-                for key in ((row.prompt, row.first), (row.prompt, row.second))
-                if key not in items
-            )
-        )
-        shuffled = [new_keys[i] for i in rng.permutation(len(new_keys))]
-        new_items = repo.add_text_items(session, project.id, shuffled)
-        items.update(zip(shuffled, new_items, strict=True))
-
-        pairs = [(items[(row.prompt, row.first)], items[(row.prompt, row.second)]) for row in parsed.rows]
-        new_queries = repo.add_queries(session, project.id, pairs, "import")
-        queries = repo.query_ids_by_pair(session, project.id)
-
-        labels_added = labels_present = labels_conflicting = 0
-        if parsed.layout is Layout.labeled:
-            annotator = repo.get_or_create_annotator(session, IMPORT_ANNOTATOR, role=IMPORT_ROLE)
-            answered = repo.labels_by_annotator(session, project.id, annotator.id)
-            for row in parsed.rows:
-                chosen, rejected = items[(row.prompt, row.first)], items[(row.prompt, row.second)]
-                query_id = queries[(min(chosen, rejected), max(chosen, rejected))]
-                # As if shown in id order (not swapped): left is item A.
-                choice = Choice.left if chosen < rejected else Choice.right
-                if query_id in answered:
-                    pref = repo.pref_for(choice, False)
-                    labels_present += answered[query_id] == pref
-                    labels_conflicting += answered[query_id] != pref
-                    continue
-                answered[query_id] = repo.add_imported_label(session, query_id, annotator.id, choice)
-                labels_added += 1
-            session.flush()
-    if len(new_queries) + labels_added >= BULK_ROWS:
+        writer = repo.TextImport(session, project.id, labeled=checked.layout is Layout.labeled)
+        chunk: list[tuple[str, str, str]] = []
+        for row in _rows(source, checked.layout):
+            chunk.append((row.prompt, row.first, row.second))
+            if len(chunk) == IMPORT_CHUNK:
+                writer.add(chunk, rng)
+                chunk = []
+        if chunk:
+            writer.add(chunk, rng)
+        counts = writer.finish()
+    if counts.pairs_added + counts.labels_added >= BULK_ROWS:
         refresh_statistics(studio.engine)
     return ImportResult(
         project=name,
         created=created,
-        source=parsed.source,
-        layout=parsed.layout,
-        lines=len(parsed.rows),
-        items_added=len(new_items),
-        pairs_added=len(new_queries),
-        pairs_present=len(parsed.rows) - len(new_queries),
-        labels_added=labels_added,
-        labels_present=labels_present,
-        labels_conflicting=labels_conflicting,
+        source=checked.source,
+        layout=checked.layout,
+        lines=checked.lines,
+        items_added=counts.items_added,
+        pairs_added=counts.pairs_added,
+        pairs_present=checked.lines - counts.pairs_added,
+        labels_added=counts.labels_added,
+        labels_present=counts.labels_present,
+        labels_conflicting=counts.labels_conflicting,
     )
-
-
-def import_text_file(
-    studio: Studio, project_name: str, path: Path, *, rng: np.random.Generator | None = None
-) -> ImportResult:
-    """:func:`import_text_pairs` on a regular file (a FIFO or a device would never end)."""
-    try:
-        if not stat.S_ISREG(Path(path).stat().st_mode):
-            raise ImportFileError(
-                Path(path).name, [f"{path} is not a regular file; import reads CSV or JSON Lines files"]
-            )
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ImportFileError(Path(path).name, [f"cannot read {path}: {exc.strerror}"]) from exc
-    return import_text_pairs(studio, project_name, data, Path(path).name, rng=rng)
 
 
 def create_text_demo(studio: Studio, name: str = "text-demo") -> list[ImportResult]:

@@ -288,6 +288,12 @@ from db.repo.registry import (
     withdraw_reward_model as withdraw_reward_model,
 )
 from db.repo.text import (
+    ImportCounts as ImportCounts,
+)
+from db.repo.text import (
+    TextImport as TextImport,
+)
+from db.repo.text import (
     TextJudgement as TextJudgement,
 )
 from db.repo.text import (
@@ -298,4 +304,7 @@ from db.repo.text import (
 )
 from db.repo.text import (
     text_judgements as text_judgements,
+)
+from db.repo.text import (
+    text_key as text_key,
 )

@@ -453,9 +453,7 @@ def set_gold(session: Session, project_id: int, answers: dict[int, float | None]
 def gold_count(session: Session, project_id: int) -> int:
     """How many of a project's pairs are gold."""
     return int(
-        session.scalar(
-            select(func.count(Query.id)).where(Query.project_id == project_id, Query.gold_pref.is_not(None))
-        )
+        session.scalar(select(func.count(Query.id)).where(Query.project_id == project_id, Query.gold_pref.is_not(None)))
         or 0
     )
 

@@ -2,19 +2,181 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, aliased
 
+from db import names
 from db.models import (
     Annotator,
+    AnnotatorCount,
     Choice,
     Item,
     Label,
+    Project,
     Query,
+    utcnow,
 )
-from db.repo.choices import ANSWERED
+from db.repo.choices import ANSWERED, pref_for
+
+
+def text_key(*parts: str) -> bytes:
+    """A 128-bit key of some strings (their lengths included, so no two tuples share one):
+    what an import deduplicates responses by without holding their text."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        hasher.update(len(raw).to_bytes(8, "little"))
+        hasher.update(raw)
+    return hasher.digest()
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    """What a :class:`TextImport` added."""
+
+    items_added: int
+    pairs_added: int
+    labels_added: int
+    labels_present: int
+    """Pairs that already had an import label with the same answer."""
+    labels_conflicting: int
+    """Pairs that already had an import label with the other answer (the stored one is kept)."""
+
+
+class TextImport:
+    """Write the lines of an import file into a text project, batch by batch, with bulk inserts.
+
+    Responses are deduplicated by (prompt, text) and pairs by their two responses, against
+    the project and the earlier batches; for a labeled file, a pair gets one label by the
+    ``import`` annotator (as if shown in id order: left is item A). Memory holds a 16-byte
+    key per response and an id pair per pair, never the text. The progress counters that
+    the ORM's events keep for single rows (db.models) are moved here once per batch.
+    """
+
+    def __init__(self, session: Session, project_id: int, *, labeled: bool) -> None:
+        self.session, self.project_id = session, project_id
+        self.items: dict[bytes, int] = {}
+        rows = session.execute(
+            select(Item.prompt, Item.text, Item.id)
+            .where(Item.project_id == project_id, Item.prompt.is_not(None), Item.text.is_not(None))
+            .execution_options(yield_per=10_000)
+        )
+        for prompt, text, item_id in rows:
+            self.items[text_key(str(prompt), str(text))] = int(item_id)
+        self.pairs: dict[int, int] = {
+            (int(a) << 64) | int(b): int(q)
+            for a, b, q in session.execute(
+                select(Query.item_a_id, Query.item_b_id, Query.id).where(Query.project_id == project_id)
+            )
+        }
+        self.annotator_id: int | None = None
+        self.answered: dict[int, float | None] = {}
+        if labeled:
+            from db.repo.labeling import labels_by_annotator
+            from db.repo.projects import get_or_create_annotator
+
+            annotator = get_or_create_annotator(session, names.IMPORT_ANNOTATOR, role="import")
+            self.annotator_id = annotator.id
+            self.answered = labels_by_annotator(session, project_id, annotator.id)
+        self._counts = dict.fromkeys(ImportCounts.__dataclass_fields__, 0)
+
+    def add(self, rows: Sequence[tuple[str, str, str]], rng: np.random.Generator) -> None:
+        """Add a batch of (prompt, first, second) lines; ``first`` is the chosen response in a
+        labeled file. New responses are stored in an order ``rng`` shuffles."""
+        keys = [(text_key(p, first), text_key(p, second)) for p, first, second in rows]
+        new: dict[bytes, tuple[str, str]] = {}
+        for (p, first, second), (ka, kb) in zip(rows, keys, strict=True):
+            for key, text in ((ka, first), (kb, second)):
+                if key not in self.items and key not in new:
+                    new[key] = (p, text)
+        if new:
+            order = [list(new)[i] for i in rng.permutation(len(new))]
+            now = utcnow()
+            ids = self.session.scalars(
+                insert(Item).returning(Item.id, sort_by_parameter_order=True),
+                [
+                    {"project_id": self.project_id, "prompt": new[k][0], "text": new[k][1], "created_at": now}
+                    for k in order
+                ],
+            ).all()
+            self.items.update(zip(order, map(int, ids), strict=True))
+            self._counts["items_added"] += len(order)
+        pairs = [(self.items[ka], self.items[kb]) for ka, kb in keys]
+        fresh: dict[int, tuple[int, int]] = {}
+        for a, b in pairs:
+            low, high = min(a, b), max(a, b)
+            key = (low << 64) | high
+            if key not in self.pairs and key not in fresh:
+                fresh[key] = (low, high)
+        if fresh:
+            now = utcnow()
+            ids = self.session.scalars(
+                insert(Query).returning(Query.id, sort_by_parameter_order=True),
+                [{"project_id": self.project_id, "item_a_id": a, "item_b_id": b, "method": "import",
+                  "priority": 0.0, "answered": 0, "created_at": now} for a, b in fresh.values()],
+            ).all()  # fmt: skip
+            self.pairs.update(zip(fresh, map(int, ids), strict=True))
+            self._counts["pairs_added"] += len(fresh)
+            self._move("pair_count", len(fresh))
+        if self.annotator_id is not None:
+            self._label(pairs)
+
+    def _label(self, pairs: list[tuple[int, int]]) -> None:
+        labels: list[dict[str, object]] = []
+        now = utcnow()
+        for chosen, rejected in pairs:
+            query_id = self.pairs[(min(chosen, rejected) << 64) | max(chosen, rejected)]
+            choice = Choice.left if chosen < rejected else Choice.right  # as if shown in id order
+            pref = pref_for(choice, False)
+            if query_id in self.answered:
+                same = self.answered[query_id] == pref
+                self._counts["labels_present" if same else "labels_conflicting"] += 1
+                continue
+            self.answered[query_id] = pref
+            labels.append(
+                {"query_id": query_id, "annotator_id": self.annotator_id, "choice": choice, "pref": pref,
+                 "swapped": False, "shown_at": None, "answered_at": now}
+            )  # fmt: skip
+        if not labels:
+            return
+        self.session.execute(insert(Label), labels)
+        answered = self.session.scalars(
+            update(Query)
+            .where(Query.id.in_([row["query_id"] for row in labels]))
+            .values(answered=Query.answered + 1)
+            .returning(Query.answered),
+            execution_options={"synchronize_session": False},
+        ).all()
+        self._counts["labels_added"] += len(labels)
+        self._move("answer_count", len(labels))
+        self._move("answered_pairs", sum(1 for n in answered if n == 1))
+
+    def _move(self, counter: str, step: int) -> None:
+        if step:
+            column = getattr(Project, counter)
+            self.session.execute(
+                update(Project).where(Project.id == self.project_id).values({column: column + step}),
+                execution_options={"synchronize_session": False},
+            )
+
+    def finish(self) -> ImportCounts:
+        """Credit the import annotator's answers and flush; what was added."""
+        added = self._counts["labels_added"]
+        if added and self.annotator_id is not None:
+            row = self.session.get(AnnotatorCount, (self.project_id, self.annotator_id))
+            if row is None:
+                self.session.add(
+                    AnnotatorCount(project_id=self.project_id, annotator_id=self.annotator_id, answers=added)
+                )
+            else:
+                row.answers += added
+        self.session.flush()
+        return ImportCounts(**self._counts)
 
 
 def text_item_ids(session: Session, project_id: int) -> dict[tuple[str, str], int]:

@@ -3,8 +3,11 @@
 A demo project needs clips that differ in quality, so rollouts mix a uniformly random
 behaviour with a scripted, goal-directed one whose actions are replaced by random ones with
 probability ``epsilon``. Scripted behaviours exist for the maintained families (MiniGrid:
-shortest path to the goal; CartPole: a balancing controller); any other environment gets
-the random behaviour only.
+shortest path to the goal; CartPole: a balancing controller; Pendulum: an energy-pumping
+swing-up with a PD controller at the top; MuJoCo: a rhythmic gait, sines of random phase per
+joint, which moves some robots well and others badly); any other environment gets the
+random behaviour only. A random action is uniform over a discrete space or over a
+continuous action's bounds.
 """
 
 from __future__ import annotations
@@ -12,14 +15,15 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from rlhf_core.envs.registry import env_family
 
-#: A behaviour maps (environment, last observation, rng) to an action.
-ActionFn = Callable[[gym.Env, np.ndarray, np.random.Generator], int]
+#: A behaviour maps (environment, last observation, rng) to an action (an int, or a float vector).
+ActionFn = Callable[[gym.Env, np.ndarray, np.random.Generator], Any]
 
 
 @dataclass(frozen=True)
@@ -32,10 +36,45 @@ class Behaviour:
     """Chooses the next action."""
 
 
-def random_action(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
-    """Uniformly random action."""
-    assert isinstance(env.action_space, gym.spaces.Discrete)
-    return int(rng.integers(env.action_space.n))
+def random_action(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> Any:
+    """Uniformly random action: one of a discrete space's, or a point within a Box's bounds."""
+    space = env.action_space
+    if isinstance(space, gym.spaces.Discrete):
+        return int(rng.integers(space.n))
+    assert isinstance(space, gym.spaces.Box)
+    return rng.uniform(space.low, space.high).astype(np.float32)
+
+
+def pendulum_controller(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Swing a Pendulum up and hold it: pump energy (torque along the angular velocity) until the
+    pendulum has the energy of the upright position, then a PD controller near the top.
+
+    Pendulum: theta'' = 3g/(2l) sin(theta) + 3/(ml^2) u, theta = 0 upright; the energy
+    E = theta'^2 / 2 + 15 (cos(theta) - 1) is 0 upright at rest and dE/dt = 3 u theta'.
+    """
+    cos, sin, speed = (float(v) for v in obs[:3])
+    theta = np.arctan2(sin, cos)
+    if cos > 0.8:  # near the top: hold it
+        torque = -(12.0 * theta + 2.5 * speed)
+    else:
+        energy = 0.5 * speed**2 + 15.0 * (cos - 1.0)
+        torque = 2.0 * np.sign(speed if speed != 0 else 1.0) * (1.0 if energy < 0 else -0.2)
+    return np.clip(np.array([torque], np.float32), -2.0, 2.0)
+
+
+def mujoco_gait(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rhythmic gait: each joint's torque is a sine of the simulation time, at 1.5-3 Hz with a
+    phase per joint drawn once per episode (kept on the environment), within the bounds."""
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box)
+    base = env.unwrapped
+    state = getattr(base, "_studio_gait", None)
+    time = float(base.data.time)  # type: ignore[attr-defined]
+    if state is None or time < state[0]:  # a new episode (time went back to 0)
+        state = (time, rng.uniform(0, 2 * np.pi, space.shape), rng.uniform(1.5, 3.0))
+    base._studio_gait = (time, state[1], state[2])  # type: ignore[attr-defined]
+    mid, half = (space.high + space.low) / 2, (space.high - space.low) / 2
+    return (mid + half * np.sin(2 * np.pi * state[2] * time + state[1])).astype(np.float32)
 
 
 def cartpole_controller(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
@@ -131,6 +170,8 @@ def minigrid_shortest_path(env: gym.Env, obs: np.ndarray, rng: np.random.Generat
 _SCRIPTED: dict[str, ActionFn] = {
     "minigrid": minigrid_shortest_path,
     "cartpole": cartpole_controller,
+    "pendulum": pendulum_controller,
+    "mujoco": mujoco_gait,
 }
 
 
@@ -139,7 +180,7 @@ def with_noise(act: ActionFn, epsilon: float) -> ActionFn:
     if not 0.0 <= epsilon <= 1.0:
         raise ValueError(f"epsilon must lie in [0, 1], got {epsilon}")
 
-    def noisy(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> int:
+    def noisy(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> Any:
         if rng.random() < epsilon:
             return random_action(env, obs, rng)
         return act(env, obs, rng)
@@ -156,7 +197,12 @@ STATE_EXTRAS: dict[str, dict[str, Callable[[gym.Env], float]]] = {
 
 #: Noise levels of the scripted behaviour in a demo mix, by family: chosen so that clips
 #: span good to bad (a CartPole controller with less than 50% noise almost never falls).
-DEMO_EPSILONS: dict[str, tuple[float, ...]] = {"minigrid": (0.05, 0.25, 0.5), "cartpole": (0.05, 0.5, 0.7)}
+DEMO_EPSILONS: dict[str, tuple[float, ...]] = {
+    "minigrid": (0.05, 0.25, 0.5),
+    "cartpole": (0.05, 0.5, 0.7),
+    "pendulum": (0.1, 0.4, 0.7),
+    "mujoco": (0.1, 0.4, 0.7),
+}
 
 
 def behaviour_mix(env_id: str, epsilons: tuple[float, ...] | None = None) -> list[Behaviour]:

@@ -30,7 +30,7 @@ class Episode:
     obs: np.ndarray
     """Observations, shape (T + 1, *obs_shape): the last one is the state the episode ended in."""
     actions: np.ndarray
-    """Actions taken, shape (T,), int64."""
+    """Actions taken: (T,) int64 for a discrete action space, (T, D) float32 for a continuous one."""
     rewards: np.ndarray
     """The environment's (true) rewards, shape (T,), float32."""
     terminated: bool
@@ -114,7 +114,7 @@ def rollout(
         env.close()
     return Episode(
         obs=np.stack(observations),
-        actions=np.asarray(actions, dtype=np.int64),
+        actions=_action_array(actions),
         rewards=np.asarray(rewards, dtype=np.float32),
         terminated=bool(terminated),
         seed=seed,
@@ -124,6 +124,14 @@ def rollout(
     )
 
 
+def _action_array(actions: list) -> np.ndarray:
+    """Discrete actions as (T,) int64, continuous ones as (T, D) float32."""
+    first = np.asarray(actions[0])
+    if first.ndim == 0 and np.issubdtype(first.dtype, np.integer):
+        return np.asarray(actions, dtype=np.int64)
+    return np.asarray(actions, dtype=np.float32).reshape(len(actions), -1)
+
+
 @dataclass(frozen=True)
 class SegmentWindow:
     """A fixed-length window of a trajectory, padded past a terminal state."""
@@ -131,7 +139,7 @@ class SegmentWindow:
     obs: np.ndarray
     """(L, *obs_shape): observation before each step; padding repeats the terminal state."""
     actions: np.ndarray
-    """(L,): action of each step, -1 on padding."""
+    """(L,): discrete action of each step, -1 on padding; or (L, D) continuous, 0 on padding."""
     rewards: np.ndarray
     """(L,): true reward of each step, 0 on padding."""
     valid: np.ndarray
@@ -158,10 +166,18 @@ def segment_window(traj: Episode, start: int, length: int) -> SegmentWindow:
     step_idx = np.minimum(idx, traj.length - 1)
     return SegmentWindow(
         obs=traj.obs[idx],
-        actions=np.where(valid, traj.actions[step_idx], -1),
+        actions=padded_actions(traj.actions, step_idx, valid, -1),
         rewards=np.where(valid, traj.rewards[step_idx], 0.0).astype(np.float32),
         valid=valid,
     )
+
+
+def padded_actions(actions: np.ndarray, steps: np.ndarray, valid: np.ndarray, pad: int = 0) -> np.ndarray:
+    """The actions at ``steps``, ``pad`` where not ``valid`` (0 for continuous actions)."""
+    taken = actions[steps]
+    if actions.ndim == 1:
+        return np.where(valid, taken, pad)
+    return np.where(valid[:, None], taken, 0.0).astype(np.float32)
 
 
 def segment_frames(

@@ -1,6 +1,8 @@
 """Gymnasium environments by id, with the few facts the studio needs about each.
 
-Any Gymnasium environment with a discrete action space works. MiniGrid ids are wrapped so
+Any Gymnasium environment with a discrete action space or a continuous (``Box``) one works.
+MuJoCo ids (Hopper-v5, HalfCheetah-v5, ...) render off-screen without a display or a GPU
+(``MUJOCO_GL=egl``, Mesa's software EGL; the README's set-up installs it). MiniGrid ids are wrapped so
 that the agent sees the whole grid as an RGB image (pixels, so that a pretrained CNN is
 useful), and every environment is made with ``render_mode="rgb_array"`` so clips can be
 drawn for people to compare.
@@ -38,7 +40,7 @@ class EnvInfo:
     env_id: str
     """The Gymnasium id."""
     n_actions: int
-    """Size of the discrete action space."""
+    """Size of the discrete action space; for a continuous one, the action's dimension."""
     obs_shape: tuple[int, ...]
     """Shape of one observation after the studio's wrappers."""
     obs_dtype: str
@@ -48,7 +50,13 @@ class EnvInfo:
     render_fps: int
     """Frames per second the environment is meant to be watched at."""
     family: str
-    """'minigrid', 'cartpole' or 'generic': picks scripted behaviours and oracles."""
+    """'minigrid', 'cartpole', 'pendulum', 'mujoco' or 'generic': picks scripted behaviours and oracles."""
+    continuous: bool = False
+    """The action space is a ``Box`` (actions are float vectors of ``n_actions`` values)."""
+    action_low: tuple[float, ...] = ()
+    """A continuous action's lower bounds (one per dimension)."""
+    action_high: tuple[float, ...] = ()
+    """A continuous action's upper bounds."""
 
     def segment_length(self, seconds: float = 1.5) -> int:
         """Steps in a clip of ``seconds`` of play at the environment's frame rate."""
@@ -61,35 +69,66 @@ def env_family(env_id: str) -> str:
         return "minigrid"
     if env_id.startswith("CartPole-"):
         return "cartpole"
+    if env_id.startswith("Pendulum-"):
+        return "pendulum"
+    if env_id.split("-")[0] in MUJOCO_TASKS:
+        return "mujoco"
     return "generic"
 
 
+#: Gymnasium's MuJoCo tasks (the ``mujoco`` package from PyPI; rendering through EGL).
+MUJOCO_TASKS = frozenset(
+    {"Ant", "HalfCheetah", "Hopper", "Humanoid", "HumanoidStandup", "InvertedDoublePendulum",
+     "InvertedPendulum", "Pusher", "Reacher", "Swimmer", "Walker2d"}
+)  # fmt: skip
+
+
 def _import_env_packages(env_id: str) -> None:
-    if env_family(env_id) == "minigrid":
+    family = env_family(env_id)
+    if family == "minigrid":
         import minigrid  # noqa: F401  (registers the MiniGrid ids with Gymnasium)
+    elif family == "mujoco":
+        # Off-screen rendering without a display or a GPU: EGL through Mesa (set before mujoco loads).
+        os.environ.setdefault("MUJOCO_GL", "egl")
+        if os.environ["MUJOCO_GL"] == "egl":
+            os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 def make_env(env_id: str, *, render: bool = True) -> gym.Env:
     """Make the environment ``env_id`` as the studio uses it.
 
-    Raises EnvError when the id is unknown or its action space is not discrete.
+    Raises EnvError when the id is unknown or its action space is neither discrete nor a Box.
     """
     _import_env_packages(env_id)
     if render:
         # Off-screen frames only: keep pygame-based renderers (CartPole) from probing for a display.
         os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    size = {"width": 240, "height": 240} if render and env_family(env_id) == "mujoco" else {}  # clips are 240 px
     try:
-        env = gym.make(env_id, render_mode="rgb_array" if render else None)
+        env = gym.make(env_id, render_mode="rgb_array" if render else None, **size)
+    except gym.error.DependencyNotInstalled as exc:
+        raise EnvError(
+            f"environment {env_id!r} needs a package that is not installed ({str(exc).strip()}); "
+            "for MuJoCo tasks run: pip install -e '.[mujoco]' (the README's set-up installs it)"
+        ) from exc
     except (gym.error.Error, ImportError) as exc:  # ImportError: an id like 'module:Env' whose module is absent
         raise EnvError(
             f"unknown environment {env_id!r} ({str(exc).strip()}); use a registered Gymnasium id such as "
             f"{DEFAULT_ENV_ID!r} or 'CartPole-v1'"
         ) from exc
-    if not isinstance(env.action_space, gym.spaces.Discrete):
+    space = env.action_space
+    box = isinstance(space, gym.spaces.Box) and len(space.shape or ()) == 1
+    if not isinstance(space, gym.spaces.Discrete) and not box:
         env.close()
         raise EnvError(
-            f"environment {env_id!r} has a {type(env.action_space).__name__} action space; "
-            "the studio needs a Discrete one (DQN policies choose among discrete actions)."
+            f"environment {env_id!r} has a {type(space).__name__} action space; the studio takes a Discrete "
+            "one or a one-dimensional Box (continuous actions)"
+        )
+    if box and not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):  # type: ignore[union-attr]
+        env.close()
+        raise EnvError(
+            f"environment {env_id!r} has unbounded continuous actions; the studio needs finite bounds "
+            "(wrap it in gymnasium.wrappers.ClipAction or RescaleAction)"
         )
     if env_family(env_id) == "minigrid":
         from minigrid.wrappers import ImgObsWrapper
@@ -148,15 +187,21 @@ def env_info(env_id: str) -> EnvInfo:
         dtype = np.dtype(space.dtype or np.float32).name
         pixels = len(shape) == 3 and shape[-1] == 3 and dtype == "uint8"
         fps = int(env.metadata.get("render_fps") or 30)
-        assert isinstance(env.action_space, gym.spaces.Discrete)
+        actions = env.action_space
+        if isinstance(actions, gym.spaces.Discrete):
+            return EnvInfo(env_id, int(actions.n), shape, dtype, pixels, fps, env_family(env_id))
+        assert isinstance(actions, gym.spaces.Box)
         return EnvInfo(
             env_id=env_id,
-            n_actions=int(env.action_space.n),
+            n_actions=int(actions.shape[0]),
             obs_shape=shape,
             obs_dtype=dtype,
             pixels=pixels,
             render_fps=fps,
             family=env_family(env_id),
+            continuous=True,
+            action_low=tuple(float(v) for v in actions.low),
+            action_high=tuple(float(v) for v in actions.high),
         )
     finally:
         env.close()

@@ -539,29 +539,13 @@ class DQNAgent:
         success_fn: SuccessFn | None = None,
     ) -> Evaluation:
         """Greedy episodes on the true reward (and the learned one, in one batched call per episode)."""
-        returns, lengths, successes, learned = [], [], [], []
-        for k in range(episodes):
-            obs, _ = env.reset(seed=seed + k)
-            total, done, steps = 0.0, False, 0
-            observations, actions = [obs], []
-            while not done:
-                action = int(self.greedy(self.featurize(obs[None]))[0])
-                obs, reward, terminated, truncated, info = env.step(action)
-                total += float(reward)
-                steps += 1
-                done = terminated or truncated
-                if reward_fn is not None:
-                    observations.append(obs)
-                    actions.append(action)
-            returns.append(total)
-            lengths.append(steps)
-            if success_fn is not None:
-                successes.append(bool(success_fn(bool(terminated), float(reward), info)))
-            if reward_fn is not None:
-                stacked = np.stack(observations)
-                learned.append(float(reward_fn(stacked[:-1], np.array(actions), stacked[1:]).sum()))
-        return Evaluation(
-            returns, lengths, successes if success_fn is not None else None, learned if reward_fn is not None else None
+        return evaluate_policy(
+            lambda obs: int(self.greedy(self.featurize(obs[None]))[0]),
+            env,
+            episodes,
+            seed,
+            reward_fn=reward_fn,
+            success_fn=success_fn,
         )
 
     # --- checkpoints ---------------------------------------------------------------------
@@ -587,6 +571,43 @@ class DQNAgent:
         agent.q.load_state_dict(state)
         agent.target.load_state_dict(state)
         return agent
+
+
+def evaluate_policy(
+    act: Callable[[np.ndarray], Any],
+    env: gym.Env,
+    episodes: int,
+    seed: int = 10_000,
+    *,
+    reward_fn: RewardFn | None = None,
+    success_fn: SuccessFn | None = None,
+) -> Evaluation:
+    """Episodes of ``act`` (an observation -> its action) on the true reward, from seeds
+    ``seed, seed + 1, ...``, and on the learned one (one batched call per episode)."""
+    returns, lengths, successes, learned = [], [], [], []
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed + k)
+        total, done, steps = 0.0, False, 0
+        observations, actions = [obs], []
+        while not done:
+            action = act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            total += float(reward)
+            steps += 1
+            done = terminated or truncated
+            if reward_fn is not None:
+                observations.append(obs)
+                actions.append(action)
+        returns.append(total)
+        lengths.append(steps)
+        if success_fn is not None:
+            successes.append(bool(success_fn(bool(terminated), float(reward), info)))
+        if reward_fn is not None:
+            stacked = np.stack(observations)
+            learned.append(float(reward_fn(stacked[:-1], np.asarray(actions), stacked[1:]).sum()))
+    return Evaluation(
+        returns, lengths, successes if success_fn is not None else None, learned if reward_fn is not None else None
+    )
 
 
 def _fill_rewards(

@@ -50,15 +50,22 @@ class LearnedReward:
         valid: np.ndarray | None = None,
         actions: np.ndarray | None = None,
     ) -> np.ndarray:
-        """The model's reward of N transitions (obs, next_obs: (N, *obs_shape); actions: (N,),
-        needed by a state-action model), one model call."""
+        """The model's reward of N transitions (obs, next_obs: (N, *obs_shape); actions: (N,) or
+        (N, D) continuous, needed by a state-action model), one model call."""
         pairs = np.stack([obs, next_obs], axis=1)  # (N, 2, *obs_shape)
         ok = np.ones((len(obs), 1), bool) if valid is None else valid.reshape(-1, 1)
-        if actions is None and self.model.spec.n_actions is not None:
+        spec = self.model.spec
+        if actions is None and spec.n_actions is not None:
             if valid is None or valid.any():
                 raise ValueError("this reward model takes the action of each step: pass actions")
-            actions = np.zeros(len(obs), np.int64)  # padding steps only: their action is masked
-        acts = None if actions is None else np.asarray(actions, dtype=np.int64).reshape(-1, 1)
+            width = (spec.n_actions,) if spec.continuous else ()
+            actions = np.zeros((len(obs), *width))  # padding steps only: their action is masked
+        if actions is None:
+            acts = None
+        elif spec.continuous:
+            acts = np.asarray(actions, dtype=np.float32).reshape(len(obs), 1, -1)
+        else:
+            acts = np.asarray(actions).astype(np.int64).reshape(-1, 1)
         self.calls += 1
         return self.model.step_rewards(Segments(pairs, ok, acts))[:, 0]
 

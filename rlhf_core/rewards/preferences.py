@@ -8,7 +8,8 @@ to the observation after it, and whether the step happened (``valid``) or is pad
 the episode ended (an absorbing state with a reward of its own). Transitions, not states,
 let a model express progress (the MiniGrid oracle rewards getting closer to the goal).
 A state-action reward model (``FeatureSpec.n_actions`` set) also sees the action taken at
-each step, one-hot: a preference about *how* the agent acts can then be learned.
+each step, one-hot for a discrete action and scaled to [-1, 1] by its bounds for a
+continuous one: a preference about *how* the agent acts can then be learned.
 """
 
 from __future__ import annotations
@@ -33,14 +34,15 @@ class Segments:
     valid: np.ndarray
     """(M, L) bool: the step happened (False: padding after the episode ended)."""
     actions: np.ndarray | None = None
-    """(M, L) int: the discrete action of each step (any value on padding); None when unknown."""
+    """(M, L) int: the discrete action of each step, or (M, L, D) float: the continuous one (any
+    value on padding); None when unknown."""
 
     def __post_init__(self) -> None:
         if self.valid.ndim != 2 or self.obs.shape[:2] != (self.valid.shape[0], self.valid.shape[1] + 1):
             raise ValueError(
                 f"obs {self.obs.shape} must be (M, L + 1, ...) for valid {self.valid.shape} of shape (M, L)"
             )
-        if self.actions is not None and self.actions.shape != self.valid.shape:
+        if self.actions is not None and self.actions.shape[:2] != self.valid.shape:
             raise ValueError(f"actions {self.actions.shape} must have the shape of valid {self.valid.shape}")
 
     @property
@@ -98,33 +100,53 @@ class FeatureSpec:
     encoder: str | None = None
     """Name of the frozen encoder for pixel observations (``rlhf_core.backbones.registry``)."""
     n_actions: int | None = None
-    """Number of discrete actions when the reward also sees the action (state-action); None:
-    the reward sees observations only."""
+    """Number of discrete actions (or a continuous action's dimension) when the reward also sees
+    the action (state-action); None: the reward sees observations only."""
     form: str = "transition"
     """'transition': the reward is any function of a step's inputs (the observation, its change,
     the action). 'potential': r = Phi(s') - Phi(s) + c (plus a term for the action), a
     learned potential Phi of the observation: a path's return is the rise of Phi along it, so
     no loop of steps earns anything and a policy cannot farm the reward by circling (the
     MiniGrid oracle's progress reward has exactly this form)."""
+    action_low: tuple[float, ...] | None = None
+    """A continuous action's lower bounds (None: discrete actions)."""
+    action_high: tuple[float, ...] | None = None
+    """A continuous action's upper bounds."""
 
     def __post_init__(self) -> None:
         if self.n_actions is not None and self.n_actions < 1:
             raise ValueError(f"n_actions must be at least 1, got {self.n_actions}")
+        if (self.action_low is None) != (self.action_high is None):
+            raise ValueError("a continuous action needs both its lower and its upper bounds")
+        if self.action_low is not None and len(self.action_low) != self.n_actions:
+            raise ValueError(f"{len(self.action_low)} action bounds for an action of {self.n_actions} values")
         if self.form not in REWARD_FORMS:
             raise ValueError(f"form must be one of {', '.join(REWARD_FORMS)}, got {self.form!r}")
 
+    @property
+    def continuous(self) -> bool:
+        """The reward sees a continuous action (a float vector), not a discrete one."""
+        return self.action_low is not None
+
     @classmethod
     def for_segments(
-        cls, segments: Segments, encoder: str | None = None, n_actions: int | None = None, form: str = "transition"
+        cls,
+        segments: Segments,
+        encoder: str | None = None,
+        n_actions: int | None = None,
+        form: str = "transition",
+        action_bounds: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     ) -> FeatureSpec:
         """The spec of ``segments``; pixels use ``encoder`` (default efficientnet-lite0), stored with
         any file path made absolute so the saved model loads from any working folder;
-        ``n_actions`` makes it a state-action reward (the segments must carry their actions)."""
+        ``n_actions`` makes it a state-action reward (the segments must carry their actions),
+        of a continuous action within ``action_bounds`` (low, high) when given."""
         shape = tuple(int(s) for s in segments.obs.shape[2:])
         name = canonical_name(encoder or "efficientnet-lite0")
         if n_actions is not None and segments.actions is None:
             raise ValueError("a state-action reward needs segments with their actions")
-        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions, form)
+        low, high = action_bounds if action_bounds is not None and n_actions is not None else (None, None)
+        return cls(shape, segments.pixels, name if segments.pixels else None, n_actions, form, low, high)
 
     def to_json(self) -> dict:
         return {
@@ -133,6 +155,8 @@ class FeatureSpec:
             "encoder": self.encoder,
             "n_actions": self.n_actions,
             "form": self.form,
+            "action_low": None if self.action_low is None else list(self.action_low),
+            "action_high": None if self.action_high is None else list(self.action_high),
         }
 
     @classmethod
@@ -143,6 +167,8 @@ class FeatureSpec:
             data.get("encoder"),
             data.get("n_actions"),
             data.get("form", "transition"),
+            None if data.get("action_low") is None else tuple(data["action_low"]),
+            None if data.get("action_high") is None else tuple(data["action_high"]),
         )
 
 
@@ -160,7 +186,8 @@ def observation_features(spec: FeatureSpec, obs: np.ndarray) -> np.ndarray:
 
 def step_inputs(spec: FeatureSpec, segments: Segments) -> np.ndarray:
     """Per-step reward inputs (M, L, 2F + 2 [+ A]): [valid*f(s), valid*(f(s') - f(s)), valid,
-    1 - valid], and for a state-action reward valid*onehot(a) over the A actions."""
+    1 - valid], and for a state-action reward valid*onehot(a) over the A actions, or for a
+    continuous action valid*a scaled from its bounds to [-1, 1]."""
     feats = observation_features(spec, segments.obs)  # (M, L + 1, F)
     valid = segments.valid[..., None].astype(np.float32)  # (M, L, 1)
     now, delta = feats[:, :-1], feats[:, 1:] - feats[:, :-1]
@@ -168,6 +195,15 @@ def step_inputs(spec: FeatureSpec, segments: Segments) -> np.ndarray:
     if spec.n_actions is not None:
         if segments.actions is None:
             raise ValueError("this reward model takes the action of each step, but the segments carry none")
+        if spec.continuous:
+            assert spec.action_low is not None and spec.action_high is not None
+            low, high = np.asarray(spec.action_low, np.float32), np.asarray(spec.action_high, np.float32)
+            acts = np.asarray(segments.actions, np.float32).reshape(*segments.valid.shape, -1)
+            if acts.shape[-1] != spec.n_actions:
+                raise ValueError(f"actions have {acts.shape[-1]} values, this reward model takes {spec.n_actions}")
+            scaled = np.clip(2.0 * (acts - low) / np.maximum(high - low, 1e-8) - 1.0, -1.0, 1.0)
+            parts.append(scaled * valid)
+            return np.concatenate(parts, axis=-1).astype(np.float32)
         actions = np.where(segments.valid, segments.actions, 0)  # padding: any action, masked below
         if actions.min(initial=0) < 0 or actions.max(initial=0) >= spec.n_actions:
             raise ValueError(f"actions must lie in [0, {spec.n_actions}), got {actions.min()}..{actions.max()}")

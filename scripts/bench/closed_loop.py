@@ -19,6 +19,12 @@ Reports, per run, success (MiniGrid) or true return (others) after each round, t
 baselines, the wall time of each round and of the run; then per environment how many seeds
 met the target (issue 12: MiniGrid success >= 0.9 after the last round in at least 4 of 5
 seeds; CartPole-v1 true return >= 475 in at least 9 of 10 seeds; a round under 3 minutes).
+
+Continuous control (``--env Pendulum-v1``, issue 15): one round on 300 oracle labels with the
+defaults (an ensemble of transition rewards, SAC), against SAC on the true reward with the
+same seed and preset, side by side. Returns are negative there, so the target (the learned-
+reward policy reaches >= 90% of the true-reward policy's return, the whole run under 10
+minutes) is measured above a uniformly random policy: (learned - random) / (true - random).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from app.config import Settings, Studio
 from app.services.demo import create_demo_project
 from app.services.loop import run_loop
 from app.services.policies import train_policy
-from rlhf_core.envs.registry import env_family
+from rlhf_core.envs.registry import env_family, env_info
 
 DEFAULT_ENVS = [
     "MiniGrid-Empty-Random-6x6-v0",  # the default demo
@@ -45,6 +51,8 @@ DEFAULT_ENVS = [
 ]
 FIRST_LABELS, MORE_LABELS, ROUNDS = 200, 100, 2
 ROUND_BUDGET_S = 180.0
+#: Continuous control: oracle labels, and the share of the true-reward policy's gain over random.
+CONTINUOUS_LABELS, CONTINUOUS_TARGET, CONTINUOUS_BUDGET_S = 300, 0.9, 600.0
 
 
 def measure(m: dict[str, Any]) -> float:
@@ -54,6 +62,57 @@ def measure(m: dict[str, Any]) -> float:
 
 def target(env_id: str) -> float:
     return 0.9 if env_family(env_id) == "minigrid" else 475.0
+
+
+def random_return(env_id: str, episodes: int = 20, seed: int = 10_000) -> float:
+    """Mean true return of uniformly random actions, on the evaluation seeds policies use."""
+    import numpy as np
+
+    from rlhf_core.envs.registry import make_env
+
+    env, total = make_env(env_id, render=False), 0.0
+    env.action_space.seed(seed)
+    for k in range(episodes):
+        env.reset(seed=seed + k)
+        done = False
+        while not done:
+            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+            total += float(reward)
+            done = terminated or truncated
+    env.close()
+    return float(np.float64(total) / episodes)
+
+
+def run_continuous(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
+    """One round on 300 oracle labels with the defaults; SAC on the true reward beside it."""
+    studio = Studio(Settings.from_env(data_dir))
+    start = time.perf_counter()
+    create_demo_project(studio, "loop", env_id, seed=seed)
+    demo_s = time.perf_counter() - start
+    [result] = run_loop(
+        studio, "loop", rounds=1, first_labels=CONTINUOUS_LABELS, labels_per_round=1, teacher="oracle", seed=seed
+    )
+    user_s = time.perf_counter() - start
+    t0 = time.perf_counter()
+    true_metrics = train_policy(studio, "loop", "true", seed=seed).metrics
+    true_s = time.perf_counter() - t0
+    studio.engine.dispose()
+    rand = random_return(env_id)
+    share = (result.true_return_mean - rand) / (true_metrics["true_return_mean"] - rand)
+    return {
+        "env_id": env_id,
+        "seed": seed,
+        "demo_s": round(demo_s, 1),
+        "run_s": round(user_s, 1),
+        "labels": result.labels,
+        "reward_val_accuracy": result.reward_val_accuracy,
+        "learned": result.true_return_mean,
+        "true": true_metrics["true_return_mean"],
+        "random": rand,
+        "share": round(share, 3),
+        "true_s": round(true_s, 1),
+        "met": share >= CONTINUOUS_TARGET and user_s <= CONTINUOUS_BUDGET_S,
+    }
 
 
 def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
@@ -94,6 +153,31 @@ def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
     }
 
 
+def report_continuous(envs: list[str], seeds: list[int]) -> None:
+    rows = []
+    for env_id in envs:
+        for seed in seeds:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = run_continuous(env_id, seed, Path(tmp) / "data")
+            rows.append(r)
+            print(f"[{env_id} seed {seed}] {json.dumps(r)}", flush=True)
+    print()
+    print(
+        "| environment | seed | labels | reward acc. | SAC, learned reward | SAC, true reward | random | share "
+        "| run (demo + labels + reward + policy) | met |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['env_id']} | {r['seed']} | {r['labels']} | {r['reward_val_accuracy']:.2f} | {r['learned']:.0f} | "
+            f"{r['true']:.0f} | {r['random']:.0f} | {r['share']:.2f} | {r['run_s']:.0f} s | "
+            f"{'yes' if r['met'] else 'no'} |"
+        )
+    for env_id in envs:
+        mine = [r for r in rows if r["env_id"] == env_id]
+        print(f"{env_id}: target met in {sum(r['met'] for r in mine)} of {len(mine)} seeds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", nargs="+", default=DEFAULT_ENVS)
@@ -101,7 +185,10 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Print the results as JSON at the end.")
     args = parser.parse_args()
     results = []
-    for env_id in args.env:
+    continuous = [e for e in args.env if env_info(e).continuous]
+    if continuous:
+        report_continuous(continuous, args.seeds)
+    for env_id in [e for e in args.env if e not in continuous]:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
                 r = run(env_id, seed, Path(tmp) / "data")
@@ -112,6 +199,8 @@ def main() -> None:
                 f"teacher-reward {r['baseline_teacher']:.2f}; slowest round {r['round_s_max']:.0f} s",
                 flush=True,
             )
+    if not results:
+        return
     print()
     columns = ["environment", "seed", "round 1 (200 labels)", "round 2 (300 labels)", "true-reward policy"]
     columns += ["teacher-reward policy", "slowest round", "met"]

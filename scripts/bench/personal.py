@@ -106,9 +106,7 @@ def main() -> None:
     tally = {"personal >= 0.90": [0, 0], "pooled <= 0.75": [0, 0], "new annotator >= 0.85": [0, 0]}
     for seed in args.seeds:
         r = run(seed, args.labels, args.new_labels, args.items)
-        held = "  ".join(
-            f"{n} ({TEAM[n]}) {mine:.3f}/{pool:.3f}" for n, (mine, pool) in r["held"].items()
-        )
+        held = "  ".join(f"{n} ({TEAM[n]}) {mine:.3f}/{pool:.3f}" for n, (mine, pool) in r["held"].items())
         new = "  ".join(f"{p} {acc:.3f}" for p, acc in r["new"].items())
         ok = (
             all(mine >= 0.90 for mine, _ in r["held"].values())

@@ -76,9 +76,9 @@ def test_data_dir_comes_from_the_environment_unless_given(tmp_path):
 
 def test_bad_environment_gives_a_clear_error_and_creates_nothing(tmp_path):
     data = tmp_path / "d"
-    result = CliRunner().invoke(cli, ["--data-dir", str(data), "demo", "--env", "Pendulum-v1"])
+    result = CliRunner().invoke(cli, ["--data-dir", str(data), "demo", "--env", "NoSuchEnv-v1"])
     assert result.exit_code == 1
-    assert "Pendulum-v1" in result.output and "needs a Discrete one" in result.output
+    assert "unknown environment 'NoSuchEnv-v1'" in result.output and "CartPole-v1" in result.output
     assert _status(data)["projects"] == []
     assert not (data / "projects").exists()
 

@@ -43,7 +43,7 @@ def _import() -> None:
     try:
         result = import_text_pairs(studio, name, upload.getvalue(), upload.name)
     except ImportFileError as exc:
-        count = "1 problem" if len(exc.problems) == 1 else f"{len(exc.problems)} problems"
+        count = "1 problem" if exc.total == 1 else f"{exc.total} problems"
         report = (False, f"The file has {count}; nothing was imported. Fix them and upload it again.", exc.problems)
     except USER_ERRORS as exc:
         report = (False, display.public(studio, exc), ())

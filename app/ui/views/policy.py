@@ -1,5 +1,6 @@
-"""Policy page: train a DQN on the learned reward, watch it next to a random policy, and send
-its latest behaviour back to the labeling queue."""
+"""Policy page: train a policy (the studio's DQN, or SAC / PPO from stable-baselines3) on the
+learned reward, watch it next to a random policy, and send its latest behaviour back to the
+labeling queue."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ if not project.env_id:
 
 st.title(f"Policy · {display.md(project.name)}")
 st.caption(
-    "A DQN learns from the reward your labels taught and is judged on the environment's true reward. "
+    "A policy (DQN for discrete actions, SAC for continuous ones) learns from the reward your labels taught "
+    "and is judged on the environment's true reward. "
     "Watch it next to a random policy; where it goes wrong, send its clips to the Label page."
 )
 
@@ -47,13 +49,17 @@ REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
 def _start() -> None:
     # The widgets' current values (a callback runs before the script, so locals would be stale).
     reward, steps = st.session_state[state.POLICY_REWARD], int(st.session_state[state.POLICY_STEPS])
-    params = {"project": project.name, "reward": reward, "steps": steps}
+    params = {"project": project.name, "reward": reward, "steps": steps, "algo": st.session_state[state.POLICY_ALGO]}
     if (encoder := st.session_state.get(state.POLICY_ENCODER, SAME)) != SAME:
         params["encoder"] = encoder
     try:
         jobs.submit(studio, project.id, "train-policy", params)
     except jobs.JobError as exc:
         st.session_state[state.POLICY_ERROR] = str(exc)
+
+
+def _algo_changed() -> None:  # each algorithm has its own preset length
+    st.session_state[state.POLICY_STEPS] = policies.default_steps(project.env_id, st.session_state[state.POLICY_ALGO])
 
 
 c1, c2, c3 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -65,11 +71,21 @@ reward = c1.selectbox(
     format_func=REWARDS.get,
     key=state.POLICY_REWARD,
 )
+algos = policies.algo_options(project.env_id)
+algo = c1.selectbox(
+    "Algorithm",
+    algos,
+    format_func=policies.ALGO_LABELS.get,
+    key=state.POLICY_ALGO,
+    on_change=_algo_changed,
+    help="The studio's DQN for discrete actions; stable-baselines3's SAC for continuous ones (or PPO, TD3, "
+    "A2C), all on the same learned reward, normalised the same way.",
+)
 steps = c2.number_input(
     "Environment steps",
-    min_value=2_000,
+    min_value=1_000,
     max_value=1_000_000,
-    value=policies.default_steps(project.env_id),
+    value=policies.default_steps(project.env_id, algo),
     step=1_000,
     key=state.POLICY_STEPS,
 )
@@ -174,7 +190,8 @@ def _succeeded(job: jobs.JobView) -> str:
     r = job.result or {}
     success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
     return (
-        f"Job #{job.id}: policy v{r.get('version')} · true return {r.get('true_return_mean'):.2f}{success} · "
+        f"Job #{job.id}: policy v{r.get('version')} ({str(r.get('algo', 'dqn')).upper()}) · "
+        f"true return {r.get('true_return_mean'):.2f}{success} · "
         f"{r.get('env_steps_per_second')} steps/s"
     )
 

@@ -132,7 +132,8 @@ for d in report.disputed:
         if user.is_admin:
             buttons = st.columns(4)
             for col, (label, answer) in zip(
-                buttons, (("A is better", "a"), ("B is better", "b"), ("Equal", "equal"), ("Withdraw ruling", None)),
+                buttons,
+                (("A is better", "a"), ("B is better", "b"), ("Equal", "equal"), ("Withdraw ruling", None)),
                 strict=True,
             ):
                 col.button(label, key=f"rule-{d.query_id}-{answer}", on_click=_rule, args=(d.query_id, answer))

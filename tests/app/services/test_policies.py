@@ -202,7 +202,7 @@ def test_policy_page_train_button_starts_a_job_with_the_chosen_settings(data: Pa
     assert not at.exception, [e.value for e in at.exception]
     rows = cp.rows(data, "SELECT kind, params FROM job")
     assert len(rows) == 1 and rows[0][0] == "train-policy"
-    assert json.loads(rows[0][1]) == {"project": cp.PROJECT, "reward": "true", "steps": 2_000}
+    assert json.loads(rows[0][1]) == {"project": cp.PROJECT, "reward": "true", "steps": 2_000, "algo": "dqn"}
     assert at.button(key="train_policy").disabled  # one policy job at a time per project
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and cp.rows(data, "SELECT status FROM job")[0][0] in ("queued", "running"):

@@ -147,6 +147,53 @@ def test_reimport_adds_nothing_and_a_longer_file_adds_only_the_new_lines(studio:
     assert _counts(studio) == {**before, "item": 14, "query": 7, "label": 7}
 
 
+def test_a_file_is_written_in_batches_that_deduplicate_across_batches_and_keep_the_counters(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(text_data, "IMPORT_CHUNK", 3)  # 11 lines: four batches
+    # line 7 repeats the pair of line 1 (responses swapped), lines 9-10 reuse responses of batch 1
+    rows = _labeled(6) + [
+        {"prompt": "question 0?", "chosen": "good answer 0", "rejected": "bad answer 0"},
+        {"prompt": "question 6?", "chosen": "good answer 6", "rejected": "bad answer 6"},
+        {"prompt": "question 1?", "chosen": "good answer 1", "rejected": "other answer"},
+        {"prompt": "question 2?", "chosen": "good answer 2", "rejected": "bad answer 1"},
+        {"prompt": "question 1?", "chosen": "bad answer 1", "rejected": "other answer"},
+    ]
+    with session_scope(studio.engine, write=True) as session:  # someone labels a pair of the project first
+        project = repo.create_project(
+            session, name="chat", kind=ProjectKind.text, env_id=None, config={}, guidelines=""
+        )
+        [a, b] = repo.add_text_items(session, project.id, [("question 0?", "good answer 0"), ("question 0?", "x")])
+        [query] = repo.add_queries(session, project.id, [(a, b)], "random")
+        person = repo.get_or_create_annotator(session, "ann")
+        repo.record_label(session, query, person.id, Choice.left, swapped=False, shown_at=None)
+
+    result = import_text_pairs(studio, "chat", _jsonl(rows), "prefs.jsonl")
+
+    assert (result.lines, result.items_added, result.pairs_added, result.pairs_present) == (11, 15, 10, 1)
+    assert (result.labels_added, result.labels_present) == (10, 1)
+    assert _counts(studio) == {"project": 1, "annotator": 2, "item": 17, "query": 11, "label": 11}
+    [(pairs, answers, answered)] = _rows(studio, "SELECT pair_count, answer_count, answered_pairs FROM project")
+    assert (pairs, answers, answered) == (11, 11, 11)
+    assert sorted(_rows(studio, "SELECT answered FROM query")) == [(1,)] * 11
+    assert sorted(_rows(studio, "SELECT answers FROM annotator_count")) == [(1,), (10,)]
+    again = import_text_pairs(studio, "chat", _jsonl(rows), "prefs.jsonl")
+    assert (again.items_added, again.pairs_added, again.labels_added, again.labels_present) == (0, 0, 0, 11)
+
+
+def test_a_file_of_very_many_bad_lines_keeps_the_first_problems_and_counts_all(
+    studio: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(text_data, "MAX_PROBLEMS_KEPT", 30)
+    data = _jsonl([{"prompt": f"q{i}", "chosen": "", "rejected": "b"} for i in range(100)])
+    with pytest.raises(ImportFileError) as caught:
+        import_text_pairs(studio, "chat", data, "prefs.jsonl")
+    assert (len(caught.value.problems), caught.value.total) == (30, 100)
+    assert str(caught.value).startswith("prefs.jsonl: 100 problems, nothing imported")
+    assert "... and 80 more" in str(caught.value)
+    assert _counts(studio) == dict.fromkeys(TABLES, 0)
+
+
 def test_a_stored_import_label_is_kept_when_a_later_file_answers_the_other_way(studio: Studio) -> None:
     rows = _labeled(3)
     import_text_pairs(studio, "chat", _jsonl(rows), "prefs.jsonl")

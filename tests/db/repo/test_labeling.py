@@ -224,8 +224,10 @@ def test_progress_counters_match_the_rows_after_labels_skips_and_undos(store):
             _label(store, served, who, Choice.skip if rng.random() < 0.2 else Choice.left)
     with session_scope(store) as session:
         counts = repo.project_counts(session, pid)
-        answers = select(Label).join(Query, Query.id == Label.query_id).where(
-            Query.project_id == pid, Label.choice.in_(repo.ANSWERED)
+        answers = (
+            select(Label)
+            .join(Query, Query.id == Label.query_id)
+            .where(Query.project_id == pid, Label.choice.in_(repo.ANSWERED))
         )
         rows = session.scalars(answers).all()
         assert counts.labels == len(rows) > 0

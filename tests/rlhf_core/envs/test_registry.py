@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -23,9 +24,26 @@ def test_cartpole_gives_vectors_and_a_75_step_clip():
     assert info.n_actions == 2 and info.segment_length() == 75  # 1.5 s at 50 fps
 
 
-def test_continuous_actions_are_refused_with_the_reason():
-    with pytest.raises(EnvError, match="Box action space; the studio needs a Discrete one"):
-        make_env("Pendulum-v1")
+def test_continuous_actions_are_described_with_their_bounds():
+    info = env_info("Pendulum-v1")
+    assert (info.continuous, info.n_actions, info.action_low, info.action_high) == (True, 1, (-2.0,), (2.0,))
+    assert info.family == "pendulum" and info.segment_length() == 45
+    assert not env_info("CartPole-v1").continuous
+
+
+def test_action_spaces_the_studio_cannot_take_are_refused_with_the_reason():
+    gym.register("StudioTest/Tuple-v0", entry_point=_TupleActions)
+    with pytest.raises(EnvError, match="Tuple action space; the studio takes a Discrete one or a one-dimensional Box"):
+        make_env("StudioTest/Tuple-v0")
+
+
+class _TupleActions(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,))
+    action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(3)))
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
 
 
 def test_unknown_ids_are_refused_with_a_suggestion():
@@ -103,3 +121,16 @@ def test_cached_minigrid_frames_equal_freshly_drawn_ones(env_id):
     first[:] = 0  # a caller's copy: changing it leaves the cache alone
     again, _ = env.reset(seed=0)
     np.testing.assert_array_equal(again, game.get_frame(highlight=game.highlight, tile_size=8))
+
+
+def test_pendulum_clips_come_from_random_and_scripted_swing_ups_that_differ_in_return():
+    rng = np.random.default_rng(0)
+    by_name = {}
+    for behaviour in behaviour_mix("Pendulum-v1"):
+        episodes = [rollout("Pendulum-v1", behaviour, seed=s, rng=rng, render=False) for s in range(3)]
+        by_name[behaviour.name] = np.mean([ep.true_return for ep in episodes])
+        ep = episodes[0]
+        assert ep.actions.shape == (200, 1) and ep.actions.dtype == np.float32
+        assert np.all(np.abs(ep.actions) <= 2.0)
+    # the swing-up holds the pendulum up (about -150 per episode); random torques do not (about -1200)
+    assert by_name["scripted(eps=0.1)"] > -400 > -900 > by_name["random"]
