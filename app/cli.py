@@ -655,6 +655,67 @@ def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
     click.echo(f"wrote {result.rows} preferences to {result.path} and {result.ties} ties to {result.ties_path}")
 
 
+@cli.command("export-model")
+@click.option("--project", "name", required=True, help="Project whose reward model to export.")
+@click.option("--version", type=int, default=None, help="Reward model version (default: the active one).")
+@click.option(
+    "--form",
+    type=click.Choice(["merged", "adapter"]),
+    default="merged",
+    show_default=True,
+    help="Text models: merged = a plain Hugging Face model folder (LoRA merged, tokenizer, config); "
+    "adapter = PEFT's adapter and the tokenizer. Trajectory models always export a torch.export program.",
+)
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="A new folder."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def export_model(studio: Studio, name: str, version: int | None, form: str, out: Path, as_json: bool) -> None:
+    """Write a reward model as a folder that plain transformers (text) or plain torch (trajectories) load.
+
+    \b
+    Text:         AutoModelForSequenceClassification.from_pretrained(OUT) and AutoTokenizer, TRL's reward model.
+    Trajectories: torch.export.load(OUT/reward.pt2).module()(obs, action, next_obs).
+    The export is reloaded and checked against the studio's scores before it is moved into OUT.
+    """
+    from app.services.exports import export_model as run
+
+    result = run(studio, name, out, version=version, form=form)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(
+        f"wrote {result.kind} reward model v{result.version} of {name!r} ({result.form}) to {result.path}: "
+        f"{', '.join(result.files)}; reloaded, largest score difference {result.max_abs_diff:.1e}"
+    )
+
+
+@cli.command("export-policy")
+@click.option("--project", "name", required=True, help="Trajectory project.")
+@click.option("--version", type=int, default=None, help="Policy checkpoint (default: the newest).")
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(file_okay=False, path_type=Path), help="A new folder."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def export_policy(studio: Studio, name: str, version: int | None, out: Path, as_json: bool) -> None:
+    """Write a policy as a torch.export program: torch.export.load(OUT/policy.pt2).module()(obs) -> actions.
+
+    The checkpoint's own files (the DQN's safetensors, or SB3's model.zip) are copied beside it.
+    """
+    from app.services.exports import export_policy as run
+
+    result = run(studio, name, out, version=version)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    click.echo(
+        f"wrote {result.algo} policy v{result.version} of {name!r} to {result.path}: {', '.join(result.files)}; "
+        f"reloaded, largest action difference {result.max_abs_diff:.1e}"
+    )
+
+
 @cli.command("demo-text")
 @click.option("--project", "name", default=None, help="Project name (default: text-demo, or team-demo with --team).")
 @click.option(

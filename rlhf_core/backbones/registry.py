@@ -14,6 +14,9 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 from rlhf_core.backbones.frozen import FrozenEncoder
 from rlhf_core.backbones.source import load_source_encoder
 from rlhf_core.backbones.vision import RESNET_WEIGHTS, efficientnet_lite0, resnet
@@ -66,3 +69,27 @@ def get_encoder(name: str) -> FrozenEncoder:
             logger.info("loading frozen encoder %s", name)
             _INSTANCES[name] = _build(name)
         return _INSTANCES[name]
+
+
+class ObservationFeatures(torch.nn.Module):
+    """Observations (N, ...) -> features (N, F) as one torch module: the frozen encoder of pixel
+    images (uint8 (N, H, W, 3), resized and preprocessed as :class:`FrozenEncoder` does), or the
+    flattened floats of any other observation. For ``torch.export`` programs that run without
+    the studio (``rlhf_core.rewards.export``, ``rlhf_core.policy.export``)."""
+
+    def __init__(self, encoder: str | None) -> None:
+        super().__init__()
+        self.encoder: torch.nn.Module | None = None
+        if encoder is not None:
+            enc = get_encoder(encoder)
+            self.encoder = enc.module
+            self.input_size = enc.input_size
+            self.preprocess = enc._preprocess
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.encoder is None:
+            return obs.reshape(obs.shape[0], -1).float()
+        x = obs.permute(0, 3, 1, 2).float() / 255.0
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return self.encoder(self.preprocess(x)).float()

@@ -4,6 +4,7 @@ R_b, pref)``, with an optional noise probability; potential-form members learn P
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -130,6 +131,17 @@ def out_of_bag_scale(logits: np.ndarray, pref: np.ndarray, out_of_bag: np.ndarra
     return float(np.exp(best.x)) if loss(best.x) < loss(0.0) else 1.0
 
 
+class _MeanOfMembers(nn.Module):
+    """The members' mean reward of (N, D) step inputs, times the calibration scale."""
+
+    def __init__(self, net: EnsembleNet, members: int, scale: float) -> None:
+        super().__init__()
+        self.net, self.members, self.scale = net, members, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.unsqueeze(0).expand(self.members, -1, -1)).mean(0) * self.scale
+
+
 class EnsembleBT(RewardModel):
     """Bagged per-step reward networks; the reward is the members' mean, scaled so that the
     members' predictions on the pairs left out of their bootstrap samples are calibrated
@@ -211,6 +223,12 @@ class EnsembleBT(RewardModel):
 
     def _step_rewards_from_inputs(self, x: np.ndarray) -> np.ndarray:
         return self.member_step_rewards(x).mean(axis=0)
+
+    def torch_head(self) -> nn.Module:
+        """Step inputs (N, D) -> reward (N,) as a torch module (for :mod:`rlhf_core.rewards.export`)."""
+        if self.net is None:
+            raise RuntimeError("the model is not fitted")
+        return _MeanOfMembers(copy.deepcopy(self.net), self.config.members, self.scale)
 
     def member_returns(self, segments: Segments) -> np.ndarray:
         """Each member's predicted segment returns, (K, M): their spread measures doubt."""

@@ -93,6 +93,12 @@ class LinearBT(RewardModel):
             raise RuntimeError("the model is not fitted")
         return (x.astype(np.float64) @ self.weights).astype(np.float32)
 
+    def torch_head(self) -> torch.nn.Module:
+        """Step inputs (N, D) -> reward (N,) as a torch module (for :mod:`rlhf_core.rewards.export`)."""
+        if self.weights is None:
+            raise RuntimeError("the model is not fitted")
+        return _Dot(torch.from_numpy(self.weights.astype(np.float64)))
+
     def _config(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "C": self.c_}
 
@@ -106,3 +112,14 @@ class LinearBT(RewardModel):
         model.weights = tensors["weights"].numpy().astype(np.float64)
         model.c_ = config.get("C")
         return model
+
+
+class _Dot(torch.nn.Module):
+    """x . w in float64, as :meth:`LinearBT._step_rewards_from_inputs` computes it."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weights", weights)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.double() @ self.weights).float()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from rlhf_core.backbones.text import (
     HUB_NAMES,
+    backbone_path,
     bf16_autocast_pays_off,
     load_sequence_classifier,
     load_tokenizer,
@@ -429,3 +430,37 @@ class TextRewardModel:
     def merged(self) -> torch.nn.Module:
         """A copy of the model with LoRA merged into the base weights (``merge_and_unload``)."""
         return copy.deepcopy(self.model).merge_and_unload()
+
+    def export_tokenizer(self, folder: Path) -> None:
+        """The tokenizer as this model uses it: ``max_length`` as its model_max_length (so
+        ``tokenizer(prompt, response, truncation=True)`` keeps what the studio keeps), and no
+        token type ids among its outputs (the studio scores with all type ids 0)."""
+        from transformers import AutoTokenizer
+
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(
+                str(backbone_path(self.config.backbone)),
+                model_max_length=self.config.max_length,
+                model_input_names=["input_ids", "attention_mask"],
+            )
+            tokenizer.save_pretrained(str(folder))
+
+    def export_merged(self, folder: Path) -> None:
+        """A plain Hugging Face model folder: LoRA merged into the backbone, the score head, the
+        tokenizer and the config (one label, the pad id), which
+        ``AutoModelForSequenceClassification.from_pretrained(folder)`` loads without PEFT or
+        this package, and which TRL takes as a reward model."""
+        folder.mkdir(parents=True, exist_ok=True)
+        model = self.merged()
+        model.config.id2label, model.config.label2id = {0: "reward"}, {"reward": 0}
+        model.config.problem_type = "regression"
+        with quiet_transformers():
+            model.save_pretrained(str(folder), safe_serialization=True)
+        self.export_tokenizer(folder)
+
+    def export_adapter(self, folder: Path) -> None:
+        """PEFT's adapter (LoRA and the score head) with the tokenizer: loads with
+        ``AutoPeftModelForSequenceClassification.from_pretrained(folder, num_labels=1)`` on the
+        base model its ``adapter_config.json`` names."""
+        self.save(folder)
+        self.export_tokenizer(folder)

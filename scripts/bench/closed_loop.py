@@ -39,7 +39,7 @@ from typing import Any
 from app.config import Settings, Studio
 from app.services.demo import create_demo_project
 from app.services.loop import run_loop
-from app.services.policies import train_policy
+from app.services.policies import policy_registry, train_policy
 from rlhf_core.envs.registry import env_family, env_info
 
 DEFAULT_ENVS = [
@@ -83,19 +83,24 @@ def random_return(env_id: str, episodes: int = 20, seed: int = 10_000) -> float:
     return float(np.float64(total) / episodes)
 
 
-def run_continuous(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
-    """One round on 300 oracle labels with the defaults; SAC on the true reward beside it."""
+def run_continuous(
+    env_id: str, seed: int, data_dir: Path, labels: int = CONTINUOUS_LABELS, steps: int | None = None
+) -> dict[str, Any]:
+    """One round on ``labels`` oracle labels with the defaults (``steps``: the policy's
+    environment steps, None for the preset's); SAC on the true reward beside it."""
     studio = Studio(Settings.from_env(data_dir))
     start = time.perf_counter()
-    create_demo_project(studio, "loop", env_id, seed=seed)
+    create_demo_project(studio, "loop", env_id, seed=seed, n_queries=max(labels, 300))
     demo_s = time.perf_counter() - start
     [result] = run_loop(
-        studio, "loop", rounds=1, first_labels=CONTINUOUS_LABELS, labels_per_round=1, teacher="oracle", seed=seed
+        studio, "loop", rounds=1, first_labels=labels, labels_per_round=1, teacher="oracle", seed=seed, steps=steps
     )
     user_s = time.perf_counter() - start
     t0 = time.perf_counter()
-    true_metrics = train_policy(studio, "loop", "true", seed=seed).metrics
+    true_result = train_policy(studio, "loop", "true", seed=seed, steps=steps)
+    true_metrics = true_result.metrics
     true_s = time.perf_counter() - t0
+    learned_curve = next(p["curve"] for p in policy_registry(studio, "loop") if p["version"] == result.policy_version)
     studio.engine.dispose()
     rand = random_return(env_id)
     share = (result.true_return_mean - rand) / (true_metrics["true_return_mean"] - rand)
@@ -111,6 +116,10 @@ def run_continuous(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
         "random": rand,
         "share": round(share, 3),
         "true_s": round(true_s, 1),
+        "curve": [
+            {"step": a["step"], "learned": a.get("true_return_mean"), "true": b.get("true_return_mean")}
+            for a, b in zip(learned_curve or [], true_result.curve or [], strict=False)
+        ],
         "met": share >= CONTINUOUS_TARGET and user_s <= CONTINUOUS_BUDGET_S,
     }
 
@@ -153,12 +162,12 @@ def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
     }
 
 
-def report_continuous(envs: list[str], seeds: list[int]) -> None:
+def report_continuous(envs: list[str], seeds: list[int], labels: int, steps: int | None) -> None:
     rows = []
     for env_id in envs:
         for seed in seeds:
             with tempfile.TemporaryDirectory() as tmp:
-                r = run_continuous(env_id, seed, Path(tmp) / "data")
+                r = run_continuous(env_id, seed, Path(tmp) / "data", labels, steps)
             rows.append(r)
             print(f"[{env_id} seed {seed}] {json.dumps(r)}", flush=True)
     print()
@@ -173,6 +182,13 @@ def report_continuous(envs: list[str], seeds: list[int]) -> None:
             f"{r['true']:.0f} | {r['random']:.0f} | {r['share']:.2f} | {r['run_s']:.0f} s | "
             f"{'yes' if r['met'] else 'no'} |"
         )
+    print()
+    print("True return of both policies as training goes on (the same environment steps):")
+    print("| environment | seed | step | SAC, learned reward | SAC, true reward |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        for point in r["curve"]:
+            print(f"| {r['env_id']} | {r['seed']} | {point['step']} | {point['learned']:.0f} | {point['true']:.0f} |")
     for env_id in envs:
         mine = [r for r in rows if r["env_id"] == env_id]
         print(f"{env_id}: target met in {sum(r['met'] for r in mine)} of {len(mine)} seeds")
@@ -183,11 +199,17 @@ def main() -> None:
     parser.add_argument("--env", nargs="+", default=DEFAULT_ENVS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--json", action="store_true", help="Print the results as JSON at the end.")
+    parser.add_argument(
+        "--labels", type=int, default=CONTINUOUS_LABELS, help="Continuous control: oracle labels (MuJoCo: up to 700)."
+    )
+    parser.add_argument(
+        "--steps", type=int, default=None, help="Continuous control: the policies' environment steps (default: preset)."
+    )
     args = parser.parse_args()
     results = []
     continuous = [e for e in args.env if env_info(e).continuous]
     if continuous:
-        report_continuous(continuous, args.seeds)
+        report_continuous(continuous, args.seeds, args.labels, args.steps)
     for env_id in [e for e in args.env if e not in continuous]:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory() as tmp:
