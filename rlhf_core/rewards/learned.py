@@ -60,7 +60,7 @@ class LearnedReward:
                 raise ValueError("this reward model takes the action of each step: pass actions")
             width = (spec.n_actions,) if spec.continuous else ()
             actions = np.zeros((len(obs), *width))  # padding steps only: their action is masked
-        if actions is None:
+        if actions is None or spec.n_actions is None:  # a state-only reward ignores any action given
             acts = None
         elif spec.continuous:
             acts = np.asarray(actions, dtype=np.float32).reshape(len(obs), 1, -1)

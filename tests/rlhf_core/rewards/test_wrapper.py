@@ -125,3 +125,18 @@ def test_sb3_ppo_trains_on_the_wrapper_in_five_lines():
     agent = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, seed=0, device="cpu").learn(256)
     assert agent.num_timesteps == 256
     assert isinstance(venv.action_space, gym.spaces.Box)
+
+
+def test_a_state_only_reward_ignores_actions_of_any_width():
+    """A wrapper passes every step's action; a reward of observations alone must ignore it,
+    whatever the action's width (HalfCheetah's 6 values once broke the batch shape)."""
+    model, segments = _model("Pendulum-v1", with_actions=False)
+    assert model.spec.n_actions is None
+    reward = LearnedReward(model, reference=segments)
+    obs, nxt = segments.obs[:, 0], segments.obs[:, 1]
+    rng = np.random.default_rng(0)
+    without = reward.raw(obs, nxt)
+    for width in (1, 6):
+        actions = rng.uniform(-1, 1, size=(len(obs), width)).astype(np.float32)
+        np.testing.assert_array_equal(reward.raw(obs, nxt, actions=actions), without)
+    assert np.std(without) > 0
