@@ -612,21 +612,24 @@ def train_encoder(studio: Studio, env_id: str, output: Path | None, frames: int,
 @cli.command("import")
 @click.option("--project", "name", required=True, help="Text project (created if it does not exist).")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the order new responses are stored in.")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.pass_obj
 def import_(studio: Studio, name: str, seed: int, file: Path) -> None:
-    """Import text pairs from FILE (.csv or .jsonl) into a text project.
+    """Import text pairs from FILE into a text project: a .csv, .jsonl or .parquet file, or a
+    dataset folder (Dataset.save_to_disk, or Parquet / JSON Lines files as on the Hub).
 
     \b
     Fields: prompt, response_a, response_b  (pairs to label), or
-            prompt, chosen, rejected        (labeled pairs, annotator "import").
-    Every line is checked first; a file with a bad line imports nothing.
+            prompt, chosen, rejected        (labeled pairs, annotator "import"; TRL's
+                                             conversational and implicit-prompt forms too).
+    Every row is checked first; a file with a bad row imports nothing.
     """
     import numpy as np
 
-    from app.services.text_data import describe_import, import_text_file
+    from app.services.pref_datasets import import_any
+    from app.services.text_data import describe_import
 
-    result = import_text_file(studio, name, file, rng=np.random.default_rng(seed))
+    result = import_any(studio, name, file, rng=np.random.default_rng(seed))
     click.echo(describe_import(result))
 
 
@@ -635,24 +638,30 @@ def import_(studio: Studio, name: str, seed: int, file: Path) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["jsonl", "csv"]),
+    type=click.Choice(["jsonl", "csv", "parquet"]),
     default=None,
-    help="File format (default: from the extension of -o; .csv is csv, anything else jsonl).",
+    help="File format (default: from the extension of -o: .csv, .parquet, anything else jsonl).",
 )
 @click.option(
     "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
 )
 @click.pass_obj
 def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
-    """Export a text project's preferences as TRL rows (prompt, chosen, rejected).
+    """Export a project's preferences; datasets.load_dataset("parquet", data_files=OUT) loads Parquet.
 
-    One row per left/right label; equal and can't-tell answers go to OUT's sibling
-    NAME.ties.EXT (prompt, response_a, response_b, choice, annotator).
+    \b
+    Text projects: TRL rows (prompt, chosen, rejected, annotator), one per left/right label;
+    equal and can't-tell answers go to OUT's sibling NAME.ties.EXT. Parquet adds timestamps.
+    Clip projects (Parquet only): one row per answer with both segments' observations (or
+    their files, for pixels), actions, the choice, the annotator and timestamps.
     """
-    from app.services.text_data import export_preferences
+    from app.services.pref_datasets import export_project
 
-    result = export_preferences(studio, name, out, fmt)
-    click.echo(f"wrote {result.rows} preferences to {result.path} and {result.ties} ties to {result.ties_path}")
+    result = export_project(studio, name, out, fmt)
+    if hasattr(result, "ties_path"):
+        click.echo(f"wrote {result.rows} preferences to {result.path} and {result.ties} ties to {result.ties_path}")
+    else:
+        click.echo(f"wrote {result.rows} answers (both segments of each pair) to {result.path}")
 
 
 @cli.command("export-model")

@@ -47,7 +47,7 @@ IMPORT_ROLE = "import"
 MAX_PROBLEMS_SHOWN = 20
 #: Import formats by file extension.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
-EXPORT_FORMATS = ("jsonl", "csv")
+EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 #: First characters that make a spreadsheet read a CSV cell as a formula (OWASP: CSV injection);
 #: export writes such cells with a leading ``'``, which spreadsheets show as text.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -150,10 +150,12 @@ class _Source:
     """An import file, from a path or from bytes, that can be read more than once (a check,
     then the write) without holding it in memory."""
 
-    def __init__(self, filename: str, *, path: Path | None = None, data: bytes | None = None) -> None:
+    def __init__(
+        self, filename: str, *, path: Path | None = None, data: bytes | None = None, fmt: str | None = None
+    ) -> None:
         self.name = Path(filename).name or filename
         self.path, self.data = path, data
-        self.format = FORMATS.get(Path(self.name).suffix.lower())
+        self.format = fmt or FORMATS.get(Path(self.name).suffix.lower())
         if self.format is None:
             known = ", ".join(sorted(FORMATS))
             raise ImportFileError(
@@ -638,7 +640,7 @@ def ties_path_for(path: Path, fmt: str) -> Path:
 def format_for(path: Path, fmt: str | None) -> str:
     """The export format: ``fmt`` if given, else from the file's extension (``.csv``, else jsonl)."""
     if fmt is None:
-        return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+        return {".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "jsonl")
     if fmt not in EXPORT_FORMATS:
         raise InvalidInputError(f"unknown export format {fmt!r}; use one of: {', '.join(EXPORT_FORMATS)}")
     return fmt

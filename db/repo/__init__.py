@@ -135,6 +135,9 @@ from db.repo.labeling import (
     Comparison as Comparison,
 )
 from db.repo.labeling import (
+    Judgement as Judgement,
+)
+from db.repo.labeling import (
     LabelRow as LabelRow,
 )
 from db.repo.labeling import (
@@ -172,6 +175,9 @@ from db.repo.labeling import (
 )
 from db.repo.labeling import (
     gold_count as gold_count,
+)
+from db.repo.labeling import (
+    judgements as judgements,
 )
 from db.repo.labeling import (
     label_rows as label_rows,

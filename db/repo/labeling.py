@@ -402,6 +402,47 @@ class LabelRow:
     adjudicated_pref: float | None
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """One answer (not a skip) of a pair, with who gave it and when: what an export writes."""
+
+    label_id: int
+    query_id: int
+    item_a_id: int
+    item_b_id: int
+    choice: Choice
+    pref: float | None
+    """P(item A preferred); None for can't tell."""
+    annotator: str
+    shown_at: datetime | None
+    answered_at: datetime
+
+
+def judgements(session: Session, project_id: int) -> list[Judgement]:
+    """Every answer of a project, oldest first."""
+    rows = session.execute(
+        select(
+            Label.id,
+            Label.query_id,
+            Query.item_a_id,
+            Query.item_b_id,
+            Label.choice,
+            Label.pref,
+            Annotator.name,
+            Label.shown_at,
+            Label.answered_at,
+        )
+        .join(Query, Query.id == Label.query_id)
+        .join(Annotator, Annotator.id == Label.annotator_id)
+        .where(Query.project_id == project_id, Label.choice.in_(ANSWERED))
+        .order_by(Label.id)
+    )
+    return [
+        Judgement(int(i), int(q), int(a), int(b), Choice(c), None if p is None else float(p), str(n), shown, answered)
+        for i, q, a, b, c, p, n, shown, answered in rows
+    ]
+
+
 def label_rows(session: Session, project_id: int) -> list[LabelRow]:
     """Every answer (skips left out) of a project, by query."""
     rows = session.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy import insert, select, update
@@ -201,13 +202,25 @@ class TextJudgement:
     pref: float | None
     """P(response A preferred); None for can't tell."""
     annotator: str
+    shown_at: datetime | None = None
+    answered_at: datetime | None = None
 
 
 def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
     """Every answered label of a text project with its prompt and both responses, oldest first."""
     a, b = aliased(Item), aliased(Item)
     rows = session.execute(
-        select(Label.id, a.prompt, a.text, b.text, Label.choice, Label.pref, Annotator.name)
+        select(
+            Label.id,
+            a.prompt,
+            a.text,
+            b.text,
+            Label.choice,
+            Label.pref,
+            Annotator.name,
+            Label.shown_at,
+            Label.answered_at,
+        )
         .join(Query, Query.id == Label.query_id)
         .join(a, a.id == Query.item_a_id)
         .join(b, b.id == Query.item_b_id)
@@ -216,8 +229,10 @@ def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
         .order_by(Label.id)
     )
     return [
-        TextJudgement(int(i), str(p), str(ta), str(tb), Choice(c), None if pref is None else float(pref), str(n))
-        for i, p, ta, tb, c, pref, n in rows
+        TextJudgement(
+            int(i), str(p), str(ta), str(tb), Choice(c), None if pref is None else float(pref), str(n), shown, answered
+        )
+        for i, p, ta, tb, c, pref, n, shown, answered in rows
     ]
 
 

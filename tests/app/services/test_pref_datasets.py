@@ -1,0 +1,153 @@
+"""Preference data as Parquet / Hugging Face datasets: export of text and clip projects, import
+of Parquet files and dataset folders in TRL's formats, all or nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import _cartpole as cp
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from app.cli import cli
+from app.config import Settings, Studio
+from app.services.clip_data import project_data
+from app.services.pref_datasets import trl_row
+from db import repo
+from db.engine import session_scope
+
+
+def _rlhf(data: Path, *args: str):
+    return CliRunner().invoke(cli, ["--data-dir", str(data), *args])
+
+
+def _load(path: Path) -> datasets.Dataset:
+    return datasets.load_dataset("parquet", data_files=str(path), split="train")
+
+
+def _labels(data: Path, project: str) -> list[tuple]:
+    studio = Studio(Settings.from_env(data))
+    with session_scope(studio.engine) as session:
+        p = repo.find_project(session, project)
+        return (
+            [] if p is None else [(j.prompt, j.text_a, j.text_b, j.pref) for j in repo.text_judgements(session, p.id)]
+        )
+
+
+def test_a_text_project_round_trips_through_parquet_and_datasets_loads_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    rows = [
+        {"prompt": f"Question {i}?", "chosen": f"A careful answer {i}.", "rejected": f"No idea {i}."} for i in range(12)
+    ]
+    src = tmp_path / "labeled.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert _rlhf(data, "import", "--project", "t", str(src)).exit_code == 0
+
+    result = _rlhf(data, "export", "--project", "t", "-o", str(tmp_path / "prefs.parquet"))
+
+    assert result.exit_code == 0, result.output
+    assert "wrote 12 preferences" in result.output and "0 ties" in result.output
+    loaded = _load(tmp_path / "prefs.parquet")
+    assert loaded.column_names == ["prompt", "chosen", "rejected", "annotator", "shown_at", "answered_at"]
+    assert sorted((r["prompt"], r["chosen"], r["rejected"]) for r in loaded) == sorted(
+        (r["prompt"], r["chosen"], r["rejected"]) for r in rows
+    )
+    assert set(loaded["annotator"]) == {"import"} and all(t is not None for t in loaded["answered_at"])
+    # no ties: an empty Parquet file (which pyarrow reads; datasets refuses to load a dataset of no rows)
+    assert pq.read_table(tmp_path / "prefs.ties.parquet").num_rows == 0
+
+    again = _rlhf(data, "import", "--project", "copy", str(tmp_path / "prefs.parquet"))
+    assert again.exit_code == 0, again.output
+    assert "12 labels added" in again.output
+    assert sorted(_labels(data, "copy")) == sorted(_labels(data, "t"))
+
+    loaded.save_to_disk(str(tmp_path / "saved"))  # a datasets folder imports too
+    from_folder = _rlhf(data, "import", "--project", "copy2", str(tmp_path / "saved"))
+    assert from_folder.exit_code == 0, from_folder.output
+    assert sorted(_labels(data, "copy2")) == sorted(_labels(data, "t"))
+
+
+def test_trl_conversational_and_implicit_prompt_rows_become_prompt_chosen_rejected() -> None:
+    user = {"role": "user", "content": "What colour is the sky?"}
+    conversational = {
+        "prompt": [user],
+        "chosen": [{"role": "assistant", "content": "Blue."}],
+        "rejected": [{"role": "assistant", "content": "Green."}],
+    }
+    assert trl_row(conversational) == {"prompt": "What colour is the sky?", "chosen": "Blue.", "rejected": "Green."}
+    implicit = {
+        "chosen": [user, {"role": "assistant", "content": "Blue."}],
+        "rejected": [user, {"role": "assistant", "content": "Green."}],
+    }
+    assert trl_row(implicit) == trl_row(conversational)
+    two_turns = {"prompt": [user, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Why?"}]}
+    two_turns |= {"chosen": "Rayleigh scattering.", "rejected": "Because."}
+    assert trl_row(two_turns)["prompt"] == "user: What colour is the sky?\nassistant: Blue.\nuser: Why?"
+
+
+def test_a_parquet_file_with_one_bad_row_imports_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    good = {"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}
+    table = pa.Table.from_pylist(
+        [good, {"prompt": "Q2?", "chosen": "Same.", "rejected": "Same."}, good | {"prompt": "Q3?"}]
+    )
+    pq.write_table(table, tmp_path / "bad.parquet")
+    user = {"role": "user", "content": "Hi?"}
+    conversational = pa.Table.from_pylist(
+        [
+            {
+                "chosen": [user, {"role": "assistant", "content": f"Hello {i}!"}],
+                "rejected": [user, {"role": "assistant", "content": "Go away."}],
+            }
+            for i in range(3)
+        ]
+    )
+    pq.write_table(conversational, tmp_path / "conv.parquet")
+
+    bad = _rlhf(data, "import", "--project", "t", str(tmp_path / "bad.parquet"))
+
+    assert bad.exit_code != 0
+    assert "bad.parquet" in bad.output and "line 2" in bad.output and "nothing imported" in bad.output
+    assert _labels(data, "t") == []
+    ok = _rlhf(data, "import", "--project", "t", str(tmp_path / "conv.parquet"))
+    assert ok.exit_code == 0, ok.output
+    assert sorted(_labels(data, "t"))[0][0] == "Hi?" and len(_labels(data, "t")) == 3
+    not_parquet = tmp_path / "x.parquet"
+    not_parquet.write_text("prompt,chosen,rejected\n")
+    refused = _rlhf(data, "import", "--project", "t", str(not_parquet))
+    assert refused.exit_code != 0 and "is not a readable Parquet file" in refused.output
+
+
+def test_a_clip_project_exports_both_segments_of_every_answer_as_parquet(tmp_path: Path) -> None:
+    data = cp.build(tmp_path / "data", n_segments=20, n_queries=30, oracle_labels=15)
+    out = tmp_path / "clips.parquet"
+
+    refused = _rlhf(data, "export", "--project", cp.PROJECT, "-o", str(tmp_path / "clips.jsonl"))
+    assert refused.exit_code != 0 and "export as Parquet: -o clips.parquet" in refused.output
+    result = _rlhf(data, "export", "--project", cp.PROJECT, "-o", str(out))
+
+    assert result.exit_code == 0, result.output
+    loaded = _load(out)
+    assert len(loaded) == 15 and set(loaded["env_id"]) == {cp.ENV_ID} and set(loaded["annotator"]) == {"teacher:oracle"}
+    studio = Studio(Settings.from_env(data))
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, cp.PROJECT)
+        comparisons = {c.label_id: c.pref for c in repo.comparisons(session, project.id)}
+    segments = project_data(studio, project)
+    for row in loaded:
+        assert row["pref"] == comparisons[row["label_id"]]
+        for side in ("a", "b"):
+            r = segments.rows([row[f"segment_{side}"]])[0]
+            obs = np.array(row[f"observations_{side}"], dtype=np.float32)
+            assert obs.shape == (row[f"length_{side}"] + 1, 4)
+            np.testing.assert_allclose(obs, segments.segments.obs[r].reshape(len(obs), -1), rtol=1e-6)
+            np.testing.assert_array_equal(np.array(row[f"valid_{side}"]), segments.segments.valid[r])
+            assert (data / row[f"episode_{side}"]).exists() and (data / row[f"clip_{side}"]).exists()
+    assert {row["choice"] for row in loaded} <= {"left", "right", "equal"}
+    with pytest.raises(KeyError):
+        loaded[0]["prompt"]
