@@ -725,6 +725,60 @@ def export_policy(studio: Studio, name: str, version: int | None, out: Path, as_
     )
 
 
+@cli.command()
+@click.option("--drain", is_flag=True, help="Exit when the queue is empty (else wait for new jobs).")
+@click.option(
+    "--poll",
+    "poll_s",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1),
+    help="Seconds between looks at an empty queue.",
+)
+@click.option(
+    "--max-jobs", "max_jobs_run", type=click.IntRange(1), default=None, help="Exit after running this many jobs."
+)
+@click.pass_obj
+def worker(studio: Studio, drain: bool, poll_s: float, max_jobs_run: int | None) -> None:
+    """Run queued jobs (training, loop rounds, classifiers) from the store, one at a time.
+
+    Start any number, on any machine that shares the database (RLHF_DATABASE_URL, e.g.
+    PostgreSQL) and the data folder (RLHF_DATA_DIR): each claims the oldest queued job, and two
+    never take the same one. Run the app with RLHF_WORKERS=external to leave the queue to them.
+    Ctrl-C (or SIGTERM) finishes the running job, then exits; a second Ctrl-C stops it at once.
+    """
+    import signal
+    import threading
+
+    from app.services.jobs import work
+
+    stop = threading.Event()
+
+    def ask_to_stop(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        click.echo("stopping after the running job (Ctrl-C again to stop it now)", err=True)
+
+    signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGTERM, ask_to_stop)
+
+    def on_job(job_id: int, kind: str, status: object) -> None:
+        if status is None:
+            click.echo(f"job #{job_id} ({kind}) started")
+        else:
+            click.echo(f"job #{job_id} ({kind}) {getattr(status, 'value', status)}")
+
+    click.echo(
+        f"worker on {studio.settings.data_dir}: waiting for jobs" + (" (until the queue is empty)" if drain else "")
+    )
+    try:
+        report = work(studio, drain=drain, poll_s=poll_s, max_jobs_run=max_jobs_run, stop=stop, on_job=on_job)
+    except KeyboardInterrupt:
+        raise click.ClickException("stopped; the running job was marked failed (submit it again)") from None
+    click.echo(f"worker {report.worker_id} stopped after {len(report.jobs)} jobs")
+
+
 @cli.command("demo-text")
 @click.option("--project", "name", default=None, help="Project name (default: text-demo, or team-demo with --team).")
 @click.option(

@@ -1,4 +1,9 @@
-"""``python -m app.jobs JOB_ID``: the worker process of a background job (:mod:`app.services.jobs`)."""
+"""The worker processes of background jobs (:mod:`app.services.jobs`).
+
+``python -m app.jobs --worker WORKER_ID``: a worker the app started for its queue (the row
+it reserved); it runs queued jobs until the queue is empty, then exits.
+``python -m app.jobs JOB_ID``: run that one queued job.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,19 @@ import logging
 import sys
 
 from app.config import Settings, Studio
-from app.services.jobs import run
+from app.services.jobs import run, work
 from db.models import JobStatus
 
 
 def main() -> None:
-    """Run job ``JOB_ID`` (argv[1]) in this process; exit 0 when it succeeded."""
-    # the worker's stderr is the job's log file (jobs/ID.log in the data folder)
+    # the worker's stderr is its log file (jobs/worker-ID.log in the data folder); each job's
+    # lines also go to jobs/JOB_ID.log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    job_id = int(sys.argv[1])
     studio = Studio(Settings.from_env())
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        report = work(studio, worker_id=int(sys.argv[2]), drain=True)
+        raise SystemExit(0 if all(s is JobStatus.succeeded for s in report.jobs.values()) else 1)
+    job_id = int(sys.argv[1])
     raise SystemExit(0 if run(studio, job_id) is JobStatus.succeeded else 1)
 
 

@@ -322,6 +322,24 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    worker_id: Mapped[int | None] = mapped_column(ForeignKey("worker.id", ondelete="SET NULL"))
+    """The worker process that took the job."""
+
+
+class Worker(Base):
+    """A job worker process (``rlhf worker``, or one the app started): it claims queued jobs
+    and beats while alive, busy or idle, so the pages can say who will run a queued job."""
+
+    __tablename__ = "worker"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int | None]
+    spawned: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Started by the app for its queue (exits when the queue is empty), not by a person."""
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    stopped_at: Mapped[datetime | None]
 
 
 class RewardModelRecord(Base):

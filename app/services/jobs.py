@@ -1,17 +1,24 @@
-"""Background jobs: long work in a separate process, its state in the database.
+"""Background jobs: long work in worker processes, its state in the database.
 
-The app submits a job (a row) and starts ``python -m app.jobs JOB_ID`` detached from the
-Streamlit process, so a page reload or a closed tab does not stop it. The worker writes
-progress and a heartbeat to the row; the app polls the row; *Cancel* sets
-``cancel_requested``, which the worker's training loop polls between steps. A job whose
-worker died (no heartbeat for ``db.repo.jobs.STALE_AFTER``) is marked failed when next looked at.
-The rows are read and written through :mod:`db.repo.jobs`; ``app/jobs.py`` is the worker's entry point.
+Submitting a job writes a queued row. Worker processes claim queued jobs from the store,
+oldest first (``db.repo.claim_next_job``: ``SKIP LOCKED`` on PostgreSQL), run them, and
+beat while alive; any number of them may run, on any machine that shares the database and
+the data folder (``rlhf worker``). By default the app also starts workers itself, detached
+from the Streamlit process (so a reload or a closed tab does not stop a job), but never more
+than ``RLHF_MAX_JOBS`` alive at once (default 2): further jobs wait in the queue, which the
+pages show. ``RLHF_WORKERS=external`` stops the app from starting any (a deployment with
+dedicated workers). The worker writes progress and a heartbeat to the job's row; the app
+polls the row; *Cancel* sets ``cancel_requested``, which the training loop polls between
+steps. A running job whose worker died (no heartbeat for ``db.repo.jobs.STALE_AFTER``), or
+a queued one while no worker is alive, is marked failed when next looked at. The rows are
+read and written through :mod:`db.repo.jobs`; ``app/jobs.py`` is the spawned worker's entry point.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -173,8 +180,32 @@ HANDLERS: dict[str, Handler] = {
 # --- the app's side ---------------------------------------------------------------------------
 
 
+#: How many workers the app keeps alive at most (it starts one per queued job up to this).
+MAX_JOBS_ENV, DEFAULT_MAX_JOBS = "RLHF_MAX_JOBS", 2
+#: ``external``: the app starts no worker; ``rlhf worker`` processes run the queue.
+WORKERS_ENV = "RLHF_WORKERS"
+
+
+def max_jobs() -> int:
+    """The most workers (so jobs running at once) the app starts: ``RLHF_MAX_JOBS``, default 2."""
+    raw = os.environ.get(MAX_JOBS_ENV, "")
+    try:
+        value = int(raw) if raw else DEFAULT_MAX_JOBS
+    except ValueError:
+        raise JobError(f"{MAX_JOBS_ENV} must be a whole number of worker processes, got {raw!r}") from None
+    if value < 1:
+        raise JobError(f"{MAX_JOBS_ENV} must be at least 1, got {value}")
+    return value
+
+
+def app_starts_workers() -> bool:
+    """Whether the app starts workers for its queue (``RLHF_WORKERS`` is not ``external``)."""
+    return os.environ.get(WORKERS_ENV, "app").strip().lower() != "external"
+
+
 def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, Any], *, spawn: bool = True) -> int:
-    """Record a job and start its worker process; refuses a second active job of a kind per project
+    """Queue a job, and start a worker for it when none is free and fewer than ``max_jobs()`` are
+    alive (``spawn`` False: only queue it); refuses a second active job of a kind per project
     (``project_id`` None: jobs that belong to no project, such as classifiers)."""
     if kind not in HANDLERS:
         raise JobError(f"unknown job kind {kind!r}")
@@ -184,14 +215,26 @@ def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, 
         if not created:
             raise JobError(f"job #{job.id} ({kind}) is still {job.status.value} for this project")
         job_id = job.id
-    if spawn:
+    if spawn and app_starts_workers():
+        start_workers(studio)
+    return job_id
+
+
+def start_workers(studio: Studio) -> list[int]:
+    """Start worker processes for queued jobs that no live worker is free to take, up to
+    ``max_jobs()`` live workers in all; the new workers' ids. Each exits when the queue is empty."""
+    cap = max_jobs()
+    with session_scope(studio.engine, write=True) as session:
+        new = repo.reserve_workers(session, socket.gethostname(), cap)
+    started = []
+    for worker_id in new:
+        log_path = worker_log(studio, worker_id)
         env = {**os.environ, **studio.settings.as_env()}
-        log_path = job_log(studio, job_id)
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("ab") as log:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "app.jobs", str(job_id)],
+                    [sys.executable, "-m", "app.jobs", "--worker", str(worker_id)],
                     env=env,
                     start_new_session=True,
                     stdin=subprocess.DEVNULL,
@@ -200,18 +243,51 @@ def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, 
                 )
         except OSError as exc:
             with session_scope(studio.engine, write=True) as session:
-                repo.fail_job(session, job_id, f"could not start the worker process: {exc}")
-            raise JobError(f"could not start the worker process: {exc}") from exc
+                repo.stop_worker(session, worker_id)
+            raise JobError(f"could not start a worker process: {exc}") from exc
         with session_scope(studio.engine, write=True) as session:
-            repo.set_job_pid(session, job_id, proc.pid)
-    return job_id
+            repo.worker_heartbeat(session, worker_id, proc.pid)
+        started.append(worker_id)
+    return started
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What the pages show of the job queue."""
+
+    running: list[JobView]
+    queued: list[JobView]
+    workers: int
+    """Workers alive now (busy or idle)."""
+    max_jobs: int
+    app_starts_workers: bool
+
+    def position(self, job_id: int) -> int | None:
+        """1 for the next job a free worker takes; None when the job is not queued."""
+        ids = [j.id for j in self.queued]
+        return ids.index(job_id) + 1 if job_id in ids else None
+
+
+def queue(studio: Studio) -> QueueView:
+    """Running and queued jobs of every project, and how many workers are alive."""
+    with session_scope(studio.engine) as session:
+        running = [_view(j) for j in repo.running_jobs(session)]
+        queued = [_view(j) for j in repo.queued_jobs(session)]
+        workers = len(repo.live_workers(session))
+    return QueueView(running, queued, workers, max_jobs(), app_starts_workers())
+
+
+def worker_log(studio: Studio, worker_id: int) -> Path:
+    """Where a worker process's own output goes (each job's is in :func:`job_log`)."""
+    return studio.settings.data_dir / "jobs" / f"worker-{worker_id}.log"
 
 
 def _read(studio: Studio, find: Callable[[Any], Job | None]) -> Job | None:
     """Read a job; only when it looks stale, take the write lock to mark it failed."""
     with session_scope(studio.engine) as session:
         job = find(session)
-        stale = job is not None and repo.is_stale(job)
+        alive = job is not None and job.status is JobStatus.queued and bool(repo.live_workers(session))
+        stale = job is not None and repo.is_stale(job, alive)
     if not stale:
         return job
     with session_scope(studio.engine, write=True) as session:
@@ -297,13 +373,33 @@ class _Reporter:
 
 
 def run(studio: Studio, job_id: int) -> JobStatus:
-    """Run job ``job_id`` in this process and record how it ended."""
+    """Run queued job ``job_id`` in this process and record how it ended (a job that is not
+    queued any more is left alone: its status is returned)."""
     with session_scope(studio.engine, write=True) as session:
         started = repo.start_job(session, job_id, os.getpid())
         if started is None:
             job = repo.get_job(session, job_id)
             return job.status if job else JobStatus.failed
     kind, params = started
+    return execute(studio, job_id, kind, params)
+
+
+def execute(studio: Studio, job_id: int, kind: str, params: dict[str, Any]) -> JobStatus:
+    """Run a job this process has claimed (marked running) and record how it ended. Its log
+    lines also go to the job's own log file."""
+    handler = logging.FileHandler(job_log(studio, job_id)) if job_log(studio, job_id).parent.is_dir() else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    try:
+        return _execute(studio, job_id, kind, params)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _execute(studio: Studio, job_id: int, kind: str, params: dict[str, Any]) -> JobStatus:
     logger.info("job #%d (%s) started: %s", job_id, kind, params)
     reporter = _Reporter(studio, job_id)
     status, result, error, message = JobStatus.succeeded, None, None, "done"
@@ -325,9 +421,87 @@ def run(studio: Studio, job_id: int) -> JobStatus:
             f"the job's log (jobs/{job_id}.log in the data folder)"
         )
         logger.exception("job #%d (%s) failed", job_id, kind)
+    except BaseException:  # the worker is stopping (Ctrl-C, SIGTERM): say so, then stop
+        with session_scope(studio.engine, write=True) as session:
+            repo.finish_job(
+                session, job_id, JobStatus.failed, None,
+                "the worker was stopped while running the job; the active model is unchanged: submit it again",
+                "failed; the active model is unchanged",
+            )  # fmt: skip
+        raise
     finally:
         stop_beating.set()
     with session_scope(studio.engine, write=True) as session:
         final = repo.finish_job(session, job_id, status, result, error, message)  # keeps a "died" verdict
     logger.info("job #%d (%s) ended: %s (%s)", job_id, kind, final.value, error or message)
     return final
+
+
+# --- workers -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerReport:
+    worker_id: int
+    jobs: dict[int, JobStatus]
+    """Each job the worker ran, and how it ended."""
+
+
+def work(
+    studio: Studio,
+    *,
+    worker_id: int | None = None,
+    drain: bool = False,
+    poll_s: float = 2.0,
+    max_jobs_run: int | None = None,
+    stop: threading.Event | None = None,
+    on_job: Callable[[int, str, JobStatus | None], None] | None = None,
+) -> WorkerReport:
+    """Be a worker: claim queued jobs one at a time and run them, until ``stop`` is set (or, with
+    ``drain``, the queue is empty; or ``max_jobs_run`` jobs ran). ``worker_id``: a row the app
+    reserved for this process (else one is registered). Beats every ``HEARTBEAT_EVERY_S`` while
+    alive, busy or idle. ``on_job(job_id, kind, None)`` when a job starts, with its status when it ends."""
+    stop = stop or threading.Event()
+    job_log(studio, 0).parent.mkdir(parents=True, exist_ok=True)
+    with session_scope(studio.engine, write=True) as session:
+        if worker_id is None:
+            worker_id = repo.register_worker(session, socket.gethostname(), os.getpid())
+        else:
+            repo.worker_heartbeat(session, worker_id, os.getpid())
+    alive = threading.Event()
+
+    def beat() -> None:
+        while not alive.wait(HEARTBEAT_EVERY_S):
+            try:
+                with session_scope(studio.engine, write=True) as session:
+                    repo.worker_heartbeat(session, worker_id)
+            except Exception:  # a store hiccup: the next beat tries again
+                logger.warning("worker %d: heartbeat failed", worker_id, exc_info=True)
+
+    threading.Thread(target=beat, daemon=True).start()
+    ran: dict[int, JobStatus] = {}
+    logger.info("worker %d started (pid %d)", worker_id, os.getpid())
+    try:
+        while not stop.is_set():
+            with session_scope(studio.engine, write=True) as session:
+                repo.expire_stale_jobs(session)
+                claimed = repo.claim_next_job(session, worker_id, os.getpid())
+            if claimed is None:
+                if drain:
+                    break
+                stop.wait(poll_s)
+                continue
+            job_id, kind, params = claimed
+            if on_job is not None:
+                on_job(job_id, kind, None)
+            ran[job_id] = execute(studio, job_id, kind, params)
+            if on_job is not None:
+                on_job(job_id, kind, ran[job_id])
+            if max_jobs_run is not None and len(ran) >= max_jobs_run:
+                break
+    finally:
+        alive.set()
+        with session_scope(studio.engine, write=True) as session:
+            repo.stop_worker(session, worker_id)
+        logger.info("worker %d stopped after %d jobs", worker_id, len(ran))
+    return WorkerReport(worker_id, ran)

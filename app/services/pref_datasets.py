@@ -338,3 +338,13 @@ def import_any(
     if is_dataset_source(path):
         return import_dataset(studio, project_name, path, rng=rng)
     return import_text_file(studio, project_name, path, rng=rng)
+
+
+def import_parquet_bytes(
+    studio: Studio, project_name: str, data: bytes, filename: str, *, rng: np.random.Generator | None = None
+) -> ImportResult:
+    """An uploaded Parquet file (the Projects page): written to a temporary file, then imported."""
+    with tempfile.TemporaryDirectory(prefix="rlhf-upload-") as tmp:
+        path = Path(tmp) / (Path(filename).name or "upload.parquet")
+        path.write_bytes(data)
+        return import_dataset(studio, project_name, path, rng=rng)

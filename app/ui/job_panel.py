@@ -51,6 +51,8 @@ def _panel(
         return
     if job.active:
         st.progress(job.progress, text=f"Job #{job.id}: {job.message}")
+        if job.status is JobStatus.queued:
+            st.caption(_queue_text(studio, job.id))
         st.button(
             "Cancel",
             icon=":material/cancel:",
@@ -73,3 +75,16 @@ def _panel(
                 st.code(display.public(studio, rest.strip()), language=None)
     elif job.status is JobStatus.cancelled:
         st.warning(f"Job #{job.id} was cancelled; {cancelled}")
+
+
+def _queue_text(studio: Studio, job_id: int) -> str:
+    """Where a queued job stands: its place in line, what runs, who will take it."""
+    queue = jobs.queue(studio)
+    place = queue.position(job_id)
+    running = ", ".join(f"#{j.id} {j.kind} ({j.progress:.0%})" for j in queue.running) or "none"
+    line = f"Queued: {place if place is not None else '?'} of {len(queue.queued)} in line; running now: {running}. "
+    if queue.app_starts_workers:
+        return line + f"{queue.workers} worker(s) alive; at most {queue.max_jobs} jobs run at once (RLHF_MAX_JOBS)."
+    if queue.workers == 0:
+        return line + "No worker is running: start one with `rlhf worker` (this server leaves jobs to workers)."
+    return line + f"{queue.workers} worker(s) alive (`rlhf worker`)."

@@ -87,6 +87,9 @@ from db.repo.jobs import (
     cancel_requested as cancel_requested,
 )
 from db.repo.jobs import (
+    claim_next_job as claim_next_job,
+)
+from db.repo.jobs import (
     create_job as create_job,
 )
 from db.repo.jobs import (
@@ -114,16 +117,37 @@ from db.repo.jobs import (
     latest_job as latest_job,
 )
 from db.repo.jobs import (
+    live_workers as live_workers,
+)
+from db.repo.jobs import (
+    queued_jobs as queued_jobs,
+)
+from db.repo.jobs import (
+    register_worker as register_worker,
+)
+from db.repo.jobs import (
     report_progress as report_progress,
 )
 from db.repo.jobs import (
     request_cancel as request_cancel,
 )
 from db.repo.jobs import (
+    reserve_workers as reserve_workers,
+)
+from db.repo.jobs import (
+    running_jobs as running_jobs,
+)
+from db.repo.jobs import (
     set_job_pid as set_job_pid,
 )
 from db.repo.jobs import (
     start_job as start_job,
+)
+from db.repo.jobs import (
+    stop_worker as stop_worker,
+)
+from db.repo.jobs import (
+    worker_heartbeat as worker_heartbeat,
 )
 from db.repo.labeling import (
     DEFAULT_CLAIM_TTL as DEFAULT_CLAIM_TTL,

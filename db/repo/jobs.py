@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.engine import serialize
-from db.models import Job, JobStatus, as_utc, utcnow
+from db.models import Job, JobStatus, Worker, as_utc, utcnow
 
 #: A running job whose worker has not beaten for this long, or a queued one that no worker
 #: took for this long, is declared dead (failed) when next looked at.
@@ -136,25 +136,108 @@ def finish_job(
     return status
 
 
-def is_stale(job: Job) -> bool:
-    """An active job whose worker stopped beating (running) or never started (queued)."""
+def is_stale(job: Job, workers_alive: bool = False) -> bool:
+    """An active job whose worker stopped beating (running), or a queued one that waited
+    ``STALE_AFTER`` while no worker was alive to take it (``workers_alive`` False)."""
     limit = utcnow() - STALE_AFTER
     if job.status is JobStatus.running:
         beat = as_utc(job.heartbeat_at)
         return beat is None or beat < limit
     created = as_utc(job.created_at)
-    return job.status is JobStatus.queued and created is not None and created < limit
+    return job.status is JobStatus.queued and not workers_alive and created is not None and created < limit
 
 
 def expire_stale_jobs(session: Session) -> None:
-    """Mark failed the jobs whose worker died (no heartbeat) or never started."""
+    """Mark failed the jobs whose worker died (no heartbeat), and queued jobs no worker is alive to take."""
+    alive = bool(live_workers(session))
     for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES))):
-        if not is_stale(job):
+        if not is_stale(job, alive):
             continue
         if job.status is JobStatus.running:
             job.error = (
                 "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
             )
         else:
-            job.error = "the worker process never started; see its log in the data folder's jobs/ and submit again"
+            job.error = (
+                "no worker took the job: none is running (start one with `rlhf worker`, or see the log in the "
+                "data folder's jobs/ if the app started one) and submit again"
+            )
         job.status, job.finished_at = JobStatus.failed, utcnow()
+
+
+# --- workers ------------------------------------------------------------------------------------
+
+
+def register_worker(session: Session, host: str, pid: int | None, *, spawned: bool = False) -> int:
+    """A new worker row (alive from now); its id."""
+    worker = Worker(host=host, pid=pid, spawned=spawned)
+    session.add(worker)
+    session.flush()
+    return worker.id
+
+
+def worker_heartbeat(session: Session, worker_id: int, pid: int | None = None) -> None:
+    """The worker is alive (and, once started, its process id)."""
+    worker = session.get(Worker, worker_id)
+    if worker is not None:
+        worker.heartbeat_at = utcnow()
+        if pid is not None:
+            worker.pid = pid
+
+
+def stop_worker(session: Session, worker_id: int) -> None:
+    """The worker exited."""
+    worker = session.get(Worker, worker_id)
+    if worker is not None and worker.stopped_at is None:
+        worker.stopped_at = utcnow()
+
+
+def live_workers(session: Session) -> list[Worker]:
+    """Workers that have not stopped and beat within ``STALE_AFTER``, oldest first."""
+    return list(
+        session.scalars(
+            select(Worker)
+            .where(Worker.stopped_at.is_(None), Worker.heartbeat_at >= utcnow() - STALE_AFTER)
+            .order_by(Worker.id)
+        )
+    )
+
+
+def running_jobs(session: Session) -> list[Job]:
+    """Jobs running now, oldest first."""
+    return list(session.scalars(select(Job).where(Job.status == JobStatus.running).order_by(Job.id)))
+
+
+def queued_jobs(session: Session) -> list[Job]:
+    """Jobs waiting for a worker, in the order workers take them."""
+    return list(session.scalars(select(Job).where(Job.status == JobStatus.queued).order_by(Job.id)))
+
+
+def claim_next_job(session: Session, worker_id: int, pid: int) -> tuple[int, str, dict[str, Any]] | None:
+    """Take the oldest queued job for worker ``worker_id`` (process ``pid``): mark it running;
+    (id, kind, params), or None when the queue is empty.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED``, so workers that claim at once take different jobs
+    without waiting on each other; SQLite: the write transaction holds the database's lock.
+    """
+    job = session.scalar(
+        select(Job).where(Job.status == JobStatus.queued).order_by(Job.id).limit(1).with_for_update(skip_locked=True)
+    )
+    if job is None:
+        return None
+    job.status, job.started_at, job.heartbeat_at = JobStatus.running, utcnow(), utcnow()
+    job.pid, job.worker_id, job.message = pid, worker_id, "starting"
+    worker_heartbeat(session, worker_id)
+    return job.id, job.kind, dict(job.params)
+
+
+def reserve_workers(session: Session, host: str, cap: int) -> list[int]:
+    """Rows for the workers the app should start now: one per queued job that no idle live
+    worker will take, while fewer than ``cap`` workers are alive. Serialized, so two
+    submissions at once never start more than ``cap`` between them."""
+    serialize(session, "jobs:workers")
+    live = live_workers(session)
+    busy = {job.worker_id for job in running_jobs(session)}
+    idle = sum(1 for w in live if w.id not in busy)
+    want = min(len(queued_jobs(session)) - idle, cap - len(live))
+    return [register_worker(session, host, None, spawned=True) for _ in range(max(0, want))]

@@ -6,6 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from app.errors import USER_ERRORS
+from app.services.jobs import queue as job_queue
+from app.services.pref_datasets import import_parquet_bytes
 from app.services.projects import MAX_GOLD_RATE, project_summaries, update_settings
 from app.services.text_data import FORMATS, ImportFileError, describe_import, import_text_pairs
 from app.ui import auth, display, state
@@ -41,7 +43,10 @@ def _import() -> None:
         st.session_state[state.IMPORT_REPORT] = (False, "Choose a CSV or JSONL file first.", ())
         return
     try:
-        result = import_text_pairs(studio, name, upload.getvalue(), upload.name)
+        if upload.name.lower().endswith(".parquet"):
+            result = import_parquet_bytes(studio, name, upload.getvalue(), upload.name)
+        else:
+            result = import_text_pairs(studio, name, upload.getvalue(), upload.name)
     except ImportFileError as exc:
         count = "1 problem" if exc.total == 1 else f"{exc.total} problems"
         report = (False, f"The file has {count}; nothing was imported. Fix them and upload it again.", exc.problems)
@@ -60,15 +65,18 @@ def import_section(rows: list[dict]) -> None:
     current = state.get(state.PROJECT)
     text_projects = [r["name"] for r in rows if r["kind"] == "text"]
     st.session_state.setdefault(state.IMPORT_NAME, current if current in text_projects else "text")
-    with st.expander("Import text pairs (CSV or JSONL)", icon=":material/upload_file:", expanded=report is not None):
+    with st.expander(
+        "Import text pairs (CSV, JSONL or Parquet)", icon=":material/upload_file:", expanded=report is not None
+    ):
         st.markdown(
             "One pair per line, with the fields `prompt, response_a, response_b` (pairs to label) or "
             "`prompt, chosen, rejected` (pairs already labeled, recorded under the annotator `import`). "
+            "Parquet files may also hold TRL's conversational rows (lists of role/content messages). "
             "Every line is checked first: a file with a bad line imports nothing. Importing a file again "
             "adds nothing twice."
         )
         st.text_input("Text project (created if it does not exist)", key=state.IMPORT_NAME, max_chars=100)
-        st.file_uploader("File", type=[ext.lstrip(".") for ext in FORMATS], key=state.IMPORT_FILE)
+        st.file_uploader("File", type=[ext.lstrip(".") for ext in FORMATS] + ["parquet"], key=state.IMPORT_FILE)
         st.button("Import", key=state.IMPORT_BUTTON, icon=":material/upload:", on_click=_import)
         if report is not None:
             succeeded, message, problems = report
@@ -188,3 +196,31 @@ else:
 if user.is_admin:
     settings_section(next(r for r in rows if r["name"] == choice))
     import_section(rows)
+    jobs_now = job_queue(studio)
+    if jobs_now.running or jobs_now.queued:
+        st.subheader("Jobs")
+        st.caption(
+            f"{jobs_now.workers} worker(s) alive; "
+            + (
+                f"the app runs at most {jobs_now.max_jobs} jobs at once (RLHF_MAX_JOBS), the rest wait in line."
+                if jobs_now.app_starts_workers
+                else "jobs wait for `rlhf worker` processes (RLHF_WORKERS=external)."
+            )
+        )
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "job": j.id,
+                        "kind": j.kind,
+                        "status": j.status.value,
+                        "progress": j.progress,
+                        "message": j.message,
+                    }
+                    for j in jobs_now.running + jobs_now.queued
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)},
+        )

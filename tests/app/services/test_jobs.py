@@ -273,3 +273,74 @@ def test_worker_process_runs_the_job_end_to_end(data: Path, tmp_path: Path, monk
     [(worker_pid,)] = cp.rows(data, "SELECT pid FROM job WHERE id = ?", job_id)
     assert worker_pid is not None and worker_pid != os.getpid()
     assert list(elsewhere.iterdir()) == []  # nothing written to ./data of the current folder
+
+
+@pytest.mark.slow
+def test_two_worker_processes_run_every_queued_job_once(data: Path) -> None:
+    import subprocess
+    import sys
+
+    studio = cp.studio_for(data)
+    pid = _project_id(studio)
+    with session_scope(studio.engine, write=True) as session:  # four jobs queued at once (as from four projects)
+        queued = [repo.create_job(session, pid, "train-reward", PARAMS).id for _ in range(4)]
+    env = {**os.environ, **studio.settings.as_env()}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", "--drain", "--poll", "0.2"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    started = [line for out in outputs for line in out.splitlines() if line.endswith(") started")]
+    assert sorted(int(line.split()[1][1:]) for line in started) == queued  # each job started once, by one worker
+    assert cp.rows(data, "SELECT status, count(*) FROM job GROUP BY status") == [("succeeded", 4)]
+    assert sorted(job for _, _, job in _versions(data)) == queued  # four versions, one per job
+    [(n_workers,)] = cp.rows(data, "SELECT count(DISTINCT worker_id) FROM job")
+    [(stopped,)] = cp.rows(data, "SELECT count(*) FROM worker WHERE stopped_at IS NOT NULL")
+    assert 1 <= n_workers <= 2 and stopped == 2
+    assert all((data / "jobs" / f"{job}.log").exists() for job in queued)  # each job's own log
+
+
+@pytest.mark.slow
+def test_the_app_starts_no_more_workers_than_its_cap_and_the_rest_wait(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    studio = cp.studio_for(data)
+    pid = _project_id(studio)
+    monkeypatch.setenv("RLHF_MAX_JOBS", "1")
+    spawned: list[list[str]] = []
+
+    class FakeProcess:
+        pid = 4242
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", lambda args, **kw: spawned.append(args) or FakeProcess())
+    with session_scope(studio.engine, write=True) as session:
+        other = repo.create_project(
+            session,
+            name="other",
+            kind=repo.get_project(session, cp.PROJECT).kind,
+            env_id=cp.ENV_ID,
+            config={},
+            guidelines="",
+        )
+        other_id = other.id
+
+    first = jobs.submit(studio, pid, "train-reward", PARAMS)
+    second = jobs.submit(studio, other_id, "train-reward", PARAMS)
+
+    assert len(spawned) == 1 and spawned[0][-2:] == ["--worker", spawned[0][-1]]  # one worker: the cap
+    view = jobs.queue(studio)
+    assert [j.id for j in view.queued] == [first, second] and view.position(second) == 2
+    assert view.workers == 1 and view.max_jobs == 1
+    monkeypatch.setenv("RLHF_WORKERS", "external")
+    jobs.cancel(studio, first)
+    jobs.cancel(studio, second)
+    third = jobs.submit(studio, pid, "train-reward", PARAMS)
+    assert len(spawned) == 1 and jobs.get(studio, third).status is JobStatus.queued  # left to `rlhf worker`

@@ -53,3 +53,73 @@ def test_a_silent_worker_is_declared_dead_and_its_late_verdict_does_not_overwrit
     with session_scope(store, write=True) as s:
         assert repo.get_job(s, job_id).status is JobStatus.failed
         assert repo.finish_job(s, job_id, JobStatus.succeeded, {}, None, "done") is JobStatus.failed
+
+
+def _claim_all(store, worker_id: int, taken: list, barrier) -> None:
+    barrier.wait()
+    while True:
+        with session_scope(store, write=True) as s:
+            claimed = repo.claim_next_job(s, worker_id, pid=worker_id)
+        if claimed is None:
+            return
+        taken.append((claimed[0], worker_id))
+
+
+def test_workers_claiming_at_once_never_take_the_same_job(store):
+    import threading
+
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        ids = [repo.create_job(s, project, "train-reward", {"n": i}).id for i in range(40)]
+        workers = [repo.register_worker(s, "host", None) for _ in range(4)]
+    taken: list[tuple[int, int]] = []
+    barrier = threading.Barrier(len(workers))
+    threads = [threading.Thread(target=_claim_all, args=(store, w, taken, barrier)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert sorted(job for job, _ in taken) == ids  # every job once, none twice
+    with session_scope(store) as s:
+        for job_id, worker_id in taken:
+            job = repo.get_job(s, job_id)
+            assert (job.status, job.worker_id, job.pid) == (JobStatus.running, worker_id, worker_id)
+        assert repo.queued_jobs(s) == []
+
+
+def test_the_app_reserves_workers_for_its_queue_up_to_the_cap(store):
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        assert repo.reserve_workers(s, "h", cap=2) == []  # nothing queued: no worker
+        for i in range(3):
+            repo.create_job(s, project, "train-reward", {"n": i})
+    with session_scope(store, write=True) as s:
+        first = repo.reserve_workers(s, "h", cap=2)
+    with session_scope(store, write=True) as s:
+        assert len(first) == 2 and repo.reserve_workers(s, "h", cap=2) == []  # two alive: the cap
+        assert len(repo.live_workers(s)) == 2
+        repo.stop_worker(s, first[0])
+    with session_scope(store, write=True) as s:
+        assert len(repo.reserve_workers(s, "h", cap=2)) == 1  # one stopped: one more may start
+    with session_scope(store, write=True) as s:
+        idle = repo.register_worker(s, "other", 7)  # an idle `rlhf worker` elsewhere takes a job too
+        assert repo.reserve_workers(s, "h", cap=10) == []  # 3 queued, 3 workers idle... (2 live + idle)
+        assert idle in [w.id for w in repo.live_workers(s)]
+
+
+def test_a_queued_job_fails_only_while_no_worker_is_alive(store):
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        job_id = repo.create_job(s, project, "train-policy", {}).id
+        s.get(Job, job_id).created_at = utcnow() - repo.STALE_AFTER - timedelta(seconds=1)
+        worker = repo.register_worker(s, "h", 1)
+    with session_scope(store, write=True) as s:
+        repo.expire_stale_jobs(s)  # a worker is alive (busy elsewhere): the job waits its turn
+        assert repo.get_job(s, job_id).status is JobStatus.queued
+        repo.stop_worker(s, worker)
+    with session_scope(store, write=True) as s:
+        repo.expire_stale_jobs(s)
+    with session_scope(store) as s:
+        job = repo.get_job(s, job_id)
+        assert job.status is JobStatus.failed and "rlhf worker" in job.error
