@@ -127,9 +127,16 @@ def _reporting(cancelled: str | None = None, *cancel_errors: type[BaseException]
     envvar=DEBUG_ENV,
     help=f"Show the full traceback of any error (also: {DEBUG_ENV}=1).",
 )
+@click.option(
+    "--device",
+    default=None,
+    envvar="RLHF_DEVICE",
+    help="Where models train and score: auto (CUDA, then MPS, then the CPU; the default), cpu, cuda, cuda:N or "
+    "mps (also: RLHF_DEVICE). Jobs the app runs read RLHF_DEVICE.",
+)
 @click.version_option(package_name="rlhf-studio", prog_name="rlhf")
 @click.pass_context
-def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, data_dir: Path | None, debug: bool, device: str | None) -> None:
     """rlhf-studio: teach models from human preferences.
 
     Errors print one line, `Error: ...`, with what to do (exit status 1; 2 for a wrong
@@ -137,6 +144,8 @@ def cli(ctx: click.Context, data_dir: Path | None, debug: bool) -> None:
     """
     # the library logs what it did (encoders loaded, DQN speed, fallbacks): warnings always, the rest with --debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if device:  # read where a model is built (rlhf_core.devices), in this process and in workers it starts
+        os.environ["RLHF_DEVICE"] = device
     ctx.obj = Studio(Settings.from_env(data_dir))
 
 

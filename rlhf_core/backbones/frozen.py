@@ -46,8 +46,11 @@ class FrozenEncoder:
         batch_size: int = 256,
         max_cached: int = 200_000,
     ) -> None:
+        from rlhf_core.devices import resolve_device
+
         self.name = name
-        self.module = module.eval()
+        self.device = resolve_device()
+        self.module = module.to(self.device).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.features_dim = features_dim
@@ -61,10 +64,11 @@ class FrozenEncoder:
 
     @torch.inference_mode()
     def _forward(self, images: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
         if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        return self.module(self._preprocess(x)).float().numpy()  # (B, F)
+        return self.module(self._preprocess(x)).float().cpu().numpy()  # (B, F)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Features (N, features_dim) of images (N, H, W, 3) uint8, cached per distinct image."""

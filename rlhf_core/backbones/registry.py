@@ -9,6 +9,7 @@ environment: transfer learning from a task instead of from ImageNet.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Callable
@@ -82,7 +83,7 @@ class ObservationFeatures(torch.nn.Module):
         self.encoder: torch.nn.Module | None = None
         if encoder is not None:
             enc = get_encoder(encoder)
-            self.encoder = enc.module
+            self.encoder = copy.deepcopy(enc.module).cpu()  # a program runs where its user puts it
             self.input_size = enc.input_size
             self.preprocess = enc._preprocess
 

@@ -60,9 +60,9 @@ def policy_module(agent: Any, encoder: str | None) -> nn.Module:
     import copy
 
     if hasattr(agent, "q"):  # rlhf_core.policy.dqn.DQNAgent
-        return _GreedyQ(copy.deepcopy(agent.q).eval(), encoder).eval()
+        return _GreedyQ(copy.deepcopy(agent.q).cpu().eval(), encoder).eval()
     model = agent.model
-    return _SB3Deterministic(copy.deepcopy(model.policy).eval(), model.action_space).eval()
+    return _SB3Deterministic(copy.deepcopy(model.policy).cpu().eval(), model.action_space).eval()
 
 
 def example_observations(obs_shape: tuple[int, ...], pixels: bool, n: int = 3) -> torch.Tensor:

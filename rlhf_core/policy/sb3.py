@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.devices import resolve_device
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNResult, Evaluation, RewardFn, SuccessFn, evaluate_policy
 
@@ -100,6 +101,19 @@ def sb3_preset(env_id: str, algo: str) -> SB3Config:
     return SB3Config(algo, 100_000, n_envs=4 if algo == "a2c" else 1, eval_every=10_000)
 
 
+def sb3_device(algo: str) -> Any:
+    """Where an SB3 model runs: ``RLHF_DEVICE`` when set; else the GPU for the off-policy
+    algorithms (SAC, TD3: large batches of replayed transitions) and the CPU for PPO and A2C
+    with MLP policies, as stable-baselines3 advises (their small rollout batches run faster there)."""
+    import os
+
+    from rlhf_core.devices import DEVICE_ENV
+
+    if os.environ.get(DEVICE_ENV, "auto").strip().lower() not in ("", "auto") or algo in ("sac", "td3"):
+        return resolve_device()
+    return "cpu"
+
+
 def _algo_class(algo: str) -> type:
     import stable_baselines3
 
@@ -118,7 +132,9 @@ class SB3Agent:
         """A new model of ``config.algo`` on the (vectorised) environment ``env``."""
         kwargs = {"gamma": config.gamma, **config.kwargs}
         try:
-            model = _algo_class(config.algo)("MlpPolicy", env, seed=config.seed, verbose=0, device="cpu", **kwargs)
+            model = _algo_class(config.algo)(
+                "MlpPolicy", env, seed=config.seed, verbose=0, device=sb3_device(config.algo), **kwargs
+            )
         except (TypeError, ValueError, AssertionError) as exc:
             raise InvalidInputError(f"bad setting for {config.algo.upper()}: {exc}") from exc
         return cls(config, model)
@@ -200,7 +216,7 @@ class SB3Agent:
     def load(cls, folder: Path) -> SB3Agent:
         meta = json.loads((folder / META_FILE).read_text())
         config = SB3Config.from_dict(meta["config"])
-        model = _algo_class(config.algo).load(str(folder / MODEL_FILE), device="cpu")
+        model = _algo_class(config.algo).load(str(folder / MODEL_FILE), device=sb3_device(config.algo))
         return cls(config, model)
 
 

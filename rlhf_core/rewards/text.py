@@ -31,13 +31,13 @@ import torch.nn.functional as F
 from rlhf_core.backbones.text import (
     HUB_NAMES,
     backbone_path,
-    bf16_autocast_pays_off,
     load_sequence_classifier,
     load_tokenizer,
     quiet_transformers,
     torch_threads,
 )
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.devices import bf16_pays_off, resolve_device
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import TEXT_LORA
 
@@ -230,8 +230,11 @@ class TextRewardModel:
 
     kind = KIND
 
-    def __init__(self, config: TextRewardConfig | None = None, *, _model: Any = None) -> None:
+    def __init__(
+        self, config: TextRewardConfig | None = None, *, device: str | None = None, _model: Any = None
+    ) -> None:
         self.config = config or TextRewardConfig()
+        self.device = resolve_device(device)
         self.tokenizer = load_tokenizer(self.config.backbone)
         if _model is None:
             from peft import LoraConfig, TaskType, get_peft_model
@@ -251,7 +254,7 @@ class TextRewardModel:
                 _model = get_peft_model(base, lora)
             # Saved adapters name the hub model, not this machine's site-packages folder.
             _model.peft_config["default"].base_model_name_or_path = HUB_NAMES[cfg.backbone]
-        self.model = _model.eval()
+        self.model = _model.to(self.device).eval()
 
     # --- sizes -------------------------------------------------------------------------------
 
@@ -312,20 +315,20 @@ class TextRewardModel:
         ids_a = self.encode(data.prompts, data.responses_a)
         ids_b = self.encode(data.prompts, data.responses_b)
         lengths = np.array([max(len(a), len(b)) for a, b in zip(ids_a, ids_b, strict=True)])
-        pref = torch.from_numpy(data.pref.astype(np.float32))
+        pref = torch.from_numpy(data.pref.astype(np.float32)).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         steps_per_epoch = int(np.ceil(len(data) / cfg.batch_size))
         epochs = cfg.epochs or max(2, int(np.ceil(cfg.min_steps / steps_per_epoch)))
         total = steps_per_epoch * epochs
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: max(0.0, 1.0 - step / total))
-        bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
+        bf16 = bf16_pays_off(self.device) if cfg.bf16 is None else cfg.bf16
         pad_id = self.tokenizer.pad_token_id
         step, seen, loss_sum, loss_n, epoch_loss = 0, 0, 0.0, 0, float("nan")
         base = self.model.get_base_model()
         # Under bf16 autocast, CPU SDPA's backward is slow (over half of a step); plain matmul
         # attention trains ~2x faster. Scoring keeps SDPA, which is faster for the forward pass.
-        base.set_attn_implementation("eager" if bf16 else "sdpa")
+        base.set_attn_implementation("eager" if bf16 and self.device.type == "cpu" else "sdpa")
         self.model.train()
         started = time.perf_counter()
         try:
@@ -337,13 +340,14 @@ class TextRewardModel:
                             raise TrainingCancelledError("stopped during training")
                         b = len(idx)
                         input_ids, mask = pad_batch([ids_a[i] for i in idx] + [ids_b[i] for i in idx], pad_id)
-                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+                        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                             rewards = self.model(input_ids=input_ids, attention_mask=mask).logits  # (2B, 1)
                         rewards = rewards.float().squeeze(-1)  # (2B,)
                         loss = preference_loss(
                             rewards[:b],
                             rewards[b:],
-                            pref[idx],
+                            pref[torch.from_numpy(np.asarray(idx)).to(self.device)],
                             margin=cfg.margin,
                             center_coefficient=cfg.center_rewards_coefficient,
                         )
@@ -371,6 +375,7 @@ class TextRewardModel:
             "train_seconds": seconds,
             "pairs_per_s": seen / seconds,
             "bf16": bool(bf16),
+            "device": str(self.device),
             **self.parameter_counts(),
             "trainable_fraction": self.trainable_fraction,
         }
@@ -390,7 +395,8 @@ class TextRewardModel:
             for start in range(0, len(order), batch_size):
                 rows = order[start : start + batch_size]
                 input_ids, mask = pad_batch([ids[i] for i in rows], pad_id)
-                out[rows] = self.model(input_ids=input_ids, attention_mask=mask).logits.squeeze(-1).float().numpy()
+                logits = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                out[rows] = logits.squeeze(-1).float().cpu().numpy()
         return out
 
     def predict_pref(self, data: TextPreferences) -> np.ndarray:
@@ -410,7 +416,7 @@ class TextRewardModel:
         (folder / MODEL_FILE).write_text(json.dumps({"kind": KIND, "config": self.config.to_json()}, indent=2))
 
     @classmethod
-    def load(cls, folder: Path) -> TextRewardModel:
+    def load(cls, folder: Path, device: str | None = None) -> TextRewardModel:
         """A model written by :meth:`save`: the pretrained backbone plus the saved adapter."""
         from peft import PeftModel
 
@@ -425,7 +431,7 @@ class TextRewardModel:
         base = load_sequence_classifier(config.backbone, 1, seed=config.seed, pad_token_id=tokenizer.pad_token_id)
         with quiet_transformers():
             model = PeftModel.from_pretrained(base, str(folder))
-        return cls(config, _model=model)
+        return cls(config, device=device, _model=model)
 
     def merged(self) -> torch.nn.Module:
         """A copy of the model with LoRA merged into the base weights (``merge_and_unload``)."""
