@@ -114,6 +114,16 @@ def _reporting(cancelled: str | None = None, *cancel_errors: type[BaseException]
         bars.close()
 
 
+def _modules(value: str | None) -> list[str] | None:
+    """``query, value`` -> ["query", "value"] (None stays None)."""
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("name at least one layer, e.g. query,value", param_hint="--target-modules")
+    return names
+
+
 @click.group(cls=StudioGroup)
 @click.option(
     "--data-dir",
@@ -272,6 +282,13 @@ def queries(
     "cannot farm by circling) or transition (any function of the step; cnn-lora's only form).",
 )
 @click.option("--rank", type=int, default=None, help="LoRA rank (text-lora); taste dimensions (personal).")
+@click.option("--alpha", type=float, default=None, help="LoRA alpha; updates scale by alpha / rank (text-lora).")
+@click.option("--dropout", type=float, default=None, help="Dropout on the LoRA branch (text-lora).")
+@click.option(
+    "--target-modules",
+    default=None,
+    help="Layers that get LoRA adapters, comma-separated, e.g. query,key,value,dense (text-lora; default query,value).",
+)
 @click.option(
     "--min-agreement",
     type=click.FloatRange(0, 1),
@@ -294,6 +311,9 @@ def train_reward(
     actions: bool,
     form: str | None,
     rank: int | None,
+    alpha: float | None,
+    dropout: float | None,
+    target_modules: str | None,
     min_agreement: float | None,
     lr: float | None,
     max_length: int | None,
@@ -309,6 +329,9 @@ def train_reward(
             "members": members,
             "noise_prob": noise_prob,
             "rank": rank,
+            "alpha": alpha,
+            "dropout": dropout,
+            "target_modules": _modules(target_modules),
             "lr": lr,
             "max_length": max_length,
             "epochs": epochs,
@@ -674,7 +697,10 @@ def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
 
 
 @cli.command("export-model")
-@click.option("--project", "name", required=True, help="Project whose reward model to export.")
+@click.option("--project", "name", default=None, help="Project whose reward model to export.")
+@click.option(
+    "--classifier", "classifier_id", type=int, default=None, help="Instead: a registered classifier (rlhf classifiers)."
+)
 @click.option("--version", type=int, default=None, help="Reward model version (default: the active one).")
 @click.option(
     "--form",
@@ -689,7 +715,15 @@ def export(studio: Studio, name: str, fmt: str | None, out: Path) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def export_model(studio: Studio, name: str, version: int | None, form: str, out: Path, as_json: bool) -> None:
+def export_model(
+    studio: Studio,
+    name: str | None,
+    classifier_id: int | None,
+    version: int | None,
+    form: str,
+    out: Path,
+    as_json: bool,
+) -> None:
     """Write a reward model as a folder that plain transformers (text) or plain torch (trajectories) load.
 
     \b
@@ -699,6 +733,20 @@ def export_model(studio: Studio, name: str, version: int | None, form: str, out:
     """
     from app.services.exports import export_model as run
 
+    if (name is None) == (classifier_id is None):
+        raise click.UsageError("give --project P (a reward model) or --classifier ID, one of the two")
+    if classifier_id is not None:
+        from app.services.classifiers import export_classifier
+
+        done = export_classifier(studio, classifier_id, out)
+        if as_json:
+            click.echo(json.dumps(done, indent=2))
+        else:
+            click.echo(
+                f"wrote classifier #{classifier_id} ({done['kind']}, {done['form']}) to {out}: "
+                + ", ".join(done["files"])
+            )
+        return
     result = run(studio, name, out, version=version, form=form)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
@@ -827,26 +875,49 @@ def demo_text(studio: Studio, name: str | None, team: bool) -> None:
     help="frozen: features + new linear head; lora: PEFT adapters + head; full: every weight trains.",
 )
 @click.option("--epochs", default=5, show_default=True, help="Training epochs.")
+@click.option("--rank", type=int, default=None, help="LoRA rank (--mode lora; default 8).")
+@click.option("--alpha", type=float, default=None, help="LoRA alpha; updates scale by alpha / rank (default 16).")
+@click.option("--dropout", type=float, default=None, help="Dropout on the LoRA branch (default 0).")
+@click.option(
+    "--target-modules",
+    default=None,
+    help="Layers that get LoRA adapters, comma-separated (default: query,value for text; EfficientNet's "
+    "pointwise convolutions for images).",
+)
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
 def train_classifier(
-    studio: Studio, path: Path | None, kind: str, mode: str, epochs: int, seed: int, as_json: bool
+    studio: Studio,
+    path: Path | None,
+    kind: str,
+    mode: str,
+    epochs: int,
+    rank: int | None,
+    alpha: float | None,
+    dropout: float | None,
+    target_modules: str | None,
+    seed: int,
+    as_json: bool,
 ) -> None:
-    """Adapt a pretrained backbone (MiniLM for text, EfficientNet-Lite0 for images) to a labeled dataset."""
+    """Adapt a pretrained backbone (MiniLM for text, EfficientNet-Lite0 for images) to a labeled dataset,
+    and keep it in the registry (rlhf classifiers, rlhf predict)."""
     from app.services.classifiers import train_classifier as run
+
+    lora = {"rank": rank, "alpha": alpha, "dropout": dropout, "target_modules": _modules(target_modules)}
 
     with _reporting() as bars:  # the bar appears with the first step, after the data loaded
 
         def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
             bars("train", done, total)
 
-        result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, on_step=on_step)
+        result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, lora=lora, on_step=on_step)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return
     click.echo(
-        f"{kind} classifier, mode {mode}: held-out accuracy {result.accuracy:.3f} on {result.n_val} examples "
+        f"classifier #{result.id} ({kind}, mode {mode}): held-out accuracy {result.accuracy:.3f} "
+        f"on {result.n_val} examples "
         f"({result.n_train} trained on); trainable {result.trainable_params:,} of {result.total_params:,} "
         f"parameters ({result.trainable_fraction:.2%}); {result.train_seconds:.1f} s"
     )
@@ -855,6 +926,46 @@ def train_classifier(
     click.echo(" " * width + "".join(f"{n:>{width}}" for n in result.class_names))
     for name, row in zip(result.class_names, result.confusion, strict=True):
         click.echo(f"{name:<{width}}" + "".join(f"{v:>{width}}" for v in row))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_obj
+def classifiers(studio: Studio, as_json: bool) -> None:
+    """The trained classifiers in the registry, newest first."""
+    from app.services.classifiers import list_classifiers
+
+    rows = list_classifiers(studio)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        click.echo("no classifiers yet: train one with rlhf train-classifier")
+        return
+    for r in rows:
+        accuracy = "n/a" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        click.echo(
+            f"#{r['id']:<4} {r['kind']:<6} {r['mode']:<7} accuracy {accuracy}  classes {', '.join(r['classes'])}  "
+            f"({r['dataset']})"
+        )
+
+
+@cli.command()
+@click.option("--classifier", "classifier_id", type=int, required=True, help="Classifier id (rlhf classifiers).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.argument("inputs", nargs=-1, required=True)
+@click.pass_obj
+def predict(studio: Studio, classifier_id: int, as_json: bool, inputs: tuple[str, ...]) -> None:
+    """Classify INPUTS with a registered classifier: texts (a text classifier) or image files (an image one)."""
+    from app.services.classifiers import predict as run
+
+    results = run(studio, classifier_id, list(inputs))
+    if as_json:
+        rows = [{"input": p.input, "label": p.label, "probabilities": p.probabilities} for p in results]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for p in results:
+        click.echo(f"{p.label:<12} {p.probabilities[p.label]:.3f}  {p.input}")
 
 
 @cli.command("make-demo-images")

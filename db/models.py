@@ -342,6 +342,26 @@ class Worker(Base):
     stopped_at: Mapped[datetime | None]
 
 
+class ClassifierRecord(Base):
+    """A trained classifier in the registry: its files (``path``, relative to the data folder),
+    what it was trained on and how well it did."""
+
+    __tablename__ = "classifier"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    """text or image."""
+    mode: Mapped[str] = mapped_column(String(20))
+    """frozen, lora or full."""
+    dataset: Mapped[str] = mapped_column(String(500))
+    class_names: Mapped[list[str]] = mapped_column(JSON)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    path: Mapped[str] = mapped_column(String(500))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("job.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class RewardModelRecord(Base):
     """One trained version of a project's reward model; at most one per project is active."""
 

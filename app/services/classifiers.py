@@ -2,17 +2,23 @@
 
 Datasets: a ``text,label`` CSV (the packaged sentiment reviews by default) or a folder of
 images with one sub-folder per class (the generated shapes by default, drawn into the data
-folder on first use). Nothing is written to the database: a classifier run is an
-experiment whose result is returned (and shown), not a registered model.
+folder on first use). A trained classifier goes into the registry: its files (safetensors;
+PEFT's adapter format in lora mode) under ``classifiers/`` in the data folder, written first,
+then one row (kind, mode, dataset, classes, config, metrics); ``predict`` scores new text or
+images with it, ``export_classifier`` writes a standalone copy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.config import Studio
+from app.services.artifacts import staged_folder
+from db import repo
+from db.engine import session_scope
 from rlhf_core.errors import InvalidInputError
 
 if TYPE_CHECKING:  # torch loads only when a classifier trains
@@ -56,16 +62,166 @@ def train_classifier(
     path: Path | None = None,
     epochs: int = 5,
     seed: int = 0,
+    lora: dict[str, Any] | None = None,
     on_step: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    job_id: int | None = None,
 ) -> ClassifierResult:
-    """Adapt the pretrained backbone of ``kind`` to the dataset in ``mode`` (frozen, lora, full)."""
+    """Adapt the pretrained backbone of ``kind`` to the dataset in ``mode`` (frozen, lora, full)
+    and register it (``result.id``). ``lora``: rank, alpha, dropout, target_modules."""
     from rlhf_core.classifiers.training import ClassifierConfig
     from rlhf_core.classifiers.training import train_classifier as fit
 
-    config = ClassifierConfig(mode=mode, epochs=epochs, seed=seed)  # validates mode and epochs
+    options = {k: v for k, v in (lora or {}).items() if v is not None}
+    if "target_modules" in options:
+        options["target_modules"] = tuple(options["target_modules"])
+    unknown = set(options) - {"rank", "alpha", "dropout", "target_modules"}
+    if unknown:
+        raise InvalidInputError(f"unknown LoRA options {sorted(unknown)}; use rank, alpha, dropout, target_modules")
+    config = ClassifierConfig(mode=mode, epochs=epochs, seed=seed, **options)  # validates every option
     data = load_dataset(studio, kind, path, config.image_size)
-    return fit(data, config, on_step=on_step, should_stop=should_stop)
+    result = fit(data, config, on_step=on_step, should_stop=should_stop)
+    if should_stop is not None and should_stop():
+        from rlhf_core.callbacks import TrainingCancelledError
+
+        raise TrainingCancelledError("stopped after training")
+    dataset = (
+        str(path) if path is not None else ("packaged sentiment reviews" if kind == "text" else "generated shapes")
+    )
+    metrics = {k: v for k, v in result.to_json().items() if k not in ("class_names", "mode", "kind", "history")}
+    with staged_folder(studio.settings.data_dir / "classifiers", result.classifier.save) as folder:
+        with session_scope(studio.engine, write=True) as session:
+            record = repo.register_classifier(
+                session,
+                kind=kind,
+                mode=mode,
+                dataset=dataset,
+                class_names=list(result.class_names),
+                config=config.to_json(),
+                metrics=metrics,
+                path=studio.relative(folder),
+                job_id=job_id,
+            )
+            result.id = record.id
+    return result
+
+
+def list_classifiers(studio: Studio) -> list[dict[str, Any]]:
+    """The registry, newest first."""
+    with session_scope(studio.engine) as session:
+        records = repo.classifiers(session)
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "mode": r.mode,
+            "dataset": r.dataset,
+            "classes": list(r.class_names),
+            "accuracy": r.metrics.get("accuracy"),
+            "rank": r.config.get("rank") if r.mode == "lora" else None,
+            "created_at": r.created_at,
+        }
+        for r in records
+    ]
+
+
+_loaded: dict[str, Any] = {}
+
+
+def load_classifier(studio: Studio, classifier_id: int) -> tuple[Any, Any]:
+    """(record, TrainedClassifier), loaded once per process."""
+    from rlhf_core.classifiers.training import TrainedClassifier
+
+    with session_scope(studio.engine) as session:
+        record = repo.get_classifier(session, classifier_id)
+    folder = studio.path(record.path)
+    if str(folder) not in _loaded:
+        _loaded.clear()  # one at a time: a backbone each
+        _loaded[str(folder)] = TrainedClassifier.load(folder)
+    return record, _loaded[str(folder)]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    input: str
+    label: str
+    probabilities: dict[str, float]
+
+
+def predict(studio: Studio, classifier_id: int, inputs: list[str]) -> list[Prediction]:
+    """Class and probabilities of each input: texts for a text classifier, image files for an
+    image one."""
+    import numpy as np
+
+    if not inputs:
+        raise InvalidInputError("give at least one input to classify (a text, or an image file)")
+    record, classifier = load_classifier(studio, classifier_id)
+    if record.kind == "image":
+        images = np.stack([_read_image(Path(p), record.config.get("image_size", 64)) for p in inputs])
+        probs = classifier.predict_proba(images)
+    else:
+        probs = classifier.predict_proba(list(inputs))
+    names = list(record.class_names)
+    return [
+        Prediction(inp, names[int(np.argmax(p))], {n: float(v) for n, v in zip(names, p, strict=True)})
+        for inp, p in zip(inputs, probs, strict=True)
+    ]
+
+
+def predict_images(studio: Studio, classifier_id: int, images: list[Any], names: list[str]) -> list[Prediction]:
+    """Predictions of decoded uint8 images (H, W, 3) (uploads on the Classifiers page)."""
+    import numpy as np
+
+    from rlhf_core.classifiers.training import resize_images
+
+    record, classifier = load_classifier(studio, classifier_id)
+    if record.kind != "image":
+        raise InvalidInputError(f"classifier #{classifier_id} classifies text, not images")
+    size = int(record.config.get("image_size", 64))
+    probs = classifier.predict_proba(np.concatenate([resize_images(img[None], size) for img in images]))
+    labels = list(record.class_names)
+    return [
+        Prediction(n, labels[int(np.argmax(p))], {c: float(v) for c, v in zip(labels, p, strict=True)})
+        for n, p in zip(names, probs, strict=True)
+    ]
+
+
+def _read_image(path: Path, size: int) -> Any:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
+    except FileNotFoundError:
+        raise InvalidInputError(f"{path} does not exist; an image classifier takes image files") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InvalidInputError(f"{path} is not an image this classifier can read ({exc})") from exc
+
+
+def export_classifier(studio: Studio, classifier_id: int, out: Path) -> dict[str, Any]:
+    """A standalone copy of a classifier in ``out`` (a new folder): a Hugging Face model folder
+    (text, lora or full: LoRA merged) or a ``torch.export`` program; written to a temporary
+    folder and moved into place."""
+    import shutil
+    import uuid
+
+    out = out.expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
+    record, classifier = load_classifier(studio, classifier_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        form = classifier.export_merged(staging)
+        if out.exists():
+            out.rmdir()
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {"id": record.id, "kind": record.kind, "mode": record.mode, "form": form, "path": str(out),
+            "classes": list(record.class_names), "files": sorted(p.name for p in out.iterdir())}  # fmt: skip
 
 
 def make_demo_images(folder: Path, *, per_class: int, size: int, seed: int) -> dict[str, int]:

@@ -163,8 +163,10 @@ def _train_classifier(
         path=Path(path) if path else None,
         epochs=int(params.get("epochs", 5)),
         seed=int(params.get("seed", 0)),
+        lora=params.get("lora"),
         on_step=lambda done, total, metrics: progress("fit", done, total),
         should_stop=should_stop,
+        job_id=job_id,
     )
     return {**result.to_json(), "dataset": params.get("dataset", "")}
 

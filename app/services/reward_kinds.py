@@ -77,7 +77,7 @@ REWARD_KINDS: dict[str, RewardKind] = {
             "MiniLM + LoRA (query/value adapters and a score head; the base model stays frozen)",
             "MiniLM + LoRA (text projects, their default)",
             text=True,
-            options=("epochs", "rank", "lr", "max_length"),
+            options=("epochs", "rank", "alpha", "dropout", "target_modules", "lr", "max_length"),
         ),
         RewardKind(
             PERSONAL,
@@ -112,6 +112,8 @@ def check_options(kind: str, config: dict[str, Any]) -> None:
     for option in config:
         if option not in known.options:
             kinds = tuple(k.name for k in REWARD_KINDS.values() if option in k.options)
+            if not kinds:
+                raise InvalidInputError(f"{_flag(option)} is not an option of any reward model kind")
             groups.setdefault(kinds, []).append(_flag(option))
     if groups:
         said = "; ".join(

@@ -81,7 +81,10 @@ def train_text_reward_model(
             f"{TEXT_LORA} models train on text projects; {project.name!r} holds trajectories: use --kind bt or ensemble"
         )
     try:
-        cfg = TextRewardConfig(**{"seed": seed, **(config or {})})
+        options = dict(config or {})
+        if options.get("target_modules") is not None:
+            options["target_modules"] = tuple(options["target_modules"])
+        cfg = TextRewardConfig(**{"seed": seed, **options})
     except TypeError as exc:
         raise TrainingError(f"bad option for a {TEXT_LORA!r} model: {exc}") from exc
     except InvalidInputError as exc:
@@ -94,7 +97,10 @@ def train_text_reward_model(
     rng = np.random.default_rng(seed)
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
-    model = TextRewardModel(cfg)
+    try:
+        model = TextRewardModel(cfg)
+    except InvalidInputError as exc:
+        raise TrainingError(str(exc)) from exc
     progress("load", 1, 1)
 
     def measure(fit: dict[str, Any], fit_seconds: float) -> dict[str, Any]:

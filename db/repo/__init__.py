@@ -294,10 +294,19 @@ from db.repo.registry import (
     active_reward_model as active_reward_model,
 )
 from db.repo.registry import (
+    classifiers as classifiers,
+)
+from db.repo.registry import (
+    get_classifier as get_classifier,
+)
+from db.repo.registry import (
     get_policy as get_policy,
 )
 from db.repo.registry import (
     policies as policies,
+)
+from db.repo.registry import (
+    register_classifier as register_classifier,
 )
 from db.repo.registry import (
     register_policy as register_policy,

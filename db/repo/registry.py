@@ -1,4 +1,4 @@
-"""The model registry: versions of reward models and policies, registered, activated, withdrawn."""
+"""The model registry: versions of reward models and policies (registered, activated, withdrawn), and classifiers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from db.engine import serialize
 from db.errors import NotFoundError
 from db.models import (
+    ClassifierRecord,
     PolicyRecord,
     RewardModelRecord,
 )
@@ -127,3 +128,42 @@ def withdraw_policy(session: Session, project_id: int, version: int) -> str:
     session.delete(record)
     session.flush()
     return path
+
+
+# --- classifiers --------------------------------------------------------------------------------
+
+
+def register_classifier(
+    session: Session,
+    *,
+    kind: str,
+    mode: str,
+    dataset: str,
+    class_names: list[str],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    path: str,
+    job_id: int | None,
+) -> ClassifierRecord:
+    """A trained classifier's row (its files are already in place)."""
+    record = ClassifierRecord(
+        kind=kind, mode=mode, dataset=dataset, class_names=class_names, config=config, metrics=metrics,
+        path=path, job_id=job_id,
+    )  # fmt: skip
+    session.add(record)
+    session.flush()
+    return record
+
+
+def classifiers(session: Session) -> list[ClassifierRecord]:
+    """Every registered classifier, newest first."""
+    return list(session.scalars(select(ClassifierRecord).order_by(ClassifierRecord.id.desc())))
+
+
+def get_classifier(session: Session, classifier_id: int) -> ClassifierRecord:
+    """Classifier ``classifier_id``."""
+    record = session.get(ClassifierRecord, classifier_id)
+    if record is None:
+        known = ", ".join(str(r.id) for r in classifiers(session)) or "none yet (train one: rlhf train-classifier)"
+        raise NotFoundError(f"no classifier #{classifier_id}; classifiers: {known}")
+    return record

@@ -18,7 +18,7 @@ matrix (scikit-learn) on a stratified split.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlhf_core.backbones.text import (
-    bf16_autocast_pays_off,
     load_sequence_classifier,
     load_tokenizer,
     quiet_transformers,
@@ -36,6 +35,7 @@ from rlhf_core.backbones.text import (
 )
 from rlhf_core.backbones.vision import CNN_LORA_TARGETS, efficientnet_trunk_for_lora
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.devices import bf16_pays_off, resolve_device
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.fileio import atomic_write
 
@@ -70,6 +70,11 @@ class ClassifierConfig:
     """LoRA rank."""
     alpha: float = 16.0
     """LoRA alpha (scaling alpha / rank)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA branch's input."""
+    target_modules: tuple[str, ...] | None = None
+    """Layers that get LoRA adapters (names inside the backbone); None: MiniLM's ``query`` and
+    ``value``, EfficientNet-Lite0's pointwise convolutions (:data:`CNN_LORA_TARGETS`)."""
     val_fraction: float = 0.25
     """Share of the examples held out, stratified by class."""
     max_length: int = 64
@@ -88,6 +93,10 @@ class ClassifierConfig:
             raise InvalidInputError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.rank < 1:
             raise InvalidInputError("epochs, batch_size and rank must be at least 1")
+        if self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise InvalidInputError(f"alpha must be positive and dropout in [0, 1), got {self.alpha}, {self.dropout}")
+        if self.target_modules is not None and not self.target_modules:
+            raise InvalidInputError("target_modules must name at least one layer, e.g. query,value")
         if self.lr is not None and not 0 < self.lr < 1:
             raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
         if not 0.05 <= self.val_fraction <= 0.5:
@@ -97,6 +106,23 @@ class ClassifierConfig:
 
     def learning_rate(self, kind: str) -> float:
         return self.lr if self.lr is not None else _DEFAULT_LR[(kind, self.mode)]
+
+    def targets(self, kind: str) -> list[str] | str:
+        """The LoRA target modules for a backbone of ``kind``."""
+        if self.target_modules is not None:
+            return list(self.target_modules)
+        return ["query", "value"] if kind == "text" else CNN_LORA_TARGETS
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["target_modules"] = None if self.target_modules is None else list(self.target_modules)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClassifierConfig:
+        targets = data.get("target_modules")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "target_modules": None if targets is None else tuple(targets)})
 
 
 @dataclass(frozen=True)
@@ -180,13 +206,18 @@ class ClassifierResult:
     train_seconds: float
     train_loss: float
     history: list[float] = field(default_factory=list)
+    classifier: Any = field(default=None, repr=False, compare=False)
+    """The trained :class:`TrainedClassifier` (not in ``to_json``)."""
+    id: int | None = None
+    """Its id in the studio's registry, once registered."""
 
     @property
     def trainable_fraction(self) -> float:
         return self.trainable_params / self.total_params
 
     def to_json(self) -> dict[str, Any]:
-        return {**vars(self), "trainable_fraction": self.trainable_fraction}
+        data = {k: v for k, v in vars(self).items() if k != "classifier"}
+        return {**data, "trainable_fraction": self.trainable_fraction}
 
 
 # --- backbones ------------------------------------------------------------------------------
@@ -222,8 +253,9 @@ class _ModeModel:
     """A backbone with its classification head, set up for one mode (frozen, lora or full):
     what trains, how a batch becomes logits."""
 
-    def __init__(self, kind: str, n_classes: int, cfg: ClassifierConfig) -> None:
+    def __init__(self, kind: str, n_classes: int, cfg: ClassifierConfig, device: str | None = None) -> None:
         self.kind, self.cfg = kind, cfg
+        self.device = resolve_device(device)
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             if kind == "text":
@@ -242,23 +274,30 @@ class _ModeModel:
             elif cfg.mode == "lora":
                 from peft import LoraConfig, get_peft_model
 
-                if kind == "text":
-                    lora = LoraConfig(
-                        task_type="SEQ_CLS",
-                        r=cfg.rank,
-                        lora_alpha=cfg.alpha,
-                        target_modules=["query", "value"],
-                        modules_to_save=["classifier"],
-                    )
-                else:
-                    lora = LoraConfig(
-                        r=cfg.rank,
-                        lora_alpha=cfg.alpha,
-                        target_modules=CNN_LORA_TARGETS,
-                        modules_to_save=["classifier"],
-                    )
-                with quiet_transformers():
-                    self.model = get_peft_model(self.model, lora)
+                lora = LoraConfig(
+                    task_type="SEQ_CLS" if kind == "text" else None,
+                    r=cfg.rank,
+                    lora_alpha=cfg.alpha,
+                    lora_dropout=cfg.dropout,
+                    target_modules=cfg.targets(kind),
+                    modules_to_save=["classifier"],
+                )
+                try:
+                    with quiet_transformers():
+                        self.model = get_peft_model(self.model, lora)
+                except ValueError as exc:  # PEFT: "Target modules {...} not found in the base model"
+                    raise InvalidInputError(
+                        f"LoRA target modules {cfg.targets(kind)} do not fit the {kind} backbone: {exc}"
+                    ) from exc
+        self.model.to(self.device)
+        if cfg.mode == "frozen":
+            self.head.to(self.device)
+
+    def cpu_module(self) -> tuple[nn.Module, nn.Module | None, str]:
+        """(model, head or None, mode) on the CPU, LoRA merged: for an export."""
+        model = self.model.merge_and_unload() if self.cfg.mode == "lora" else self.model
+        head = self.head.cpu() if self.cfg.mode == "frozen" else None
+        return model.cpu().eval(), head, self.cfg.mode
 
     def transformer(self) -> Any:
         """The transformers model inside (under PEFT's wrapper in lora mode)."""
@@ -270,12 +309,12 @@ class _ModeModel:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def encode(self, inputs: Any) -> Any:
-        """Model-ready inputs: token ids (text) or a float image tensor."""
+        """Model-ready inputs on the model's device: token ids (text) or a float image tensor."""
         if self.kind == "text":
             return self.tokenizer(
                 list(inputs), truncation=True, max_length=self.cfg.max_length, padding=True, return_tensors="pt"
-            )
-        return _images_to_tensor(inputs)
+            ).to(self.device)
+        return _images_to_tensor(inputs).to(self.device)
 
     def logits(self, batch: Any) -> torch.Tensor:
         if self.kind == "text":
@@ -323,7 +362,7 @@ def train_classifier(
         if cfg.mode == "frozen":
             history = _fit_head(classifier, train, cfg, rng, opt, on_step, should_stop)
             with torch.inference_mode():
-                predicted = classifier.head(classifier.frozen_features(val.inputs)).argmax(-1).numpy()
+                predicted = classifier.head(classifier.frozen_features(val.inputs)).argmax(-1).cpu().numpy()
         else:
             history = _fit_backbone(classifier, train, cfg, rng, opt, on_step, should_stop)
             predicted = _predict(classifier, val)
@@ -344,6 +383,7 @@ def train_classifier(
         train_seconds=seconds,
         train_loss=history[-1],
         history=history,
+        classifier=TrainedClassifier(classifier, tuple(data.class_names)),
     )
 
 
@@ -355,7 +395,7 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
 def _fit_head(classifier, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
     """Linear head on features computed once (the backbone never runs again in training)."""
     feats = classifier.frozen_features(train.inputs)  # (N, D)
-    labels = torch.from_numpy(train.labels)
+    labels = torch.from_numpy(train.labels).to(classifier.device)
     epochs = cfg.epochs * 20  # a linear head on cached features is cheap: give it enough steps
     history = []
     for epoch in range(epochs):
@@ -376,12 +416,13 @@ def _fit_head(classifier, train, cfg, rng, opt, on_step, should_stop) -> list[fl
 
 def _fit_backbone(classifier, train, cfg, rng, opt, on_step, should_stop) -> list[float]:  # noqa: ANN001
     """LoRA or full fine-tuning: the backbone runs forward and backward every step."""
-    labels = torch.from_numpy(train.labels)
+    labels = torch.from_numpy(train.labels).to(classifier.device)
     steps = int(np.ceil(len(train) / cfg.batch_size)) * cfg.epochs
     done, history = 0, []
-    bf16 = bf16_autocast_pays_off() if cfg.bf16 is None else cfg.bf16
+    bf16 = bf16_pays_off(classifier.device) if cfg.bf16 is None else cfg.bf16
     if train.kind == "text":  # see text_reward: eager attention trains ~2x faster under bf16 on CPU
-        classifier.transformer().set_attn_implementation("eager" if bf16 else "sdpa")
+        eager = bf16 and classifier.device.type == "cpu"
+        classifier.transformer().set_attn_implementation("eager" if eager else "sdpa")
     classifier.model.train()
     _freeze_batchnorm(classifier.model)
     for _ in range(cfg.epochs):
@@ -390,9 +431,9 @@ def _fit_backbone(classifier, train, cfg, rng, opt, on_step, should_stop) -> lis
             if should_stop is not None and should_stop():
                 raise TrainingCancelledError("stopped during training")
             inputs = [train.inputs[i] for i in idx] if train.kind == "text" else train.inputs[idx]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(classifier.device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = classifier.logits(classifier.encode(inputs))
-            loss = F.cross_entropy(logits.float(), labels[idx])
+            loss = F.cross_entropy(logits.float(), labels[torch.from_numpy(idx).to(classifier.device)])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -413,8 +454,181 @@ def _predict(classifier: _ModeModel, data: LabeledData) -> np.ndarray:
     out = []
     for start in range(0, len(data), 64):
         batch = data.inputs[start : start + 64]
-        out.append(classifier.logits(classifier.encode(batch)).argmax(-1).numpy())
+        out.append(classifier.logits(classifier.encode(batch)).argmax(-1).cpu().numpy())
     return np.concatenate(out)
+
+
+# --- a trained classifier: predict, save, load, export ---------------------------------------
+
+CLASSIFIER_FILE, HEAD_FILE, WEIGHTS_FILE = "classifier.json", "head.safetensors", "model.safetensors"
+
+
+class TrainedClassifier:
+    """A trained classifier that predicts, saves (safetensors; PEFT's adapter format in lora
+    mode) and loads back to the same predictions."""
+
+    def __init__(self, model: _ModeModel, class_names: tuple[str, ...]) -> None:
+        self.model, self.class_names = model, class_names
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def mode(self) -> str:
+        return self.model.cfg.mode
+
+    @torch.inference_mode()
+    def predict_proba(self, inputs: Any, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C) of texts (a list) or uint8 images (N, H, W, 3)."""
+        m = self.model
+        m.model.eval()
+        if self.kind == "image":
+            inputs = np.asarray(inputs)
+            if inputs.ndim != 4 or inputs.shape[-1] != 3 or inputs.dtype != np.uint8:
+                raise InvalidInputError(f"expected uint8 images (N, H, W, 3), got {inputs.dtype} {inputs.shape}")
+            size = m.cfg.image_size
+            if inputs.shape[1:3] != (size, size):
+                inputs = resize_images(inputs, size)
+        out = []
+        for start in range(0, len(inputs), batch_size):
+            batch = inputs[start : start + batch_size]
+            if m.cfg.mode == "frozen":
+                logits = m.head(m.frozen_features(batch))
+            else:
+                logits = m.logits(m.encode(batch))
+            out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def save(self, folder: Path) -> None:
+        """``classifier.json``, then the trained weights: ``head.safetensors`` (frozen), PEFT's
+        ``adapter_config.json`` + ``adapter_model.safetensors`` (lora) or ``model.safetensors`` (full)."""
+        import json
+
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        m = self.model
+        if m.cfg.mode == "frozen":
+            save_file(
+                {k: v.detach().cpu().contiguous() for k, v in m.head.state_dict().items()}, str(folder / HEAD_FILE)
+            )
+        elif m.cfg.mode == "lora":
+            with quiet_transformers():
+                m.model.save_pretrained(str(folder), save_embedding_layers=False)
+        else:
+            state = {k: v.detach().cpu().contiguous() for k, v in m.model.state_dict().items()}
+            save_file(state, str(folder / WEIGHTS_FILE))
+        meta = {"kind": self.kind, "class_names": list(self.class_names), "config": m.cfg.to_json()}
+        (folder / CLASSIFIER_FILE).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, folder: Path, device: str | None = None) -> TrainedClassifier:
+        """A classifier written by :meth:`save`: the backbone rebuilt, the trained weights loaded."""
+        import json
+
+        from safetensors.torch import load_file
+
+        meta_path = folder / CLASSIFIER_FILE
+        if not meta_path.exists():
+            raise FileNotFoundError(f"{meta_path} is missing: {folder} does not hold a classifier")
+        meta = json.loads(meta_path.read_text())
+        cfg = ClassifierConfig.from_json(meta["config"])
+        m = _ModeModel(meta["kind"], len(meta["class_names"]), cfg, device)
+        if cfg.mode == "frozen":
+            m.head.load_state_dict(load_file(str(folder / HEAD_FILE), device=str(m.device)))
+        elif cfg.mode == "lora":
+            from peft import set_peft_model_state_dict
+
+            state = load_file(str(folder / "adapter_model.safetensors"), device=str(m.device))
+            result = set_peft_model_state_dict(m.model, state)
+            if getattr(result, "unexpected_keys", None):
+                raise ValueError(f"{folder}: adapter weights that fit no layer: {result.unexpected_keys[:3]}")
+        else:
+            m.model.load_state_dict(load_file(str(folder / WEIGHTS_FILE), device=str(m.device)))
+        m.model.eval()
+        return cls(m, tuple(meta["class_names"]))
+
+    def export_merged(self, folder: Path) -> str:
+        """A standalone export; returns its form. Text (lora, full): a plain Hugging Face model
+        folder (LoRA merged, the labels as ``id2label``, the tokenizer) that
+        ``AutoModelForSequenceClassification`` loads. Images, and text in frozen mode (a head on
+        mean-pooled sentence embeddings, which no transformers class computes): a
+        ``torch.export`` program ``classifier.pt2`` of uint8 images (N, H, W, 3), or of token
+        ids and attention mask (N, T), to class probabilities."""
+        import copy
+
+        m = self.model
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.kind == "text" and m.cfg.mode != "frozen":
+            model = copy.deepcopy(m.model)
+            if m.cfg.mode == "lora":
+                model = model.merge_and_unload()
+            model = model.cpu()
+            model.config.id2label = dict(enumerate(self.class_names))
+            model.config.label2id = {n: i for i, n in enumerate(self.class_names)}
+            with quiet_transformers():
+                model.save_pretrained(str(folder), safe_serialization=True)
+                m.tokenizer.model_max_length = m.cfg.max_length
+                m.tokenizer.save_pretrained(str(folder))
+            return "transformers"
+        parts = copy.deepcopy(m).cpu_module()
+        module = (_ImageProbabilities(parts) if self.kind == "image" else _TextProbabilities(parts)).eval()
+        batch = torch.export.Dim("batch", min=1, max=1 << 20)
+        if self.kind == "image":
+            example: tuple[torch.Tensor, ...] = (
+                torch.zeros((2, m.cfg.image_size, m.cfg.image_size, 3), dtype=torch.uint8),
+            )
+            shapes: tuple[Any, ...] = ({0: batch},)
+        else:
+            tokens = m.tokenizer(["a b", "c"], padding=True, return_tensors="pt")
+            example = (tokens["input_ids"], tokens["attention_mask"])
+            length = torch.export.Dim("length", min=2, max=m.cfg.max_length)
+            shapes = ({0: batch, 1: length}, {0: batch, 1: length})
+            with quiet_transformers():
+                m.tokenizer.model_max_length = m.cfg.max_length
+                m.tokenizer.save_pretrained(str(folder))
+        with torch.no_grad():
+            program = torch.export.export(module, example, dynamic_shapes=shapes)
+        torch.export.save(program, str(folder / "classifier.pt2"))
+        return "program"
+
+
+class _ImageProbabilities(nn.Module):
+    """uint8 images (N, H, W, 3) -> class probabilities, as one torch module for ``torch.export``."""
+
+    def __init__(self, parts: tuple[nn.Module, nn.Module | None, str]) -> None:
+        super().__init__()
+        self.model, self.head, _ = parts
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 255.0
+        logits = self.head(self.model.features(x)) if self.head is not None else self.model(x)
+        return torch.softmax(logits.float(), dim=-1)
+
+
+class _TextProbabilities(nn.Module):
+    """Token ids and attention mask (N, T) -> class probabilities, for ``torch.export``."""
+
+    def __init__(self, parts: tuple[nn.Module, nn.Module | None, str]) -> None:
+        super().__init__()
+        self.model, self.head, _ = parts
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.head is not None:  # mean-pooled embeddings, then the linear head
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).float()
+            logits = self.head((hidden * weights).sum(1) / weights.sum(1))
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+
+def resize_images(images: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images (N, H, W, 3) resized to ``size`` x ``size`` (bilinear, as the datasets load them)."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR)) for img in images])
 
 
 # --- a demo image dataset, drawn by code -----------------------------------------------------

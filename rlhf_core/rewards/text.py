@@ -249,9 +249,14 @@ class TextRewardModel:
                 target_modules=list(cfg.target_modules),
                 modules_to_save=["classifier"],
             )
-            with torch.random.fork_rng(), quiet_transformers():  # LoRA A's init seeded, global generator untouched
-                torch.manual_seed(cfg.seed + 1)
-                _model = get_peft_model(base, lora)
+            try:
+                with torch.random.fork_rng(), quiet_transformers():  # LoRA A's init seeded, global generator untouched
+                    torch.manual_seed(cfg.seed + 1)
+                    _model = get_peft_model(base, lora)
+            except ValueError as exc:  # PEFT: "Target modules {...} not found in the base model"
+                raise InvalidInputError(
+                    f"LoRA target modules {list(cfg.target_modules)} do not fit the {cfg.backbone} backbone: {exc}"
+                ) from exc
             # Saved adapters name the hub model, not this machine's site-packages folder.
             _model.peft_config["default"].base_model_name_or_path = HUB_NAMES[cfg.backbone]
         self.model = _model.to(self.device).eval()
