@@ -168,35 +168,38 @@ def predict(studio: Studio, classifier_id: int, inputs: list[str]) -> list[Predi
     ]
 
 
-def predict_images(studio: Studio, classifier_id: int, images: list[Any], names: list[str]) -> list[Prediction]:
-    """Predictions of decoded uint8 images (H, W, 3) (uploads on the Classifiers page)."""
-    import numpy as np
+def predict_image_files(studio: Studio, classifier_id: int, files: list[tuple[str, bytes]]) -> list[Prediction]:
+    """Predictions of uploaded image files, (name, bytes) each (the Classifiers page)."""
+    import io
 
-    from rlhf_core.classifiers.training import resize_images
+    import numpy as np
 
     record, classifier = load_classifier(studio, classifier_id)
     if record.kind != "image":
         raise InvalidInputError(f"classifier #{classifier_id} classifies text, not images")
     size = int(record.config.get("image_size", 64))
-    probs = classifier.predict_proba(np.concatenate([resize_images(img[None], size) for img in images]))
+    images = np.stack([_read_image(io.BytesIO(data), size, name) for name, data in files])
+    probs = classifier.predict_proba(images)
     labels = list(record.class_names)
     return [
-        Prediction(n, labels[int(np.argmax(p))], {c: float(v) for c, v in zip(labels, p, strict=True)})
-        for n, p in zip(names, probs, strict=True)
+        Prediction(name, labels[int(np.argmax(p))], {c: float(v) for c, v in zip(labels, p, strict=True)})
+        for (name, _), p in zip(files, probs, strict=True)
     ]
 
 
-def _read_image(path: Path, size: int) -> Any:
+def _read_image(source: Any, size: int, name: str | None = None) -> Any:
+    """An image file (a path, or a file object named ``name``) as uint8 (size, size, 3)."""
     import numpy as np
     from PIL import Image, UnidentifiedImageError
 
+    label = name or str(source)
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR))
     except FileNotFoundError:
-        raise InvalidInputError(f"{path} does not exist; an image classifier takes image files") from None
+        raise InvalidInputError(f"{label} does not exist; an image classifier takes image files") from None
     except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidInputError(f"{path} is not an image this classifier can read ({exc})") from exc
+        raise InvalidInputError(f"{label} is not an image this classifier can read ({exc})") from exc
 
 
 def export_classifier(studio: Studio, classifier_id: int, out: Path) -> dict[str, Any]:

@@ -13,7 +13,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app.services import jobs
+from app.errors import USER_ERRORS
+from app.services import classifiers, jobs
 from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
 from app.ui.resources import get_studio
@@ -41,6 +42,8 @@ MODES = {
     "full": "Full fine-tuning",
 }
 JOB_KIND = "train-classifier"
+LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = "clf-lora-rank", "clf-lora-alpha", "clf-lora-dropout", "clf-lora-t"
+TRY_ID, TRY_TEXT, TRY_FILES, TRY_RESULT = "clf-try-id", "clf-try-text", "clf-try-files", "clf-try-result"
 
 dataset = st.radio(
     "Dataset", list(DATASETS), format_func=lambda k: DATASETS[k][1], key=state.CLASSIFIER_DATASET, horizontal=True
@@ -53,6 +56,17 @@ if dataset in ("text-file", "image-folder"):
 left, right = st.columns([3, 1], vertical_alignment="bottom")
 mode = left.radio("Mode", list(MODES), format_func=MODES.get, key=state.CLASSIFIER_MODE, horizontal=True)
 epochs = right.number_input("Epochs", min_value=1, max_value=50, value=5, key=state.CLASSIFIER_EPOCHS)
+if mode == "lora":
+    lora_cols = st.columns(4)
+    lora_cols[0].number_input("LoRA rank", min_value=1, max_value=256, value=8, key=LORA_RANK)
+    lora_cols[1].number_input("LoRA alpha", min_value=0.5, max_value=1024.0, value=16.0, key=LORA_ALPHA)
+    lora_cols[2].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=0.0, step=0.05, key=LORA_DROPOUT)
+    lora_cols[3].text_input(
+        "Target modules",
+        key=LORA_TARGETS,
+        placeholder="query,value" if kind == "text" else "pointwise convolutions",
+        help="Comma-separated layer names that get adapters (text: query, key, value, dense...); empty: the default.",
+    )
 
 
 def _start() -> None:
@@ -73,6 +87,14 @@ def _start() -> None:
         "epochs": int(st.session_state[state.CLASSIFIER_EPOCHS]),
         "dataset": DATASETS[chosen][1],
     }
+    if params["mode"] == "lora":
+        typed_targets = str(st.session_state.get(LORA_TARGETS) or "")
+        params["lora"] = {
+            "rank": int(st.session_state.get(LORA_RANK, 8)),
+            "alpha": float(st.session_state.get(LORA_ALPHA, 16.0)),
+            "dropout": float(st.session_state.get(LORA_DROPOUT, 0.0)),
+            "target_modules": [t.strip() for t in typed_targets.split(",") if t.strip()] or None,
+        }
     try:
         jobs.submit(studio, None, JOB_KIND, params)
     except jobs.JobError as exc:
@@ -95,7 +117,8 @@ if error := st.session_state.pop(state.CLASSIFIER_ERROR, None):
 def _succeeded(job: jobs.JobView) -> str:
     r = job.result or {}
     mode = MODES.get(r.get("mode", ""), "")
-    return f"Job #{job.id}: {display.md(r.get('dataset'))} · {mode} · accuracy {r.get('accuracy'):.3f}"
+    kept = f" · kept as classifier #{r['id']}" if r.get("id") is not None else ""
+    return f"Job #{job.id}: {display.md(r.get('dataset'))} · {mode} · accuracy {r.get('accuracy'):.3f}{kept}"
 
 
 job_panel(
@@ -107,6 +130,59 @@ job_panel(
     succeeded=_succeeded,
     cancelled="nothing was kept.",
 )
+
+
+def _try() -> None:
+    """on_click: classify what the user typed or uploaded with the chosen classifier."""
+    chosen = st.session_state.get(TRY_ID)
+    if chosen is None:
+        return
+    try:
+        if registered[chosen]["kind"] == "text":
+            lines = [t.strip() for t in str(st.session_state.get(TRY_TEXT) or "").splitlines() if t.strip()]
+            found = classifiers.predict(studio, chosen, lines)
+        else:
+            uploads = st.session_state.get(TRY_FILES) or []
+            found = classifiers.predict_image_files(studio, chosen, [(u.name, u.getvalue()) for u in uploads])
+        st.session_state[TRY_RESULT] = (True, found)
+    except USER_ERRORS as exc:
+        st.session_state[TRY_RESULT] = (False, display.public(studio, exc))
+
+
+registered = {row["id"]: row for row in classifiers.list_classifiers(studio)}
+if registered:
+    with st.expander("Try a classifier", icon=":material/science:", expanded=TRY_RESULT in st.session_state):
+        choice = st.selectbox(
+            "Classifier",
+            list(registered),
+            key=TRY_ID,
+            format_func=lambda i: (
+                f"#{i} · {registered[i]['kind']} · {registered[i]['mode']} · "
+                f"accuracy {registered[i]['accuracy']:.3f} · {', '.join(registered[i]['classes'])}"
+            ),
+        )
+        if registered[choice]["kind"] == "text":
+            st.text_area("Texts, one per line", key=TRY_TEXT, placeholder="The food was lovely.\nNever again.")
+        else:
+            st.file_uploader(
+                "Images", type=["png", "jpg", "jpeg", "bmp", "webp"], accept_multiple_files=True, key=TRY_FILES
+            )
+        st.button("Classify", icon=":material/play_arrow:", on_click=_try)
+        if TRY_RESULT in st.session_state:
+            ok, found = st.session_state.pop(TRY_RESULT)
+            if not ok:
+                display.warning(studio, found)
+            elif found:
+                table = pd.DataFrame([{"input": p.input, "class": p.label, **p.probabilities} for p in found])
+                st.dataframe(
+                    table,
+                    hide_index=True,
+                    width="stretch",
+                    column_config={
+                        name: st.column_config.ProgressColumn(name, min_value=0.0, max_value=1.0, format="%.3f")
+                        for name in found[0].probabilities
+                    },
+                )
 
 r = latest.result if latest is not None and latest.status is JobStatus.succeeded else None
 if r is None:

@@ -95,3 +95,97 @@ def test_classifiers_page_trains_on_the_shapes_and_draws_the_confusion_matrix(tm
     titles = [t.get("text") if isinstance(t, dict) else t for t in titles]
     assert "Confusion matrix (held-out examples)" in titles
     assert (tmp_path / "data" / "demo-images" / "shapes" / "triangle").is_dir()
+
+
+LOAD_TEXT_CLASSIFIER = """
+import json, sys, torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder, texts = sys.argv[1], json.loads(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(folder)
+model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+with torch.no_grad():
+    probs = model(**tokenizer(texts, truncation=True, padding=True, return_tensors="pt")).logits.softmax(-1)
+print(json.dumps({"labels": [model.config.id2label[i] for i in range(probs.shape[1])], "probs": probs.tolist()}))
+"""
+
+
+@pytest.mark.slow  # trains two classifiers
+def test_classifiers_stay_in_the_registry_predict_and_export(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from app.services import classifiers as service
+
+    data = tmp_path / "data"
+    args = ["train-classifier", "--mode", "lora", "--epochs", "2", "--rank", "4", "--alpha", "8", "--dropout", "0.05"]
+    trained = _rlhf(data, *args, "--target-modules", "query,key,value", "--json")
+    assert trained.exit_code == 0, trained.output
+    first = json.loads(trained.stdout)
+    assert first["id"] == 1 and first["trainable_params"] > 0
+
+    listed = json.loads(_rlhf(data, "classifiers", "--json").stdout)
+    assert [(c["id"], c["kind"], c["mode"], c["classes"]) for c in listed] == [
+        (1, "text", "lora", ["negative", "positive"])
+    ]
+    studio = Studio(Settings.from_env(data))
+    record, _ = service.load_classifier(studio, 1)
+    assert (record.config["rank"], record.config["alpha"], record.config["dropout"]) == (4, 8.0, 0.05)
+    assert record.config["target_modules"] == ["query", "key", "value"]
+    assert (data / record.path / "adapter_config.json").exists()  # PEFT's format
+
+    texts = ["A wonderful evening, lovely staff.", "Cold food, rude waiter, never again."]
+    predicted = json.loads(_rlhf(data, "predict", "--classifier", "1", *texts, "--json").stdout)
+    service._loaded.clear()  # a fresh process: reloaded from the registry's files
+    again = service.predict(studio, 1, texts)
+    for p, q in zip(predicted, again, strict=True):
+        assert p["label"] == q.label and p["probabilities"] == pytest.approx(q.probabilities, abs=1e-6)
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+
+    exported = _rlhf(data, "export-model", "--classifier", "1", "-o", str(tmp_path / "cls"), "--json")
+    assert exported.exit_code == 0, exported.output
+    assert json.loads(exported.stdout)["form"] == "transformers"
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", LOAD_TEXT_CLASSIFIER, str(tmp_path / "cls"), json.dumps(texts)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["labels"] == ["negative", "positive"]
+    want = np.array([[q.probabilities["negative"], q.probabilities["positive"]] for q in again])
+    assert np.abs(np.array(out["probs"]) - want).max() <= 1e-4
+
+    # an image classifier: files in, a torch.export program out
+    _rlhf(data, "make-demo-images", str(tmp_path / "shapes"), "--per-class", "6", "--size", "48")
+    assert (
+        _rlhf(
+            data, "train-classifier", "--kind", "image", "--data", str(tmp_path / "shapes"), "--epochs", "1"
+        ).exit_code
+        == 0
+    )
+    files = (
+        sorted((tmp_path / "shapes" / "circle").glob("*.png"))[:2]
+        + sorted((tmp_path / "shapes" / "cross").glob("*.png"))[:1]
+    )
+    shown = _rlhf(data, "predict", "--classifier", "2", *map(str, files))
+    assert shown.exit_code == 0 and len(shown.stdout.splitlines()) == 3
+    refused = CliRunner().invoke(
+        cli, ["--data-dir", str(data), "predict", "--classifier", "2", str(tmp_path / "nope.png")]
+    )
+    assert refused.exit_code == 1 and "nope.png does not exist" in refused.output
+    missing = CliRunner().invoke(cli, ["--data-dir", str(data), "predict", "--classifier", "9", "x"])
+    assert missing.exit_code == 1 and "no classifier #9; classifiers: 2, 1" in missing.output
+    assert _rlhf(data, "export-model", "--classifier", "2", "-o", str(tmp_path / "img")).exit_code == 0
+    import torch
+
+    from rlhf_core.classifiers.training import resize_images
+
+    program = torch.export.load(str(tmp_path / "img" / "classifier.pt2")).module()
+    images = np.stack([np.asarray(__import__("PIL.Image").Image.open(f).convert("RGB")) for f in files])
+    probs = program(torch.from_numpy(resize_images(images, 64))).detach().numpy()
+    expected = service.predict(studio, 2, [str(f) for f in files])
+    assert (
+        np.abs(probs - np.array([[p.probabilities[c] for c in sorted(p.probabilities)] for p in expected])).max() < 1e-4
+    )
