@@ -31,7 +31,7 @@ def _page() -> AppTest:
 def test_text_project_offers_text_lora_and_ranks_responses_with_the_trained_model(studio) -> None:
     at = _page()
     assert at.radio(key="train_kind").value == "text-lora" and len(at.radio(key="train_kind").options) == 2
-    assert len(at.text_input) == 0  # nothing to rank with before a model exists
+    assert [t.key for t in at.text_input] == ["rm-lora-t"]  # LoRA's targets; nothing to rank with before a model
 
     train_reward_model(studio, tp.PROJECT, config={"epochs": 4, "lr": 3e-3, "max_length": 32, "rank": 4})
     at = _page()
@@ -58,3 +58,23 @@ def test_scoring_without_responses_warns(studio) -> None:
     at.text_input(key="rank_prompt").input("p")
     at.button(key="rank_score").click().run()
     assert any("Enter at least one response" in w.value for w in at.warning)
+
+
+def test_lora_options_go_with_the_training_job(studio, monkeypatch) -> None:
+    from app.services import jobs
+
+    submitted: list[dict] = []
+    monkeypatch.setattr(jobs, "submit", lambda s, p, kind, params, spawn=True: submitted.append(params) or 1)
+    at = _page()
+    at.number_input(key="rm-lora-rank").set_value(16).run()
+    at.number_input(key="rm-lora-alpha").set_value(32.0).run()
+    at.text_input(key="rm-lora-t").set_value("query,key,value").run()
+    at.button(key="retrain").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert submitted == [
+        {
+            "project": tp.PROJECT,
+            "kind": "text-lora",
+            "config": {"rank": 16, "alpha": 32.0, "dropout": 0.0, "target_modules": ["query", "key", "value"]},
+        }
+    ]
