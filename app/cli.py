@@ -295,6 +295,13 @@ def queries(
     default=None,
     help="Leave out annotators whose agreement with the others' majority is below this (rlhf agreement).",
 )
+@click.option(
+    "--base-model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A Hugging Face model folder on disk as the backbone (text-lora; default: the packaged MiniLM). "
+    "Encoders and causal LMs; a causal LM's reward is read at the last token, through its chat template if any.",
+)
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
@@ -315,6 +322,7 @@ def train_reward(
     dropout: float | None,
     target_modules: str | None,
     min_agreement: float | None,
+    base_model: Path | None,
     lr: float | None,
     max_length: int | None,
     seed: int,
@@ -332,6 +340,7 @@ def train_reward(
             "alpha": alpha,
             "dropout": dropout,
             "target_modules": _modules(target_modules),
+            "backbone": None if base_model is None else str(base_model.resolve()),
             "lr": lr,
             "max_length": max_length,
             "epochs": epochs,
@@ -884,6 +893,12 @@ def demo_text(studio: Studio, name: str | None, team: bool) -> None:
     help="Layers that get LoRA adapters, comma-separated (default: query,value for text; EfficientNet's "
     "pointwise convolutions for images).",
 )
+@click.option(
+    "--base-model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="A Hugging Face model folder on disk as the text backbone (default: the packaged MiniLM).",
+)
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
@@ -897,6 +912,7 @@ def train_classifier(
     alpha: float | None,
     dropout: float | None,
     target_modules: str | None,
+    base_model: Path | None,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -911,7 +927,9 @@ def train_classifier(
         def on_step(done: int, total: int, metrics: dict[str, float]) -> None:
             bars("train", done, total)
 
-        result = run(studio, kind, mode, path=path, epochs=epochs, seed=seed, lora=lora, on_step=on_step)
+        result = run(
+            studio, kind, mode, path=path, epochs=epochs, seed=seed, lora=lora, base_model=base_model, on_step=on_step
+        )
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
         return

@@ -63,6 +63,7 @@ def train_classifier(
     epochs: int = 5,
     seed: int = 0,
     lora: dict[str, Any] | None = None,
+    base_model: Path | None = None,
     on_step: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
     job_id: int | None = None,
@@ -78,6 +79,10 @@ def train_classifier(
     unknown = set(options) - {"rank", "alpha", "dropout", "target_modules"}
     if unknown:
         raise InvalidInputError(f"unknown LoRA options {sorted(unknown)}; use rank, alpha, dropout, target_modules")
+    if base_model is not None:
+        if kind != "text":
+            raise InvalidInputError("--base-model is a text backbone; image classifiers adapt EfficientNet-Lite0")
+        options["backbone"] = str(Path(base_model).expanduser().resolve())
     config = ClassifierConfig(mode=mode, epochs=epochs, seed=seed, **options)  # validates every option
     data = load_dataset(studio, kind, path, config.image_size)
     result = fit(data, config, on_step=on_step, should_stop=should_stop)

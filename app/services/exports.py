@@ -146,7 +146,12 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 folder, prompts, responses = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 tokenizer = AutoTokenizer.from_pretrained(folder)
 model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
-batch = tokenizer(prompts, responses, truncation=True, padding=True, return_tensors="pt")
+if tokenizer.chat_template:  # a chat model: the conversation in its template
+    chats = [[{"role": "user", "content": p}, {"role": "assistant", "content": r}] for p, r in zip(prompts, responses)]
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in chats]
+    batch = tokenizer(texts, truncation=True, padding=True, add_special_tokens=False, return_tensors="pt")
+else:
+    batch = tokenizer(prompts, responses, truncation=True, padding=True, return_tensors="pt")
 with torch.no_grad():
     print(json.dumps(model(**batch).logits[:, 0].tolist()))
 """
@@ -184,7 +189,7 @@ def _export_text(studio: Studio, record: RewardModelRecord, folder: Path, form: 
             backbone=cfg.backbone,
             rank=cfg.rank,
             alpha=cfg.alpha,
-            targets=", ".join(cfg.target_modules),
+            targets=", ".join(cfg.target_modules) if cfg.target_modules else "PEFT's default layers",
             max_length=cfg.max_length,
             labels=record.label_count,
             version=record.version,
@@ -213,8 +218,12 @@ with torch.no_grad():
 ```
 
 Prompt and response go in as a sentence pair; the tokenizer keeps {max_length} tokens (the
-longer text is cut first) and returns no token type ids, as the studio scored. In TRL, pass
-the folder as the reward model (`AutoModelForSequenceClassification`, `num_labels=1`).
+longer text is cut first) and returns no token type ids, as the studio scored. A base model
+with a chat template (a chat LM) reads the conversation instead, as the studio did:
+`tokenizer(tokenizer.apply_chat_template([{{"role": "user", "content": prompt}}, {{"role":
+"assistant", "content": response}}], tokenize=False), add_special_tokens=False, truncation=True)`;
+a causal LM's reward is read at the last non-padding token. In TRL, pass the folder as the
+reward model (`AutoModelForSequenceClassification`, `num_labels=1`).
 """
 
 _ADAPTER_CARD = """# Text reward model v{version} (rlhf-studio), PEFT adapter

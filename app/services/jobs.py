@@ -164,6 +164,7 @@ def _train_classifier(
         epochs=int(params.get("epochs", 5)),
         seed=int(params.get("seed", 0)),
         lora=params.get("lora"),
+        base_model=Path(params["base_model"]) if params.get("base_model") else None,
         on_step=lambda done, total, metrics: progress("fit", done, total),
         should_stop=should_stop,
         job_id=job_id,

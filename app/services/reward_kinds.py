@@ -77,7 +77,7 @@ REWARD_KINDS: dict[str, RewardKind] = {
             "MiniLM + LoRA (query/value adapters and a score head; the base model stays frozen)",
             "MiniLM + LoRA (text projects, their default)",
             text=True,
-            options=("epochs", "rank", "alpha", "dropout", "target_modules", "lr", "max_length"),
+            options=("epochs", "rank", "alpha", "dropout", "target_modules", "lr", "max_length", "backbone"),
         ),
         RewardKind(
             PERSONAL,

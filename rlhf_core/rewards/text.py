@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_core.backbones.text import (
-    HUB_NAMES,
-    backbone_path,
+    check_backbone,
+    hub_name,
     load_sequence_classifier,
     load_tokenizer,
     quiet_transformers,
@@ -51,15 +51,17 @@ class TextRewardConfig:
     """LoRA reward model on a pretrained text backbone."""
 
     backbone: str = "minilm"
-    """Pretrained backbone from :mod:`rlhf_core.backbones.text` (loads offline)."""
+    """Pretrained backbone: ``minilm`` (packaged, offline) or the folder of any Hugging Face
+    model on disk (``--base-model DIR``), an encoder or a causal LM."""
     rank: int = 8
     """LoRA rank r of each adapted projection."""
     alpha: float = 16.0
     """LoRA alpha; the update is scaled by alpha / r."""
     dropout: float = 0.0
     """Dropout on the LoRA branch's input (the backbone's own dropout is always off, as TRL's default)."""
-    target_modules: tuple[str, ...] = ("query", "value")
-    """Linear layers that get LoRA adapters (names inside the backbone)."""
+    target_modules: tuple[str, ...] | None = None
+    """Linear layers that get LoRA adapters (names inside the backbone); None: PEFT's default for
+    the architecture (MiniLM and BERT: ``query``, ``value``; Llama: ``q_proj``, ``v_proj``...)."""
     max_length: int = 128
     """Tokens of prompt + response kept (the longer of the two is truncated first)."""
     batch_size: int = 16
@@ -98,10 +100,11 @@ class TextRewardConfig:
             raise InvalidInputError(f"alpha must be positive, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise InvalidInputError(f"dropout must lie in [0, 1), got {self.dropout}")
-        if not self.target_modules:
+        if self.target_modules is not None and not self.target_modules:
             raise InvalidInputError("target_modules must name at least one layer, e.g. ('query', 'value')")
-        if not 8 <= self.max_length <= 512:
-            raise InvalidInputError(f"max_length must lie in 8..512 (MiniLM's position limit), got {self.max_length}")
+        limit = 512 if self.backbone == "minilm" else 32_768
+        if not 8 <= self.max_length <= limit:
+            raise InvalidInputError(f"max_length must lie in 8..{limit} ({self.backbone}), got {self.max_length}")
         if self.batch_size < 1 or (self.epochs is not None and self.epochs < 1) or self.sort_window < 1:
             raise InvalidInputError("batch_size, epochs and sort_window must be at least 1")
         if self.min_steps < 1:
@@ -112,15 +115,16 @@ class TextRewardConfig:
             raise InvalidInputError("weight_decay, max_grad_norm, margin and center_rewards_coefficient must be >= 0")
         if self.num_threads is not None and self.num_threads < 1:
             raise InvalidInputError(f"num_threads must be at least 1, got {self.num_threads}")
-        if self.backbone not in HUB_NAMES:
-            raise InvalidInputError(f"unknown backbone {self.backbone!r}; known: {', '.join(sorted(HUB_NAMES))}")
+        check_backbone(self.backbone)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "target_modules": list(self.target_modules)}
+        targets = None if self.target_modules is None else list(self.target_modules)
+        return {**asdict(self), "target_modules": targets}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TextRewardConfig:
-        return cls(**{**data, "target_modules": tuple(data["target_modules"])})
+        targets = data.get("target_modules")
+        return cls(**{**data, "target_modules": None if targets is None else tuple(targets)})
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,12 @@ class TextPreferences:
             tuple(self.responses_b[i] for i in idx),
             self.pref[idx],
         )
+
+
+def conversation_text(tokenizer: Any, prompt: str, response: str) -> str:
+    """A prompt and a response as one conversation in the tokenizer's chat template."""
+    messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+    return tokenizer.apply_chat_template(messages, tokenize=False)
 
 
 def preference_loss(
@@ -241,24 +251,29 @@ class TextRewardModel:
 
             cfg = self.config
             base = load_sequence_classifier(cfg.backbone, 1, seed=cfg.seed, pad_token_id=self.tokenizer.pad_token_id)
+            limit = getattr(base.config, "max_position_embeddings", None)
+            if isinstance(limit, int) and cfg.max_length > limit:
+                raise InvalidInputError(f"max_length {cfg.max_length} exceeds {cfg.backbone}'s {limit} positions")
             lora = LoraConfig(
-                task_type=TaskType.SEQ_CLS,
+                task_type=TaskType.SEQ_CLS,  # PEFT also trains and saves the score head ("classifier" or "score")
                 r=cfg.rank,
                 lora_alpha=cfg.alpha,
                 lora_dropout=cfg.dropout,
-                target_modules=list(cfg.target_modules),
-                modules_to_save=["classifier"],
+                target_modules=None if cfg.target_modules is None else list(cfg.target_modules),
+                modules_to_save=["classifier"] if cfg.backbone == "minilm" else None,
             )
             try:
                 with torch.random.fork_rng(), quiet_transformers():  # LoRA A's init seeded, global generator untouched
                     torch.manual_seed(cfg.seed + 1)
                     _model = get_peft_model(base, lora)
             except ValueError as exc:  # PEFT: "Target modules {...} not found in the base model"
+                targets = "PEFT's default" if cfg.target_modules is None else list(cfg.target_modules)
                 raise InvalidInputError(
-                    f"LoRA target modules {list(cfg.target_modules)} do not fit the {cfg.backbone} backbone: {exc}"
+                    f"LoRA target modules ({targets}) do not fit the {cfg.backbone} backbone: {exc}; "
+                    "name its linear layers with --target-modules"
                 ) from exc
             # Saved adapters name the hub model, not this machine's site-packages folder.
-            _model.peft_config["default"].base_model_name_or_path = HUB_NAMES[cfg.backbone]
+            _model.peft_config["default"].base_model_name_or_path = hub_name(cfg.backbone)
         self.model = _model.to(self.device).eval()
 
     # --- sizes -------------------------------------------------------------------------------
@@ -289,6 +304,17 @@ class TextRewardModel:
         """
         if not len(prompts):
             return []
+        if self.tokenizer.chat_template:  # a chat model reads a conversation, formatted its own way
+            texts = [conversation_text(self.tokenizer, p, r) for p, r in zip(prompts, responses, strict=True)]
+            out = self.tokenizer(
+                texts,
+                truncation=True,
+                max_length=self.config.max_length,
+                add_special_tokens=False,  # the template wrote them
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )
+            return out["input_ids"]
         out = self.tokenizer(
             list(prompts),
             list(responses),
@@ -446,15 +472,13 @@ class TextRewardModel:
         """The tokenizer as this model uses it: ``max_length`` as its model_max_length (so
         ``tokenizer(prompt, response, truncation=True)`` keeps what the studio keeps), and no
         token type ids among its outputs (the studio scores with all type ids 0)."""
-        from transformers import AutoTokenizer
-
+        tokenizer = load_tokenizer(
+            self.config.backbone,
+            model_max_length=self.config.max_length,
+            model_input_names=["input_ids", "attention_mask"],
+        )
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(
-                str(backbone_path(self.config.backbone)),
-                model_max_length=self.config.max_length,
-                model_input_names=["input_ids", "attention_mask"],
-            )
-            tokenizer.save_pretrained(str(folder))
+            tokenizer.save_pretrained(str(folder))  # its pad token and truncation side too
 
     def export_merged(self, folder: Path) -> None:
         """A plain Hugging Face model folder: LoRA merged into the backbone, the score head, the

@@ -46,3 +46,11 @@ def build(data_dir: Path, *, n_pairs: int = 30, name: str = PROJECT) -> Studio:
                 )
             )
     return studio
+
+
+def pairs(n_pairs: int = 30) -> list[tuple[str, str]]:
+    """The (positive, negative) reviews :func:`build` pairs, in its order."""
+    texts, labels = sentiment_examples()
+    pos = [t for t, lab in zip(texts, labels, strict=True) if lab == "positive"]
+    neg = [t for t, lab in zip(texts, labels, strict=True) if lab == "negative"]
+    return list(zip(pos[:n_pairs], neg[:n_pairs], strict=True))
