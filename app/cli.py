@@ -360,6 +360,8 @@ def train_reward(
             form=form,
             min_agreement=min_agreement,
         )
+    if os.environ.get("RANK", "0") != "0":  # a helper process of `accelerate launch`: the main one reports
+        return
     if as_json:
         click.echo(json.dumps({"version": result.version, "kind": result.kind, **result.metrics}, indent=2))
         return

@@ -26,6 +26,7 @@ from db import repo
 from db.engine import session_scope
 from db.models import RewardModelRecord
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
+from rlhf_core.distributed import is_main
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import PERSONAL, TEXT_LORA
 
@@ -93,6 +94,8 @@ def fit_and_register(
     progress("evaluate", 1, 1)
     if should_stop():  # a cancel asked for after the fit still leaves the active model in place
         raise TrainingCancelledError("stopped while evaluating")
+    if not is_main():  # a data-parallel helper process: the main one registers the (identical) model
+        return TrainResult(0, kind, metrics)
     ranked = priorities() if priorities is not None else None
     version = register_version(studio, project_id, kind, model, config, labels, metrics, job_id, ranked)
     return TrainResult(version, kind, metrics)

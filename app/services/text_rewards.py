@@ -119,6 +119,8 @@ def train_text_reward_model(
             trainable_fraction=round(fit["trainable_fraction"], 6),
             backbone=cfg.backbone,
             bf16=fit["bf16"],
+            device=fit["device"],
+            processes=fit["processes"],
         )
         return metrics
 

@@ -38,6 +38,7 @@ from rlhf_core.backbones.text import (
 )
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.devices import bf16_pays_off, resolve_device
+from rlhf_core.distributed import rank, world_size
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import TEXT_LORA
 
@@ -349,6 +350,15 @@ class TextRewardModel:
         pref = torch.from_numpy(data.pref.astype(np.float32)).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        model, accelerator, ranks = self.model, None, world_size()
+        if ranks > 1:  # launched data-parallel (accelerate launch): DDP over gloo (CPU) or NCCL (GPUs)
+            from accelerate import Accelerator
+
+            accelerator = Accelerator(cpu=self.device.type == "cpu")
+            self.device = accelerator.device
+            self.model.to(self.device)
+            model, opt = accelerator.prepare(self.model, opt)
+            pref = pref.to(self.device)
         steps_per_epoch = int(np.ceil(len(data) / cfg.batch_size))
         epochs = cfg.epochs or max(2, int(np.ceil(cfg.min_steps / steps_per_epoch)))
         total = steps_per_epoch * epochs
@@ -366,14 +376,16 @@ class TextRewardModel:
             with torch_threads(cfg.num_threads):
                 for _ in range(epochs):
                     loss_sum, loss_n = 0.0, 0
-                    for idx in length_batches(lengths, cfg.batch_size, rng, cfg.sort_window):
+                    for batch in length_batches(lengths, cfg.batch_size, rng, cfg.sort_window):
                         if should_stop is not None and should_stop():
                             raise TrainingCancelledError("stopped during training")
+                        # every process draws the same batches; each takes its share (at least one pair)
+                        idx = batch[rank() :: ranks] if len(batch) >= ranks else batch[[rank() % len(batch)]]
                         b = len(idx)
                         input_ids, mask = pad_batch([ids_a[i] for i in idx] + [ids_b[i] for i in idx], pad_id)
                         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
                         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                            rewards = self.model(input_ids=input_ids, attention_mask=mask).logits  # (2B, 1)
+                            rewards = model(input_ids=input_ids, attention_mask=mask).logits  # (2B, 1)
                         rewards = rewards.float().squeeze(-1)  # (2B,)
                         loss = preference_loss(
                             rewards[:b],
@@ -383,19 +395,24 @@ class TextRewardModel:
                             center_coefficient=cfg.center_rewards_coefficient,
                         )
                         opt.zero_grad(set_to_none=True)
-                        loss.backward()
+                        if accelerator is not None:
+                            accelerator.backward(loss)  # DDP: the processes' gradients averaged
+                        else:
+                            loss.backward()
                         if cfg.max_grad_norm:
                             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                         opt.step()
                         schedule.step()
                         step += 1
-                        seen += b
+                        seen += len(batch)
                         loss_sum += loss.item() * b
                         loss_n += b
                         if on_step is not None:
                             on_step(step, total, {"loss": loss_sum / loss_n})
                     epoch_loss = loss_sum / loss_n
         finally:
+            if accelerator is not None:
+                self.model = accelerator.unwrap_model(model)
             self.model.eval()
             base.set_attn_implementation("sdpa")
         seconds = time.perf_counter() - started
@@ -407,6 +424,7 @@ class TextRewardModel:
             "pairs_per_s": seen / seconds,
             "bf16": bool(bf16),
             "device": str(self.device),
+            "processes": ranks,
             **self.parameter_counts(),
             "trainable_fraction": self.trainable_fraction,
         }
