@@ -35,3 +35,35 @@ def staged_folder(parent: Path, write: Callable[[Path], None]) -> Iterator[Path]
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+
+
+@contextmanager
+def export_folder(out: Path) -> Iterator[Path]:
+    """A folder to write an export into, moved to ``out`` when the block ends without error.
+
+    ``out`` must be new or an empty folder (InvalidInputError otherwise: nothing of the user's
+    is overwritten); the files go to a hidden sibling first, which a failure removes, so
+    ``out`` ends up complete or untouched.
+    """
+    out = require_new_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
+    staging.mkdir()
+    try:
+        yield staging
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def require_new_folder(out: Path) -> Path:
+    """``out`` (user-expanded) if it is new or an empty folder; InvalidInputError otherwise."""
+    from rlhf_core.errors import InvalidInputError
+
+    out = out.expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
+    return out

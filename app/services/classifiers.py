@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from app.config import Studio
-from app.services.artifacts import staged_folder
+from app.services.artifacts import export_folder, staged_folder
 from db import repo
 from db.engine import session_scope
 from rlhf_core.errors import InvalidInputError
@@ -211,23 +211,10 @@ def export_classifier(studio: Studio, classifier_id: int, out: Path) -> dict[str
     """A standalone copy of a classifier in ``out`` (a new folder): a Hugging Face model folder
     (text, lora or full: LoRA merged) or a ``torch.export`` program; written to a temporary
     folder and moved into place."""
-    import shutil
-    import uuid
-
-    out = out.expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
     record, classifier = load_classifier(studio, classifier_id)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with export_folder(out) as staging:
         form = classifier.export_merged(staging)
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    out = out.expanduser()
     return {"id": record.id, "kind": record.kind, "mode": record.mode, "form": form, "path": str(out),
             "classes": list(record.class_names), "files": sorted(p.name for p in out.iterdir())}  # fmt: skip
 

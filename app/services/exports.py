@@ -21,14 +21,14 @@ import json
 import shutil
 import subprocess
 import sys
-import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.config import Studio
+from app.services.artifacts import export_folder, require_new_folder
 from app.services.model_registry import load_model
 from db import repo
 from db.engine import session_scope
@@ -57,15 +57,7 @@ class ModelExport:
     files: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "project": self.project,
-            "version": self.version,
-            "kind": self.kind,
-            "form": self.form,
-            "max_abs_diff": self.max_abs_diff,
-            "files": list(self.files),
-        }
+        return {**asdict(self), "path": str(self.path), "files": list(self.files)}
 
 
 def export_model(
@@ -74,9 +66,7 @@ def export_model(
     """Write reward model ``version`` (default: the active one) of a project to the folder ``out``."""
     if form not in FORMS:
         raise InvalidInputError(f"unknown export form {form!r}; use one of: {', '.join(FORMS)}")
-    out = out.expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
+    out = require_new_folder(out)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = _record(session, project, version)
@@ -93,9 +83,7 @@ def export_model(
         )
     if record.kind != TEXT_LORA and form == "adapter":
         raise InvalidInputError(f"--form adapter is for text reward models; v{record.version} is a {record.kind} model")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with export_folder(out) as staging:
         if record.kind == TEXT_LORA:
             diff = _export_text(studio, record, staging, form, texts)
         else:
@@ -110,12 +98,6 @@ def export_model(
             "max_abs_diff": diff,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ModelExport(
         out, project_name, record.version, record.kind, meta["form"], diff, tuple(sorted(p.name for p in out.iterdir()))
     )
@@ -255,7 +237,7 @@ def _export_trajectory(studio: Studio, project_name: str, record: RewardModelRec
     from rlhf_core.rewards.export import PROGRAM_FILE, check_program, export_program
 
     reward = learned_reward(studio, project_name, str(record.version))
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     reward.model.save(folder)
     inputs = export_program(reward, folder / PROGRAM_FILE)
     diff = check_program(reward, folder / PROGRAM_FILE, TOLERANCE)
@@ -313,14 +295,7 @@ class PolicyExport:
     files: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "project": self.project,
-            "version": self.version,
-            "algo": self.algo,
-            "max_abs_diff": self.max_abs_diff,
-            "files": list(self.files),
-        }
+        return {**asdict(self), "path": str(self.path), "files": list(self.files)}
 
 
 def export_policy(studio: Studio, project_name: str, out: Path, *, version: int | None = None) -> PolicyExport:
@@ -331,9 +306,7 @@ def export_policy(studio: Studio, project_name: str, out: Path, *, version: int 
     from rlhf_core.policy.export import PROGRAM_FILE, check_policy
     from rlhf_core.policy.export import export_policy as write_program
 
-    out = out.expanduser()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
+    out = require_new_folder(out)
     record, agent = load_agent(studio, project_name, version)
     with session_scope(studio.engine) as session:
         env_id = repo.get_project(session, project_name).env_id or ""
@@ -342,10 +315,8 @@ def export_policy(studio: Studio, project_name: str, out: Path, *, version: int 
     behaviour = policy_behaviour(agent, "export")
     rng = np.random.default_rng(0)
     algo = (record.config or {}).get("algo", "dqn")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        shutil.copytree(studio.path(record.path), staging)
+    with export_folder(out) as staging:
+        shutil.copytree(studio.path(record.path), staging, dirs_exist_ok=True)
         write_program(agent, encoder, info.obs_shape, staging / PROGRAM_FILE)
         diff = check_policy(
             agent, lambda obs: behaviour.act(None, obs, rng), info.obs_shape, info.pixels, staging / PROGRAM_FILE
@@ -366,12 +337,6 @@ def export_policy(studio: Studio, project_name: str, out: Path, *, version: int 
             "max_abs_diff": diff,
         }
         (staging / META_FILE).write_text(json.dumps(meta, indent=2))
-        if out.exists():
-            out.rmdir()
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return PolicyExport(out, project_name, record.version, algo, diff, tuple(sorted(p.name for p in out.iterdir())))
 
 
