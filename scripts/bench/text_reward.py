@@ -115,7 +115,7 @@ def main() -> None:
     setting = {
         k: getattr(config, k) for k in ("rank", "alpha", "dropout", "max_length", "batch_size", "epochs", "lr", "seed")
     }
-    setting["target_modules"] = list(config.target_modules)
+    setting["target_modules"] = list(config.target_modules or ("query", "value"))  # PEFT's default for MiniLM
     spec = {
         "setting": setting,
         "threads": args.threads,
