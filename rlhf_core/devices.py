@@ -67,12 +67,19 @@ def available() -> str:
 
 def bf16_pays_off(device: torch.device) -> bool:
     """Whether bfloat16 autocast is fast on ``device``: CUDA GPUs that support it (Ampere and
-    later), CPUs with AMX; not MPS."""
+    later); CPUs that multiply bfloat16 in hardware, with AMX (Intel Sapphire Rapids and
+    later) or AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later); not MPS."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type == "cpu":
-        try:
-            return bool(torch.cpu._is_amx_tile_supported())
-        except AttributeError:  # an older or newer torch without the probe: stay in float32
-            return False
+        return cpu_has_bf16()
     return False
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    try:
+        return any(bool(getattr(torch.cpu, probe)()) for probe in probes if hasattr(torch.cpu, probe))
+    except RuntimeError:  # a torch whose probe fails: stay in float32
+        return False

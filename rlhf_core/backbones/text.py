@@ -151,14 +151,6 @@ def load_sequence_classifier(
     return model
 
 
-def bf16_autocast_pays_off() -> bool:
-    """Whether the CPU multiplies bfloat16 in hardware (AMX), where autocast is ~1.5x faster."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except AttributeError:  # an older or newer torch without the probe: stay in float32
-        return False
-
-
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Run the block with ``n`` intra-op threads (None: leave torch's setting)."""

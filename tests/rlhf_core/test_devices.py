@@ -41,7 +41,8 @@ def test_a_forced_device_comes_from_the_argument_or_the_environment(monkeypatch:
 
 
 def test_bf16_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert bf16_pays_off(torch.device("cpu")) == bool(torch.cpu._is_amx_tile_supported())
+    hardware = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    assert bf16_pays_off(torch.device("cpu")) == bool(hardware)
     assert bf16_pays_off(torch.device("mps")) is False
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert bf16_pays_off(torch.device("cuda")) is True
