@@ -85,7 +85,8 @@ class ClassifierConfig:
     image_size: int = 64
     """Images are resized to this square size."""
     bf16: bool | None = None
-    """bfloat16 autocast when training the backbone: None = where the CPU has AMX."""
+    """bfloat16 autocast when training the backbone: None = where the device multiplies bfloat16
+    fast (AMX, AVX512-BF16, recent CUDA GPUs)."""
     num_threads: int | None = None
     """Intra-op threads (None: torch's default)."""
     seed: int = 0

@@ -11,7 +11,7 @@ Training minimises the Bradley-Terry loss with ties,
 {1, 0.5, 0}, plus TRL's optional reward centring ``c * mean((r_a + r_b)^2)``. For speed on
 CPU: A and B of a batch go through the model in one forward pass, pairs are batched by
 length (dynamic padding, little of it), no gradient checkpointing, bfloat16 autocast where
-the CPU has AMX, scoring under ``torch.inference_mode``.
+the CPU has AMX or AVX512-BF16 (or on a GPU that supports it), scoring under ``torch.inference_mode``.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ class TextRewardConfig:
     center_rewards_coefficient: float = 0.0
     """Weight of mean((r_a + r_b)^2), which keeps rewards centred on 0 (TRL; 0.01 recommended, 0 off)."""
     bf16: bool | None = None
-    """bfloat16 autocast in training: None = where the CPU has AMX; scoring always runs in float32."""
+    """bfloat16 autocast in training: None = where the device multiplies bfloat16 fast; scoring
+    always runs in float32."""
     num_threads: int | None = None
     """Intra-op threads while training and scoring (None: torch's default)."""
     sort_window: int = 50
