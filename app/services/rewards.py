@@ -52,6 +52,14 @@ CONTINUOUS_FORM = "transition"
 MIN_LABELS = 10
 
 
+def default_form(env_id: str, kind: str) -> str:
+    """The reward form a clip project trains when nobody picks one (the CLI, and the Train page's
+    preselected choice): transition for cnn-lora and for continuous control, else potential."""
+    if kind == "cnn-lora" or env_info(env_id).continuous:
+        return CONTINUOUS_FORM
+    return DEFAULT_FORM
+
+
 def _preferences(data: ProjectData, comparisons: list[repo.Comparison]) -> Preferences:
     return Preferences(
         data.segments,
@@ -188,7 +196,7 @@ def train_reward_model(
         info = env_info(project.env_id or "")
         n_actions = info.n_actions if actions else None
         bounds = (info.action_low, info.action_high) if info.continuous else None
-        form = form or ("transition" if kind == "cnn-lora" or info.continuous else DEFAULT_FORM)
+        form = form or default_form(project.env_id or "", kind)
         if kind == "cnn-lora" and form != "transition":
             raise InvalidInputError(
                 "cnn-lora learns transition rewards only: use --form transition, or --kind ensemble"

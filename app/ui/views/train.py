@@ -29,9 +29,10 @@ KINDS = {n: k.title for n, k in reward_kinds.kinds_for(is_text, bool(project.con
 LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = "rm-lora-rank", "rm-lora-alpha", "rm-lora-dropout", "rm-lora-t"
 
 FORMS = {
-    POTENTIAL: "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (default; no loop of steps earns "
-    "anything, so a policy cannot farm it by circling)",
-    TRANSITION: "Transition: any function of the step (can express 'being here is good', and can be farmed)",
+    POTENTIAL: "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (the default for discrete actions; no "
+    "loop of steps earns anything, so a policy cannot farm it by circling)",
+    TRANSITION: "Transition: any function of the step (the default for continuous control: it can express 'being "
+    "here is good', such as a pendulum held upright; it can be farmed)",
 }
 
 
@@ -42,7 +43,8 @@ def _start(kind: str) -> None:
         params["actions"] = True  # a state-action reward
     if not is_text and info.forms:
         forms = info.forms
-        params["form"] = st.session_state.get(state.TRAIN_FORM, forms[0]) if len(forms) > 1 else forms[0]
+        chosen = st.session_state.get(state.TRAIN_FORM, rewards.default_form(project.env_id or "", kind))
+        params["form"] = chosen if len(forms) > 1 else forms[0]
         if project.config.get("pixels") and not info.pixels_only:
             params["encoder"] = st.session_state.get(state.TRAIN_ENCODER, "efficientnet-lite0")
     if kind == "text-lora":
@@ -75,6 +77,7 @@ if not is_text:
     left.selectbox(
         "Reward form",
         list(FORMS),
+        index=list(FORMS).index(rewards.default_form(project.env_id or "", kind)),
         format_func=FORMS.get,
         key=state.TRAIN_FORM,
         disabled=len(REWARD_KINDS[kind].forms) < 2,
