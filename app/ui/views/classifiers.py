@@ -17,6 +17,7 @@ from app.errors import USER_ERRORS
 from app.services import classifiers, jobs
 from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
+from app.ui.lora_options import lora_inputs, lora_values
 from app.ui.resources import get_studio
 from db.models import JobStatus
 
@@ -42,7 +43,7 @@ MODES = {
     "full": "Full fine-tuning",
 }
 JOB_KIND = "train-classifier"
-LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = "clf-lora-rank", "clf-lora-alpha", "clf-lora-dropout", "clf-lora-t"
+LORA = "clf-lora"
 TRY_ID, TRY_TEXT, TRY_FILES, TRY_RESULT = "clf-try-id", "clf-try-text", "clf-try-files", "clf-try-result"
 
 dataset = st.radio(
@@ -57,16 +58,7 @@ left, right = st.columns([3, 1], vertical_alignment="bottom")
 mode = left.radio("Mode", list(MODES), format_func=MODES.get, key=state.CLASSIFIER_MODE, horizontal=True)
 epochs = right.number_input("Epochs", min_value=1, max_value=50, value=5, key=state.CLASSIFIER_EPOCHS)
 if mode == "lora":
-    lora_cols = st.columns(4)
-    lora_cols[0].number_input("LoRA rank", min_value=1, max_value=256, value=8, key=LORA_RANK)
-    lora_cols[1].number_input("LoRA alpha", min_value=0.5, max_value=1024.0, value=16.0, key=LORA_ALPHA)
-    lora_cols[2].number_input("LoRA dropout", min_value=0.0, max_value=0.9, value=0.0, step=0.05, key=LORA_DROPOUT)
-    lora_cols[3].text_input(
-        "Target modules",
-        key=LORA_TARGETS,
-        placeholder="query,value" if kind == "text" else "pointwise convolutions",
-        help="Comma-separated layer names that get adapters (text: query, key, value, dense...); empty: the default.",
-    )
+    lora_inputs(LORA, placeholder="query,value" if kind == "text" else "pointwise convolutions")
 
 
 def _start() -> None:
@@ -88,13 +80,7 @@ def _start() -> None:
         "dataset": DATASETS[chosen][1],
     }
     if params["mode"] == "lora":
-        typed_targets = str(st.session_state.get(LORA_TARGETS) or "")
-        params["lora"] = {
-            "rank": int(st.session_state.get(LORA_RANK, 8)),
-            "alpha": float(st.session_state.get(LORA_ALPHA, 16.0)),
-            "dropout": float(st.session_state.get(LORA_DROPOUT, 0.0)),
-            "target_modules": [t.strip() for t in typed_targets.split(",") if t.strip()] or None,
-        }
+        params["lora"] = {"target_modules": None, **lora_values(LORA)}
     try:
         jobs.submit(studio, None, JOB_KIND, params)
     except jobs.JobError as exc:

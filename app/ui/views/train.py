@@ -11,6 +11,7 @@ from app.services.encoders import encoder_options
 from app.services.reward_kinds import MIN_HELD_OUT, POTENTIAL, REWARD_KINDS, TRANSITION
 from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
+from app.ui.lora_options import lora_inputs, lora_values
 from app.ui.resources import current_project, get_studio
 from db.models import ProjectKind
 
@@ -26,7 +27,7 @@ st.caption(f"{n_prefs} labels with a preference (left, right or equal); can't te
 is_text = project.kind is ProjectKind.text
 KINDS = {n: k.title for n, k in reward_kinds.kinds_for(is_text, bool(project.config.get("pixels"))).items()}
 
-LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = "rm-lora-rank", "rm-lora-alpha", "rm-lora-dropout", "rm-lora-t"
+LORA = "rm-lora"
 
 FORMS = {
     POTENTIAL: "Potential: r = Φ(s') − Φ(s) + c, a rise of a learned score (the default for discrete actions; no "
@@ -48,15 +49,7 @@ def _start(kind: str) -> None:
         if project.config.get("pixels") and not info.pixels_only:
             params["encoder"] = st.session_state.get(state.TRAIN_ENCODER, "efficientnet-lite0")
     if kind == "text-lora":
-        targets = [t.strip() for t in str(st.session_state.get(LORA_TARGETS) or "").split(",") if t.strip()]
-        config = {
-            "rank": int(st.session_state.get(LORA_RANK, 8)),
-            "alpha": float(st.session_state.get(LORA_ALPHA, 16.0)),
-            "dropout": float(st.session_state.get(LORA_DROPOUT, 0.0)),
-        }
-        if targets:
-            config["target_modules"] = targets
-        params["config"] = config
+        params["config"] = lora_values(LORA)
     try:
         jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
@@ -97,16 +90,7 @@ if not is_text:
         )
 if kind == "text-lora":
     with left.expander("LoRA options", icon=":material/tune:"):
-        cols = st.columns(4)
-        cols[0].number_input("Rank", min_value=1, max_value=256, value=8, key=LORA_RANK)
-        cols[1].number_input("Alpha", min_value=0.5, max_value=1024.0, value=16.0, key=LORA_ALPHA)
-        cols[2].number_input("Dropout", min_value=0.0, max_value=0.9, value=0.0, step=0.05, key=LORA_DROPOUT)
-        cols[3].text_input(
-            "Target modules",
-            key=LORA_TARGETS,
-            placeholder="query,value",
-            help="Comma-separated layer names of the backbone that get adapters, e.g. query,key,value,dense.",
-        )
+        lora_inputs(LORA)
 latest = jobs.latest(studio, project.id, "train-reward")
 right.button(
     "Retrain",
