@@ -820,6 +820,7 @@ def worker(studio: Studio, drain: bool, poll_s: float, max_jobs_run: int | None)
 
     from app.services.jobs import work
 
+    logging.getLogger().setLevel(logging.INFO)  # each job's log (jobs/ID.log) gets the library's progress lines
     stop = threading.Event()
 
     def ask_to_stop(signum: int, frame: object) -> None:

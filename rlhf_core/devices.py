@@ -32,7 +32,8 @@ def resolve_device(name: str | None = None) -> torch.device:
     raw = (name or os.environ.get(DEVICE_ENV) or "auto").strip().lower()
     if raw == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            local = os.environ.get("LOCAL_RANK")  # a data-parallel process: its own GPU, not every one's GPU 0
+            return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}" if local else "cuda")
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -69,8 +70,8 @@ def bf16_pays_off(device: torch.device) -> bool:
     """Whether bfloat16 autocast is fast on ``device``: CUDA GPUs that support it (Ampere and
     later); CPUs that multiply bfloat16 in hardware, with AMX (Intel Sapphire Rapids and
     later) or AVX512-BF16 (Intel Cooper Lake, AMD Zen 4 and later); not MPS."""
-    if device.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
+    if device.type == "cuda":  # natively from Ampere (8.0) on; older GPUs only emulate it, slowly
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return cpu_has_bf16()
     return False

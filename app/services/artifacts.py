@@ -63,7 +63,9 @@ def require_new_folder(out: Path) -> Path:
     """``out`` (user-expanded) if it is new or an empty folder; InvalidInputError otherwise."""
     from rlhf_core.errors import InvalidInputError
 
-    out = out.expanduser()
+    out = out.expanduser().absolute()
+    if out.is_symlink():
+        raise InvalidInputError(f"{out} is a symbolic link; export into a new folder (-o NEW_DIR)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidInputError(f"{out} exists and is not an empty folder; export into a new folder (-o NEW_DIR)")
     return out

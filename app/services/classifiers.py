@@ -10,6 +10,7 @@ images with it, ``export_classifier`` writes a standalone copy.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,7 @@ def list_classifiers(studio: Studio) -> list[dict[str, Any]]:
 
 
 _loaded: dict[str, Any] = {}
+_loaded_lock = threading.Lock()
 
 
 def load_classifier(studio: Studio, classifier_id: int) -> tuple[Any, Any]:
@@ -140,10 +142,11 @@ def load_classifier(studio: Studio, classifier_id: int) -> tuple[Any, Any]:
     with session_scope(studio.engine) as session:
         record = repo.get_classifier(session, classifier_id)
     folder = studio.path(record.path)
-    if str(folder) not in _loaded:
-        _loaded.clear()  # one at a time: a backbone each
-        _loaded[str(folder)] = TrainedClassifier.load(folder)
-    return record, _loaded[str(folder)]
+    with _loaded_lock:  # page sessions are threads of one process
+        if str(folder) not in _loaded:
+            _loaded.clear()  # one at a time: a backbone each
+            _loaded[str(folder)] = TrainedClassifier.load(folder)
+        return record, _loaded[str(folder)]
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,8 @@ def predict_image_files(studio: Studio, classifier_id: int, files: list[tuple[st
 
     import numpy as np
 
+    if not files:
+        raise InvalidInputError("upload at least one image to classify")
     record, classifier = load_classifier(studio, classifier_id)
     if record.kind != "image":
         raise InvalidInputError(f"classifier #{classifier_id} classifies text, not images")

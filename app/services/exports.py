@@ -125,7 +125,8 @@ def _record(session: Any, project: Any, version: int | None) -> RewardModelRecor
 _CHECK_MERGED = """
 import json, sys, torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-folder, prompts, responses = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+folder = sys.argv[1]
+prompts, responses = json.loads(sys.stdin.read())  # on stdin: long texts would overflow the command line
 tokenizer = AutoTokenizer.from_pretrained(folder)
 model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
 if tokenizer.chat_template:  # a chat model: the conversation in its template
@@ -154,7 +155,8 @@ def _export_text(studio: Studio, record: RewardModelRecord, folder: Path, form: 
         model.export_merged(folder)
         # Reloaded in a fresh interpreter that imports transformers and torch only, as a user would.
         done = subprocess.run(
-            [sys.executable, "-c", _CHECK_MERGED, str(folder), json.dumps(prompts), json.dumps(responses)],
+            [sys.executable, "-c", _CHECK_MERGED, str(folder)],
+            input=json.dumps([prompts, responses]),
             capture_output=True,
             text=True,
         )

@@ -212,6 +212,8 @@ def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, 
     (``project_id`` None: jobs that belong to no project, such as classifiers)."""
     if kind not in HANDLERS:
         raise JobError(f"unknown job kind {kind!r}")
+    if spawn and app_starts_workers():
+        max_jobs()  # a bad RLHF_MAX_JOBS is refused before anything is queued
     with session_scope(studio.engine, write=True) as session:
         repo.expire_stale_jobs(session)
         job, created = repo.create_job_unless_active(session, project_id, kind, params)
@@ -229,8 +231,8 @@ def start_workers(studio: Studio) -> list[int]:
     cap = max_jobs()
     with session_scope(studio.engine, write=True) as session:
         new = repo.reserve_workers(session, socket.gethostname(), cap)
-    started = []
-    for worker_id in new:
+    started: list[int] = []
+    for n, worker_id in enumerate(new):
         log_path = worker_log(studio, worker_id)
         env = {**os.environ, **studio.settings.as_env()}
         try:
@@ -246,8 +248,12 @@ def start_workers(studio: Studio) -> list[int]:
                 )
         except OSError as exc:
             with session_scope(studio.engine, write=True) as session:
-                repo.stop_worker(session, worker_id)
-            raise JobError(f"could not start a worker process: {exc}") from exc
+                for unused in new[n:]:  # this row and the ones after it: no process will beat for them
+                    repo.stop_worker(session, unused)
+            raise JobError(
+                f"could not start a worker process: {exc}; the job waits in the queue for a worker "
+                "(start one with `rlhf worker`)"
+            ) from exc
         with session_scope(studio.engine, write=True) as session:
             repo.worker_heartbeat(session, worker_id, proc.pid)
         started.append(worker_id)
@@ -289,8 +295,15 @@ def _read(studio: Studio, find: Callable[[Any], Job | None]) -> Job | None:
     """Read a job; only when it looks stale, take the write lock to mark it failed."""
     with session_scope(studio.engine) as session:
         job = find(session)
-        alive = job is not None and job.status is JobStatus.queued and bool(repo.live_workers(session))
+        queued = job is not None and job.status is JobStatus.queued
+        running_workers = bool(repo.live_workers(session)) if queued else True
+        alive = queued and (running_workers or repo.workers_seen_recently(session))
         stale = job is not None and repo.is_stale(job, alive)
+    if queued and not running_workers and app_starts_workers():
+        try:  # its worker exited or died (or none was started): start one for the queue
+            start_workers(studio)
+        except JobError as exc:
+            logger.warning("no worker for queued job #%d: %s", job.id, exc)  # type: ignore[union-attr]
     if not stale:
         return job
     with session_scope(studio.engine, write=True) as session:
@@ -365,8 +378,11 @@ class _Reporter:
     def beat_until(self, stop: threading.Event) -> None:
         """Heartbeat while a long step (e.g. a scikit-learn fit) reports no progress."""
         while not stop.wait(HEARTBEAT_EVERY_S):
-            with session_scope(self.studio.engine, write=True) as session:
-                repo.heartbeat(session, self.job_id)
+            try:
+                with session_scope(self.studio.engine, write=True) as session:
+                    repo.heartbeat(session, self.job_id)
+            except Exception:  # a store hiccup: the next beat tries again (a dead thread would look like a dead job)
+                logger.warning("job #%d: heartbeat failed", self.job_id, exc_info=True)
 
     def should_stop(self) -> bool:
         if time.monotonic() - self.last >= 0.5:
@@ -484,13 +500,25 @@ def work(
     threading.Thread(target=beat, daemon=True).start()
     ran: dict[int, JobStatus] = {}
     logger.info("worker %d started (pid %d)", worker_id, os.getpid())
+    stopped = False
+    failures = 0
     try:
         while not stop.is_set():
-            with session_scope(studio.engine, write=True) as session:
-                repo.expire_stale_jobs(session)
-                claimed = repo.claim_next_job(session, worker_id, os.getpid())
+            try:
+                with session_scope(studio.engine, write=True) as session:
+                    repo.expire_stale_jobs(session)
+                    claimed = repo.claim_next_job(session, worker_id, os.getpid())
+                if claimed is None and drain:
+                    with session_scope(studio.engine, write=True) as session:
+                        stopped = repo.stop_worker_if_idle(session, worker_id)
+                failures = 0
+            except USER_ERRORS as exc:  # the store is away (restarting, locked): wait, then look again
+                failures += 1
+                logger.warning("worker %d: the store did not answer (%s); retrying", worker_id, exc)
+                stop.wait(min(60.0, poll_s * 2**failures))
+                continue
             if claimed is None:
-                if drain:
+                if stopped:
                     break
                 stop.wait(poll_s)
                 continue
@@ -504,7 +532,11 @@ def work(
                 break
     finally:
         alive.set()
-        with session_scope(studio.engine, write=True) as session:
-            repo.stop_worker(session, worker_id)
+        if not stopped:
+            try:
+                with session_scope(studio.engine, write=True) as session:
+                    repo.stop_worker(session, worker_id)
+            except Exception:  # the store is away: the missing heartbeat says it in a minute
+                logger.warning("worker %d: could not record its stop", worker_id, exc_info=True)
         logger.info("worker %d stopped after %d jobs", worker_id, len(ran))
     return WorkerReport(worker_id, ran)

@@ -54,6 +54,8 @@ from db.models import ProjectKind
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.fileio import write_bytes_atomic
 
+#: Episodes a clip export keeps loaded at once (the oldest is dropped first).
+EPISODES_KEPT = 16
 #: Files a dataset folder may hold its rows in, by extension.
 DATA_FILES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 
@@ -98,6 +100,11 @@ def export_text_parquet(studio: Studio, project_name: str, path: Path) -> Export
     ties_path = ties_path_for(path, "parquet")
     protected = _store_files(studio)
     targets = [_export_target(p, protected) for p in (path, ties_path)]
+    if targets[0] == targets[1]:
+        raise InvalidInputError(
+            f"{path} and {ties_path} are the same file (a link?); the ties file would overwrite the "
+            "preferences: choose another -o"
+        )
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         judgements = repo.text_judgements(session, project.id)
@@ -146,6 +153,8 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
         assert item.start is not None and item.length is not None
         out: dict[str, Any] = {"episode": traj.file, "start": item.start, "length": item.length, "clip": item.clip_file}
         if traj.file not in episodes:
+            if len(episodes) >= EPISODES_KEPT:  # a few episodes in memory, not a whole project's
+                episodes.pop(next(iter(episodes)))
             episodes[traj.file] = load_episode(studio.path(traj.file))
         ep = episodes[traj.file]
         idx, valid = segment_indices(ep.length, item.start, item.length + 1)
@@ -291,11 +300,12 @@ def trl_row(row: dict[str, Any]) -> dict[str, Any]:
     layouts pass through for the JSONL checks to accept or name)."""
     if "chosen" in row and "rejected" in row:
         chosen, rejected, prompt = row["chosen"], row["rejected"], row.get("prompt")
-        if prompt is None and isinstance(chosen, list) and isinstance(rejected, list):
-            shared = 0  # implicit prompt: the turns both conversations share
+        if isinstance(chosen, list) and isinstance(rejected, list):
+            shared = 0  # implicit prompt: the turns both conversations share (TRL's maybe_extract_prompt)
             while shared < min(len(chosen), len(rejected)) - 1 and chosen[shared] == rejected[shared]:
                 shared += 1
-            prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
+            if prompt is None or shared:  # a prompt column that the conversations repeat is counted once
+                prompt, chosen, rejected = chosen[:shared], chosen[shared:], rejected[shared:]
         return {
             "prompt": _messages_text(prompt or ""),
             "chosen": _messages_text(chosen),

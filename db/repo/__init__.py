@@ -147,7 +147,13 @@ from db.repo.jobs import (
     stop_worker as stop_worker,
 )
 from db.repo.jobs import (
+    stop_worker_if_idle as stop_worker_if_idle,
+)
+from db.repo.jobs import (
     worker_heartbeat as worker_heartbeat,
+)
+from db.repo.jobs import (
+    workers_seen_recently as workers_seen_recently,
 )
 from db.repo.labeling import (
     DEFAULT_CLAIM_TTL as DEFAULT_CLAIM_TTL,

@@ -147,9 +147,21 @@ def is_stale(job: Job, workers_alive: bool = False) -> bool:
     return job.status is JobStatus.queued and not workers_alive and created is not None and created < limit
 
 
+def workers_seen_recently(session: Session) -> bool:
+    """Whether any worker beat or stopped within ``STALE_AFTER``: a worker being restarted (stopped
+    a moment ago, the next one starting) does not leave the queue orphaned."""
+    from sqlalchemy import func
+
+    limit = utcnow() - STALE_AFTER
+    beat = session.scalar(select(func.max(Worker.heartbeat_at)))
+    stopped = session.scalar(select(func.max(Worker.stopped_at)))
+    return any(t is not None and as_utc(t) >= limit for t in (beat, stopped))
+
+
 def expire_stale_jobs(session: Session) -> None:
-    """Mark failed the jobs whose worker died (no heartbeat), and queued jobs no worker is alive to take."""
-    alive = bool(live_workers(session))
+    """Mark failed the jobs whose worker died (no heartbeat), and queued jobs that waited
+    ``STALE_AFTER`` while no worker at all was seen (none alive, none stopped lately)."""
+    alive = workers_seen_recently(session)
     for job in session.scalars(select(Job).where(Job.status.in_(ACTIVE_JOB_STATUSES))):
         if not is_stale(job, alive):
             continue
@@ -229,6 +241,17 @@ def claim_next_job(session: Session, worker_id: int, pid: int) -> tuple[int, str
     job.pid, job.worker_id, job.message = pid, worker_id, "starting"
     worker_heartbeat(session, worker_id)
     return job.id, job.kind, dict(job.params)
+
+
+def stop_worker_if_idle(session: Session, worker_id: int) -> bool:
+    """A draining worker's last look: stop it unless jobs are queued, under the lock that
+    :func:`reserve_workers` takes, so a job submitted meanwhile either finds this worker
+    stopped (and gets a new one) or is seen here (and run)."""
+    serialize(session, "jobs:workers")
+    if queued_jobs(session):
+        return False
+    stop_worker(session, worker_id)
+    return True
 
 
 def reserve_workers(session: Session, host: str, cap: int) -> list[int]:

@@ -125,7 +125,7 @@ def train_source_encoder(
     order = rng.permutation(len(frames))
     n_test = len(frames) // 5
     test, train = order[:n_test], order[n_test:]
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         trunk = SourceCNN(config.channels)
         pos_head = nn.Linear(trunk.features_dim, 2)

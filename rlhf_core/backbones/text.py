@@ -144,9 +144,13 @@ def load_sequence_classifier(
         if ("dropout" in key or key.endswith("pdrop")) and isinstance(getattr(config, key, None), float):
             setattr(config, key, 0.0)
     config.pad_token_id = pad_token_id
-    with torch.random.fork_rng(), quiet_transformers():
+    # float32 weights whatever the checkpoint holds (most LLMs ship bf16): training updates and the
+    # merged export stay exact, and autocast brings bf16 speed where the hardware has it. SDPA only
+    # for the packaged backbone: some architectures (DeBERTa, MPNet, Gemma-2...) refuse it.
+    kwargs: dict[str, Any] = {"attn_implementation": attention} if name in HUB_NAMES else {}
+    with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, config=config, attn_implementation=attention)
+        model = AutoModelForSequenceClassification.from_pretrained(path, config=config, dtype=torch.float32, **kwargs)
     model.config.pad_token_id = pad_token_id
     return model
 

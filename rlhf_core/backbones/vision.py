@@ -124,4 +124,5 @@ def resnet(arch: str, weights: str | None) -> FrozenEncoder:
     net.fc = nn.Identity()  # (B, 3, H, W) -> pooled features
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    return FrozenEncoder(arch, net, RESNET_WEIGHTS[arch][1], 64, lambda x: (x - mean) / std)
+    # on the input's device: the encoder may run on a GPU (rlhf_core.devices)
+    return FrozenEncoder(arch, net, RESNET_WEIGHTS[arch][1], 64, lambda x: (x - mean.to(x.device)) / std.to(x.device))

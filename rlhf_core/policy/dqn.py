@@ -323,7 +323,7 @@ class DQNAgent:
 
     def __init__(self, config: DQNConfig, feature_dim: int, n_actions: int, featurize: Featurize) -> None:
         self.config = config
-        with torch.random.fork_rng():  # seeded initialisation without touching the global generator
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global generator
             torch.manual_seed(config.seed)
             self.q = QNetwork(feature_dim, n_actions, config.hidden)
         self.target = copy.deepcopy(self.q)  # no draw from the global generator

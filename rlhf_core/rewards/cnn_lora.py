@@ -118,7 +118,7 @@ class CnnLoraBT(RewardModel):
         from rlhf_core.backbones.vision import CNN_LORA_TARGETS, efficientnet_trunk_for_lora
 
         cfg = self.config
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             net = _CnnRewardNet(efficientnet_trunk_for_lora(), cfg.hidden, cfg.image_size)
             lora = LoraConfig(
@@ -201,7 +201,7 @@ class CnnLoraBT(RewardModel):
         cfg = config["config"]
         model = cls(spec, CnnLoraConfig(**{**cfg, "hidden": tuple(cfg["hidden"])}))
         c = model.config
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             base = _CnnRewardNet(efficientnet_trunk_for_lora(), c.hidden, c.image_size)
         model.net = PeftModel.from_pretrained(base, str(folder)).eval()

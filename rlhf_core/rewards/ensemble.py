@@ -163,7 +163,7 @@ class EnsembleBT(RewardModel):
         cfg = self.config
         x = torch.from_numpy(self.inputs(data.segments))  # (M, L, D)
         m, length, self.in_dim = x.shape
-        with torch.random.fork_rng():  # seeded initialisation without touching the global generator
+        with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global generator
             torch.manual_seed(cfg.seed)
             net = self._new_net()
         used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))

@@ -125,7 +125,7 @@ class PersonalRewardModel:
         """Principal directions of the leading block (k, lead); k = 0 keeps it whole."""
         self.mean = np.zeros(self._reduced_dim, np.float32)
         self.scale = np.ones(self._reduced_dim, np.float32)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.seed)
             self.towers = _Towers(self._reduced_dim, self.config, 0)
 
@@ -182,7 +182,7 @@ class PersonalRewardModel:
         self.scale = reduced.std(axis=0) + 1e-6
         self.annotators = sorted(set(annotators))
         cfg = self.config
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.towers = _Towers(self._reduced_dim, cfg, len(self.annotators))
         xa, xb, users = self._x(features_a), self._x(features_b), self._users(annotators)

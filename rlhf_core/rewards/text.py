@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from rlhf_core.backbones.text import (
+    HUB_NAMES,
     check_backbone,
     hub_name,
     load_sequence_classifier,
@@ -170,6 +171,15 @@ class TextPreferences:
     def __len__(self) -> int:
         return len(self.prompts)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of every comparison (prompts, responses, preferences), in order."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for row in zip(self.prompts, self.responses_a, self.responses_b, self.pref.tolist(), strict=True):
+            digest.update(json.dumps(row).encode())
+        return digest.hexdigest()
+
     def take(self, idx: np.ndarray | Sequence[int]) -> TextPreferences:
         idx = np.asarray(idx, dtype=np.int64)
         return TextPreferences(
@@ -265,7 +275,8 @@ class TextRewardModel:
                 modules_to_save=["classifier"] if cfg.backbone == "minilm" else None,
             )
             try:
-                with torch.random.fork_rng(), quiet_transformers():  # LoRA A's init seeded, global generator untouched
+                # LoRA A's init seeded, the global generator untouched
+                with torch.random.fork_rng(devices=[]), quiet_transformers():
                     torch.manual_seed(cfg.seed + 1)
                     _model = get_peft_model(base, lora)
             except ValueError as exc:  # PEFT: "Target modules {...} not found in the base model"
@@ -357,6 +368,14 @@ class TextRewardModel:
 
             accelerator = Accelerator(cpu=self.device.type == "cpu")
             self.device = accelerator.device
+            # every process read the labels itself: if one saw a label the others did not (people label
+            # on while the processes start), they would train on different data, or wait forever
+            mine = torch.tensor([len(data), int(data.fingerprint()[:15], 16)], device=self.device)
+            if not bool((accelerator.gather(mine[None]) == mine).all()):
+                raise InvalidInputError(
+                    "the data-parallel processes read different labels (labels were added while they "
+                    "started); run the training again"
+                )
             self.model.to(self.device)
             model, opt = accelerator.prepare(self.model, opt)
             pref = pref.to(self.device)
@@ -370,7 +389,9 @@ class TextRewardModel:
         base = self.model.get_base_model()
         # Under bf16 autocast, CPU SDPA's backward is slow (over half of a step); plain matmul
         # attention trains ~2x faster. Scoring keeps SDPA, which is faster for the forward pass.
-        base.set_attn_implementation("eager" if bf16 and self.device.type == "cpu" else "sdpa")
+        switch = cfg.backbone in HUB_NAMES  # the packaged backbone's attention; another keeps its own
+        if switch:
+            base.set_attn_implementation("eager" if bf16 and self.device.type == "cpu" else "sdpa")
         self.model.train()
         started = time.perf_counter()
         try:
@@ -415,7 +436,8 @@ class TextRewardModel:
             if accelerator is not None:
                 self.model = accelerator.unwrap_model(model)
             self.model.eval()
-            base.set_attn_implementation("sdpa")
+            if switch:
+                base.set_attn_implementation("sdpa")
         seconds = time.perf_counter() - started
         return {
             "train_loss": epoch_loss,

@@ -12,8 +12,13 @@ from rlhf_core.policy.sb3 import sb3_device
 
 def test_auto_picks_cuda_then_mps_then_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DEVICE_ENV, raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device() == torch.device("cuda") and resolve_device("auto") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # the second process of `accelerate launch`: its own GPU
+    assert resolve_device() == torch.device("cuda:1")
+    monkeypatch.delenv("LOCAL_RANK")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("rlhf_core.devices._mps_available", lambda: True)
     assert resolve_device() == torch.device("mps")
@@ -44,8 +49,10 @@ def test_bf16_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
     hardware = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
     assert bf16_pays_off(torch.device("cpu")) == bool(hardware)
     assert bf16_pays_off(torch.device("mps")) is False
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
-    assert bf16_pays_off(torch.device("cuda")) is True
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert bf16_pays_off(torch.device("cuda")) is True  # Ampere and later
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    assert bf16_pays_off(torch.device("cuda:0")) is False  # a V100 only emulates bf16
 
 
 def test_sb3_runs_ppo_on_the_cpu_and_sac_where_the_device_is(monkeypatch: pytest.MonkeyPatch) -> None:

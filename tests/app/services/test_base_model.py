@@ -59,15 +59,8 @@ def test_a_tiny_causal_lm_trains_as_a_reward_model_scores_and_exports(tmp_path: 
     assert out.exit_code == 0, out.output
     responses = [g for g, _ in texts[:4]] + [b for _, b in texts[:4]]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            _CHECK_MERGED,
-            str(tmp_path / "merged"),
-            json.dumps([tp.PROMPT] * 8),
-            json.dumps(responses),
-        ],
+        [sys.executable, "-I", "-c", _CHECK_MERGED, str(tmp_path / "merged")],
+        input=json.dumps([[tp.PROMPT] * 8, responses]),
         capture_output=True,
         text=True,
     )

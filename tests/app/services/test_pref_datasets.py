@@ -88,6 +88,9 @@ def test_trl_conversational_and_implicit_prompt_rows_become_prompt_chosen_reject
     two_turns = {"prompt": [user, {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Why?"}]}
     two_turns |= {"chosen": "Rayleigh scattering.", "rejected": "Because."}
     assert trl_row(two_turns)["prompt"] == "user: What colour is the sky?\nassistant: Blue.\nuser: Why?"
+    # ultrafeedback_binarized's layout: a prompt column and whole conversations that repeat it
+    repeated = {"prompt": "What colour is the sky?", **implicit}
+    assert trl_row(repeated) == trl_row(conversational)
 
 
 def test_a_parquet_file_with_one_bad_row_imports_nothing(tmp_path: Path) -> None:

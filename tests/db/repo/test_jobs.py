@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from db import repo
 from db.engine import session_scope
-from db.models import Job, JobStatus, utcnow
+from db.models import Job, JobStatus, Worker, utcnow
 from tests.db.conftest import seed_project
 
 
@@ -119,7 +119,26 @@ def test_a_queued_job_fails_only_while_no_worker_is_alive(store):
         assert repo.get_job(s, job_id).status is JobStatus.queued
         repo.stop_worker(s, worker)
     with session_scope(store, write=True) as s:
-        repo.expire_stale_jobs(s)
+        repo.expire_stale_jobs(s)  # stopped a moment ago (being restarted?): the queue waits
+        assert repo.get_job(s, job_id).status is JobStatus.queued
+        row = s.get(Worker, worker)
+        row.heartbeat_at = row.stopped_at = utcnow() - repo.STALE_AFTER - timedelta(seconds=1)
+    with session_scope(store, write=True) as s:
+        repo.expire_stale_jobs(s)  # no worker seen for a minute: nobody will take it
     with session_scope(store) as s:
         job = repo.get_job(s, job_id)
         assert job.status is JobStatus.failed and "rlhf worker" in job.error
+
+
+def test_a_draining_worker_stops_only_when_nothing_is_queued(store):
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        worker = repo.register_worker(s, "h", 1, spawned=True)
+        job_id = repo.create_job(s, project, "train-reward", {}).id  # submitted while the worker looked away
+    with session_scope(store, write=True) as s:
+        assert repo.stop_worker_if_idle(s, worker) is False  # it sees the job and stays
+        assert [w.id for w in repo.live_workers(s)] == [worker]
+        assert repo.claim_next_job(s, worker, 1)[0] == job_id
+    with session_scope(store, write=True) as s:
+        assert repo.stop_worker_if_idle(s, worker) is True
+        assert repo.live_workers(s) == []
