@@ -46,7 +46,7 @@ def test_train_classifier_on_the_packaged_sentiment_csv_prints_a_confusion_matri
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("text classifier, mode frozen: held-out accuracy ")
+    assert lines[0].startswith("classifier #1 (text, mode frozen): held-out accuracy ")  # kept in the registry
     assert "on 50 examples (150 trained on)" in lines[0]
     assert lines[1] == "confusion matrix (rows: true class, columns: predicted):"
     assert lines[2].split() == ["negative", "positive"]
