@@ -74,10 +74,19 @@ def is_causal(name: str) -> bool:
     if name in HUB_NAMES:
         return False
     from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
     config = AutoConfig.from_pretrained(str(backbone_path(name)))
-    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or [])) or bool(
-        getattr(config, "is_decoder", False)
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in (config.architectures or [])):
+        return True
+    # a decoder saved as another head (e.g. a LlamaForSequenceClassification reward model): an
+    # architecture with a causal LM and no masked LM (BERT and RoBERTa have both)
+    kind = getattr(config, "model_type", "")
+    return bool(getattr(config, "is_decoder", False)) or (
+        kind in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and kind not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
     )
 
 
