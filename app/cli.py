@@ -296,6 +296,11 @@ def queries(
     help="Leave out annotators whose agreement with the others' majority is below this (rlhf agreement).",
 )
 @click.option(
+    "--weight-by-agreement",
+    is_flag=True,
+    help="Weigh each label in the loss by its annotator's agreement with the others' majority (rlhf agreement).",
+)
+@click.option(
     "--base-model",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     default=None,
@@ -322,6 +327,7 @@ def train_reward(
     dropout: float | None,
     target_modules: str | None,
     min_agreement: float | None,
+    weight_by_agreement: bool,
     base_model: Path | None,
     lr: float | None,
     max_length: int | None,
@@ -359,6 +365,7 @@ def train_reward(
             actions=actions,
             form=form,
             min_agreement=min_agreement,
+            weight_by_agreement=weight_by_agreement,
         )
     if os.environ.get("RANK", "0") != "0":  # a helper process of `accelerate launch`: the main one reports
         return

@@ -306,6 +306,17 @@ def adjudicate(studio: Studio, project_name: str, query_id: int, answer: str | N
         )
 
 
+def annotator_weights(studio: Studio, project_name: str) -> dict[int, float]:
+    """Each annotator's weight in a pooled model's loss: their agreement with the majority of the
+    others (1 for one who shares no pair with anyone: nothing says they disagree)."""
+    report = agreement(studio, project_name, disputed=0, with_model=False)
+    with session_scope(studio.engine) as session:
+        return {
+            repo.find_annotator(session, a.annotator).id: 1.0 if a.with_majority is None else float(a.with_majority)
+            for a in report.annotators
+        }
+
+
 def annotators_below(studio: Studio, project_name: str, min_agreement: float) -> tuple[list[int], list[str]]:
     """Annotators whose agreement with the majority is below ``min_agreement``: (ids, names).
 

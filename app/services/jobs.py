@@ -91,6 +91,8 @@ def _train_reward(
         encoder=params.get("encoder"),
         actions=bool(params.get("actions", False)),
         form=params.get("form"),
+        min_agreement=params.get("min_agreement"),
+        weight_by_agreement=bool(params.get("weight_by_agreement", False)),
     )
     return {
         "version": result.version,

@@ -53,6 +53,14 @@ def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tu
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def comparison_weights(comparisons: list[repo.Comparison], weights: dict[int, float] | None) -> np.ndarray | None:
+    """Each comparison's weight: its annotator's (a ruling, with no annotator, weighs 1); None
+    when no weights are given."""
+    if weights is None:
+        return None
+    return np.array([1.0 if c.annotator_id is None else weights.get(c.annotator_id, 1.0) for c in comparisons])
+
+
 @dataclass(frozen=True)
 class TrainResult:
     """A registered reward model version and its metrics."""

@@ -20,6 +20,7 @@ from app.services.model_registry import (
     TrainingError,
     TrainResult,
     active_model,
+    comparison_weights,
     fit_and_register,
     split_train_val,
 )
@@ -60,12 +61,15 @@ def default_form(env_id: str, kind: str) -> str:
     return DEFAULT_FORM
 
 
-def _preferences(data: ProjectData, comparisons: list[repo.Comparison]) -> Preferences:
+def _preferences(
+    data: ProjectData, comparisons: list[repo.Comparison], weights: dict[int, float] | None = None
+) -> Preferences:
     return Preferences(
         data.segments,
         data.rows([c.item_a_id for c in comparisons]),
         data.rows([c.item_b_id for c in comparisons]),
         np.array([c.pref for c in comparisons], dtype=np.float64),
+        comparison_weights(comparisons, weights),
     )
 
 
@@ -119,6 +123,7 @@ def train_reward_model(
     actions: bool = False,
     form: str | None = None,
     min_agreement: float | None = None,
+    weight_by_agreement: bool = False,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
 
@@ -132,8 +137,10 @@ def train_reward_model(
     (one-hot; discrete actions), for preferences about how the agent acts.
 
     ``min_agreement`` leaves out the labels of annotators whose agreement with the majority
-    of the others is below it (``rlhf agreement``); rulings on disputed pairs always count
-    instead of the pair's labels. ``personal`` learns one taste per annotator
+    of the others is below it (``rlhf agreement``); ``weight_by_agreement`` weighs each label
+    in the loss by its annotator's agreement with the majority instead (an annotator who
+    shares no pair with others weighs 1); rulings on disputed pairs always count, with weight
+    1, instead of the pair's labels. ``personal`` learns one taste per annotator
     (:mod:`app.services.personal`).
 
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
@@ -150,10 +157,19 @@ def train_reward_model(
         from app.services.agreement import annotators_below
 
         excluded = tuple(annotators_below(studio, project_name, min_agreement)[0])
+    weights: dict[int, float] | None = None
+    if weight_by_agreement:
+        from app.services.agreement import annotator_weights
+
+        weights = annotator_weights(studio, project_name)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         labels = repo.comparisons(session, project.id, exclude_annotators=excluded)
     kind = kind or default_kind(project)
+    if weights is not None and kind == PERSONAL:
+        raise TrainingError(
+            "--weight-by-agreement is for pooled models; a personal model learns each annotator's own taste"
+        )
     try:
         reward_kinds.check_options(kind, config or {})
     except InvalidInputError as exc:
@@ -185,10 +201,10 @@ def train_reward_model(
 
         return train_personal(studio, project, labels, encoder=encoder, **common)
     if kind == TEXT_LORA:
-        return train_text_reward_model(studio, project, labels, **common)
+        return train_text_reward_model(studio, project, labels, weights=weights, **common)
     progress("load", 0, 1)
     data = project_data(studio, project)
-    prefs = _preferences(data, labels)
+    prefs = _preferences(data, labels, weights)
     rng = np.random.default_rng(seed)
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)

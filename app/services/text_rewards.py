@@ -19,6 +19,7 @@ from app.services.model_registry import (
     StageProgress,
     TrainingError,
     TrainResult,
+    comparison_weights,
     fit_and_register,
     load_model,
     split_train_val,
@@ -38,7 +39,12 @@ class NoTextModelError(StudioError):
     """The project has no active text reward model to score with."""
 
 
-def text_preferences(project_name: str, comparisons: list[repo.Comparison], items: dict[int, Any]) -> TextPreferences:
+def text_preferences(
+    project_name: str,
+    comparisons: list[repo.Comparison],
+    items: dict[int, Any],
+    weights: dict[int, float] | None = None,
+) -> TextPreferences:
     """The labeled comparisons of a text project as (prompt, response A, response B, pref)."""
     from rlhf_core.rewards.text import TextPreferences
 
@@ -54,7 +60,8 @@ def text_preferences(project_name: str, comparisons: list[repo.Comparison], item
         prompts.append(item_a.prompt or "")
         a.append(item_a.text)
         b.append(item_b.text)
-    return TextPreferences.from_lists(prompts, a, b, [c.pref for c in comparisons])
+    weight = comparison_weights(comparisons, weights)
+    return TextPreferences.from_lists(prompts, a, b, [c.pref for c in comparisons], weight)
 
 
 def train_text_reward_model(
@@ -68,8 +75,10 @@ def train_text_reward_model(
     progress: StageProgress,
     should_stop: Any,
     job_id: int | None,
+    weights: dict[int, float] | None = None,
 ) -> TrainResult:
-    """Train a LoRA reward model on a text project's labels and make it the active version.
+    """Train a LoRA reward model on a text project's labels and make it the active version
+    (``weights``: each annotator's weight in the loss, by id).
 
     Called by :func:`app.services.rewards.train_reward_model`, which has checked the project
     and the number of labels.
@@ -93,7 +102,7 @@ def train_text_reward_model(
     ids = sorted({c.item_a_id for c in labels} | {c.item_b_id for c in labels})
     with session_scope(studio.engine) as session:
         items = repo.items_by_id(session, ids)
-    prefs = text_preferences(project.name, labels, items)
+    prefs = text_preferences(project.name, labels, items, weights)
     rng = np.random.default_rng(seed)
     train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
     train, val = prefs.take(train_idx), prefs.take(val_idx)

@@ -95,10 +95,22 @@ def pairwise_rows(diff: np.ndarray, pref: np.ndarray) -> tuple[np.ndarray, np.nd
     return x[keep], y[keep], w[keep], groups[keep]
 
 
-def bt_loss(r_a: torch.Tensor, r_b: torch.Tensor, pref: torch.Tensor, noise_prob: float = 0.0) -> torch.Tensor:
-    """Bradley-Terry loss of segment returns against P(A preferred), with optional label noise."""
+def bt_loss(
+    r_a: torch.Tensor,
+    r_b: torch.Tensor,
+    pref: torch.Tensor,
+    noise_prob: float = 0.0,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Bradley-Terry loss of segment returns against P(A preferred), with optional label noise;
+    ``weight`` makes it the weighted mean over comparisons (the plain mean when all are equal)."""
     logits = r_a - r_b
     if noise_prob == 0.0:
-        return F.binary_cross_entropy_with_logits(logits, pref)
-    p = (1 - noise_prob) * torch.sigmoid(logits) + noise_prob / 2
-    return F.binary_cross_entropy(p, pref)
+        losses = F.binary_cross_entropy_with_logits(logits, pref, reduction="none")
+    else:
+        p = (1 - noise_prob) * torch.sigmoid(logits) + noise_prob / 2
+        losses = F.binary_cross_entropy(p, pref, reduction="none")
+    if weight is None:
+        return losses.mean()
+    weight = weight.expand_as(losses)
+    return (losses * weight).sum() / weight.sum().clamp_min(1e-12)

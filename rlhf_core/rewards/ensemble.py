@@ -174,6 +174,7 @@ class EnsembleBT(RewardModel):
         net.std.copy_(flat.std(0).clamp_min(1e-4))
         a, b = torch.from_numpy(data.a), torch.from_numpy(data.b)
         pref = torch.from_numpy(data.pref.astype(np.float32))
+        weight = torch.from_numpy(data.weights())
         n, k = len(data), cfg.members
         bags = torch.from_numpy(rng.integers(0, n, size=(k, n)))  # a bootstrap sample per member
         opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -189,7 +190,7 @@ class EnsembleBT(RewardModel):
                 batch = idx.shape[1]
                 seg = torch.cat([a[idx], b[idx]], dim=1)  # (K, 2B) segments of each member's pairs
                 returns = net(x[seg].reshape(k, 2 * batch * length, -1)).reshape(k, 2 * batch, length).sum(-1)
-                loss = bt_loss(returns[:, :batch], returns[:, batch:], pref[idx], cfg.noise_prob) * k
+                loss = bt_loss(returns[:, :batch], returns[:, batch:], pref[idx], cfg.noise_prob, weight[idx]) * k
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

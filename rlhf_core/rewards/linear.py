@@ -64,6 +64,7 @@ class LinearBT(RewardModel):
         diff = phi[data.a] - phi[data.b]
         scale = np.sqrt((diff**2).mean(axis=0)) + 1e-8  # per-feature RMS, no centring: keeps antisymmetry
         x, y, w, groups = pairwise_rows(diff / scale, data.pref.astype(np.float64))
+        w = w * data.weights()[groups]  # each comparison's own weight (its annotator's agreement)
         folds = min(self.config.folds, len(data))
         if folds >= 2:
             cv = list(GroupKFold(n_splits=folds).split(x, y, groups))

@@ -72,9 +72,14 @@ class Preferences:
     """(N,) int index of the second."""
     pref: np.ndarray
     """(N,) float in {0, 0.5, 1}."""
+    weight: np.ndarray | None = None
+    """(N,) non-negative weight of each comparison in the loss (None: all 1), e.g. its
+    annotator's agreement with the others."""
 
     def __post_init__(self) -> None:
         n = len(self.pref)
+        if self.weight is not None and (self.weight.shape != (n,) or not np.all(self.weight >= 0)):
+            raise ValueError(f"weight must be ({n},) and non-negative, got {self.weight.shape}")
         if self.a.shape != (n,) or self.b.shape != (n,):
             raise ValueError(f"a {self.a.shape} and b {self.b.shape} must both have shape ({n},) like pref")
         bad = ~np.isin(self.pref, PREF_VALUES)
@@ -88,7 +93,12 @@ class Preferences:
 
     def take(self, index: np.ndarray) -> Preferences:
         """The comparisons at ``index`` (segments are shared, not copied)."""
-        return Preferences(self.segments, self.a[index], self.b[index], self.pref[index])
+        weight = None if self.weight is None else self.weight[index]
+        return Preferences(self.segments, self.a[index], self.b[index], self.pref[index], weight)
+
+    def weights(self) -> np.ndarray:
+        """Each comparison's weight (ones when none were given), (N,) float32."""
+        return np.ones(len(self.pref), np.float32) if self.weight is None else self.weight.astype(np.float32)
 
 
 @dataclass(frozen=True)

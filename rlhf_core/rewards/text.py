@@ -139,9 +139,13 @@ class TextPreferences:
     responses_b: tuple[str, ...]
     pref: np.ndarray
     """(N,) float: 1 (A preferred), 0 (B preferred), 0.5 (equal)."""
+    weight: np.ndarray | None = None
+    """(N,) non-negative weight of each comparison in the loss (None: all 1)."""
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
+        if self.weight is not None and (self.weight.shape != (n,) or not np.all(self.weight >= 0)):
+            raise ValueError(f"weight must be ({n},) and non-negative, got {self.weight.shape}")
         if len(self.responses_a) != n or len(self.responses_b) != n or self.pref.shape != (n,):
             raise ValueError(
                 f"prompts ({n}), responses_a ({len(self.responses_a)}), responses_b ({len(self.responses_b)}) "
@@ -159,9 +163,15 @@ class TextPreferences:
 
     @classmethod
     def from_lists(
-        cls, prompts: Sequence[str], responses_a: Sequence[str], responses_b: Sequence[str], pref: Sequence[float]
+        cls,
+        prompts: Sequence[str],
+        responses_a: Sequence[str],
+        responses_b: Sequence[str],
+        pref: Sequence[float],
+        weight: Sequence[float] | None = None,
     ) -> TextPreferences:
-        return cls(tuple(prompts), tuple(responses_a), tuple(responses_b), np.asarray(pref, dtype=np.float64))
+        w = None if weight is None else np.asarray(weight, dtype=np.float64)
+        return cls(tuple(prompts), tuple(responses_a), tuple(responses_b), np.asarray(pref, dtype=np.float64), w)
 
     @classmethod
     def chosen_rejected(cls, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str]) -> TextPreferences:
@@ -187,6 +197,7 @@ class TextPreferences:
             tuple(self.responses_a[i] for i in idx),
             tuple(self.responses_b[i] for i in idx),
             self.pref[idx],
+            None if self.weight is None else self.weight[idx],
         )
 
 
@@ -203,6 +214,7 @@ def preference_loss(
     *,
     margin: float | torch.Tensor = 0.0,
     center_coefficient: float = 0.0,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Bradley-Terry loss with ties: BCE-with-logits of r_a - r_b against P(A preferred).
 
@@ -211,7 +223,11 @@ def preference_loss(
     ``center_coefficient`` c adds TRL's c * mean((r_a + r_b)^2).
     """
     logits = r_a - r_b - margin * (2 * pref - 1)
-    loss = F.binary_cross_entropy_with_logits(logits, pref)
+    if weight is None:
+        loss = F.binary_cross_entropy_with_logits(logits, pref)
+    else:  # the weighted mean over comparisons
+        losses = F.binary_cross_entropy_with_logits(logits, pref, reduction="none")
+        loss = (losses * weight).sum() / weight.sum().clamp_min(1e-12)
     if center_coefficient:
         loss = loss + center_coefficient * torch.mean((r_a + r_b) ** 2)
     return loss
@@ -360,6 +376,7 @@ class TextRewardModel:
         ids_b = self.encode(data.prompts, data.responses_b)
         lengths = np.array([max(len(a), len(b)) for a, b in zip(ids_a, ids_b, strict=True)])
         pref = torch.from_numpy(data.pref.astype(np.float32)).to(self.device)
+        weight = None if data.weight is None else torch.from_numpy(data.weight.astype(np.float32)).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         model, accelerator, ranks = self.model, None, world_size()
@@ -379,6 +396,7 @@ class TextRewardModel:
             self.model.to(self.device)
             model, opt = accelerator.prepare(self.model, opt)
             pref = pref.to(self.device)
+            weight = None if weight is None else weight.to(self.device)
         steps_per_epoch = int(np.ceil(len(data) / cfg.batch_size))
         epochs = cfg.epochs or max(2, int(np.ceil(cfg.min_steps / steps_per_epoch)))
         total = steps_per_epoch * epochs
@@ -409,12 +427,14 @@ class TextRewardModel:
                         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
                             rewards = model(input_ids=input_ids, attention_mask=mask).logits  # (2B, 1)
                         rewards = rewards.float().squeeze(-1)  # (2B,)
+                        rows = torch.from_numpy(np.asarray(idx)).to(self.device)
                         loss = preference_loss(
                             rewards[:b],
                             rewards[b:],
-                            pref[torch.from_numpy(np.asarray(idx)).to(self.device)],
+                            pref[rows],
                             margin=cfg.margin,
                             center_coefficient=cfg.center_rewards_coefficient,
+                            weight=None if weight is None else weight[rows],
                         )
                         opt.zero_grad(set_to_none=True)
                         if accelerator is not None:

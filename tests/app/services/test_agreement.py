@@ -147,3 +147,35 @@ def test_gold_pairs_set_by_cli_score_each_annotator(tmp_path):
     assert (stats["u1"].with_gold, stats["u2"].with_gold, stats["u2"].gold_pairs) == (1.0, 0.0, 1)
     out = runner.invoke(cli, [*base, "gold", "--project", "team", "--pair", "99999", "--answer", "a"])
     assert out.exit_code == 1 and "no pairs [99999]" in out.output
+
+
+def test_training_can_weigh_each_label_by_its_annotators_agreement(tmp_path, monkeypatch):
+    from app.services import text_rewards
+    from app.services.rewards import train_reward_model
+
+    studio = _table(tmp_path, {"good": "AAAB=" * 3, "also": "AAAB-" * 3, "odd": "BBAA=" * 3})
+    weights = agreement.annotator_weights(studio, "team")
+    with session_scope(studio.engine) as session:
+        names = {repo.find_annotator(session, n).id: n for n in ("good", "also", "odd")}
+    assert {names[i]: w for i, w in weights.items()} == pytest.approx({"good": 1.0, "also": 1.0, "odd": 0.4})
+    seen: list = []
+
+    def fake_train(studio, project, labels, *, weights=None, **common):  # the weights the loss would get
+        prefs = text_rewards.text_preferences(project.name, labels, _items(studio, labels), weights)
+        seen.append((labels, prefs.weight))
+        raise text_rewards.TrainingError("stop here")
+
+    monkeypatch.setattr("app.services.rewards.train_text_reward_model", fake_train)
+    with pytest.raises(text_rewards.TrainingError, match="stop here"):
+        train_reward_model(studio, "team", weight_by_agreement=True)
+    [(labels, weight)] = seen
+    expected = [0.4 if names[c.annotator_id] == "odd" else 1.0 for c in labels]
+    assert weight.tolist() == pytest.approx(expected) and 0.4 in weight and 1.0 in weight
+    with pytest.raises(Exception, match="for pooled models"):
+        train_reward_model(studio, "team", kind="personal", weight_by_agreement=True)
+
+
+def _items(studio, labels):
+    ids = sorted({c.item_a_id for c in labels} | {c.item_b_id for c in labels})
+    with session_scope(studio.engine) as session:
+        return repo.items_by_id(session, ids)
