@@ -87,7 +87,7 @@ def export_model(
         if record.kind == TEXT_LORA:
             diff = _export_text(studio, record, staging, form, texts)
         else:
-            diff = _export_trajectory(studio, project_name, record, staging)
+            diff = _export_trajectory(studio, project, record, staging)
         meta = {
             "project": project_name,
             "version": record.version,
@@ -234,22 +234,20 @@ token type ids, as the studio scored.
 # --- trajectories -----------------------------------------------------------------------------
 
 
-def _export_trajectory(studio: Studio, project_name: str, record: RewardModelRecord, folder: Path) -> float:
+def _export_trajectory(studio: Studio, project: Any, record: RewardModelRecord, folder: Path) -> float:
     from app.services.policies import learned_reward
     from rlhf_core.rewards.export import PROGRAM_FILE, check_program, export_program
 
-    reward = learned_reward(studio, project_name, str(record.version))
+    reward = learned_reward(studio, project.name, str(record.version))
     folder.mkdir(parents=True, exist_ok=True)
     reward.model.save(folder)
     inputs = export_program(reward, folder / PROGRAM_FILE)
     diff = check_program(reward, folder / PROGRAM_FILE, TOLERANCE)
-    with session_scope(studio.engine) as session:
-        env_id = repo.get_project(session, project_name).env_id
     (folder / CARD_FILE).write_text(
         _PROGRAM_CARD.format(
             version=record.version,
             kind=record.kind,
-            env=env_id,
+            env=project.env_id,
             labels=record.label_count,
             obs=inputs["obs"],
             action=inputs["action"],
@@ -303,7 +301,7 @@ class PolicyExport:
 def export_policy(studio: Studio, project_name: str, out: Path, *, version: int | None = None) -> PolicyExport:
     """Write policy checkpoint ``version`` (default: the newest) as a ``torch.export`` program of
     observations to deterministic actions (``policy.pt2``), with the checkpoint's own files."""
-    from app.services.policies import load_agent, policy_behaviour
+    from app.services.policies import load_agent
     from rlhf_core.envs.registry import env_info
     from rlhf_core.policy.export import PROGRAM_FILE, check_policy
     from rlhf_core.policy.export import export_policy as write_program
@@ -314,14 +312,12 @@ def export_policy(studio: Studio, project_name: str, out: Path, *, version: int 
         env_id = repo.get_project(session, project_name).env_id or ""
     info = env_info(env_id)
     encoder = record.encoder if info.pixels else None
-    behaviour = policy_behaviour(agent, "export")
-    rng = np.random.default_rng(0)
     algo = (record.config or {}).get("algo", "dqn")
     with export_folder(out) as staging:
         shutil.copytree(studio.path(record.path), staging, dirs_exist_ok=True)
         write_program(agent, encoder, info.obs_shape, staging / PROGRAM_FILE)
         diff = check_policy(
-            agent, lambda obs: behaviour.act(None, obs, rng), info.obs_shape, info.pixels, staging / PROGRAM_FILE
+            agent, agent.act, info.obs_shape, info.pixels, staging / PROGRAM_FILE
         )
         if info.continuous:
             action = f"float32 (N, {info.n_actions}) in [{list(info.action_low)}, {list(info.action_high)}]"

@@ -357,8 +357,6 @@ def policy_behaviour(agent: Any, name: str, epsilon: float = 0.0) -> Behaviour:
     def act(env: gym.Env, obs: np.ndarray, rng: np.random.Generator) -> Any:
         if epsilon > 0 and rng.random() < epsilon:
             return random_action(env, obs, rng)
-        if isinstance(agent, DQNAgent):
-            return int(agent.greedy(agent.featurize(obs[None]))[0])
         return agent.act(obs)
 
     return Behaviour(name, act)

@@ -26,7 +26,6 @@ imports nothing.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -46,11 +45,11 @@ from app.services.text_data import (
     _import,
     _Source,
     _store_files,
-    ties_path_for,
+    parquet_bytes,
 )
 from db import repo
 from db.engine import session_scope
-from db.models import ProjectKind
+from db.models import ProjectKind, as_utc
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.fileio import write_bytes_atomic
 
@@ -67,70 +66,6 @@ DATA_FILES = {".parquet": "parquet", ".jsonl": "json", ".json": "json"}
 class TrajectoryExport:
     path: Path
     rows: int
-
-
-def _parquet_bytes(rows: list[dict[str, Any]], schema: Any) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pylist(rows, schema=schema)
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
-
-
-def _timestamp() -> Any:
-    import pyarrow as pa
-
-    return pa.timestamp("us", tz="UTC")
-
-
-def _utc(value: Any) -> Any:
-    if value is None:
-        return None
-    from datetime import UTC
-
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def export_text_parquet(studio: Studio, project_name: str, path: Path) -> ExportResult:
-    """A text project's answers as two Parquet files (preferences, then ties)."""
-    import pyarrow as pa
-
-    ties_path = ties_path_for(path, "parquet")
-    protected = _store_files(studio)
-    targets = [_export_target(p, protected) for p in (path, ties_path)]
-    if targets[0] == targets[1]:
-        raise InvalidInputError(
-            f"{path} and {ties_path} are the same file (a link?); the ties file would overwrite the "
-            "preferences: choose another -o"
-        )
-    with session_scope(studio.engine) as session:
-        project = repo.get_project(session, project_name)
-        judgements = repo.text_judgements(session, project.id)
-    rows, ties = [], []
-    for j in judgements:
-        when = {"annotator": j.annotator, "shown_at": _utc(j.shown_at), "answered_at": _utc(j.answered_at)}
-        if j.pref in (0.0, 1.0):
-            chosen, rejected = (j.text_a, j.text_b) if j.pref == 1.0 else (j.text_b, j.text_a)
-            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected, **when})
-        else:
-            ties.append(
-                {"prompt": j.prompt, "response_a": j.text_a, "response_b": j.text_b, "choice": j.choice.value, **when}
-            )
-    when_fields = [("annotator", pa.string()), ("shown_at", _timestamp()), ("answered_at", _timestamp())]
-    pref_schema = pa.schema([("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string()), *when_fields])
-    tie_fields = [("prompt", pa.string()), ("response_a", pa.string()), ("response_b", pa.string())]
-    tie_schema = pa.schema([*tie_fields, ("choice", pa.string()), *when_fields])
-    for given, target, data in (
-        (path, targets[0], _parquet_bytes(rows, pref_schema)),
-        (ties_path, targets[1], _parquet_bytes(ties, tie_schema)),
-    ):
-        try:
-            write_bytes_atomic(target, data)
-        except OSError as exc:
-            raise InvalidInputError(f"cannot write {given}: {exc.strerror or exc}") from exc
-    return ExportResult(path, ties_path, len(rows), len(ties))
 
 
 def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> TrajectoryExport:
@@ -175,8 +110,8 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
             choice=j.choice.value,
             pref=j.pref,
             annotator=j.annotator,
-            shown_at=_utc(j.shown_at),
-            answered_at=_utc(j.answered_at),
+            shown_at=as_utc(j.shown_at),
+            answered_at=as_utc(j.answered_at),
             env_id=env_id,
         )
         rows.append(row)
@@ -200,13 +135,13 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
             ("choice", pa.string()),
             ("pref", pa.float64()),
             ("annotator", pa.string()),
-            ("shown_at", _timestamp()),
-            ("answered_at", _timestamp()),
+            ("shown_at", pa.timestamp("us", tz="UTC")),
+            ("answered_at", pa.timestamp("us", tz="UTC")),
             ("env_id", pa.string()),
         ]
     )
     try:
-        write_bytes_atomic(target, _parquet_bytes(rows, schema))
+        write_bytes_atomic(target, parquet_bytes(rows, schema))
     except OSError as exc:
         raise InvalidInputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return TrajectoryExport(path, len(rows))
@@ -328,8 +263,6 @@ def export_project(
         raise InvalidInputError(f"-o needs a file name, got {str(path)!r}; e.g. -o prefs.parquet")
     fmt = format_for(path, fmt)
     if project_kind(studio, project_name) is ProjectKind.text:
-        if fmt == "parquet":
-            return export_text_parquet(studio, project_name, path)
         return export_preferences(studio, project_name, path, fmt)
     if fmt != "parquet":
         raise InvalidInputError(

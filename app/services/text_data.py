@@ -36,7 +36,7 @@ import numpy as np
 from app.config import Studio
 from db import names, repo
 from db.engine import parse_database_url, refresh_statistics, session_scope
-from db.models import ProjectKind
+from db.models import ProjectKind, as_utc
 from rlhf_core.errors import InvalidInputError, StudioError
 from rlhf_core.fileio import write_bytes_atomic
 
@@ -676,24 +676,25 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
                 "(prompt, chosen, rejected) and works on text projects only"
             )
         judgements = repo.text_judgements(session, project.id)
+    # Parquet also carries when each answer was shown and given (typed timestamps)
+    stamps = ("shown_at", "answered_at") if fmt == "parquet" else ()
     rows, ties = [], []
     for j in judgements:
+        who = {"annotator": j.annotator, **{k: as_utc(getattr(j, k)) for k in stamps}}
         if j.pref in (0.0, 1.0):
             chosen, rejected = (j.text_a, j.text_b) if j.pref == 1.0 else (j.text_b, j.text_a)
-            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected, "annotator": j.annotator})
+            rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected, **who})
         else:
             ties.append(
-                {
-                    "prompt": j.prompt,
-                    "response_a": j.text_a,
-                    "response_b": j.text_b,
-                    "choice": j.choice.value,
-                    "annotator": j.annotator,
-                }
+                {"prompt": j.prompt, "response_a": j.text_a, "response_b": j.text_b, "choice": j.choice.value, **who}
             )
     files = (
-        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected", "annotator"), fmt)),
-        (ties_path, targets[1], _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator"), fmt)),
+        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected", "annotator", *stamps), fmt)),
+        (
+            ties_path,
+            targets[1],
+            _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator", *stamps), fmt),
+        ),
     )
     for given, target, data in files:
         try:
@@ -703,7 +704,12 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     return ExportResult(path, ties_path, len(rows), len(ties))
 
 
-def _encode(rows: list[dict[str, str]], fields: tuple[str, ...], fmt: str) -> bytes:
+def _encode(rows: list[dict[str, Any]], fields: tuple[str, ...], fmt: str) -> bytes:
+    if fmt == "parquet":
+        import pyarrow as pa
+
+        stamp = pa.timestamp("us", tz="UTC")
+        return parquet_bytes(rows, pa.schema([(f, stamp if f in TIMESTAMP_FIELDS else pa.string()) for f in fields]))
     if fmt == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     out = io.StringIO()
@@ -712,6 +718,20 @@ def _encode(rows: list[dict[str, str]], fields: tuple[str, ...], fmt: str) -> by
     writer.writeheader()
     writer.writerows({name: csv_cell(value) for name, value in row.items()} for row in rows)
     return out.getvalue().encode("utf-8")
+
+
+#: Columns of an export that hold times (typed timestamps in Parquet).
+TIMESTAMP_FIELDS = ("shown_at", "answered_at")
+
+
+def parquet_bytes(rows: list[dict[str, Any]], schema: Any) -> bytes:
+    """``rows`` as a zstd-compressed Parquet file of ``schema`` (a pyarrow schema)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), buffer, compression="zstd")
+    return buffer.getvalue()
 
 
 def csv_cell(value: str) -> str:

@@ -29,6 +29,17 @@ class CacheStats:
         return self.hits / total if total else 0.0
 
 
+def encode_images(
+    module: nn.Module, images: torch.Tensor, input_size: int, preprocess: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """uint8 images (B, H, W, 3) -> features (B, F): scaled to [0, 1], resized to ``input_size``
+    (bilinear), preprocessed, encoded. Pure torch: the encoder's path, and torch.export's."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear", align_corners=False)
+    return module(preprocess(x)).float()
+
+
 class FrozenEncoder:
     """A pretrained image encoder used as a fixed feature extractor.
 
@@ -65,10 +76,7 @@ class FrozenEncoder:
     @torch.inference_mode()
     def _forward(self, images: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (B, 3, H, W)
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        return self.module(self._preprocess(x)).float().cpu().numpy()  # (B, F)
+        return encode_images(self.module, x, self.input_size, self._preprocess).cpu().numpy()  # (B, F)
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Features (N, features_dim) of images (N, H, W, 3) uint8, cached per distinct image."""

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from rlhf_core.backbones.frozen import FrozenEncoder
+from rlhf_core.backbones.frozen import FrozenEncoder, encode_images
 from rlhf_core.backbones.source import load_source_encoder
 from rlhf_core.backbones.vision import RESNET_WEIGHTS, efficientnet_lite0, resnet
 from rlhf_core.errors import EncoderUnavailableError
@@ -90,7 +89,4 @@ class ObservationFeatures(torch.nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.encoder is None:
             return obs.reshape(obs.shape[0], -1).float()
-        x = obs.permute(0, 3, 1, 2).float() / 255.0
-        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
-        return self.encoder(self.preprocess(x)).float()
+        return encode_images(self.encoder, obs, self.input_size, self.preprocess)

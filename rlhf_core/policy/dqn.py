@@ -352,6 +352,10 @@ class DQNAgent:
         """Greedy actions for features (N, D)."""
         return numpy_q_values(self._layers, features).argmax(axis=1)
 
+    def act(self, obs: np.ndarray) -> int:
+        """The greedy action for one observation (the interface SB3Agent shares)."""
+        return int(self.greedy(self.featurize(obs[None]))[0])
+
     def target_values(self, next_features: torch.Tensor) -> torch.Tensor:
         """The target network's Q-values of next states, any leading shape (..., D) -> (..., A).
 
@@ -539,14 +543,7 @@ class DQNAgent:
         success_fn: SuccessFn | None = None,
     ) -> Evaluation:
         """Greedy episodes on the true reward (and the learned one, in one batched call per episode)."""
-        return evaluate_policy(
-            lambda obs: int(self.greedy(self.featurize(obs[None]))[0]),
-            env,
-            episodes,
-            seed,
-            reward_fn=reward_fn,
-            success_fn=success_fn,
-        )
+        return evaluate_policy(self.act, env, episodes, seed, reward_fn=reward_fn, success_fn=success_fn)
 
     # --- checkpoints ---------------------------------------------------------------------
 
