@@ -38,6 +38,7 @@ def fused_updates(
     *,
     double_q: bool,
     eps: float,
+    hidden_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Consecutive gradient steps on stacked minibatches (K, B, ...), written for ``torch.compile``:
     per step the TD target and loss, their gradient (``torch.func``), ``clip_grad_norm_``'s
@@ -51,21 +52,24 @@ def fused_updates(
     beta2, ``1 - beta2``, the absorbing value, then per step Adam's step size ``lr / (1 -
     beta1**t)``, then per step ``sqrt(1 - beta2**t)``. One tensor holds them all (each input
     costs a guard check per call), and their values are not baked into the graph, so agents
-    that differ only in them share it.
+    that differ only in them share it. ``hidden_dtype``: see :func:`~rlhf_core.policy.qnetwork.mlp_forward`.
     """
     k = batches.features.shape[0]
     gamma, max_grad_norm, one_minus_beta1, beta2, one_minus_beta2, absorbing_value = scalars[:6].unbind()
     step_sizes, bias_corrections2_sqrt = scalars[6:].view(2, k).unbind()
     with torch.no_grad():
-        next_q_targets = mlp_forward(target_params, batches.next_features.flatten(0, 1)).unflatten(0, (k, -1))
+        next_features = batches.next_features.flatten(0, 1)
+        next_q_targets = mlp_forward(target_params, next_features, hidden_dtype).unflatten(0, (k, -1))
     losses = []
     for i in range(k):
         with torch.no_grad():
-            online_next = mlp_forward(params, batches.next_features[i]) if double_q else None
+            online_next = mlp_forward(params, batches.next_features[i], hidden_dtype) if double_q else None
             target = td_target(
                 batches.rewards[i], batches.terminated[i], next_q_targets[i], gamma, absorbing_value, online_next
             )
-        grads, loss = torch.func.grad_and_value(td_loss)(params, batches.features[i], batches.actions[i], target)
+        grads, loss = torch.func.grad_and_value(td_loss)(
+            params, batches.features[i], batches.actions[i], target, hidden_dtype
+        )
         # clip_grad_norm_'s arithmetic, on gradients that are not stored in .grad (its
         # get_total_norm calls _foreach_norm, which inductor runs outside the graph)
         total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
@@ -149,6 +153,7 @@ class CompiledUpdates:
                         torch.from_numpy(scalars.astype(np.float32)),
                         double_q=self.double_q,
                         eps=group["eps"],
+                        hidden_dtype=self.q.hidden_dtype,
                     )
                 )
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)

@@ -30,14 +30,18 @@ class ReplayBatch(NamedTuple):
 class QNetwork(nn.Module):
     """The weights of the MLP head: features (B, D) -> Q-values (B, n_actions)."""
 
-    def __init__(self, feature_dim: int, n_actions: int, hidden: tuple[int, ...]) -> None:
+    def __init__(
+        self, feature_dim: int, n_actions: int, hidden: tuple[int, ...], hidden_dtype: torch.dtype | None = None
+    ) -> None:
         super().__init__()
         widths = [feature_dim, *hidden, n_actions]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.hidden_dtype = hidden_dtype
+        """The hidden layers' arithmetic (see :func:`mlp_forward`); None: float32 throughout."""
         self.register_load_state_dict_pre_hook(_rename_sequential_keys)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mlp_forward(self.linear_params(), x)
+        return mlp_forward(self.linear_params(), x, self.hidden_dtype)
 
     def linear_params(self) -> list[torch.Tensor]:
         """Weight and bias of each linear layer in order: [W1, b1, W2, b2, ...]."""
@@ -59,11 +63,23 @@ def _rename_sequential_keys(module: nn.Module, state_dict: dict, prefix: str, *a
                 state_dict[f"{prefix}layers.{new_index}.{part}"] = state_dict.pop(key)
 
 
-def mlp_forward(params: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """The Q-network's function on its :meth:`QNetwork.linear_params`: ReLU between linear layers."""
+def mlp_forward(params: list[torch.Tensor], x: torch.Tensor, hidden_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The Q-network's function on its :meth:`QNetwork.linear_params`: ReLU between linear layers.
+
+    ``hidden_dtype`` (e.g. ``torch.bfloat16``): the hidden-to-hidden layers multiply in that
+    type (their inputs and weights rounded to it, products accumulated in float32 by the CPU's
+    kernels, the result rounded to that type and returned as float32), and so do their
+    gradients. The first layer (raw observation features, of any scale) and the last (the
+    Q-values, which TD targets compare closely) stay in float32, as do the weights and the
+    optimizer's state.
+    """
     n = len(params) // 2
     for k in range(n):
-        x = F.linear(x, params[2 * k], params[2 * k + 1])
+        w, b = params[2 * k], params[2 * k + 1]
+        if hidden_dtype is not None and 0 < k < n - 1:
+            x = F.linear(x.to(hidden_dtype), w.to(hidden_dtype), b.to(hidden_dtype)).float()
+        else:
+            x = F.linear(x, w, b)
         if k < n - 1:
             x = torch.relu(x)
     return x
@@ -103,8 +119,12 @@ def td_target(
 
 
 def td_loss(
-    params: list[torch.Tensor], features: torch.Tensor, actions: torch.Tensor, target: torch.Tensor
+    params: list[torch.Tensor],
+    features: torch.Tensor,
+    actions: torch.Tensor,
+    target: torch.Tensor,
+    hidden_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Huber loss between the Q-values of the actions taken and their TD targets."""
-    chosen = mlp_forward(params, features).gather(1, actions[:, None]).squeeze(1)
+    chosen = mlp_forward(params, features, hidden_dtype).gather(1, actions[:, None]).squeeze(1)
     return F.smooth_l1_loss(chosen, target)

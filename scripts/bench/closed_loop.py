@@ -44,9 +44,12 @@ from rlhf_core.envs.registry import env_family, env_info
 
 DEFAULT_ENVS = [
     "MiniGrid-Empty-Random-6x6-v0",  # the default demo
-    "MiniGrid-Empty-8x8-v0",  # a larger room
     "MiniGrid-LavaGapS5-v0",  # lava
-    "MiniGrid-SimpleCrossingS9N1-v0",  # walls
+    "MiniGrid-Dynamic-Obstacles-Random-6x6-v0",  # moving obstacles
+    "MiniGrid-DistShift1-v0",  # lava, a wider room
+    "MiniGrid-Empty-8x8-v0",  # a larger room (fails: docs/benchmarks.md)
+    "MiniGrid-LavaGapS6-v0",  # lava, a larger room (fails, the true and teacher rewards too)
+    "MiniGrid-SimpleCrossingS9N1-v0",  # walls (fails, the true and teacher rewards too)
     "CartPole-v1",
 ]
 FIRST_LABELS, MORE_LABELS, ROUNDS = 200, 100, 2

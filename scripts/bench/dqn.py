@@ -55,13 +55,15 @@ def _evaluate(act: Any, env_id: str) -> float:
     return float(np.mean(returns))
 
 
-def run_ours(env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0") -> dict[str, Any]:
+def run_ours(
+    env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0", bf16: str = "off"
+) -> dict[str, Any]:
     from rlhf_core.backbones.registry import get_encoder
     from rlhf_core.envs.registry import env_info, make_env
     from rlhf_core.policy.dqn import DQNAgent, preset_for, vector_features
 
     info = env_info(env_id)
-    cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0)
+    cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0, bf16=BF16_CHOICES[bf16])
     if info.pixels:
         enc = get_encoder(encoder)
         featurize, dim = enc.encode, enc.features_dim
@@ -72,7 +74,8 @@ def run_ours(env_id: str, steps: int, seed: int, encoder: str = "efficientnet-li
     agent.learn(make_env(env_id, render=False))
     seconds = time.perf_counter() - start
     final = _evaluate(lambda obs: agent.greedy(featurize(obs[None]))[0], env_id)
-    return {"sps": steps / seconds, "seconds": seconds, "final_return": final}
+    precision = "bf16 hidden layers" if agent.q.hidden_dtype is not None else "fp32"
+    return {"sps": steps / seconds, "seconds": seconds, "final_return": final, "precision": precision}
 
 
 def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str, Any]:
@@ -114,10 +117,17 @@ def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str
 
 
 def _spawn(
-    which: str, env_id: str, steps: int, seed: int, threads: int = 0, encoder: str = "efficientnet-lite0"
+    which: str,
+    env_id: str,
+    steps: int,
+    seed: int,
+    threads: int = 0,
+    encoder: str = "efficientnet-lite0",
+    bf16: str = "off",
 ) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
     cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads), "--encoder", encoder]
+    cmd += ["--bf16", bf16]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -135,6 +145,8 @@ def _source_encoder() -> Path:
 
 
 DEFAULT_STEPS = {"CartPole-v1": 50_000, "MiniGrid-Empty-Random-6x6-v0": 10_000}
+#: ``--bf16 on``: ours with bfloat16 hidden layers (``DQNConfig.bf16``; the presets leave it off).
+BF16_CHOICES = {"off": False, "on": True}
 
 
 def _mean(runs: list[dict[str, Any]], key: str) -> float:
@@ -150,12 +162,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--bf16", choices=list(BF16_CHOICES), default="off", help="ours: bfloat16 hidden layers (default: off)"
+    )
     args = parser.parse_args()
     if args.worker:
         env_id = args.env[0]
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
         result = (
-            run_ours(env_id, steps, args.seed, args.encoder)
+            run_ours(env_id, steps, args.seed, args.encoder, args.bf16)
             if args.worker == "ours"
             else run_sb3(env_id, steps, args.seed, args.threads or None)
         )
@@ -170,7 +185,8 @@ def main() -> None:
         if env_id.startswith("MiniGrid-"):
             encoders.append(f"source:{_source_encoder()}")
         for encoder in encoders:
-            ours = [_spawn("ours", env_id, steps, seed, encoder=encoder) for seed in args.seeds]
+            ours = [_spawn("ours", env_id, steps, seed, encoder=encoder, bf16=args.bf16) for seed in args.seeds]
+            per_seed = [o["sps"] / s["sps"] for o, s in zip(ours, sb3_one, strict=True)]
             row = {
                 "env_id": env_id + ("" if encoder == encoders[0] else " (source-task encoder)"),
                 "steps": steps,
@@ -180,20 +196,25 @@ def main() -> None:
                 "sb3_default_threads": sb3_default,
                 "speedup_vs_sb3_one_thread": _mean(ours, "sps") / _mean(sb3_one, "sps"),
                 "speedup_vs_sb3_default_threads": _mean(ours, "sps") / sb3_default["sps"],
+                "speedup_per_seed_vs_sb3_one_thread": per_seed,
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
     print(
         "| environment | steps | ours steps/s | SB3 steps/s: 1 thread / default threads | speedup: vs 1 thread / "
-        "vs default | final return per seed: ours | SB3 (1 thread) |"
+        "vs default | per-seed speedup vs 1 thread: min - max | precision (ours) | final return per seed: ours | "
+        "SB3 (1 thread) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        spread = r["speedup_per_seed_vs_sb3_one_thread"]
         print(
             f"| {r['env_id']} | {r['steps']} | {_mean(r['ours'], 'sps'):.0f} | "
             f"{_mean(r['sb3_one_thread'], 'sps'):.0f} / {r['sb3_default_threads']['sps']:.0f} | "
             f"{r['speedup_vs_sb3_one_thread']:.1f}x / {r['speedup_vs_sb3_default_threads']:.1f}x | "
+            f"{min(spread):.1f}x - {max(spread):.1f}x | "
+            f"{', '.join(sorted({x['precision'] for x in r['ours']}))} | "
             + ", ".join(f"{x['final_return']:.2f}" for x in r["ours"])
             + f" (mean {_mean(r['ours'], 'final_return'):.2f}) | "
             + ", ".join(f"{x['final_return']:.2f}" for x in r["sb3_one_thread"])

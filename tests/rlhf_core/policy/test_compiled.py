@@ -30,11 +30,12 @@ def _stacked(batches: list[ReplayBatch]) -> ReplayBatch:
     return ReplayBatch(*(torch.stack(parts) for parts in zip(*batches, strict=True)))
 
 
-@pytest.mark.parametrize("double_q", [True, False])
-def test_compiled_updates_match_ordinary_updates(double_q):
-    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, max_grad_norm=0.5, double_q=double_q, seed=4)
+@pytest.mark.parametrize(("double_q", "bf16"), [(True, False), (False, False), (False, True)])
+def test_compiled_updates_match_ordinary_updates(double_q, bf16):
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, max_grad_norm=0.5, double_q=double_q, seed=4, bf16=bf16)
     eager = DQNAgent(cfg, 4, 2, vector_features)
     compiled = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+    assert compiled.q.hidden_dtype == eager.q.hidden_dtype == (torch.bfloat16 if bf16 else None)
     start = [p.detach().clone() for p in eager.q.parameters()]
     batches = _random_batches(13)
     with update_mode(1):

@@ -42,3 +42,35 @@ def test_a_checkpoint_of_the_sequential_head_loads_into_the_same_function():
     q.load_state_dict(state)
     x = torch.randn(7, 4)
     torch.testing.assert_close(q(x), old(x))
+
+
+def test_bf16_hidden_layers_round_only_the_hidden_to_hidden_products():
+    torch.manual_seed(2)
+    q = QNetwork(6, 3, (32, 32))
+    x = torch.randn(64, 6) * 50.0  # raw features of any scale enter the float32 first layer
+    full, low = mlp_forward(q.linear_params(), x), mlp_forward(q.linear_params(), x, torch.bfloat16)
+    assert low.dtype == torch.float32 and not torch.equal(full, low)
+    torch.testing.assert_close(low, full, rtol=2e-2, atol=2e-2 * float(full.abs().max()))
+    # by hand: float32 first layer, the hidden layer on bfloat16-rounded inputs and weights, float32 last layer
+    (w1, b1), (w2, b2), (w3, b3) = ((layer.weight, layer.bias) for layer in q.layers)
+    h = torch.relu(x @ w1.T + b1)
+
+    def rounded(t: torch.Tensor) -> torch.Tensor:
+        return t.bfloat16().float()
+
+    h = torch.relu(rounded(rounded(h) @ rounded(w2).T + rounded(b2)))  # float32 sums, one rounding
+    by_hand = h @ w3.T + b3
+    # the same up to the order of the sums before rounding: far closer than float32 is
+    assert (low - by_hand).abs().max() < 0.1 * (low - full).abs().max()
+    # one hidden layer: no hidden-to-hidden product, float32 throughout
+    one = QNetwork(6, 3, (32,))
+    assert torch.equal(mlp_forward(one.linear_params(), x), mlp_forward(one.linear_params(), x, torch.bfloat16))
+
+
+def test_bf16_is_a_choice_off_by_default():
+    from rlhf_core.policy.dqn import DQNAgent, DQNConfig, preset_for, vector_features
+
+    assert DQNConfig().bf16 is False and all(not p.bf16 for p in (preset_for("CartPole-v1"), preset_for("MiniGrid-x")))
+    assert DQNAgent(DQNConfig(hidden=(8, 8)), 4, 2, vector_features).q.hidden_dtype is None
+    on = DQNAgent(DQNConfig(hidden=(8, 8), bf16=True), 4, 2, vector_features)
+    assert on.q.hidden_dtype == on.target.hidden_dtype == torch.bfloat16
