@@ -316,9 +316,7 @@ def export_policy(studio: Studio, project_name: str, out: Path, *, version: int 
     with export_folder(out) as staging:
         shutil.copytree(studio.path(record.path), staging, dirs_exist_ok=True)
         write_program(agent, encoder, info.obs_shape, staging / PROGRAM_FILE)
-        diff = check_policy(
-            agent, agent.act, info.obs_shape, info.pixels, staging / PROGRAM_FILE
-        )
+        diff = check_policy(agent, agent.act, info.obs_shape, info.pixels, staging / PROGRAM_FILE)
         if info.continuous:
             action = f"float32 (N, {info.n_actions}) in [{list(info.action_low)}, {list(info.action_high)}]"
         else:
