@@ -677,7 +677,7 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
             )
         judgements = repo.text_judgements(session, project.id)
     # Parquet also carries when each answer was shown and given (typed timestamps)
-    stamps = ("shown_at", "answered_at") if fmt == "parquet" else ()
+    stamps = TIMESTAMP_FIELDS if fmt == "parquet" else ()
     rows, ties = [], []
     for j in judgements:
         who = {"annotator": j.annotator, **{k: as_utc(getattr(j, k)) for k in stamps}}

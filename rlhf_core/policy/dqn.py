@@ -195,11 +195,6 @@ PRESETS: dict[str, DQNConfig] = {
 }
 
 
-def hidden_dtype(config: DQNConfig) -> torch.dtype | None:
-    """The hidden layers' arithmetic for ``config`` (:attr:`DQNConfig.bf16`): bfloat16 or None (float32)."""
-    return torch.bfloat16 if config.bf16 else None
-
-
 def preset_for(env_id: str) -> DQNConfig:
     """The tuned configuration of ``env_id`` (its family for MiniGrid), else the defaults."""
     if env_id in PRESETS:
@@ -338,7 +333,7 @@ class DQNAgent:
         self.config = config
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global generator
             torch.manual_seed(config.seed)
-            self.q = QNetwork(feature_dim, n_actions, config.hidden, hidden_dtype(config))
+            self.q = QNetwork(feature_dim, n_actions, config.hidden, torch.bfloat16 if config.bf16 else None)
         self.target = copy.deepcopy(self.q)  # no draw from the global generator
         self.target.requires_grad_(False)
         params = [p for p in self.q.parameters() if p.requires_grad]

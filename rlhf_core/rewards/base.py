@@ -110,6 +110,11 @@ def bt_loss(
     else:
         p = (1 - noise_prob) * torch.sigmoid(logits) + noise_prob / 2
         losses = F.binary_cross_entropy(p, pref, reduction="none")
+    return weighted_mean(losses, weight)
+
+
+def weighted_mean(losses: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-comparison losses' mean, weighted by ``weight`` (broadcast to them) when given."""
     if weight is None:
         return losses.mean()
     weight = weight.expand_as(losses)

@@ -61,6 +61,12 @@ class Segments:
         return Segments(self.obs[index], self.valid[index], None if self.actions is None else self.actions[index])
 
 
+def check_weight(weight: np.ndarray | None, n: int) -> None:
+    """Per-comparison weights are (n,) and non-negative (or None: all 1)."""
+    if weight is not None and (weight.shape != (n,) or not np.all(weight >= 0)):
+        raise ValueError(f"weight must be ({n},) and non-negative, got {weight.shape}")
+
+
 @dataclass(frozen=True)
 class Preferences:
     """N comparisons between segments: ``pref[i]`` = P(segments[a[i]] preferred to segments[b[i]])."""
@@ -78,8 +84,7 @@ class Preferences:
 
     def __post_init__(self) -> None:
         n = len(self.pref)
-        if self.weight is not None and (self.weight.shape != (n,) or not np.all(self.weight >= 0)):
-            raise ValueError(f"weight must be ({n},) and non-negative, got {self.weight.shape}")
+        check_weight(self.weight, n)
         if self.a.shape != (n,) or self.b.shape != (n,):
             raise ValueError(f"a {self.a.shape} and b {self.b.shape} must both have shape ({n},) like pref")
         bad = ~np.isin(self.pref, PREF_VALUES)

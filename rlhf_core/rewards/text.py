@@ -41,7 +41,9 @@ from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.devices import bf16_pays_off, resolve_device
 from rlhf_core.distributed import rank, world_size
 from rlhf_core.errors import InvalidInputError
+from rlhf_core.rewards.base import weighted_mean
 from rlhf_core.rewards.kinds import TEXT_LORA
+from rlhf_core.rewards.preferences import check_weight
 
 KIND = TEXT_LORA
 #: Our own description of a saved model, next to PEFT's adapter files.
@@ -144,8 +146,7 @@ class TextPreferences:
 
     def __post_init__(self) -> None:
         n = len(self.prompts)
-        if self.weight is not None and (self.weight.shape != (n,) or not np.all(self.weight >= 0)):
-            raise ValueError(f"weight must be ({n},) and non-negative, got {self.weight.shape}")
+        check_weight(self.weight, n)
         if len(self.responses_a) != n or len(self.responses_b) != n or self.pref.shape != (n,):
             raise ValueError(
                 f"prompts ({n}), responses_a ({len(self.responses_a)}), responses_b ({len(self.responses_b)}) "
@@ -223,11 +224,7 @@ def preference_loss(
     ``center_coefficient`` c adds TRL's c * mean((r_a + r_b)^2).
     """
     logits = r_a - r_b - margin * (2 * pref - 1)
-    if weight is None:
-        loss = F.binary_cross_entropy_with_logits(logits, pref)
-    else:  # the weighted mean over comparisons
-        losses = F.binary_cross_entropy_with_logits(logits, pref, reduction="none")
-        loss = (losses * weight).sum() / weight.sum().clamp_min(1e-12)
+    loss = weighted_mean(F.binary_cross_entropy_with_logits(logits, pref, reduction="none"), weight)
     if center_coefficient:
         loss = loss + center_coefficient * torch.mean((r_a + r_b) ** 2)
     return loss

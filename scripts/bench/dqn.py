@@ -56,14 +56,14 @@ def _evaluate(act: Any, env_id: str) -> float:
 
 
 def run_ours(
-    env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0", bf16: str = "off"
+    env_id: str, steps: int, seed: int, encoder: str = "efficientnet-lite0", bf16: bool = False
 ) -> dict[str, Any]:
     from rlhf_core.backbones.registry import get_encoder
     from rlhf_core.envs.registry import env_info, make_env
     from rlhf_core.policy.dqn import DQNAgent, preset_for, vector_features
 
     info = env_info(env_id)
-    cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0, bf16=BF16_CHOICES[bf16])
+    cfg = preset_for(env_id).replace(total_steps=steps, seed=seed, eval_every=0, bf16=bf16)
     if info.pixels:
         enc = get_encoder(encoder)
         featurize, dim = enc.encode, enc.features_dim
@@ -123,11 +123,11 @@ def _spawn(
     seed: int,
     threads: int = 0,
     encoder: str = "efficientnet-lite0",
-    bf16: str = "off",
+    bf16: bool = False,
 ) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
     cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads), "--encoder", encoder]
-    cmd += ["--bf16", bf16]
+    cmd += ["--bf16"] if bf16 else []
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -145,8 +145,6 @@ def _source_encoder() -> Path:
 
 
 DEFAULT_STEPS = {"CartPole-v1": 50_000, "MiniGrid-Empty-Random-6x6-v0": 10_000}
-#: ``--bf16 on``: ours with bfloat16 hidden layers (``DQNConfig.bf16``; the presets leave it off).
-BF16_CHOICES = {"off": False, "on": True}
 
 
 def _mean(runs: list[dict[str, Any]], key: str) -> float:
@@ -163,7 +161,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
     parser.add_argument(
-        "--bf16", choices=list(BF16_CHOICES), default="off", help="ours: bfloat16 hidden layers (default: off)"
+        "--bf16", action="store_true", help="ours: bfloat16 hidden layers (DQNConfig.bf16; the presets leave it off)"
     )
     args = parser.parse_args()
     if args.worker:
