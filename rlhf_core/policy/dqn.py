@@ -112,8 +112,8 @@ class DQNConfig:
     """Multiply the hidden-to-hidden layers in bfloat16, weights and Adam in float32
     (:func:`~rlhf_core.policy.qnetwork.mlp_forward`). Those products are most of a compiled
     run's time, and a CPU that multiplies bfloat16 in hardware (AVX512-BF16, AMX) runs a
-    CartPole run 1.2-2x faster (2x alone on the CPU, less beside other work; not measured on
-    a CPU without). Off by default: on CartPole it learned worse (docs/benchmarks.md: in 2 of 10
+    CartPole run 1.2-1.4x faster (side by side with float32, another benchmark on the other
+    core; not measured on a CPU without). Off by default: on CartPole it learned worse (docs/benchmarks.md: in 2 of 10
     seeds no evaluation reached 500, against 0 of 10 in float32). A head with one hidden layer
     (the MiniGrid preset's) has no hidden-to-hidden layer and is float32 either way."""
     seed: int = 0
