@@ -18,10 +18,11 @@ low-rank factorisation as in LoRe and PReF:
 
 A new annotator is fitted from a few labels without retraining the rest
 (:meth:`PersonalRewardModel.add_annotator`): ``phi``, ``w`` and the team's vectors stay
-frozen, and the newcomer's taste is fitted as a mix of the tastes the team spans (a
-regularised logistic regression on a handful of numbers; PReF's user weights over a basis
-of preference directions), so ten labels are enough to tell whose side they take. Scores without an
-annotator use ``w``: the population's reward.
+frozen, and the newcomer's taste is fitted as a mix of the tastes the team spans (PReF's
+user weights over a basis of preference directions): a logistic regression on a handful of
+numbers under a prior as wide as the team's tastes (empirical Bayes), so ten labels are
+enough to tell whose side they take. Scores without an annotator use ``w``: the
+population's reward.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,10 @@ class PersonalConfig:
     weight_decay: float = 1e-4
     user_l2: float = 1e-2
     """Pull of each annotator's vector toward the population's (per label, averaged)."""
-    new_user_l2: float = 0.05
-    """The same pull when fitting a new annotator from a few labels."""
+    new_user_prior: float = 1.0
+    """Strength of the prior on a new annotator's taste (:meth:`PersonalRewardModel.add_annotator`),
+    relative to the Bayesian one (1.0: a Gaussian as wide as the team's tastes, worth one
+    label's evidence per unit; smaller trusts a newcomer's few labels more)."""
     components: int = 8
     """Principal components kept of the features' leading block (sentence embeddings, CNN
     features): a few hundred labels cannot pin down a tower on hundreds of raw dimensions."""
@@ -69,7 +72,7 @@ class PersonalConfig:
     def __post_init__(self) -> None:
         if self.rank < 1 or self.hidden < 0 or self.steps < 1 or self.components < 0:
             raise InvalidInputError("rank, hidden and steps must be positive")
-        if self.lr <= 0 or self.weight_decay < 0 or self.user_l2 < 0 or self.new_user_l2 < 0:
+        if self.lr <= 0 or self.weight_decay < 0 or self.user_l2 < 0 or self.new_user_prior < 0:
             raise InvalidInputError("lr must be positive; weight_decay and the l2 pulls non-negative")
 
 
@@ -90,13 +93,14 @@ class _Towers(nn.Module):
         return self.population[None, :] + offsets
 
 
-def _taste_span(tastes: torch.Tensor, energy: float = 0.95) -> torch.Tensor:
-    """(rank, K) orthonormal directions that hold ``energy`` of the tastes' (M, rank) spread:
-    the few distinct tastes of a team, not one direction per person."""
+def _taste_span(tastes: torch.Tensor, energy: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rank, K) orthonormal directions that hold ``energy`` of the tastes' (M, rank) spread (the
+    few distinct tastes of a team, not one direction per person), and the tastes' mean square
+    along each (K,): how far apart the team's tastes lie in that direction."""
     _, sv, vt = torch.linalg.svd(tastes, full_matrices=False)
     share = torch.cumsum(sv**2, 0) / (sv**2).sum().clamp(min=1e-12)
     k = int((share < energy).sum()) + 1
-    return vt[:k].T
+    return vt[:k].T, (sv[:k] ** 2 / len(tastes)).clamp(min=1e-6)
 
 
 def _bt_loss(margin: torch.Tensor, pref: torch.Tensor) -> torch.Tensor:
@@ -227,13 +231,17 @@ class PersonalRewardModel:
             known = self.towers.annotators.detach()
             if name in self.annotators:
                 known = known[[i for i, n in enumerate(self.annotators) if n != name]]
-            span = _taste_span(torch.cat([base[None, :], base[None, :] + known]))
+            span, spread = _taste_span(torch.cat([base[None, :], base[None, :] + known]))
+        # maximum a posteriori under a Gaussian prior fitted on the team (empirical Bayes): along
+        # each direction as wide as the team's tastes, so a label counts the same whatever the
+        # scale the content tower learned; the likelihood is a mean over labels, hence the 1/n
+        prior = self.config.new_user_prior * 0.5 / len(pref_t)
         coef = torch.zeros(span.shape[1], requires_grad=True)
         opt = torch.optim.LBFGS([coef], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             opt.zero_grad()
-            loss = _bt_loss(diff @ (base + span @ coef), pref_t) + self.config.new_user_l2 * (coef**2).sum()
+            loss = _bt_loss(diff @ (base + span @ coef), pref_t) + prior * (coef**2 / spread).sum()
             loss.backward()
             return loss
 
@@ -292,7 +300,9 @@ class PersonalRewardModel:
         from safetensors.torch import load_file
 
         meta = json.loads((folder / _CONFIG).read_text())
-        model = cls(int(meta["features_dim"]), PersonalConfig(**meta["config"]), passthrough=int(meta["passthrough"]))
+        known = {f.name for f in fields(PersonalConfig)}  # a setting an older version saved and this one dropped
+        config = PersonalConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        model = cls(int(meta["features_dim"]), config, passthrough=int(meta["passthrough"]))
         tensors = load_file(str(folder / _WEIGHTS))
         for name in ("mean", "scale", "center", "basis"):
             setattr(model, name, tensors.pop(name).numpy())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,11 @@ def test_saved_models_score_the_same_after_loading(tmp_path):
     assert loaded.basis.shape == (4, 10)  # 4 components of the 10 leading features, 2 passed through
     for who in ("p", "q", None):
         np.testing.assert_allclose(loaded.scores(x, who), model.scores(x, who), rtol=1e-6)
+    # a model saved by an older version, with a setting this one no longer has, still loads
+    saved = json.loads((tmp_path / "m" / "personal.json").read_text())
+    saved["config"]["new_user_l2"] = 0.05
+    (tmp_path / "m" / "personal.json").write_text(json.dumps(saved))
+    np.testing.assert_allclose(PersonalRewardModel.load(tmp_path / "m").scores(x, "p"), model.scores(x, "p"), rtol=1e-6)
 
 
 def test_bad_inputs_say_what_is_wrong():
