@@ -120,6 +120,14 @@ def _algo_class(algo: str) -> type:
     return getattr(stable_baselines3, algo.upper())
 
 
+def quiet_logger() -> Any:
+    """An SB3 logger that writes nowhere. Left to itself, ``learn`` with ``verbose=0`` makes an
+    empty ``$TMPDIR/SB3-<date>`` folder on every run; progress comes from our callback."""
+    from stable_baselines3.common.logger import Logger
+
+    return Logger(folder=None, output_formats=[])
+
+
 class SB3Agent:
     """An SB3 model behind the interface the studio's pages use: ``act``, ``evaluate``, ``save``."""
 
@@ -137,6 +145,7 @@ class SB3Agent:
             )
         except (TypeError, ValueError, AssertionError) as exc:
             raise InvalidInputError(f"bad setting for {config.algo.upper()}: {exc}") from exc
+        model.set_logger(quiet_logger())
         return cls(config, model)
 
     def act(self, obs: np.ndarray) -> Any:

@@ -84,6 +84,7 @@ def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str
 
     from rlhf_core.envs.registry import env_info, make_env
     from rlhf_core.policy.dqn import preset_for
+    from rlhf_core.policy.sb3 import quiet_logger
 
     if threads:
         torch.set_num_threads(threads)
@@ -109,6 +110,7 @@ def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str
         device="cpu",
         verbose=0,
     )
+    model.set_logger(quiet_logger())
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     seconds = time.perf_counter() - start

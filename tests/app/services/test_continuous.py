@@ -79,8 +79,10 @@ def test_dqn_is_refused_for_continuous_actions_and_sac_for_discrete_ones(studio:
 
 
 @pytest.mark.slow
-def test_the_cli_trains_ppo_on_cartpole_with_the_same_json_fields(tmp_path: Path) -> None:
+def test_the_cli_trains_ppo_on_cartpole_with_the_same_json_fields(tmp_path: Path, monkeypatch) -> None:
     data = str(tmp_path / "data")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))  # where SB3's default logger makes its folder
     run = CliRunner()
     assert (
         run.invoke(
@@ -100,6 +102,7 @@ def test_the_cli_trains_ppo_on_cartpole_with_the_same_json_fields(tmp_path: Path
     assert metrics["algo"] == "ppo" and metrics["env_steps"] >= 2048 and metrics["version"] == 1  # whole rollouts
     for key in ("true_return_mean", "env_steps_per_second", "train_seconds", "curve", "labels_used"):
         assert key in metrics
+    assert not list((tmp_path / "tmp").glob("SB3-*"))  # no empty SB3-<date> folder left behind per run
 
 
 def test_a_mujoco_clip_renders_off_screen(tmp_path: Path) -> None:
