@@ -14,6 +14,12 @@ the CLI call (nothing is set that a user would not get by default):
 3. side by side, two baselines with the same seed and preset: a policy on the environment's
    true reward (``--reward true``) and one on the scripted teacher's own reward
    (``--reward teacher``: whether the teacher can teach the task at all).
+4. in MiniGrid rooms of walls, floor, lava and a goal, whether each round's learned reward
+   has the task as its *optimum*: the share of 5 evaluation layouts in which the optimal
+   policy of that reward (exact value iteration over the room's states, as the policy sees
+   the reward: normalised, with its absorbing state; ``rlhf_core.envs.minigrid_mdp``)
+   reaches the goal from the start. 1.00 with a failing policy: the reward is right and the
+   learner did not find its optimum; 0.00: the reward model is wrong.
 
 Reports, per run, success (MiniGrid) or true return (others) after each round, the
 baselines, the wall time of each round and of the run; then per environment how many seeds
@@ -39,8 +45,10 @@ from typing import Any
 from app.config import Settings, Studio
 from app.services.demo import create_demo_project
 from app.services.loop import run_loop
-from app.services.policies import policy_registry, train_policy
-from rlhf_core.envs.registry import env_family, env_info
+from app.services.policies import learned_reward, policy_registry, train_policy
+from rlhf_core.envs.minigrid_mdp import optimum_reaches_goal
+from rlhf_core.envs.registry import env_family, env_info, make_env
+from rlhf_core.policy.dqn import preset_for
 
 DEFAULT_ENVS = [
     "MiniGrid-Empty-Random-6x6-v0",  # the default demo
@@ -130,6 +138,17 @@ def run_continuous(
     }
 
 
+def reward_optimum(studio: Studio, env_id: str, version: int) -> float | None:
+    """Share of evaluation layouts where reward model ``version``'s optimal policy reaches the
+    goal (None outside static MiniGrid rooms)."""
+    if env_family(env_id) != "minigrid":
+        return None
+    reward = learned_reward(studio, "loop", str(version))
+    example, _ = make_env(env_id, render=False).reset(seed=0)
+    gamma = preset_for(env_id).gamma
+    return optimum_reaches_goal(env_id, reward, gamma, absorbing_reward=reward.absorbing_reward(example))
+
+
 def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
     studio = Studio(Settings.from_env(data_dir))
     start = time.perf_counter()
@@ -146,6 +165,7 @@ def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
         on_round=lambda r: print(f"[{env_id} seed {seed}] {json.dumps(r.to_json())}", flush=True),
     )
     loop_s = time.perf_counter() - start - demo_s
+    optimum = [reward_optimum(studio, env_id, r.reward_version) for r in rounds]
     baselines = {}
     for reward in ("true", "teacher"):
         t0 = time.perf_counter()
@@ -165,6 +185,7 @@ def run(env_id: str, seed: int, data_dir: Path) -> dict[str, Any]:
         "round_s_max": max(r.seconds for r in rounds),
         "baseline_true": baselines["true"]["value"],
         "baseline_teacher": baselines["teacher"]["value"],
+        "reward_optimum": optimum,
     }
 
 
@@ -201,6 +222,10 @@ def report_continuous(envs: list[str], seeds: list[int], labels: int, steps: int
             print(f"{env_id}: target met in {sum(r['met'] for r in mine)} of {len(mine)} seeds")
 
 
+def _optimum(r: dict[str, Any]) -> str:
+    return ", ".join("n/a" if v is None else f"{v:.2f}" for v in r["reward_optimum"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", nargs="+", default=DEFAULT_ENVS)
@@ -225,21 +250,24 @@ def main() -> None:
             per_round = " -> ".join(f"{measure(x):.2f}" for x in r["rounds"])
             print(
                 f"[{env_id} seed {seed}] rounds {per_round}; true-reward {r['baseline_true']:.2f}, "
-                f"teacher-reward {r['baseline_teacher']:.2f}; slowest round {r['round_s_max']:.0f} s",
+                f"teacher-reward {r['baseline_teacher']:.2f}; learned rewards' optimum reaches the goal "
+                f"{_optimum(r)}; slowest round {r['round_s_max']:.0f} s",
                 flush=True,
             )
     if not results:
         return
     print()
     columns = ["environment", "seed", "round 1 (200 labels)", "round 2 (300 labels)", "true-reward policy"]
-    columns += ["teacher-reward policy", "slowest round", "met"]
+    columns += ["teacher-reward policy", "learned reward's optimum reaches the goal (rounds 1, 2)"]
+    columns += ["slowest round", "met"]
     print("| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|" + "---|" * len(columns))
     for r in results:
         rounds = [f"{measure(x):.2f}" for x in r["rounds"]]
         print(
             f"| {r['env_id']} | {r['seed']} | {rounds[0]} | {rounds[-1]} | {r['baseline_true']:.2f} | "
-            f"{r['baseline_teacher']:.2f} | {r['round_s_max']:.0f} s | {'yes' if r['met'] else 'no'} |"
+            f"{r['baseline_teacher']:.2f} | {_optimum(r)} | {r['round_s_max']:.0f} s | "
+            f"{'yes' if r['met'] else 'no'} |"
         )
     print()
     for env_id in dict.fromkeys(r["env_id"] for r in results):
