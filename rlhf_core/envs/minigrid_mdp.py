@@ -94,7 +94,8 @@ class RoomMDP:
         """(S, 7) the MiniGrid oracle's reward of each transition: the decrease of the distance
         to the goal, plus 1 onto the goal (the environment's reward, without its time discount)."""
         goal = np.array([k == "goal" for k in self.kind])
-        return self.goal_distance[:, None] - self.goal_distance[self.next_state] + goal[self.next_state]
+        progress = np.nan_to_num(self.goal_distance[:, None] - self.goal_distance[self.next_state])  # as the oracle
+        return progress + goal[self.next_state]
 
     def optimal_actions(self, rewards: np.ndarray, gamma: float, terminal_value: float = 0.0) -> np.ndarray:
         """(S,) the greedy action of the optimal Q of ``rewards`` (S, 7), by value iteration."""

@@ -226,6 +226,7 @@ class SB3Agent:
         meta = json.loads((folder / META_FILE).read_text())
         config = SB3Config.from_dict(meta["config"])
         model = _algo_class(config.algo).load(str(folder / MODEL_FILE), device=sb3_device(config.algo))
+        model.set_logger(quiet_logger())
         return cls(config, model)
 
 

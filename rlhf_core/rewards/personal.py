@@ -20,8 +20,8 @@ A new annotator is fitted from a few labels without retraining the rest
 (:meth:`PersonalRewardModel.add_annotator`): ``phi``, ``w`` and the team's vectors stay
 frozen, and the newcomer's taste is fitted as a mix of the tastes the team spans (PReF's
 user weights over a basis of preference directions): a logistic regression on a handful of
-numbers under a prior as wide as the team's tastes (empirical Bayes), so ten labels are
-enough to tell whose side they take. Scores without an annotator use ``w``: the
+numbers under a prior as wide as the team's tastes are long (an empirical prior), so ten
+labels are enough to tell whose side they take. Scores without an annotator use ``w``: the
 population's reward.
 """
 
@@ -61,9 +61,9 @@ class PersonalConfig:
     user_l2: float = 1e-2
     """Pull of each annotator's vector toward the population's (per label, averaged)."""
     new_user_prior: float = 1.0
-    """Strength of the prior on a new annotator's taste (:meth:`PersonalRewardModel.add_annotator`),
-    relative to the Bayesian one (1.0: a Gaussian as wide as the team's tastes, worth one
-    label's evidence per unit; smaller trusts a newcomer's few labels more)."""
+    """Strength of the prior on a new annotator's taste (:meth:`PersonalRewardModel.add_annotator`):
+    a Gaussian as wide as the team's tastes are long along each direction (1.0: that width;
+    smaller trusts a newcomer's few labels more)."""
     components: int = 8
     """Principal components kept of the features' leading block (sentence embeddings, CNN
     features): a few hundred labels cannot pin down a tower on hundreds of raw dimensions."""
@@ -96,7 +96,7 @@ class _Towers(nn.Module):
 def _taste_span(tastes: torch.Tensor, energy: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
     """(rank, K) orthonormal directions that hold ``energy`` of the tastes' (M, rank) spread (the
     few distinct tastes of a team, not one direction per person), and the tastes' mean square
-    along each (K,): how far apart the team's tastes lie in that direction."""
+    along each (K,), measured from zero (no taste): how long the team's tastes are there."""
     _, sv, vt = torch.linalg.svd(tastes, full_matrices=False)
     share = torch.cumsum(sv**2, 0) / (sv**2).sum().clamp(min=1e-12)
     k = int((share < energy).sum()) + 1
@@ -232,9 +232,12 @@ class PersonalRewardModel:
             if name in self.annotators:
                 known = known[[i for i, n in enumerate(self.annotators) if n != name]]
             span, spread = _taste_span(torch.cat([base[None, :], base[None, :] + known]))
-        # maximum a posteriori under a Gaussian prior fitted on the team (empirical Bayes): along
-        # each direction as wide as the team's tastes, so a label counts the same whatever the
-        # scale the content tower learned; the likelihood is a mean over labels, hence the 1/n
+        # maximum a posteriori under a Gaussian prior on the offset from the population, as wide
+        # along each direction as the team's tastes are long there (their root mean square from
+        # zero), so a label counts the same whatever scale the content tower learned. Measured
+        # from zero, not from the population: a newcomer may want the opposite of the whole team
+        # (``detailed`` against ``concise``), which a prior as narrow as the team's spread around
+        # its mean forbids (docs/benchmarks.md). The likelihood is a mean over labels: hence 1/n.
         prior = self.config.new_user_prior * 0.5 / len(pref_t)
         coef = torch.zeros(span.shape[1], requires_grad=True)
         opt = torch.optim.LBFGS([coef], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")

@@ -144,7 +144,9 @@ def reward_optimum(studio: Studio, env_id: str, version: int) -> float | None:
     if env_family(env_id) != "minigrid":
         return None
     reward = learned_reward(studio, "loop", str(version))
-    example, _ = make_env(env_id, render=False).reset(seed=0)
+    env = make_env(env_id, render=False)
+    example, _ = env.reset(seed=0)
+    env.close()
     gamma = preset_for(env_id).gamma
     return optimum_reaches_goal(env_id, reward, gamma, absorbing_reward=reward.absorbing_reward(example))
 

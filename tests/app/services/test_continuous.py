@@ -83,6 +83,7 @@ def test_the_cli_trains_ppo_on_cartpole_with_the_same_json_fields(tmp_path: Path
     data = str(tmp_path / "data")
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))  # where SB3's default logger makes its folder
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)  # ... unless this names another
     run = CliRunner()
     assert (
         run.invoke(
