@@ -24,6 +24,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlhf_core.envs.behaviours import minigrid_goal_distance
+from rlhf_core.envs.registry import make_env
 
 N_ACTIONS = 7
 _STATIC = {"wall", "goal", "lava"}
@@ -145,9 +146,8 @@ def optimum_reaches_goal(
     """Share of ``layouts`` (the evaluation seeds' rooms) in which the optimal policy of
     ``reward`` (``(obs, actions, next_obs) -> rewards``; None: the oracle's progress reward)
     reaches the goal from the start; None where the room is not a static MDP."""
-    from rlhf_core.envs.registry import make_env
-
     env = make_env(env_id)
+    terminal_value = gamma * absorbing_reward / (1 - gamma)
     reached = []
     try:
         for k in range(layouts):
@@ -157,7 +157,6 @@ def optimum_reaches_goal(
             except ValueError:
                 return None
             r = mdp.progress_rewards() if reward is None else reward(*mdp.transitions()).reshape(-1, N_ACTIONS)
-            terminal_value = gamma * absorbing_reward / (1 - gamma)
             reached.append(mdp.reaches_goal(mdp.optimal_actions(r, gamma, terminal_value)))
     finally:
         env.close()

@@ -113,9 +113,10 @@ class DQNConfig:
     (:func:`~rlhf_core.policy.qnetwork.mlp_forward`). Those products are most of a compiled
     run's time, and a CPU that multiplies bfloat16 in hardware (AVX512-BF16, AMX) runs a
     CartPole run 1.2-1.4x faster (side by side with float32, another benchmark on the other
-    core; not measured on a CPU without). Off by default: on CartPole it learned worse (docs/benchmarks.md: in 2 of 10
-    seeds no evaluation reached 500, against 0 of 10 in float32). A head with one hidden layer
-    (the MiniGrid preset's) has no hidden-to-hidden layer and is float32 either way."""
+    core; not measured on a CPU without). Off by default: on CartPole it learned worse
+    (docs/benchmarks.md: in 2 of 10 seeds no evaluation reached 500, against 0 of 10 in
+    float32). A head with one hidden layer (the MiniGrid preset's) has no hidden-to-hidden
+    layer and is float32 either way."""
     seed: int = 0
     """Seeds the network, the environment and exploration."""
 

@@ -134,6 +134,7 @@ class SB3Agent:
     def __init__(self, config: SB3Config, model: Any) -> None:
         self.config = config
         self.model = model
+        model.set_logger(quiet_logger())
 
     @classmethod
     def build(cls, config: SB3Config, env: Any) -> SB3Agent:
@@ -145,7 +146,6 @@ class SB3Agent:
             )
         except (TypeError, ValueError, AssertionError) as exc:
             raise InvalidInputError(f"bad setting for {config.algo.upper()}: {exc}") from exc
-        model.set_logger(quiet_logger())
         return cls(config, model)
 
     def act(self, obs: np.ndarray) -> Any:
@@ -226,7 +226,6 @@ class SB3Agent:
         meta = json.loads((folder / META_FILE).read_text())
         config = SB3Config.from_dict(meta["config"])
         model = _algo_class(config.algo).load(str(folder / MODEL_FILE), device=sb3_device(config.algo))
-        model.set_logger(quiet_logger())
         return cls(config, model)
 
 

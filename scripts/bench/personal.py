@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections import defaultdict
 
 import numpy as np
 
@@ -42,6 +43,8 @@ from rlhf_core.rewards.personas import text_persona_scores
 
 TEAM = {"ann": "concise", "bo": "concise", "cy": "formal", "di": "formal"}
 NEW = ("concise", "formal", "detailed", "casual")
+#: What a seed must meet (the pooled model judged by its team mean: see the module docstring).
+VERDICT = ("personal >= 0.90", "pooled team mean <= 0.75", "new annotator >= 0.85")
 
 
 def _strict_pairs(scores: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -115,28 +118,20 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=600, help="responses in the task")
     args = parser.parse_args()
     passed = 0
-    tally = {
-        "personal >= 0.90": [0, 0],
-        "pooled <= 0.75, each annotator": [0, 0],
-        "new annotator >= 0.85": [0, 0],
-        "pooled team mean <= 0.75": [0, 0],
-    }
+    tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for seed in args.seeds:
         r = run(seed, args.labels, args.new_labels, args.items)
         held = "  ".join(f"{n} ({TEAM[n]}) {mine:.3f}/{pool:.3f}" for n, (mine, pool) in r["held"].items())
         new = "  ".join(f"{p} {acc:.3f}" for p, acc in r["new"].items())
-        ok = (
-            all(mine >= 0.90 for mine, _ in r["held"].values())
-            and r["team"] <= 0.75
-            and all(acc >= 0.85 for acc in r["new"].values())
-        )
+        checks = {
+            "personal >= 0.90": [mine >= 0.90 for mine, _ in r["held"].values()],
+            "pooled <= 0.75, each annotator": [pool <= 0.75 for _, pool in r["held"].values()],
+            "new annotator >= 0.85": [acc >= 0.85 for acc in r["new"].values()],
+            "pooled team mean <= 0.75": [r["team"] <= 0.75],
+        }
+        ok = all(all(checks[key]) for key in VERDICT)
         passed += ok
-        for key, values in (
-            ("personal >= 0.90", [mine >= 0.90 for mine, _ in r["held"].values()]),
-            ("pooled <= 0.75, each annotator", [pool <= 0.75 for _, pool in r["held"].values()]),
-            ("new annotator >= 0.85", [acc >= 0.85 for acc in r["new"].values()]),
-            ("pooled team mean <= 0.75", [r["team"] <= 0.75]),
-        ):
+        for key, values in checks.items():
             tally[key][0] += sum(values)
             tally[key][1] += len(values)
         print(
