@@ -73,7 +73,7 @@ class PersonalConfig:
         if self.rank < 1 or self.hidden < 0 or self.steps < 1 or self.components < 0:
             raise InvalidInputError("rank, hidden and steps must be positive")
         if self.lr <= 0 or self.weight_decay < 0 or self.user_l2 < 0 or self.new_user_prior < 0:
-            raise InvalidInputError("lr must be positive; weight_decay and the l2 pulls non-negative")
+            raise InvalidInputError("lr must be positive; weight_decay, user_l2 and new_user_prior non-negative")
 
 
 class _Towers(nn.Module):

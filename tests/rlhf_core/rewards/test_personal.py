@@ -87,6 +87,8 @@ def test_bad_inputs_say_what_is_wrong():
         model.scores(np.zeros((2, 5)))
     with pytest.raises(InvalidInputError):
         PersonalConfig(rank=0)
+    with pytest.raises(InvalidInputError, match="new_user_prior non-negative"):
+        PersonalConfig(new_user_prior=-1.0)
 
 
 def test_surface_features_measure_length_and_register():
