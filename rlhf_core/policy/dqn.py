@@ -94,9 +94,13 @@ class DQNConfig:
     """Episodes per evaluation."""
     keep_best: bool = True
     """End with the network of the evaluation (during training, every ``eval_every`` steps, or
-    the last) whose return on the *training* reward was highest (later ones win ties): the
-    learned return for a learned reward, so the choice never looks at the true reward. DQN's
-    greedy policy can collapse late in training; this keeps the best one seen."""
+    the last) whose return on the *training* reward was highest (later ones win ties): for a
+    learned reward its *discounted* return with the absorbing tail, the objective the agent
+    maximises (:class:`Evaluation`), so the choice never looks at the true reward. DQN's
+    greedy policy can collapse late in training; this keeps the best one seen. (Undiscounted,
+    a learned reward's small per-step bonus summed over a time-limited episode can outweigh
+    reaching the goal: on MiniGrid rooms that kept hovering networks over ones that reached
+    it, docs/benchmarks.md.)"""
     torch_threads: int = 1
     """CPU threads for the updates. One is fastest: the Q-head's matrices are too small to share."""
     double_q: bool = True
@@ -279,13 +283,16 @@ class Evaluation:
 
     A learned return sums the learned reward over the episode's steps; the absorbing tail
     after a termination (which the TD target does count) is left out, so it reads in the
-    same units as the clips people labeled.
+    same units as the clips people labeled. A *discounted* learned return (given a discount)
+    is what the agent maximises: sum_t gamma^t r_t from the episode's start, plus, after a
+    termination at step T, the absorbing state's gamma^T r_abs / (1 - gamma).
     """
 
     returns: list[float]
     lengths: list[int]
     successes: list[bool] | None = None
     learned_returns: list[float] | None = None
+    discounted_learned_returns: list[float] | None = None
 
     @property
     def true_return_mean(self) -> float:
@@ -299,11 +306,17 @@ class Evaluation:
     def learned_return_mean(self) -> float | None:
         return None if self.learned_returns is None else float(np.mean(self.learned_returns))
 
+    @property
+    def discounted_learned_return_mean(self) -> float | None:
+        values = self.discounted_learned_returns
+        return None if values is None else float(np.mean(values))
+
     def summary(self) -> dict[str, float | None]:
         return {
             "true_return_mean": self.true_return_mean,
             "success_rate": self.success_rate,
             "learned_return_mean": self.learned_return_mean,
+            "discounted_learned_return_mean": self.discounted_learned_return_mean,
             "episode_length_mean": float(np.mean(self.lengths)),
         }
 
@@ -346,6 +359,8 @@ class DQNAgent:
         self.featurize = featurize
         self.n_actions = n_actions
         self.feature_dim = feature_dim
+        self.absorbing_reward = 0.0
+        """Per-step reward of the state after a termination in the last training run (for evaluations)."""
         self._compiled: CompiledUpdates | None = None
         if config.compile:
             self._compiled = CompiledUpdates(
@@ -465,9 +480,10 @@ class DQNAgent:
         target_stale = True  # may the online network differ from the target? (at first: if trained before)
         explore_steps = int(cfg.exploration_fraction * cfg.total_steps)
         eval_seconds = 0.0
+        self.absorbing_reward = absorbing_reward
         if select_by == "auto":
             select_by = "learned" if reward_fn is not None else "true"
-        key = {"learned": "learned_return_mean", "true": "true_return_mean", None: None}[select_by]
+        key = {"learned": "discounted_learned_return_mean", "true": "true_return_mean", None: None}[select_by]
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
 
         def consider(point: dict[str, Any]) -> None:
@@ -551,8 +567,18 @@ class DQNAgent:
         reward_fn: RewardFn | None = None,
         success_fn: SuccessFn | None = None,
     ) -> Evaluation:
-        """Greedy episodes on the true reward (and the learned one, in one batched call per episode)."""
-        return evaluate_policy(self.act, env, episodes, seed, reward_fn=reward_fn, success_fn=success_fn)
+        """Greedy episodes on the true reward (and the learned one, in one batched call per episode;
+        its discounted return with the agent's discount and the absorbing reward it last trained with)."""
+        return evaluate_policy(
+            self.act,
+            env,
+            episodes,
+            seed,
+            reward_fn=reward_fn,
+            success_fn=success_fn,
+            gamma=self.config.gamma,
+            absorbing_reward=self.absorbing_reward,
+        )
 
     # --- checkpoints ---------------------------------------------------------------------
 
@@ -587,10 +613,14 @@ def evaluate_policy(
     *,
     reward_fn: RewardFn | None = None,
     success_fn: SuccessFn | None = None,
+    gamma: float | None = None,
+    absorbing_reward: float = 0.0,
 ) -> Evaluation:
     """Episodes of ``act`` (an observation -> its action) on the true reward, from seeds
-    ``seed, seed + 1, ...``, and on the learned one (one batched call per episode)."""
-    returns, lengths, successes, learned = [], [], [], []
+    ``seed, seed + 1, ...``, and on the learned one (one batched call per episode); with
+    ``gamma``, also the learned reward's discounted return (:class:`Evaluation`), the state
+    after a termination earning ``absorbing_reward`` per step."""
+    returns, lengths, successes, learned, discounted = [], [], [], [], []
     for k in range(episodes):
         obs, _ = env.reset(seed=seed + k)
         total, done, steps = 0.0, False, 0
@@ -610,9 +640,17 @@ def evaluate_policy(
             successes.append(bool(success_fn(bool(terminated), float(reward), info)))
         if reward_fn is not None:
             stacked = np.stack(observations)
-            learned.append(float(reward_fn(stacked[:-1], np.asarray(actions), stacked[1:]).sum()))
+            rewards = np.asarray(reward_fn(stacked[:-1], np.asarray(actions), stacked[1:]), np.float64)
+            learned.append(float(rewards.sum()))
+            if gamma is not None:
+                tail = gamma**steps * absorbing_reward / (1 - gamma) if terminated else 0.0
+                discounted.append(float(rewards @ gamma ** np.arange(steps)) + tail)
     return Evaluation(
-        returns, lengths, successes if success_fn is not None else None, learned if reward_fn is not None else None
+        returns,
+        lengths,
+        successes if success_fn is not None else None,
+        learned if reward_fn is not None else None,
+        discounted if reward_fn is not None and gamma is not None else None,
     )
 
 

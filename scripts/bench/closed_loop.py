@@ -10,7 +10,7 @@ the CLI call (nothing is set that a user would not get by default):
    labels 200 pairs; a round retrains the reward model (the default kind and form) and the
    policy (the environment's preset) and queues the policy's clips; the oracle labels 100
    more (those clips first) and a second round runs. Nothing in a round looks at the true
-   reward: the policy keeps the checkpoint with the best *learned* return.
+   reward: the policy keeps the checkpoint with the best *discounted learned* return.
 3. side by side, two baselines with the same seed and preset: a policy on the environment's
    true reward (``--reward true``) and one on the scripted teacher's own reward
    (``--reward teacher``: whether the teacher can teach the task at all).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -11,6 +12,7 @@ from rlhf_core.policy.dqn import (
     DQNAgent,
     DQNConfig,
     ReplayBuffer,
+    evaluate_policy,
     linear_schedule,
     preset_for,
     update_mode,
@@ -125,7 +127,7 @@ def test_the_agent_ends_with_the_evaluated_network_that_scored_best_on_its_train
         return (-next_obs[:, 2]).astype(np.float32)
 
     reward_fn = shaped if reward == "learned" else None
-    key = "learned_return_mean" if reward == "learned" else "true_return_mean"
+    key = "discounted_learned_return_mean" if reward == "learned" else "true_return_mean"
     cfg = DQNConfig(total_steps=3_000, learning_starts=500, eval_every=500, eval_episodes=2, seed=2)
     agent = DQNAgent(cfg, 4, 2, vector_features)
     eval_env = make_env("CartPole-v1", render=False)
@@ -137,3 +139,23 @@ def test_the_agent_ends_with_the_evaluated_network_that_scored_best_on_its_train
     assert again == pytest.approx(best)  # the network kept is the one that scored it
     last = DQNAgent(cfg.replace(keep_best=False), 4, 2, vector_features)
     assert last.learn(make_env("CartPole-v1", render=False), eval_env=eval_env).chosen_step == cfg.total_steps
+
+
+def test_evaluations_discount_the_learned_return_and_add_the_absorbing_tail_after_a_termination():
+    def ones(obs, actions, next_obs):
+        return np.ones(len(obs), np.float32)
+
+    gamma = 0.9
+    falls = make_env("CartPole-v1", render=False)  # always pushing left: the pole falls within a few steps
+    ev = evaluate_policy(lambda obs: 0, falls, 3, reward_fn=ones, gamma=gamma, absorbing_reward=0.5)
+    assert ev.learned_returns == [float(n) for n in ev.lengths] and max(ev.lengths) < 20
+    expected = [(1 - gamma**n) / (1 - gamma) + gamma**n * 0.5 / (1 - gamma) for n in ev.lengths]
+    assert ev.discounted_learned_returns == pytest.approx(expected)
+    assert ev.summary()["discounted_learned_return_mean"] == pytest.approx(np.mean(expected))
+    # a time limit is no termination: nothing after it is counted
+    cut = gym.make("CartPole-v1", max_episode_steps=4)
+    ev = evaluate_policy(lambda obs: int(obs[2] > 0), cut, 2, reward_fn=ones, gamma=gamma, absorbing_reward=0.5)
+    assert ev.lengths == [4, 4] and ev.discounted_learned_returns == pytest.approx([(1 - gamma**4) / (1 - gamma)] * 2)
+    # without a discount, or without a learned reward, there is no discounted return
+    assert evaluate_policy(lambda obs: 0, falls, 1, reward_fn=ones).summary()["discounted_learned_return_mean"] is None
+    assert evaluate_policy(lambda obs: 0, falls, 1, gamma=gamma).discounted_learned_returns is None
