@@ -459,6 +459,15 @@ def _fmt(x: float | None) -> str:
 @click.option(
     "--seed", default=0, show_default=True, type=SEED, help="Seed of the network, environment and exploration."
 )
+@click.option(
+    "--warm-start",
+    default="auto",
+    show_default=True,
+    help="DQN: start from a policy's network and keep it where nothing trained since scores higher on this "
+    "reward. auto: the newest DQN trained on a reward model (same encoder) when this one trains on a reward model "
+    "too, as each round of `rlhf loop` does; previous: that one, whatever the reward; none: from scratch; or a "
+    "policy version.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_policy_cmd(
@@ -469,17 +478,19 @@ def train_policy_cmd(
     algo: str | None,
     encoder: str | None,
     seed: int,
+    warm_start: str,
     as_json: bool,
 ) -> None:
     """Train a policy (DQN, or SAC/PPO from stable-baselines3) on the learned (or true) reward
     and register the checkpoint."""
-    from app.services.policies import train_policy
+    from app.services.policies import parse_warm_start, train_policy
 
     if steps is not None and steps < 1:
         raise click.ClickException(f"--steps must be positive, got {steps}")
+    start = parse_warm_start(warm_start, reward)  # a bad value: a user error, reported by StudioGroup
     with _reporting("training cancelled; no checkpoint was registered", TrainingCancelledError) as bars:
         result = train_policy(
-            studio, name, reward, steps=steps, encoder=encoder, seed=seed, algo=algo, on_progress=bars
+            studio, name, reward, steps=steps, encoder=encoder, seed=seed, algo=algo, warm_start=start, on_progress=bars
         )
     m = result.metrics
     if as_json:

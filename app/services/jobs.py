@@ -109,16 +109,18 @@ def _train_policy(
     should_stop: Callable[[], bool],
     job_id: int,
 ) -> dict[str, Any]:
-    from app.services.policies import train_policy
+    from app.services.policies import parse_warm_start, train_policy
 
+    reward = params.get("reward", "active")
     result = train_policy(
         studio,
         params["project"],
-        params.get("reward", "active"),
+        reward,
         steps=params.get("steps"),
         encoder=params.get("encoder"),
         seed=int(params.get("seed", 0)),
         algo=params.get("algo"),
+        warm_start=parse_warm_start(params.get("warm_start", "auto"), reward),
         on_progress=progress,
         should_stop=should_stop,
         job_id=job_id,

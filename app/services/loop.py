@@ -2,7 +2,9 @@
 
 A *round* retrains the reward model on every label so far, trains a policy on it, and
 queues pairs cut from that policy's fresh rollouts (served before older pairs), so the
-next labels land where the policy goes now. A round is all or nothing: cancelled or
+next labels land where the policy goes now. As in rl-teacher, one policy learns throughout: a
+round's DQN starts from the last round's network, which is also a candidate for the kept
+checkpoint, scored on the new reward. A round is all or nothing: cancelled or
 failed part-way, it withdraws the reward model it registered and reactivates the one that
 was active, so the store is as it was before the round.
 
@@ -34,6 +36,8 @@ from rlhf_core.errors import InvalidInputError
 
 #: Episodes of the policy turned into new pairs each round.
 ROLLOUT_EPISODES = 8
+#: A round's DQN starts from the last round's network (``train_policy(warm_start="previous")``).
+WARM_START = True
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ def run_round(
     on_progress: StageProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     job_id: int | None = None,
+    warm_start: bool = WARM_START,
 ) -> RoundResult:
     """Retrain the reward model (the project's defaults), train a policy on it (``steps``
     environment steps; default: the environment's preset), queue its clips."""
@@ -98,6 +103,7 @@ def run_round(
             "active",
             seed=seed,
             steps=steps,
+            warm_start="previous" if warm_start else None,
             on_progress=lambda stage, done, total: progress(f"policy {stage}", done, total),
             should_stop=stop,
             job_id=job_id,
@@ -163,6 +169,7 @@ def run_loop(
     on_progress: StageProgress | None = None,
     on_round: Callable[[RoundResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    warm_start: bool = WARM_START,
 ) -> list[RoundResult]:
     """``rounds`` rounds; before each, ``teacher`` labels ``labels_per_round`` pending pairs
     (``first_labels`` before the first). ``teacher`` None: people label between rounds."""
@@ -181,6 +188,7 @@ def run_loop(
             steps=steps,
             on_progress=on_progress,
             should_stop=should_stop,
+            warm_start=warm_start,
         )
         results.append(result)
         if on_round is not None:

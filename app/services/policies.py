@@ -181,19 +181,33 @@ def train_policy(
     config: dict[str, Any] | None = None,
     seed: int = 0,
     algo: str | None = None,
+    warm_start: int | str | None = None,
     on_progress: StageProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     job_id: int | None = None,
 ) -> PolicyResult:
     """Train a policy on a project's environment and register the checkpoint: the studio's DQN
     (``algo`` 'dqn', the default for discrete actions) or stable-baselines3's SAC (the default
-    for continuous actions), PPO, TD3 or A2C on the same learned reward."""
+    for continuous actions), PPO, TD3 or A2C on the same learned reward.
+
+    ``warm_start``: a DQN checkpoint's version to start from (its network, on the same encoder), or
+    "previous": the newest DQN trained on one of the project's reward models with this run's
+    encoder, if any (what the loop does each round, as rl-teacher trains one policy throughout
+    while the reward model changes under it). The start is also a candidate for the kept network,
+    scored on this run's reward like every evaluation, so a round keeps the last round's network
+    where the new reward scores nothing trained since higher."""
     progress = on_progress or (lambda stage, done, total: None)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         if not project.env_id:
             raise TrainingError(f"project {project_name!r} has no environment; policies train on trajectory projects")
         record = _resolve_reward(session, project, reward)
+        start: PolicyRecord | None = None
+        previous: list[PolicyRecord] = []
+        if warm_start == "previous":
+            previous = repo.policies(session, project.id)
+        elif warm_start is not None:
+            start = repo.get_policy(session, project.id, int(warm_start))
     env_id = project.env_id
     info = env_info(env_id)
     algo = algo or default_algo(info)
@@ -215,6 +229,8 @@ def train_policy(
         if encoder is None and model.spec.encoder:
             encoder = model.spec.encoder  # share the reward model's cached features
     featurize, feature_dim, encoder_name = _featurizer(info, encoder)
+    if warm_start == "previous":
+        start = _previous_policy(previous, encoder_name) if algo == "dqn" else None
 
     def make_train_env() -> gym.Env:
         env = make_env(env_id, render=False)
@@ -233,6 +249,12 @@ def train_policy(
     try:
         if algo == "dqn":
             agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
+            if start is not None:
+                weights = _start_weights(studio, start, agent, encoder_name, strict=warm_start != "previous")
+                if weights is None:
+                    start = None  # "previous": that checkpoint's network differs; start fresh
+                else:
+                    agent.warm_start(weights)
             result = agent.learn(
                 env,
                 reward_fn=reward_fn,
@@ -243,8 +265,11 @@ def train_policy(
                 success_fn=succeeded,
                 # the teacher's reward is not what the evaluations measure: keep its last network
                 select_by=None if reward == "teacher" else "auto",
+                start_is_candidate=start is not None,
             )
         else:
+            if start is not None:
+                raise TrainingError(f"warm starts are for the studio's DQN, not {algo}")
             agent = SB3Agent.build(cfg, env)
             result = agent.learn(
                 on_step=lambda done, total, metrics: progress("train", done, total),
@@ -269,6 +294,7 @@ def train_policy(
         "train_seconds": round(result.seconds, 2),
         "gradient_steps": result.gradient_steps,
         "chosen_step": result.chosen_step,
+        "warm_start": None if start is None else start.version,
         "labels_used": record.label_count if record is not None else 0,
         "reward": reward if record is None else f"model v{record.version}",
         "episodes": len(result.episode_returns),
@@ -296,6 +322,58 @@ def train_policy(
             )
             version = saved.version
     return PolicyResult(version, metrics, result.curve)
+
+
+def parse_warm_start(value: str | int | None, reward: str) -> int | str | None:
+    """A warm start as the CLI and the Policy page name it -> :func:`train_policy`'s ``warm_start``:
+    'auto' (the default) is 'previous' when the reward is a reward model's, else none; 'previous';
+    'none'; or a policy version."""
+    if value is None or value == "none":
+        return None
+    if value == "auto":
+        return None if reward in BASELINE_REWARDS else "previous"
+    if value == "previous":
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(
+            f"warm start must be auto, previous, none or a policy version number, got {value!r}"
+        ) from None
+
+
+def _previous_policy(records: list[PolicyRecord], encoder: str | None) -> PolicyRecord | None:
+    """The newest DQN checkpoint trained on one of the project's reward models with ``encoder``."""
+    for r in records:
+        if r.reward == "model" and (r.config or {}).get("algo", "dqn") == "dqn" and r.encoder == encoder:
+            return r
+    return None
+
+
+def _start_weights(
+    studio: Studio, start: PolicyRecord, agent: DQNAgent, encoder: str | None, *, strict: bool = True
+) -> dict[str, Any] | None:
+    """A checkpoint's online network, checked to fit ``agent`` (same encoder and network shape);
+    where it does not: an error, or None when not ``strict``."""
+    folder = studio.path(start.path)
+    if not (folder / "q.safetensors").is_file() and not is_sb3_checkpoint(folder):
+        if not strict:
+            return None
+        raise TrainingError(f"policy v{start.version}'s files are missing from {folder}; train from scratch")
+    if is_sb3_checkpoint(folder) or start.encoder != encoder:
+        raise TrainingError(
+            f"policy v{start.version} cannot start this run: it is not a DQN on the encoder {encoder!r}; "
+            "train from scratch (no --warm-start)"
+        )
+    state = DQNAgent.load(folder, agent.featurize).q.state_dict()
+    mine = agent.q.state_dict()
+    if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
+        if not strict:
+            return None
+        raise TrainingError(
+            f"policy v{start.version}'s network has another shape than this run's; train from scratch (no --warm-start)"
+        )
+    return state
 
 
 # --- inspecting a checkpoint -------------------------------------------------------------------

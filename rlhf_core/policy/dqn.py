@@ -455,6 +455,7 @@ class DQNAgent:
         eval_env: gym.Env | None = None,
         success_fn: SuccessFn | None = None,
         select_by: str | None = "auto",
+        start_is_candidate: bool = False,
     ) -> DQNResult:
         """Train on ``env`` for ``config.total_steps`` steps.
 
@@ -465,6 +466,8 @@ class DQNAgent:
         ``config.keep_best`` the agent ends with the evaluated network that scored best on the
         reward it trained on (``select_by``: "learned" with a ``reward_fn``, "true" when the
         environment's reward is the training reward, None: the last network).
+        ``start_is_candidate``: also evaluate the network the agent starts with (step 0: one
+        loaded with :meth:`warm_start`) and keep it where nothing trained here scores better.
         """
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
@@ -494,6 +497,11 @@ class DQNAgent:
                 best = (float(point[key]), int(point["step"]), copy.deepcopy(self.q.state_dict()))
 
         start = time.perf_counter()
+        if eval_env is not None and start_is_candidate:
+            evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
+            curve.append({"step": 0, **evaluation.summary()})
+            consider(curve[-1])
+            eval_seconds += time.perf_counter() - start
         for step in range(1, cfg.total_steps + 1):
             epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, explore_steps, step)
             if step <= cfg.learning_starts or rng.random() < epsilon:
@@ -581,6 +589,12 @@ class DQNAgent:
         )
 
     # --- checkpoints ---------------------------------------------------------------------
+
+    def warm_start(self, state: dict[str, torch.Tensor]) -> None:
+        """Start from another agent's online network (both networks; the optimizer's moments stay fresh),
+        as rl-teacher keeps training one policy while its reward model changes."""
+        self.q.load_state_dict(state)
+        self.target.load_state_dict(state)
 
     def save(self, folder: Path, extra: dict[str, Any] | None = None) -> None:
         """Online network weights (safetensors) and the configuration (JSON) into ``folder``."""

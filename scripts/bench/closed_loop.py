@@ -8,7 +8,8 @@ the CLI call (nothing is set that a user would not get by default):
 1. ``rlhf demo`` (its defaults: 200 clips, 300 pairs),
 2. ``rlhf loop --rounds 2 --first-labels 200 --labels-per-round 100``: the B-Pref oracle
    labels 200 pairs; a round retrains the reward model (the default kind and form) and the
-   policy (the environment's preset) and queues the policy's clips; the oracle labels 100
+   policy (the environment's preset; from round 2 on, continuing from the last round's
+   network, which stays a candidate) and queues the policy's clips; the oracle labels 100
    more (those clips first) and a second round runs. Nothing in a round looks at the true
    reward: the policy keeps the checkpoint with the best *discounted learned* return.
 3. side by side, two baselines with the same seed and preset: a policy on the environment's

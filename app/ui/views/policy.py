@@ -52,6 +52,7 @@ def _start() -> None:
     params = {"project": project.name, "reward": reward, "steps": steps, "algo": st.session_state[state.POLICY_ALGO]}
     if (encoder := st.session_state.get(state.POLICY_ENCODER, SAME)) != SAME:
         params["encoder"] = encoder
+    params["warm_start"] = "auto" if st.session_state.get(state.POLICY_WARM, True) else "none"
     try:
         jobs.submit(studio, project.id, "train-policy", params)
     except jobs.JobError as exc:
@@ -99,6 +100,15 @@ if project.config.get("pixels"):
         format_func=labels.get,
         key=state.POLICY_ENCODER,
         help="The DQN's features: by default the reward model's encoder (EfficientNet-Lite0 for the baselines).",
+    )
+if algo == "dqn":
+    c1.checkbox(
+        "Continue from the last policy",
+        value=True,
+        key=state.POLICY_WARM,
+        help="On a reward model, start from the newest DQN trained on one (same encoder), as rl-teacher trains one "
+        "policy throughout: the new reward model refines what the last policy learned, and that policy is kept "
+        "where nothing trained now scores higher on the new reward. The baselines always start from scratch.",
     )
 latest = jobs.latest(studio, project.id, "train-policy")
 c3.button(

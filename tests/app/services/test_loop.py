@@ -171,6 +171,9 @@ def test_a_round_retrains_both_and_queues_the_new_policys_clips(data: Path) -> N
     )
     assert (result.reward_version, result.policy_version, result.labels) == (2, 2, 40)
     assert result.new_pairs > 0 and result.success_rate is not None
+    metrics, curve = _rows(data, "SELECT metrics, curve FROM policy WHERE version = 2")[0]
+    assert json.loads(metrics)["warm_start"] == 1  # the round continued from the last round's policy
+    assert json.loads(curve)[0]["step"] == 0  # which was a candidate, scored on the new reward
     assert _rows(data, "SELECT version FROM reward_model WHERE active") == [(2,)]
     assert _rows(data, "SELECT count(*) FROM query WHERE method = 'policy'") == [(result.new_pairs,)]
     assert {s.split()[0] for s in stages} == {"reward", "policy", "clips"}

@@ -9,6 +9,7 @@ from pathlib import Path
 import _cartpole as cp
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
@@ -146,10 +147,42 @@ def test_cli_train_policy_json_carries_the_issue_fields(data: Path) -> None:
     for key in ("true_return_mean", "success_rate", "env_steps_per_second", "labels_used", "curve"):
         assert key in payload
     assert payload["labels_used"] == 50
+    assert payload["warm_start"] == 1 and payload["curve"][0]["step"] == 0  # continued from v1, which was a candidate
     listing = runner.invoke(cli, ["--data-dir", str(data), "policies", "--project", cp.PROJECT])
     assert listing.exit_code == 0 and "v2: model v1 reward, 50 labels" in listing.output
     bad = runner.invoke(cli, ["--data-dir", str(data), "train-policy", "--project", "nope", "--steps", "10"])
     assert bad.exit_code == 1 and "nope" in bad.output and "Traceback" not in bad.output
+    args = ["--data-dir", str(data), "train-policy", "--project", cp.PROJECT, "--steps", "10", "--warm-start", "last"]
+    bad = runner.invoke(cli, args)
+    assert bad.exit_code == 1 and "auto, previous, none or a policy version" in bad.output, bad.output
+
+
+def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(data: Path) -> None:
+    studio = cp.studio_for(data)
+    _, first = policies.load_agent(studio, cp.PROJECT, 1)
+    start = {k: v.clone() for k, v in first.q.state_dict().items()}
+    result = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, seed=1, warm_start="previous")
+    assert result.metrics["warm_start"] == 1
+    assert [p["step"] for p in result.curve] == [0, STEPS]  # the start, scored on this run's reward, then the end
+    _, second = policies.load_agent(studio, cp.PROJECT, 2)
+    kept_start = result.metrics["chosen_step"] == 0
+    same = all(torch.equal(second.q.state_dict()[k], v) for k, v in start.items())
+    assert same == kept_start  # the network kept is the start exactly when the start scored best
+    cold = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, seed=1)
+    assert cold.metrics["warm_start"] is None and [p["step"] for p in cold.curve] == [STEPS]
+    # "previous" skips a checkpoint whose network cannot start this one; a version named is an error
+    small = policies.train_policy(
+        studio, cp.PROJECT, "active", steps=STEPS, config={"hidden": (8,)}, warm_start="previous"
+    )
+    assert small.metrics["warm_start"] is None
+    before = cp.rows(data, "SELECT count(*) FROM policy")
+    with pytest.raises(TrainingError, match="another shape"):
+        policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, config={"hidden": (8,)}, warm_start=1)
+    with pytest.raises(TrainingError, match="studio's DQN"):
+        policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, algo="ppo", warm_start=1)
+    assert cp.rows(data, "SELECT count(*) FROM policy") == before  # nothing registered by a refused start
+    assert policies.parse_warm_start("auto", "true") is None and policies.parse_warm_start("auto", "2") == "previous"
+    assert policies.parse_warm_start("3", "active") == 3 and policies.parse_warm_start("none", "active") is None
 
 
 def test_rollouts_become_new_pairs_served_first(data: Path) -> None:
@@ -196,13 +229,15 @@ def test_policy_page_train_button_starts_a_job_with_the_chosen_settings(data: Pa
     at = AppTest.from_file(str(POLICY_PAGE), default_timeout=120)
     at.session_state["project"] = cp.PROJECT
     at.run()
+    assert at.checkbox(key="policy_warm").value is True  # continue from the last policy, by default
     at.selectbox(key="policy_reward").set_value("true")
     at.number_input(key="policy_steps").set_value(2_000)
     at.button(key="train_policy").click().run()
     assert not at.exception, [e.value for e in at.exception]
     rows = cp.rows(data, "SELECT kind, params FROM job")
     assert len(rows) == 1 and rows[0][0] == "train-policy"
-    assert json.loads(rows[0][1]) == {"project": cp.PROJECT, "reward": "true", "steps": 2_000, "algo": "dqn"}
+    params = {"project": cp.PROJECT, "reward": "true", "steps": 2_000, "algo": "dqn", "warm_start": "auto"}
+    assert json.loads(rows[0][1]) == params  # auto: a baseline starts from scratch, a reward model's run does not
     assert at.button(key="train_policy").disabled  # one policy job at a time per project
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and cp.rows(data, "SELECT status FROM job")[0][0] in ("queued", "running"):

@@ -159,3 +159,29 @@ def test_evaluations_discount_the_learned_return_and_add_the_absorbing_tail_afte
     # without a discount, or without a learned reward, there is no discounted return
     assert evaluate_policy(lambda obs: 0, falls, 1, reward_fn=ones).summary()["discounted_learned_return_mean"] is None
     assert evaluate_policy(lambda obs: 0, falls, 1, gamma=gamma).discounted_learned_returns is None
+
+
+@pytest.mark.slow  # two short DQN runs
+def test_a_warm_started_agent_keeps_its_start_where_nothing_trained_since_scores_higher():
+    cfg = DQNConfig(total_steps=3_000, learning_starts=500, eval_every=1_000, eval_episodes=3, seed=2)
+    eval_env = make_env("CartPole-v1", render=False)
+    first = DQNAgent(cfg, 4, 2, vector_features)
+    first.learn(make_env("CartPole-v1", render=False), eval_env=eval_env)
+    start = {k: v.clone() for k, v in first.q.state_dict().items()}
+    start_return = first.evaluate(eval_env, 3).true_return_mean
+    assert start_return > 100  # it balances the pole for a while
+    # a run that can only do worse than its start: a learning rate that wrecks the network
+    wrecking = DQNAgent(cfg.replace(learning_rate=5.0, seed=3), 4, 2, vector_features)
+    wrecking.warm_start(start)
+    result = wrecking.learn(make_env("CartPole-v1", render=False), eval_env=eval_env, start_is_candidate=True)
+    assert result.curve[0]["step"] == 0 and result.curve[0]["true_return_mean"] == pytest.approx(start_return)
+    assert all(p["true_return_mean"] < start_return for p in result.curve[1:])
+    assert result.chosen_step == 0
+    for name, value in wrecking.q.state_dict().items():
+        torch.testing.assert_close(value, start[name], rtol=0, atol=0)
+    # the start is trained on, not only kept: with an ordinary learning rate the network moves from it
+    moving = DQNAgent(cfg.replace(seed=3), 4, 2, vector_features)
+    moving.warm_start(start)
+    moved = moving.learn(make_env("CartPole-v1", render=False), eval_env=eval_env)
+    assert [p["step"] for p in moved.curve] == [1_000, 2_000, 3_000]  # no step-0 point unless asked
+    assert any(not torch.equal(moving.q.state_dict()[k], start[k]) for k in start)
