@@ -463,7 +463,8 @@ def _fmt(x: float | None) -> str:
     "--warm-start",
     default="auto",
     show_default=True,
-    help="DQN: start from a policy's network and keep it where nothing trained since scores higher on this "
+    help="DQN only (other algorithms start from scratch): start from a policy's network and keep it where "
+    "nothing trained since scores higher on this "
     "reward. auto: the newest DQN trained on a reward model (same encoder) when this one trains on a reward model "
     "too, as each round of `rlhf loop` does; previous: that one, whatever the reward; none: from scratch; or a "
     "policy version.",

@@ -229,8 +229,7 @@ def train_policy(
         if encoder is None and model.spec.encoder:
             encoder = model.spec.encoder  # share the reward model's cached features
     featurize, feature_dim, encoder_name = _featurizer(info, encoder)
-    if warm_start == "previous":
-        start = _previous_policy(previous, encoder_name) if algo == "dqn" else None
+    candidates = _previous_policies(previous, encoder_name) if warm_start == "previous" and algo == "dqn" else []
 
     def make_train_env() -> gym.Env:
         env = make_env(env_id, render=False)
@@ -249,12 +248,13 @@ def train_policy(
     try:
         if algo == "dqn":
             agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
-            if start is not None:
-                weights = _start_weights(studio, start, agent, encoder_name, strict=warm_start != "previous")
-                if weights is None:
-                    start = None  # "previous": that checkpoint's network differs; start fresh
-                else:
-                    agent.warm_start(weights)
+            weights = None if start is None else _start_weights(studio, start, agent, encoder_name)
+            for candidate in candidates:  # "previous": the newest checkpoint that can start this network
+                if (weights := _start_weights(studio, candidate, agent, encoder_name, strict=False)) is not None:
+                    start = candidate
+                    break
+            if weights is not None:
+                agent.warm_start(weights)
             result = agent.learn(
                 env,
                 reward_fn=reward_fn,
@@ -342,12 +342,13 @@ def parse_warm_start(value: str | int | None, reward: str) -> int | str | None:
         ) from None
 
 
-def _previous_policy(records: list[PolicyRecord], encoder: str | None) -> PolicyRecord | None:
-    """The newest DQN checkpoint trained on one of the project's reward models with ``encoder``."""
-    for r in records:
-        if r.reward == "model" and (r.config or {}).get("algo", "dqn") == "dqn" and r.encoder == encoder:
-            return r
-    return None
+def _previous_policies(records: list[PolicyRecord], encoder: str | None) -> list[PolicyRecord]:
+    """The DQN checkpoints trained on one of the project's reward models with ``encoder``, newest first."""
+    return [
+        r
+        for r in records
+        if r.reward == "model" and (r.config or {}).get("algo", "dqn") == "dqn" and r.encoder == encoder
+    ]
 
 
 def _start_weights(
@@ -361,11 +362,18 @@ def _start_weights(
             return None
         raise TrainingError(f"policy v{start.version}'s files are missing from {folder}; train from scratch")
     if is_sb3_checkpoint(folder) or start.encoder != encoder:
+        if not strict:
+            return None
         raise TrainingError(
             f"policy v{start.version} cannot start this run: it is not a DQN on the encoder {encoder!r}; "
             "train from scratch (no --warm-start)"
         )
-    state = DQNAgent.load(folder, agent.featurize).q.state_dict()
+    try:
+        state = DQNAgent.load(folder, agent.featurize).q.state_dict()
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a damaged checkpoint
+        if not strict:
+            return None
+        raise TrainingError(f"policy v{start.version}'s checkpoint cannot be read ({exc}); train from scratch") from exc
     mine = agent.q.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
         if not strict:

@@ -174,6 +174,8 @@ def test_a_round_retrains_both_and_queues_the_new_policys_clips(data: Path) -> N
     metrics, curve = _rows(data, "SELECT metrics, curve FROM policy WHERE version = 2")[0]
     assert json.loads(metrics)["warm_start"] == 1  # the round continued from the last round's policy
     assert json.loads(curve)[0]["step"] == 0  # which was a candidate, scored on the new reward
+    [(v1_curve,)] = _rows(data, "SELECT curve FROM policy WHERE version = 1")
+    assert json.loads(curve)[0]["success_rate"] == json.loads(v1_curve)[-1]["success_rate"]  # v1's network
     assert _rows(data, "SELECT version FROM reward_model WHERE active") == [(2,)]
     assert _rows(data, "SELECT count(*) FROM query WHERE method = 'policy'") == [(result.new_pairs,)]
     assert {s.split()[0] for s in stages} == {"reward", "policy", "clips"}

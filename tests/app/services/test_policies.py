@@ -135,6 +135,11 @@ def test_policy_job_runs_and_reports_progress(data: Path) -> None:
     view = jobs.get(studio, job_id)
     assert view.progress == pytest.approx(1.0)
     assert view.result is not None and view.result["version"] == 2 and view.result["labels_used"] == 0
+    assert view.result["warm_start"] is None  # a baseline starts from scratch
+    job_id = jobs.submit(studio, pid, "train-policy", {**params, "reward": "active"}, spawn=False)
+    assert jobs.run(studio, job_id) is JobStatus.succeeded
+    result = jobs.get(studio, job_id).result
+    assert result is not None and result["warm_start"] == 1  # on a reward model: from v1, the page's default
 
 
 def test_cli_train_policy_json_carries_the_issue_fields(data: Path) -> None:
@@ -164,6 +169,9 @@ def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(da
     result = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, seed=1, warm_start="previous")
     assert result.metrics["warm_start"] == 1
     assert [p["step"] for p in result.curve] == [0, STEPS]  # the start, scored on this run's reward, then the end
+    [v1] = [p for p in policies.policy_registry(studio, cp.PROJECT) if p["version"] == 1]
+    for key in ("true_return_mean", "discounted_learned_return_mean"):  # step 0 is v1's network, same reward
+        assert result.curve[0][key] == pytest.approx(v1["curve"][-1][key])
     _, second = policies.load_agent(studio, cp.PROJECT, 2)
     kept_start = result.metrics["chosen_step"] == 0
     same = all(torch.equal(second.q.state_dict()[k], v) for k, v in start.items())
@@ -175,6 +183,10 @@ def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(da
         studio, cp.PROJECT, "active", steps=STEPS, config={"hidden": (8,)}, warm_start="previous"
     )
     assert small.metrics["warm_start"] is None
+    # and a checkpoint whose files are gone: the newest one that can start this network is taken
+    (data / cp.rows(data, "SELECT path FROM policy WHERE version = 3")[0][0] / "q.safetensors").unlink()
+    older = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, warm_start="previous")
+    assert older.metrics["warm_start"] == 2  # v4 has another shape, v3 no weights
     before = cp.rows(data, "SELECT count(*) FROM policy")
     with pytest.raises(TrainingError, match="another shape"):
         policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, config={"hidden": (8,)}, warm_start=1)
