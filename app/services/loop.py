@@ -36,8 +36,6 @@ from rlhf_core.errors import InvalidInputError
 
 #: Episodes of the policy turned into new pairs each round.
 ROLLOUT_EPISODES = 8
-#: A round's DQN starts from the last round's network (``train_policy(warm_start="previous")``).
-WARM_START = True
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ def run_round(
     on_progress: StageProgress | None = None,
     should_stop: Callable[[], bool] | None = None,
     job_id: int | None = None,
-    warm_start: bool = WARM_START,
+    warm_start: bool = True,
 ) -> RoundResult:
     """Retrain the reward model (the project's defaults), train a policy on it (``steps``
     environment steps; default: the environment's preset), queue its clips."""
@@ -169,7 +167,7 @@ def run_loop(
     on_progress: StageProgress | None = None,
     on_round: Callable[[RoundResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    warm_start: bool = WARM_START,
+    warm_start: bool = True,
 ) -> list[RoundResult]:
     """``rounds`` rounds; before each, ``teacher`` labels ``labels_per_round`` pending pairs
     (``first_labels`` before the first). ``teacher`` None: people label between rounds."""

@@ -22,6 +22,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from safetensors import SafetensorError
 
 from app.config import Studio
 from app.services.artifacts import staged_folder
@@ -212,6 +213,8 @@ def train_policy(
     info = env_info(env_id)
     algo = algo or default_algo(info)
     _check_algo(algo, info)
+    if start is not None and algo != "dqn":
+        raise TrainingError(f"warm starts are for the studio's DQN, not {algo}")
     try:
         if algo == "dqn":
             base: Any = preset_for(env_id)
@@ -248,13 +251,15 @@ def train_policy(
     try:
         if algo == "dqn":
             agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
-            weights = None if start is None else _start_weights(studio, start, agent, encoder_name)
+            if start is not None:
+                agent.warm_start(_start_weights(studio, start, agent, encoder_name))
             for candidate in candidates:  # "previous": the newest checkpoint that can start this network
-                if (weights := _start_weights(studio, candidate, agent, encoder_name, strict=False)) is not None:
-                    start = candidate
-                    break
-            if weights is not None:
-                agent.warm_start(weights)
+                try:
+                    agent.warm_start(_start_weights(studio, candidate, agent, encoder_name))
+                except TrainingError:
+                    continue
+                start = candidate
+                break
             result = agent.learn(
                 env,
                 reward_fn=reward_fn,
@@ -268,8 +273,6 @@ def train_policy(
                 start_is_candidate=start is not None,
             )
         else:
-            if start is not None:
-                raise TrainingError(f"warm starts are for the studio's DQN, not {algo}")
             agent = SB3Agent.build(cfg, env)
             result = agent.learn(
                 on_step=lambda done, total, metrics: progress("train", done, total),
@@ -351,33 +354,20 @@ def _previous_policies(records: list[PolicyRecord], encoder: str | None) -> list
     ]
 
 
-def _start_weights(
-    studio: Studio, start: PolicyRecord, agent: DQNAgent, encoder: str | None, *, strict: bool = True
-) -> dict[str, Any] | None:
-    """A checkpoint's online network, checked to fit ``agent`` (same encoder and network shape);
-    where it does not: an error, or None when not ``strict``."""
+def _start_weights(studio: Studio, start: PolicyRecord, agent: DQNAgent, encoder: str | None) -> dict[str, Any]:
+    """A checkpoint's online network, checked to fit ``agent`` (a DQN on the same encoder, same network shape)."""
     folder = studio.path(start.path)
-    if not (folder / "q.safetensors").is_file() and not is_sb3_checkpoint(folder):
-        if not strict:
-            return None
-        raise TrainingError(f"policy v{start.version}'s files are missing from {folder}; train from scratch")
     if is_sb3_checkpoint(folder) or start.encoder != encoder:
-        if not strict:
-            return None
         raise TrainingError(
             f"policy v{start.version} cannot start this run: it is not a DQN on the encoder {encoder!r}; "
             "train from scratch (no --warm-start)"
         )
     try:
-        state = DQNAgent.load(folder, agent.featurize).q.state_dict()
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:  # a damaged checkpoint
-        if not strict:
-            return None
+        state = DQNAgent.saved_network(folder)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:  # missing or damaged
         raise TrainingError(f"policy v{start.version}'s checkpoint cannot be read ({exc}); train from scratch") from exc
     mine = agent.q.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
-        if not strict:
-            return None
         raise TrainingError(
             f"policy v{start.version}'s network has another shape than this run's; train from scratch (no --warm-start)"
         )

@@ -496,12 +496,18 @@ class DQNAgent:
             if best is None or point[key] >= best[0]:
                 best = (float(point[key]), int(point["step"]), copy.deepcopy(self.q.state_dict()))
 
+        def evaluate_at(step: int) -> None:  # a point of the curve, and a candidate for the kept network
+            nonlocal eval_seconds
+            assert eval_env is not None
+            eval_start = time.perf_counter()
+            evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
+            curve.append({"step": step, **evaluation.summary()})
+            consider(curve[-1])
+            eval_seconds += time.perf_counter() - eval_start
+
         start = time.perf_counter()
         if eval_env is not None and start_is_candidate:
-            evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
-            curve.append({"step": 0, **evaluation.summary()})
-            consider(curve[-1])
-            eval_seconds += time.perf_counter() - start
+            evaluate_at(0)
         for step in range(1, cfg.total_steps + 1):
             epsilon = linear_schedule(cfg.epsilon_start, cfg.epsilon_end, explore_steps, step)
             if step <= cfg.learning_starts or rng.random() < epsilon:
@@ -534,11 +540,7 @@ class DQNAgent:
                 self.target.load_state_dict(self.q.state_dict())
                 target_stale = False
             if eval_env is not None and cfg.eval_every and step % cfg.eval_every == 0 and step < cfg.total_steps:
-                eval_start = time.perf_counter()
-                evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
-                curve.append({"step": step, **evaluation.summary()})
-                consider(curve[-1])
-                eval_seconds += time.perf_counter() - eval_start
+                evaluate_at(step)
             if step % 500 == 0 or step == cfg.total_steps:
                 if on_step is not None:
                     recent = float(np.mean(returns[-10:])) if returns else float("nan")
@@ -556,9 +558,7 @@ class DQNAgent:
         )
         chosen = cfg.total_steps
         if eval_env is not None:
-            evaluation = self.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
-            curve.append({"step": cfg.total_steps, **evaluation.summary()})
-            consider(curve[-1])
+            evaluate_at(cfg.total_steps)
             if best is not None and best[1] != cfg.total_steps:
                 self.q.load_state_dict(best[2])
                 self.target.load_state_dict(best[2])
@@ -613,10 +613,13 @@ class DQNAgent:
         """An agent with the saved online network (also copied to the target network)."""
         meta = json.loads((folder / "policy.json").read_text())
         agent = cls(DQNConfig.from_dict(meta["config"]), int(meta["feature_dim"]), int(meta["n_actions"]), featurize)
-        state = load_file(str(folder / "q.safetensors"))
-        agent.q.load_state_dict(state)
-        agent.target.load_state_dict(state)
+        agent.warm_start(cls.saved_network(folder))
         return agent
+
+    @staticmethod
+    def saved_network(folder: Path) -> dict[str, torch.Tensor]:
+        """The online network's weights saved in ``folder`` (no agent built)."""
+        return load_file(str(folder / "q.safetensors"))
 
 
 def evaluate_policy(
