@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, mlp_forward, td_loss, td_target
+from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, mlp_forward, td_loss_and_grads, td_target
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +67,7 @@ def fused_updates(
             target = td_target(
                 batches.rewards[i], batches.terminated[i], next_q_targets[i], gamma, absorbing_value, online_next
             )
-        grads, loss = torch.func.grad_and_value(td_loss)(
-            params, batches.features[i], batches.actions[i], target, hidden_dtype
-        )
+        grads, loss = td_loss_and_grads(params, batches.features[i], batches.actions[i], target, hidden_dtype)
         # clip_grad_norm_'s arithmetic, on gradients that are not stored in .grad (its
         # get_total_norm calls _foreach_norm, which inductor runs outside the graph)
         total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
@@ -115,9 +113,12 @@ class CompiledUpdates:
         self.q, self.target, self.optimizer = q, target, optimizer
         self.gamma, self.max_grad_norm, self.double_q = gamma, max_grad_norm, double_q
         # vec_isa_ok: trust the CPU's reported vector instructions instead of probing them with
-        # test builds in subprocesses (1 s per process); a build that fails falls back
+        # test builds in subprocesses (1 s per process); a build that fails falls back.
+        # cpp.threads 1: the graph's own loops (Adam, the loss) are too small to share (two
+        # OpenMP threads measured no faster), and the graph, cached on disk, is then the same
+        # whatever the updates' thread count; the matrix products still use those threads.
         self.fn: Callable[..., torch.Tensor] = torch.compile(
-            fused_updates, fullgraph=True, dynamic=False, options={"cpp.vec_isa_ok": True}
+            fused_updates, fullgraph=True, dynamic=False, options={"cpp.vec_isa_ok": True, "cpp.threads": 1}
         )
         self.sizes: set[int] = set()
         """Steps per call that compiled and ran."""

@@ -101,8 +101,9 @@ class DQNConfig:
     a learned reward's small per-step bonus summed over a time-limited episode can outweigh
     reaching the goal: on MiniGrid rooms that kept hovering networks over ones that reached
     it, docs/benchmarks.md.)"""
-    torch_threads: int = 1
-    """CPU threads for the updates. One is fastest: the Q-head's matrices are too small to share."""
+    torch_threads: int = 0
+    """CPU threads for the updates; 0: automatic, :meth:`update_threads` (one for plain
+    updates, whose small products do not pay for sharing; up to two for compiled rounds)."""
     double_q: bool = True
     """Double DQN: the online network picks the next action, the target network values it.
     False: vanilla DQN, the target network's best value (stable-baselines3's ``DQN``)."""
@@ -140,10 +141,18 @@ class DQNConfig:
             raise InvalidInputError(f"gamma must lie in (0, 1), got {self.gamma}")
         if not 0 <= self.epsilon_end <= self.epsilon_start <= 1:
             raise InvalidInputError("need 0 <= epsilon_end <= epsilon_start <= 1")
-        if self.torch_threads < 1:
-            raise InvalidInputError("torch_threads must be at least 1")
+        if self.torch_threads < 0:
+            raise InvalidInputError("torch_threads must be at least 1, or 0 for automatic")
         if self.eval_every < 0 or self.eval_episodes < 1:
             raise InvalidInputError("eval_every must be >= 0 and eval_episodes >= 1")
+
+    def update_threads(self) -> int:
+        """The threads the updates run with: ``torch_threads``, or where that is 0, one for plain
+        updates and two (at most torch's own count) for compiled ones, whose 64x256 by 256x256
+        products ran 1.3-1.8x faster on two cores (docs/benchmarks.md); more do not pay there."""
+        if self.torch_threads:
+            return self.torch_threads
+        return min(2, torch.get_num_threads()) if self.compile else 1
 
     def replace(self, **changes: Any) -> DQNConfig:
         """A copy with some fields changed (validated again)."""
@@ -531,7 +540,7 @@ class DQNAgent:
                     _fill_rewards(buffer, pending, reward_fn)
                 if step > cfg.learning_starts:
                     batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
-                    with update_mode(cfg.torch_threads):  # only the updates: encoders keep their threads
+                    with update_mode(cfg.update_threads()):  # only the updates: encoders keep their threads
                         loss = float(self.update_round(batches, absorbing_value)[-1])
                     n_updates += cfg.gradient_steps
                     target_stale = True

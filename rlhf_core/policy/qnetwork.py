@@ -128,3 +128,46 @@ def td_loss(
     """Huber loss between the Q-values of the actions taken and their TD targets."""
     chosen = mlp_forward(params, features, hidden_dtype).gather(1, actions[:, None]).squeeze(1)
     return F.smooth_l1_loss(chosen, target)
+
+
+def td_loss_and_grads(
+    params: list[torch.Tensor],
+    features: torch.Tensor,
+    actions: torch.Tensor,
+    target: torch.Tensor,
+    hidden_dtype: torch.dtype | None = None,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """:func:`td_loss` and its gradient with respect to ``params``, the backward pass written out.
+
+    The same products autograd makes (no gradient for the input features), in the same types
+    (``hidden_dtype``'s layers multiply their gradients in that type too); a test holds it to
+    ``torch.func.grad_and_value(td_loss)``. Written out for the compiled update: tracing a
+    ``torch.func`` transform took about half of its compile time (docs/benchmarks.md).
+    """
+    n = len(params) // 2
+    low = [hidden_dtype is not None and 0 < k < n - 1 for k in range(n)]
+    weights = [params[2 * k].to(hidden_dtype) if low[k] else params[2 * k] for k in range(n)]
+    inputs, outputs = [], []
+    x = features
+    for k in range(n):
+        b = params[2 * k + 1]
+        x_in = x.to(hidden_dtype) if low[k] else x
+        z = F.linear(x_in, weights[k], b.to(hidden_dtype) if low[k] else b)
+        x = torch.relu(z.float() if low[k] else z) if k < n - 1 else z
+        inputs.append(x_in)
+        outputs.append(x)
+    chosen = x.gather(1, actions[:, None]).squeeze(1)
+    loss = F.smooth_l1_loss(chosen, target)
+    # Huber's derivative (beta 1, mean over the batch), scattered to the actions taken
+    d_chosen = (chosen - target).clamp(-1.0, 1.0) / chosen.shape[0]
+    grad = torch.zeros_like(x).scatter(1, actions[:, None], d_chosen[:, None])
+    grads: list[torch.Tensor] = [grad] * (2 * n)
+    for k in reversed(range(n)):
+        if k < n - 1:
+            grad = torch.where(outputs[k] > 0, grad, 0.0)  # ReLU's derivative, on its output
+        g = grad.to(hidden_dtype) if low[k] else grad
+        grads[2 * k] = (g.t() @ inputs[k]).float()
+        grads[2 * k + 1] = g.sum(0).float()
+        if k > 0:
+            grad = (g @ weights[k]).float()
+    return grads, loss

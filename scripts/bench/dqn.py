@@ -16,11 +16,13 @@ Each run is a separate process (so thread settings and caches do not leak betwee
   (ImageNet, 1280 features) and on the source-task CNN (trained once on the 8x8 room, then
   frozen; 512 features), made in ``.bench/`` on first use.
 
-Every run is repeated for each seed (``--seeds``, default 0 1 2); SB3 runs with one thread
-(ours uses one, which is faster for networks this small) and, for the speed only, once more
-with torch's default threads. Reported: environment steps per second over the whole
-``learn`` call, and the mean true return of 20 greedy episodes after training (same
-evaluation seeds for both).
+Every run is repeated for each seed (``--seeds``, default 0 1 2), seed by seed side by side
+(the machine's load changes between runs): SB3 with one thread and with torch's default
+threads, then ours, whose updates use ``DQNConfig.update_threads()`` (one for plain updates,
+two where compiled, at most torch's count), so on a 2-core machine SB3's default is the
+same-resources comparison. Reported: environment steps per second over the whole ``learn``
+call, each seed's ratio against both SB3 runs, and the mean true return of 20 greedy
+episodes after training (same evaluation seeds for both; SB3's from its one-thread run).
 """
 
 from __future__ import annotations
@@ -75,7 +77,13 @@ def run_ours(
     seconds = time.perf_counter() - start
     final = _evaluate(lambda obs: agent.greedy(featurize(obs[None]))[0], env_id)
     precision = "bf16 hidden layers" if agent.q.hidden_dtype is not None else "fp32"
-    return {"sps": steps / seconds, "seconds": seconds, "final_return": final, "precision": precision}
+    return {
+        "sps": steps / seconds,
+        "seconds": seconds,
+        "final_return": final,
+        "precision": precision,
+        "update_threads": cfg.update_threads(),
+    }
 
 
 def run_sb3(env_id: str, steps: int, seed: int, threads: int | None) -> dict[str, Any]:
@@ -179,41 +187,48 @@ def main() -> None:
     rows = []
     for env_id in args.env:
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
-        sb3_one = [_spawn("sb3", env_id, steps, seed, threads=1) for seed in args.seeds]
-        sb3_default = _spawn("sb3", env_id, steps, args.seeds[0])  # speed only: one seed
         encoders = ["efficientnet-lite0"]
         if env_id.startswith("MiniGrid-"):
             encoders.append(f"source:{_source_encoder()}")
+        sb3_one, sb3_default, ours = [], [], {encoder: [] for encoder in encoders}
+        for seed in args.seeds:  # side by side, seed by seed: the machine's load changes between runs
+            sb3_one.append(_spawn("sb3", env_id, steps, seed, threads=1))
+            sb3_default.append(_spawn("sb3", env_id, steps, seed))
+            for encoder in encoders:
+                ours[encoder].append(_spawn("ours", env_id, steps, seed, encoder=encoder, bf16=args.bf16))
         for encoder in encoders:
-            ours = [_spawn("ours", env_id, steps, seed, encoder=encoder, bf16=args.bf16) for seed in args.seeds]
-            per_seed = [o["sps"] / s["sps"] for o, s in zip(ours, sb3_one, strict=True)]
+            runs = ours[encoder]
             row = {
                 "env_id": env_id + ("" if encoder == encoders[0] else " (source-task encoder)"),
                 "steps": steps,
                 "seeds": args.seeds,
-                "ours": ours,
+                "ours": runs,
                 "sb3_one_thread": sb3_one,
                 "sb3_default_threads": sb3_default,
-                "speedup_vs_sb3_one_thread": _mean(ours, "sps") / _mean(sb3_one, "sps"),
-                "speedup_vs_sb3_default_threads": _mean(ours, "sps") / sb3_default["sps"],
-                "speedup_per_seed_vs_sb3_one_thread": per_seed,
+                "speedup_vs_sb3_one_thread": _mean(runs, "sps") / _mean(sb3_one, "sps"),
+                "speedup_vs_sb3_default_threads": _mean(runs, "sps") / _mean(sb3_default, "sps"),
+                "speedup_per_seed_vs_sb3_one_thread": [o["sps"] / s["sps"] for o, s in zip(runs, sb3_one, strict=True)],
+                "speedup_per_seed_vs_sb3_default_threads": [
+                    o["sps"] / s["sps"] for o, s in zip(runs, sb3_default, strict=True)
+                ],
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
     print()
     print(
-        "| environment | steps | ours steps/s | SB3 steps/s: 1 thread / default threads | speedup: vs 1 thread / "
-        "vs default | per-seed speedup vs 1 thread: min - max | precision (ours) | final return per seed: ours | "
-        "SB3 (1 thread) |"
+        "| environment | steps | ours steps/s (update threads) | SB3 steps/s: 1 thread / default threads | "
+        "speedup: vs 1 thread / vs default | per-seed speedup: vs 1 thread / vs default (min - max) | "
+        "precision (ours) | final return per seed: ours | SB3 (1 thread) |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        spread = r["speedup_per_seed_vs_sb3_one_thread"]
+        one, default = r["speedup_per_seed_vs_sb3_one_thread"], r["speedup_per_seed_vs_sb3_default_threads"]
+        threads = ", ".join(str(t) for t in sorted({x["update_threads"] for x in r["ours"]}))
         print(
-            f"| {r['env_id']} | {r['steps']} | {_mean(r['ours'], 'sps'):.0f} | "
-            f"{_mean(r['sb3_one_thread'], 'sps'):.0f} / {r['sb3_default_threads']['sps']:.0f} | "
+            f"| {r['env_id']} | {r['steps']} | {_mean(r['ours'], 'sps'):.0f} ({threads}) | "
+            f"{_mean(r['sb3_one_thread'], 'sps'):.0f} / {_mean(r['sb3_default_threads'], 'sps'):.0f} | "
             f"{r['speedup_vs_sb3_one_thread']:.1f}x / {r['speedup_vs_sb3_default_threads']:.1f}x | "
-            f"{min(spread):.1f}x - {max(spread):.1f}x | "
+            f"{min(one):.1f}x - {max(one):.1f}x / {min(default):.1f}x - {max(default):.1f}x | "
             f"{', '.join(sorted({x['precision'] for x in r['ours']}))} | "
             + ", ".join(f"{x['final_return']:.2f}" for x in r["ours"])
             + f" (mean {_mean(r['ours'], 'final_return'):.2f}) | "

@@ -59,6 +59,17 @@ def test_config_is_validated():
         DQNConfig(gamma=1.0)
     with pytest.raises(ValueError, match="epsilon"):
         DQNConfig(epsilon_start=0.1, epsilon_end=0.5)
+    with pytest.raises(ValueError, match="torch_threads"):
+        DQNConfig(torch_threads=-1)
+
+
+def test_compiled_updates_share_two_threads_plain_ones_run_on_one(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
+    assert DQNConfig(compile=True).update_threads() == 2  # 64-row products gain nothing from more
+    assert DQNConfig().update_threads() == 1
+    assert DQNConfig(compile=True, torch_threads=3).update_threads() == 3  # a chosen count is kept
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # never more than torch's own count
+    assert DQNConfig(compile=True).update_threads() == 1
 
 
 @pytest.mark.slow

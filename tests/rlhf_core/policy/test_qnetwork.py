@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from rlhf_core.policy.qnetwork import QNetwork, mlp_forward, numpy_q_values, td_target
+from rlhf_core.policy.qnetwork import QNetwork, mlp_forward, numpy_q_values, td_loss, td_loss_and_grads, td_target
 
 
 def test_double_dqn_target_uses_online_argmax_valued_by_the_target_net():
@@ -19,6 +20,27 @@ def test_double_dqn_target_uses_online_argmax_valued_by_the_target_net():
     assert absorbing.tolist() == [2.0, 1.0 + 0.5 * -4.0]  # terminal: the absorbing state's value
     vanilla = td_target(rewards, terminated, target, gamma=0.5)
     assert vanilla.tolist() == [1.0 + 0.5 * 10.0, 1.0]  # the target network's best value
+
+
+@pytest.mark.parametrize(
+    ("hidden", "hidden_dtype"), [((16,), None), ((32, 16), None), ((16, 16, 8), None), ((16, 16, 8), torch.bfloat16)]
+)
+def test_the_written_out_backward_pass_equals_autograd(hidden, hidden_dtype):
+    torch.manual_seed(1)
+    params = [p.detach() for p in QNetwork(5, 3, hidden).linear_params()]
+    features = torch.randn(40, 5) * 3
+    actions = torch.randint(0, 3, (40,))
+    with torch.no_grad():  # targets both near (quadratic part of Huber) and far (linear part) from Q
+        target = mlp_forward(params, features)[torch.arange(40), actions] + torch.linspace(-3, 3, 40)
+    expected_grads, expected_loss = torch.func.grad_and_value(td_loss)(params, features, actions, target, hidden_dtype)
+    grads, loss = td_loss_and_grads(params, features, actions, target, hidden_dtype)
+    torch.testing.assert_close(loss, expected_loss, rtol=0, atol=0)
+    assert [g.shape for g in grads] == [p.shape for p in params]
+    assert all(g.dtype == torch.float32 for g in grads)
+    tolerance = {"rtol": 1e-5, "atol": 1e-7} if hidden_dtype is None else {"rtol": 2e-2, "atol": 1e-4}
+    for got, want in zip(grads, expected_grads, strict=True):
+        assert want.abs().max() > 0  # every layer is exercised
+        torch.testing.assert_close(got, want, **tolerance)
 
 
 def test_numpy_q_values_equal_the_torch_function_and_follow_updates_in_place():
