@@ -41,8 +41,9 @@ def fused_updates(
     hidden_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Consecutive gradient steps on stacked minibatches (K, B, ...), written for ``torch.compile``:
-    per step the TD target and loss, their gradient (``torch.func``), ``clip_grad_norm_``'s
-    clipping and Adam, updating ``params``, the Adam moments and the step counts in place.
+    per step the TD target and loss, their gradient (the backward pass written out,
+    :func:`~rlhf_core.policy.qnetwork.td_loss_and_grads`), ``clip_grad_norm_``'s clipping and
+    Adam, updating ``params``, the Adam moments and the step counts in place.
     Returns the K losses. The target network is fixed throughout, as within a round.
 
     Adam is written out because ``torch.optim``'s functional Adam computes its bias corrections

@@ -102,7 +102,7 @@ class DQNConfig:
     reaching the goal: on MiniGrid rooms that kept hovering networks over ones that reached
     it, docs/benchmarks.md.)"""
     torch_threads: int = 0
-    """CPU threads for the updates; 0: automatic, :meth:`update_threads` (one for plain
+    """CPU threads for the updates; 0: automatic, :meth:`DQNAgent.update_threads` (one for plain
     updates, whose small products do not pay for sharing; up to two for compiled rounds)."""
     double_q: bool = True
     """Double DQN: the online network picks the next action, the target network values it.
@@ -145,14 +145,6 @@ class DQNConfig:
             raise InvalidInputError("torch_threads must be at least 1, or 0 for automatic")
         if self.eval_every < 0 or self.eval_episodes < 1:
             raise InvalidInputError("eval_every must be >= 0 and eval_episodes >= 1")
-
-    def update_threads(self) -> int:
-        """The threads the updates run with: ``torch_threads``, or where that is 0, one for plain
-        updates and two (at most torch's own count) for compiled ones, whose 64x256 by 256x256
-        products ran 1.3-1.8x faster on two cores (docs/benchmarks.md); more do not pay there."""
-        if self.torch_threads:
-            return self.torch_threads
-        return min(2, torch.get_num_threads()) if self.compile else 1
 
     def replace(self, **changes: Any) -> DQNConfig:
         """A copy with some fields changed (validated again)."""
@@ -398,6 +390,15 @@ class DQNAgent:
         with torch.no_grad():
             return self.target(next_features)
 
+    def update_threads(self) -> int:
+        """The threads the updates run with: ``config.torch_threads``, or where that is 0, two (at
+        most torch's own count) while the updates run compiled, whose 64x256 by 256x256 products
+        ran 1.3-1.8x faster on two cores (docs/benchmarks.md; more do not pay there), and one
+        for plain updates (also after a compile failed)."""
+        if self.config.torch_threads:
+            return self.config.torch_threads
+        return min(2, torch.get_num_threads()) if self._compiled is not None else 1
+
     def update(
         self, batch: ReplayBatch, absorbing_value: float = 0.0, next_q_target: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -540,7 +541,7 @@ class DQNAgent:
                     _fill_rewards(buffer, pending, reward_fn)
                 if step > cfg.learning_starts:
                     batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
-                    with update_mode(cfg.update_threads()):  # only the updates: encoders keep their threads
+                    with update_mode(self.update_threads()):  # only the updates: encoders keep their threads
                         loss = float(self.update_round(batches, absorbing_value)[-1])
                     n_updates += cfg.gradient_steps
                     target_stale = True

@@ -159,12 +159,12 @@ def td_loss_and_grads(
     chosen = x.gather(1, actions[:, None]).squeeze(1)
     loss = F.smooth_l1_loss(chosen, target)
     # Huber's derivative (beta 1, mean over the batch), scattered to the actions taken
-    d_chosen = (chosen - target).clamp(-1.0, 1.0) / chosen.shape[0]
+    d_chosen = (chosen - target).clamp(-1.0, 1.0) * (1.0 / chosen.shape[0])  # as aten: times 1/N
     grad = torch.zeros_like(x).scatter(1, actions[:, None], d_chosen[:, None])
     grads: list[torch.Tensor] = [grad] * (2 * n)
     for k in reversed(range(n)):
         if k < n - 1:
-            grad = torch.where(outputs[k] > 0, grad, 0.0)  # ReLU's derivative, on its output
+            grad = torch.where(outputs[k] <= 0, 0.0, grad)  # ReLU's derivative on its output, as aten's
         g = grad.to(hidden_dtype) if low[k] else grad
         grads[2 * k] = (g.t() @ inputs[k]).float()
         grads[2 * k + 1] = g.sum(0).float()

@@ -18,7 +18,7 @@ Each run is a separate process (so thread settings and caches do not leak betwee
 
 Every run is repeated for each seed (``--seeds``, default 0 1 2), seed by seed side by side
 (the machine's load changes between runs): SB3 with one thread and with torch's default
-threads, then ours, whose updates use ``DQNConfig.update_threads()`` (one for plain updates,
+threads, then ours, whose updates use ``DQNAgent.update_threads()`` (one for plain updates,
 two where compiled, at most torch's count), so on a 2-core machine SB3's default is the
 same-resources comparison. Reported: environment steps per second over the whole ``learn``
 call, each seed's ratio against both SB3 runs, and the mean true return of 20 greedy
@@ -82,7 +82,7 @@ def run_ours(
         "seconds": seconds,
         "final_return": final,
         "precision": precision,
-        "update_threads": cfg.update_threads(),
+        "update_threads": agent.update_threads(),  # after training: 1 where compiling failed
     }
 
 

@@ -65,11 +65,18 @@ def test_config_is_validated():
 
 def test_compiled_updates_share_two_threads_plain_ones_run_on_one(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
-    assert DQNConfig(compile=True).update_threads() == 2  # 64-row products gain nothing from more
-    assert DQNConfig().update_threads() == 1
-    assert DQNConfig(compile=True, torch_threads=3).update_threads() == 3  # a chosen count is kept
+
+    def agent(**settings) -> DQNAgent:
+        return DQNAgent(DQNConfig(hidden=(8,), **settings), 4, 2, vector_features)
+
+    compiled = agent(compile=True)
+    assert compiled.update_threads() == 2  # 64-row products gain nothing from more
+    assert agent().update_threads() == 1
+    assert agent(compile=True, torch_threads=3).update_threads() == 3  # a chosen count is kept
+    compiled._compiled = None  # where compiling failed, the plain updates run on one
+    assert compiled.update_threads() == 1
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # never more than torch's own count
-    assert DQNConfig(compile=True).update_threads() == 1
+    assert agent(compile=True).update_threads() == 1
 
 
 @pytest.mark.slow
