@@ -232,7 +232,7 @@ def train_policy(
         if encoder is None and model.spec.encoder:
             encoder = model.spec.encoder  # share the reward model's cached features
     featurize, feature_dim, encoder_name = _featurizer(info, encoder)
-    candidates = _previous_policies(previous, encoder_name) if warm_start == "previous" and algo == "dqn" else []
+    candidates = _previous_policies(previous, encoder_name) if algo == "dqn" else []
 
     def make_train_env() -> gym.Env:
         env = make_env(env_id, render=False)

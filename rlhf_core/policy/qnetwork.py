@@ -73,16 +73,29 @@ def mlp_forward(params: list[torch.Tensor], x: torch.Tensor, hidden_dtype: torch
     Q-values, which TD targets compare closely) stay in float32, as do the weights and the
     optimizer's state.
     """
+    return _forward_layers(params, x, hidden_dtype)[2][-1]
+
+
+def _forward_layers(
+    params: list[torch.Tensor], x: torch.Tensor, hidden_dtype: torch.dtype | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """:func:`mlp_forward` layer by layer: each layer's input and weight as it multiplies them
+    (``hidden_dtype`` for the hidden-to-hidden layers) and its float32 output (after the ReLU,
+    but for the last layer's)."""
     n = len(params) // 2
+    inputs, weights, outputs = [], [], []
     for k in range(n):
         w, b = params[2 * k], params[2 * k + 1]
         if hidden_dtype is not None and 0 < k < n - 1:
-            x = F.linear(x.to(hidden_dtype), w.to(hidden_dtype), b.to(hidden_dtype)).float()
+            x, w = x.to(hidden_dtype), w.to(hidden_dtype)
+            z = F.linear(x, w, b.to(hidden_dtype)).float()
         else:
-            x = F.linear(x, w, b)
-        if k < n - 1:
-            x = torch.relu(x)
-    return x
+            z = F.linear(x, w, b)
+        inputs.append(x)
+        weights.append(w)
+        x = torch.relu(z) if k < n - 1 else z
+        outputs.append(x)
+    return inputs, weights, outputs
 
 
 def numpy_q_values(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray) -> np.ndarray:
@@ -144,28 +157,18 @@ def td_loss_and_grads(
     ``torch.func.grad_and_value(td_loss)``. Written out for the compiled update: tracing a
     ``torch.func`` transform took about half of its compile time (docs/benchmarks.md).
     """
-    n = len(params) // 2
-    low = [hidden_dtype is not None and 0 < k < n - 1 for k in range(n)]
-    weights = [params[2 * k].to(hidden_dtype) if low[k] else params[2 * k] for k in range(n)]
-    inputs, outputs = [], []
-    x = features
-    for k in range(n):
-        b = params[2 * k + 1]
-        x_in = x.to(hidden_dtype) if low[k] else x
-        z = F.linear(x_in, weights[k], b.to(hidden_dtype) if low[k] else b)
-        x = torch.relu(z.float() if low[k] else z) if k < n - 1 else z
-        inputs.append(x_in)
-        outputs.append(x)
-    chosen = x.gather(1, actions[:, None]).squeeze(1)
+    inputs, weights, outputs = _forward_layers(params, features, hidden_dtype)
+    q = outputs[-1]
+    chosen = q.gather(1, actions[:, None]).squeeze(1)
     loss = F.smooth_l1_loss(chosen, target)
     # Huber's derivative (beta 1, mean over the batch), scattered to the actions taken
     d_chosen = (chosen - target).clamp(-1.0, 1.0) * (1.0 / chosen.shape[0])  # as aten: times 1/N
-    grad = torch.zeros_like(x).scatter(1, actions[:, None], d_chosen[:, None])
-    grads: list[torch.Tensor] = [grad] * (2 * n)
-    for k in reversed(range(n)):
-        if k < n - 1:
+    grad = torch.zeros_like(q).scatter(1, actions[:, None], d_chosen[:, None])
+    grads: list[torch.Tensor] = [grad] * len(params)
+    for k in reversed(range(len(weights))):
+        if k < len(weights) - 1:
             grad = torch.where(outputs[k] <= 0, 0.0, grad)  # ReLU's derivative on its output, as aten's
-        g = grad.to(hidden_dtype) if low[k] else grad
+        g = grad.to(inputs[k].dtype)  # a layer's gradients multiply in its own type
         grads[2 * k] = (g.t() @ inputs[k]).float()
         grads[2 * k + 1] = g.sum(0).float()
         if k > 0:
