@@ -309,7 +309,19 @@ def queries(
 )
 @click.option("--lr", type=float, default=None, help="Learning rate (text-lora).")
 @click.option("--max-length", type=int, default=None, help="Tokens of prompt + response kept (text-lora).")
-@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the split and the training.")
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Start from a fresh network; by default an ensemble continues training the active model "
+    "when it has the same inputs and shape.",
+)
+@click.option(
+    "--seed",
+    default=0,
+    show_default=True,
+    type=SEED,
+    help="Seed of the training (and of a text model's held-out split).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.pass_obj
 def train_reward(
@@ -331,6 +343,7 @@ def train_reward(
     base_model: Path | None,
     lr: float | None,
     max_length: int | None,
+    fresh: bool,
     seed: int,
     as_json: bool,
 ) -> None:
@@ -366,6 +379,7 @@ def train_reward(
             form=form,
             min_agreement=min_agreement,
             weight_by_agreement=weight_by_agreement,
+            continue_active=not fresh,
         )
     if os.environ.get("RANK", "0") != "0":  # a helper process of `accelerate launch`: the main one reports
         return

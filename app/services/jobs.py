@@ -93,6 +93,7 @@ def _train_reward(
         form=params.get("form"),
         min_agreement=params.get("min_agreement"),
         weight_by_agreement=bool(params.get("weight_by_agreement", False)),
+        continue_active=not params.get("fresh", False),
     )
     return {
         "version": result.version,

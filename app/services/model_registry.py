@@ -53,6 +53,24 @@ def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tu
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
+def stable_split(label_ids: list[int], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices that keep every label on its side for good: a label is held
+    out when a hash of its id (Fibonacci hashing) falls below ``val_fraction``, so later versions
+    hold out the same labels plus their share of the new ones. A model continued from an earlier
+    version (:meth:`rlhf_core.rewards.ensemble.EnsembleBT.continue_from`) is therefore never
+    scored on a label that version trained on. At least 1 is held out when n >= 5."""
+    n = len(label_ids)
+    if n < 5 or val_fraction <= 0:
+        return np.arange(n), np.arange(0)
+    ids = np.asarray(label_ids, dtype=np.int64).astype(np.uint64)
+    u = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)  # wraps modulo 2**64 by design
+    position = u.astype(np.float64) / 2.0**53  # in [0, 1)
+    held = position < val_fraction
+    if not held.any():
+        held[np.argmin(position)] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
 def comparison_weights(comparisons: list[repo.Comparison], weights: dict[int, float] | None) -> np.ndarray | None:
     """Each comparison's weight: its annotator's (a ruling, with no annotator, weighs 1); None
     when no weights are given."""

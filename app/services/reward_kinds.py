@@ -38,6 +38,8 @@ class RewardKind:
     takes_actions: bool = False
     """Can also see each step's action (state-action rewards)."""
     pixels_only: bool = False
+    continues: bool = False
+    """Retraining continues the active model of the same kind and inputs (``--fresh`` starts anew)."""
     any_project: bool = False
     """Trains on text and clip projects alike (``text`` is then ignored)."""
 
@@ -53,6 +55,7 @@ REWARD_KINDS: dict[str, RewardKind] = {
             options=("members", "epochs", "noise_prob"),
             forms=(POTENTIAL, TRANSITION),
             takes_actions=True,
+            continues=True,
         ),
         RewardKind(
             LINEAR,
@@ -203,6 +206,8 @@ def summary(version: int, kind: str, metrics: dict[str, Any]) -> str:
     for h in headlines(kind, metrics)[1:]:
         said = f"{h.value} labels" if h.label == "Labels" else f"{h.label.lower()} {h.value}"
         parts.append(said + (f" ({h.detail})" if h.detail else ""))
+    if metrics.get("continued_from") is not None:
+        parts.append(f"continued from version {metrics['continued_from']} (--fresh starts anew)")
     return f"version {version} ({kind}) is active: " + ", ".join(parts)
 
 

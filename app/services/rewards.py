@@ -22,7 +22,7 @@ from app.services.model_registry import (
     active_model,
     comparison_weights,
     fit_and_register,
-    split_train_val,
+    stable_split,
 )
 from app.services.text_rewards import train_text_reward_model
 from db import repo
@@ -33,6 +33,7 @@ from rlhf_core.callbacks import StopFn
 from rlhf_core.envs.registry import env_info
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.base import RewardModel
+from rlhf_core.rewards.ensemble import EnsembleBT
 from rlhf_core.rewards.kinds import PERSONAL, TEXT_LORA
 from rlhf_core.rewards.linear import LinearBT, LinearBTConfig
 from rlhf_core.rewards.metrics import finite_or_none, held_out_metrics, preference_accuracy, spearman
@@ -124,6 +125,7 @@ def train_reward_model(
     form: str | None = None,
     min_agreement: float | None = None,
     weight_by_agreement: bool = False,
+    continue_active: bool = True,
 ) -> TrainResult:
     """Train a reward model of ``kind`` on a project's labels and make it the active version.
 
@@ -142,6 +144,12 @@ def train_reward_model(
     shares no pair with others weighs 1); rulings on disputed pairs always count, with weight
     1, instead of the pair's labels. ``personal`` learns one taste per annotator
     (:mod:`app.services.personal`).
+
+    ``continue_active``: an ensemble continues training the project's active model when that is
+    an ensemble of the same inputs and shape (``metrics["continued_from"]`` names its version),
+    as Christiano et al. (2017) train one reward model as labels arrive; False starts fresh.
+    Held-out labels stay held out from version to version (:func:`stable_split`), so a
+    continued model is never scored on labels its predecessor trained on.
 
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
     (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
@@ -206,7 +214,7 @@ def train_reward_model(
     data = project_data(studio, project)
     prefs = _preferences(data, labels, weights)
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
+    train_idx, val_idx = stable_split([c.label_id for c in labels], val_fraction)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
         info = env_info(project.env_id or "")
@@ -221,6 +229,7 @@ def train_reward_model(
         if spec.encoder:
             get_encoder(spec.encoder)  # fails here, with what to do, if it cannot load
         model = make_reward_model(kind, spec, **(config or {}))
+        continued = _continue_active(studio, project.id, model) if continue_active else None
     except TypeError as exc:
         raise TrainingError(f"bad option for a {kind!r} model: {exc}") from exc
     except InvalidInputError as exc:
@@ -238,6 +247,7 @@ def train_reward_model(
             encoder=spec.encoder,
             state_action=spec.n_actions is not None,
             reward_form=spec.form,
+            continued_from=continued,
             **({"calibration_scale": fitted["calibration_scale"]} if "calibration_scale" in fitted else {}),
             learning_curve=learning_curve(spec, train, val, np.random.default_rng(seed)),
         )
@@ -257,6 +267,17 @@ def train_reward_model(
         job_id=job_id,
         priorities=lambda: _disagreement_priorities(studio, project.id, model, data),
     )
+
+
+def _continue_active(studio: Studio, project_id: int, model: RewardModel) -> int | None:
+    """Start ``model``'s fit from the project's active model where it can (an ensemble of the same
+    inputs and shape; see ``EnsembleBT.continue_from``); the version it continues, or None."""
+    if not isinstance(model, EnsembleBT):
+        return None
+    active = active_model(studio, project_id)
+    if active is None or not model.continue_from(active[1]):
+        return None
+    return active[0].version
 
 
 def _disagreement_priorities(

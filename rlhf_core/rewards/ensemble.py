@@ -156,6 +156,33 @@ class EnsembleBT(RewardModel):
         self.in_dim: int | None = None
         self.scale = 1.0
         """Calibration factor of every reward (out of bag, fitted after training)."""
+        self._start: dict[str, torch.Tensor] | None = None
+
+    def continue_from(self, earlier: RewardModel) -> bool:
+        """Start the next :meth:`fit` from ``earlier``'s networks (and its input standardisation)
+        instead of a fresh initialisation, as Christiano et al. (2017) and PEBBLE keep training
+        one reward model as labels arrive. Only an ensemble of the same inputs and shape
+        qualifies; returns whether ``earlier`` did (False: the fit starts fresh).
+
+        Where the labels say nothing (the MiniGrid oracle ignores the agent's facing direction),
+        a fresh network draws a new extrapolation each time, and a second round's potential
+        could rise by several units for a turn beside the goal, where the policy then waits;
+        continued, the model keeps what it had there unless new labels move it."""
+        if not isinstance(earlier, EnsembleBT) or earlier.net is None or earlier.spec.to_json() != self.spec.to_json():
+            return False
+        same = (earlier.config.members, earlier.config.hidden) == (self.config.members, self.config.hidden)
+        if not same or (self._one_scale(earlier.net) and bool((earlier.net.std != earlier.net.std[0]).any())):
+            return False  # ... or a model of image features from before they shared one scale: start anew
+        self._start = {k: v.detach().clone() for k, v in earlier.net.state_dict().items()}
+        return True
+
+    def _one_scale(self, net: EnsembleNet) -> bool:
+        """Whether the potential's inputs are a frozen image encoder's features, which are centred
+        per feature but divided by one scale (their mean spread), not each by its own: a feature
+        that barely varies on the labeled steps is otherwise magnified until it dominates the
+        potential (on DistShift1 a rise of 10 units for one turn, where the policy then waited).
+        Vector observations, whose dimensions have units of their own, keep one scale each."""
+        return isinstance(net, PotentialEnsembleNet) and self.spec.encoder is not None
 
     def fit(
         self, data: Preferences, *, rng: np.random.Generator, on_step: ProgressFn = _quiet, should_stop: StopFn = _never
@@ -166,12 +193,18 @@ class EnsembleBT(RewardModel):
         with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the global generator
             torch.manual_seed(cfg.seed)
             net = self._new_net()
-        used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))
-        flat = x[used].reshape(-1, self.in_dim)
-        if isinstance(net, PotentialEnsembleNet):  # standardise the observation features, of steps taken
-            flat = flat[flat[:, 2 * net.feature_dim] > 0, : net.feature_dim]
-        net.mean.copy_(flat.mean(0))
-        net.std.copy_(flat.std(0).clamp_min(1e-4))
+        if self._start is not None:  # continue from an earlier model: its weights and its standardisation
+            net.load_state_dict(self._start)
+        else:
+            used = torch.from_numpy(np.unique(np.concatenate([data.a, data.b])))
+            flat = x[used].reshape(-1, self.in_dim)
+            if isinstance(net, PotentialEnsembleNet):  # standardise the observation features, of steps taken
+                flat = flat[flat[:, 2 * net.feature_dim] > 0, : net.feature_dim]
+            net.mean.copy_(flat.mean(0))
+            std = flat.std(0).clamp_min(1e-4)
+            if self._one_scale(net):
+                std = torch.full_like(std, float(std.mean()))
+            net.std.copy_(std)
         a, b = torch.from_numpy(data.a), torch.from_numpy(data.b)
         pref = torch.from_numpy(data.pref.astype(np.float32))
         weight = torch.from_numpy(data.weights())

@@ -50,6 +50,8 @@ def _start(kind: str) -> None:
             params["encoder"] = st.session_state.get(state.TRAIN_ENCODER, "efficientnet-lite0")
     if kind == "text-lora":
         params["config"] = lora_values(LORA)
+    if st.session_state.get(state.TRAIN_FRESH) and info.continues:
+        params["fresh"] = True
     try:
         jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
@@ -88,6 +90,14 @@ if not is_text:
             "under encoders/ in the data folder); ResNet where torchvision and its weights are present. "
             "Policies trained on this reward reuse it.",
         )
+    left.checkbox(
+        "Start from scratch",
+        key=state.TRAIN_FRESH,
+        disabled=not REWARD_KINDS[kind].continues,
+        help="By default the ensemble continues training the active model (when it has the same inputs), as "
+        "rl-teacher does: where new labels say nothing it keeps what it learned, instead of guessing anew "
+        "each time. Held-out labels stay held out from version to version.",
+    )
 if kind == "text-lora":
     with left.expander("LoRA options", icon=":material/tune:"):
         lora_inputs(LORA)
@@ -118,6 +128,11 @@ job_panel(
     succeeded=lambda job: (
         f"Job #{job.id}: version {job.result.get('version')} ({job.result.get('kind')}) is active · "
         f"held-out accuracy {reward_kinds.describe_accuracy(job.result)} · {job.result.get('n_labels')} labels"
+        + (
+            f" · continued from version {job.result['continued_from']}"
+            if job.result.get("continued_from") is not None
+            else ""
+        )
     ),
     cancelled="the active model is unchanged.",
 )

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _labeling import answer_button
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
@@ -19,10 +20,12 @@ from streamlit.testing.v1 import AppTest
 from app.cli import cli
 from app.config import Settings, Studio
 from app.services import autopilot, jobs, labeling, loop, policies
+from app.services.model_registry import stable_split
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db.models import JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.rewards.models import load_reward_model
 
 pytestmark = pytest.mark.slow
 
@@ -92,16 +95,25 @@ def test_reward_defaults_on_pixels_are_a_potential_ensemble_on_efficientnet(data
         "efficientnet-lite0",
         2,
     )
-    assert m["n_labels"] == 40 and m["val_pairs"] == m["n_val"] == 8
+    ids = [label_id for (label_id,) in _rows(data, "SELECT id FROM label WHERE pref IS NOT NULL ORDER BY id")]
+    assert m["n_labels"] == len(ids) == 40 and m["n_val"] == len(stable_split(ids, 0.2)[1]) >= 1
+    assert 1 <= m["val_pairs"] <= m["n_val"]  # ties held out count in n_val, not in the accuracy's pairs
     assert m["teacher_reward"] == "oracle:progress"
-    config = json.loads(
-        (data / _rows(data, "SELECT path FROM reward_model WHERE version = 2")[0][0] / "config.json").read_text()
-    )
+    assert m["continued_from"] == 1  # the default: version 1 (the same inputs) trained on
+    path = _rows(data, "SELECT path FROM reward_model WHERE version = 2")[0][0]
+    config = json.loads((data / path / "config.json").read_text())
     assert config["features"]["form"] == "potential" and config["features"]["pixels"] is True
+    std = load_reward_model(data / path).net.std  # the CNN's features share one scale: no rare
+    assert torch.all(std == std[0]) and float(std[0]) > 1e-3  # feature is magnified into a spike of Phi
     transition = CliRunner().invoke(
         cli, ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--form", "transition", "--json"]
     )
     assert transition.exit_code == 0 and json.loads(transition.stdout)["reward_form"] == "transition"
+    assert json.loads(transition.stdout)["continued_from"] is None  # other inputs than the active model's
+    fresh = CliRunner().invoke(cli, ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--fresh"])
+    assert fresh.exit_code == 0 and "continued from" not in fresh.output
+    again = CliRunner().invoke(cli, ["--data-dir", str(data), "train-reward", "--project", PROJECT])
+    assert again.exit_code == 0 and "continued from version 4 (--fresh starts anew)" in again.output
     lora = CliRunner().invoke(
         cli,
         ["--data-dir", str(data), "train-reward", "--project", PROJECT, "--kind", "cnn-lora", "--form", "potential"],

@@ -139,6 +139,41 @@ def test_label_hash_is_stable_and_changes_with_one_more_label(labeled: Path) -> 
     assert third[4] == model_registry.label_hash(_comparisons(studio))
 
 
+def test_held_out_labels_stay_held_out_as_labels_are_added() -> None:
+    ids = list(range(1, 1001))
+    train, val = model_registry.stable_split(ids[:200], 0.2)
+    later_train, later_val = model_registry.stable_split(ids, 0.2)
+    assert set(train) | set(val) == set(range(200)) and not set(train) & set(val)
+    assert set(val) <= set(later_val) and not set(train) & set(later_val)  # no version is scored on
+    assert 0.15 <= len(later_val) / 1000 <= 0.25  # labels an earlier one trained on
+    assert 0.1 <= len(val) / 200 <= 0.3
+    shuffled = ids[::-1]  # the split follows the labels' ids, not their order
+    assert {shuffled[i] for i in model_registry.stable_split(shuffled, 0.2)[1]} == {ids[i] for i in later_val}
+    assert len(model_registry.stable_split([1, 2, 3, 4], 0.2)[1]) == 0  # too few to hold any out
+    for few in ([11, 12, 13, 14, 15], [7, 8, 9, 10, 11, 12]):  # from 5 on, at least one
+        assert len(model_registry.stable_split(few, 0.2)[1]) >= 1
+    assert len(model_registry.stable_split(ids, 0.0)[1]) == 0
+
+
+def test_a_retrained_ensemble_continues_the_active_one_unless_told_not_to(labeled: Path) -> None:
+    studio = cp.studio_for(labeled)
+    first = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
+    assert first.metrics["continued_from"] is None  # nothing to continue
+    second = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
+    assert second.metrics["continued_from"] == first.version
+    assert (
+        train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL, continue_active=False).metrics[
+            "continued_from"
+        ]
+        is None
+    )
+    bt = train_reward_model(studio, cp.PROJECT, "bt")
+    assert bt.metrics["continued_from"] is None  # the linear model is fitted anew (cross-validated)
+    after_bt = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
+    assert after_bt.metrics["continued_from"] is None  # the active model is not an ensemble
+    assert second.metrics["n_val"] == first.metrics["n_val"]  # the same labels held out each time
+
+
 def test_second_version_becomes_active_and_activate_switches_back(labeled: Path) -> None:
     studio = cp.studio_for(labeled)
     train_reward_model(studio, cp.PROJECT, "bt")

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.services import jobs
+from app.services.model_registry import stable_split
 from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
@@ -109,9 +110,12 @@ def test_retrain_runs_a_worker_and_the_page_shows_the_new_version(data: Path) ->
     assert frame.iloc[0]["version"] == 1 and bool(frame.iloc[0]["active"]) is True
     assert frame.iloc[0]["kind"] == "ensemble" and frame.iloc[0]["labels"] == 50
     metrics = _metrics(at)
-    # 50 labels hold out 10 pairs: too few for a number, so the page says so and shows the interval
+    # 50 labels hold out about 10 pairs: too few for a number, so the page says so and shows the interval
     pairs = job.result["val_pairs"]
-    assert job.result["n_val"] == 10 and 5 <= pairs <= 10  # held-out pairs that prefer a side
+    with session_scope(studio.engine) as session:
+        ids = [c.label_id for c in repo.comparisons(session, pid)]
+    n_val = len(stable_split(ids, 0.2)[1])
+    assert job.result["n_val"] == n_val and 5 <= n_val <= 15 and 1 <= pairs <= n_val  # pairs: those preferring a side
     assert metrics["Held-out accuracy"] == "too few pairs"
     low, high = job.result["val_accuracy_ci95"]
     assert high - low > 0.3  # ten pairs say little, and the interval shows it
@@ -127,6 +131,21 @@ def test_retrain_runs_a_worker_and_the_page_shows_the_new_version(data: Path) ->
         "Accuracy against the number of labels",
         "Predicted against teacher (true) return, every segment",
     ]
+    # a second retrain continues version 1; "Start from scratch" asks for a fresh network
+    at.checkbox(key="train_fresh").check().run()
+    at.button(key="retrain").click().run()
+    fresh = _wait(studio, pid)
+    assert fresh.id == 2 and fresh.status is JobStatus.succeeded, (fresh.message, fresh.error)
+    assert json.loads(cp.rows(data, "SELECT params FROM job WHERE id = 2")[0][0])["fresh"] is True
+    assert fresh.result["continued_from"] is None
+    at.checkbox(key="train_fresh").uncheck().run()
+    at.button(key="retrain").click().run()
+    continued = _wait(studio, pid)
+    assert continued.id == 3 and continued.result["continued_from"] == 2
+    at.run()
+    assert any(
+        "version 3 (ensemble) is active" in s.value and "continued from version 2" in s.value for s in at.success
+    )
 
 
 def test_queued_job_shows_progress_and_cancel(data: Path) -> None:

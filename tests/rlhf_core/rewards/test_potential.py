@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from rlhf_core.rewards.ensemble import EnsembleNet
 from rlhf_core.rewards.learned import LearnedReward
 from rlhf_core.rewards.linear import LinearBT
 from rlhf_core.rewards.models import load_reward_model, make_reward_model
@@ -107,3 +109,63 @@ def test_a_potential_reward_gives_the_state_after_an_episode_zero():
     toward = _obs(np.array([GOAL - 2])), _obs(np.array([GOAL - 1]))
     away = toward[1], toward[0]
     assert reward(toward[0], np.zeros(1, np.int64), toward[1])[0] > reward(away[0], np.zeros(1, np.int64), away[1])[0]
+
+
+def _phi(model, positions: list[int]) -> np.ndarray:
+    """The members' mean potential of single cells (unscaled), as the network computes it."""
+    x = torch.from_numpy(_obs(np.array(positions)))
+    with torch.inference_mode():  # EnsembleNet's forward is Phi; PotentialEnsembleNet's, its rise
+        return EnsembleNet.forward(model.net, x.expand(model.config.members, -1, -1)).mean(0).numpy()
+
+
+def test_a_continued_ensemble_starts_from_the_earlier_networks_and_learns_on():
+    segments, progress = _walks(300, seed=8)
+    first = _prefs(segments, progress, 150, seed=9)
+    spec = FeatureSpec.for_segments(segments, form="potential")
+    earlier = make_reward_model("ensemble", spec)
+    earlier.fit(first, rng=np.random.default_rng(0))
+    # a fit of one epoch at a negligible learning rate leaves a continued model where it started
+    still = make_reward_model("ensemble", spec, epochs=1, lr=1e-12)
+    assert still.continue_from(earlier)
+    still.fit(first, rng=np.random.default_rng(1))
+    fresh = make_reward_model("ensemble", spec, epochs=1, lr=1e-12, seed=1)
+    fresh.fit(first, rng=np.random.default_rng(1))
+    cells = list(range(CELLS))
+    np.testing.assert_allclose(_phi(still, cells), _phi(earlier, cells), atol=1e-6)
+    assert np.abs(_phi(fresh, cells) - _phi(earlier, cells)).max() > 0.1
+    # and with more labels it learns on: as accurate as a fresh fit of all of them
+    more = _prefs(segments, progress, 400, seed=10)
+    held_segments, held_progress = _walks(200, seed=11)
+    held = _prefs(held_segments, held_progress, 300, seed=12)
+    continued = make_reward_model("ensemble", spec)
+    assert continued.continue_from(earlier)
+    continued.fit(more, rng=np.random.default_rng(2))
+    assert _accuracy(continued, held) >= 0.9
+
+
+def test_only_an_ensemble_of_the_same_inputs_and_shape_is_continued():
+    segments, progress = _walks(120, seed=13)
+    prefs = _prefs(segments, progress, 100, seed=14)
+    spec = FeatureSpec.for_segments(segments, form="potential")
+    earlier = make_reward_model("ensemble", spec, epochs=2)
+    assert not make_reward_model("ensemble", spec).continue_from(earlier)  # not fitted yet
+    earlier.fit(prefs, rng=np.random.default_rng(0))
+    assert make_reward_model("ensemble", spec, epochs=5).continue_from(earlier)  # training options may differ
+    assert not make_reward_model("ensemble", spec, hidden=(32,)).continue_from(earlier)
+    assert not make_reward_model("ensemble", spec, members=5).continue_from(earlier)
+    assert not make_reward_model("ensemble", FeatureSpec.for_segments(segments)).continue_from(earlier)
+    linear = make_reward_model("bt", spec)
+    linear.fit(prefs, rng=np.random.default_rng(0))
+    assert not make_reward_model("ensemble", spec).continue_from(linear)
+
+
+def test_image_features_share_one_scale_and_older_per_feature_models_are_not_continued():
+    from rlhf_core.rewards.ensemble import PotentialEnsembleNet
+
+    spec = FeatureSpec((48, 48, 3), True, "efficientnet-lite0", form="potential")
+    older = make_reward_model("ensemble", spec)
+    older.net = PotentialEnsembleNet(3, 2 * 8 + 2, (64, 64), 2)  # 8 features, step and padding columns
+    older.net.std.copy_(torch.linspace(0.01, 1.0, 8))  # each feature's own spread: the old standardisation
+    assert not make_reward_model("ensemble", spec).continue_from(older)
+    older.net.std.fill_(0.3)  # one scale, as a fit of image features now gives
+    assert make_reward_model("ensemble", spec).continue_from(older)
