@@ -274,7 +274,13 @@ def _continue_active(studio: Studio, project_id: int, model: RewardModel) -> int
     inputs and shape; see ``EnsembleBT.continue_from``); the version it continues, or None."""
     if not isinstance(model, EnsembleBT):
         return None
-    active = active_model(studio, project_id)
+    try:
+        active = active_model(studio, project_id)
+    except (OSError, ValueError) as exc:  # its files are gone or unreadable: say so, change nothing
+        raise TrainingError(
+            f"the active reward model's files cannot be read ({exc}); train with --fresh (Start from scratch on "
+            "Train) or make another version active"
+        ) from exc
     if active is None or not model.continue_from(active[1]):
         return None
     return active[0].version

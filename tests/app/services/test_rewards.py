@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import _cartpole as cp
@@ -172,6 +173,19 @@ def test_a_retrained_ensemble_continues_the_active_one_unless_told_not_to(labele
     after_bt = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
     assert after_bt.metrics["continued_from"] is None  # the active model is not an ensemble
     assert second.metrics["n_val"] == first.metrics["n_val"]  # the same labels held out each time
+
+
+def test_an_unreadable_active_model_is_named_and_the_store_stays_as_it_was(labeled: Path) -> None:
+    studio = cp.studio_for(labeled)
+    train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
+    [(*_, path)] = _models(labeled)
+    shutil.rmtree(labeled / path)
+    model_registry._models.clear()  # a fresh process: nothing cached
+    before = _models(labeled)
+    with pytest.raises(TrainingError, match="cannot be read.*--fresh"):
+        train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
+    assert _models(labeled) == before
+    assert train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL, continue_active=False).version == 2
 
 
 def test_second_version_becomes_active_and_activate_switches_back(labeled: Path) -> None:
