@@ -53,21 +53,30 @@ def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tu
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def stable_split(label_ids: list[int], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices that keep every label on its side for good: a label is held
-    out when a hash of its id (Fibonacci hashing) falls below ``val_fraction``, so later versions
-    hold out the same labels plus their share of the new ones. A model continued from an earlier
-    version (:meth:`rlhf_core.rewards.ensemble.EnsembleBT.continue_from`) is therefore never
-    scored on a label that version trained on. At least 1 is held out when n >= 5."""
-    n = len(label_ids)
+def pair_key(comparison: repo.Comparison) -> int:
+    """The pair a comparison answers, whichever way round it was shown: its two items' ids,
+    the lower one first. Every label of a pair (k annotators, a ruling on it) has the same key."""
+    low, high = sorted((comparison.item_a_id, comparison.item_b_id))
+    return ((low << 32) ^ high) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def stable_split(keys: list[int], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices that keep every pair on its side for good: the labels of a
+    pair (``keys``: :func:`pair_key`) are held out when a hash of the key (Fibonacci hashing)
+    falls below ``val_fraction``. So the k labels of a pair and a ruling on it stay together
+    (no pair is scored that was trained on), and later versions hold out the same pairs plus
+    their share of the new ones: a model continued from an earlier version
+    (:meth:`rlhf_core.rewards.ensemble.EnsembleBT.continue_from`) is never scored on a pair
+    that version trained on. At least one pair is held out from 5 labels on."""
+    n = len(keys)
     if n < 5 or val_fraction <= 0:
         return np.arange(n), np.arange(0)
-    ids = np.asarray(label_ids, dtype=np.int64).astype(np.uint64)
-    u = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)  # wraps modulo 2**64 by design
+    words = np.array([k & 0xFFFF_FFFF_FFFF_FFFF for k in keys], dtype=np.uint64)
+    u = (words * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(11)  # wraps modulo 2**64 by design
     position = u.astype(np.float64) / 2.0**53  # in [0, 1)
     held = position < val_fraction
     if not held.any():
-        held[np.argmin(position)] = True
+        held = position == position.min()
     return np.flatnonzero(~held), np.flatnonzero(held)
 
 

@@ -22,6 +22,7 @@ from app.services.model_registry import (
     active_model,
     comparison_weights,
     fit_and_register,
+    pair_key,
     stable_split,
 )
 from app.services.text_rewards import train_text_reward_model
@@ -148,8 +149,8 @@ def train_reward_model(
     ``continue_active``: an ensemble continues training the project's active model when that is
     an ensemble of the same inputs and shape (``metrics["continued_from"]`` names its version),
     as Christiano et al. (2017) train one reward model as labels arrive; False starts fresh.
-    Held-out labels stay held out from version to version (:func:`stable_split`), so a
-    continued model is never scored on labels its predecessor trained on.
+    Held-out pairs stay held out from version to version (:func:`stable_split`), with all
+    their labels, so no model is scored on a pair it or its predecessor trained on.
 
     ``kind`` None picks the project's default: ``ensemble`` for trajectories, ``text-lora``
     (MiniLM + LoRA, see :mod:`app.services.text_rewards`) for text. ``encoder`` names the
@@ -214,7 +215,7 @@ def train_reward_model(
     data = project_data(studio, project)
     prefs = _preferences(data, labels, weights)
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = stable_split([c.label_id for c in labels], val_fraction)
+    train_idx, val_idx = stable_split([pair_key(c) for c in labels], val_fraction)
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
         info = env_info(project.env_id or "")

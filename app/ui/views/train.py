@@ -96,7 +96,7 @@ if not is_text:
         disabled=not REWARD_KINDS[kind].continues,
         help="By default the ensemble continues training the active model (when it has the same inputs), as "
         "rl-teacher does: where new labels say nothing it keeps what it learned, instead of guessing anew "
-        "each time. Held-out labels stay held out from version to version.",
+        "each time. Held-out pairs stay held out from version to version, with all their labels.",
     )
 if kind == "text-lora":
     with left.expander("LoRA options", icon=":material/tune:"):

@@ -20,9 +20,10 @@ from streamlit.testing.v1 import AppTest
 from app.cli import cli
 from app.config import Settings, Studio
 from app.services import autopilot, jobs, labeling, loop, policies
-from app.services.model_registry import stable_split
+from app.services.model_registry import pair_key, stable_split
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
+from db import repo
 from db.models import JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.rewards.models import load_reward_model
@@ -95,8 +96,13 @@ def test_reward_defaults_on_pixels_are_a_potential_ensemble_on_efficientnet(data
         "efficientnet-lite0",
         2,
     )
-    ids = [label_id for (label_id,) in _rows(data, "SELECT id FROM label WHERE pref IS NOT NULL ORDER BY id")]
-    assert m["n_labels"] == len(ids) == 40 and m["n_val"] == len(stable_split(ids, 0.2)[1]) >= 1
+    pairs = _rows(
+        data,
+        "SELECT label.id, item_a_id, item_b_id, pref FROM label JOIN query ON query.id = label.query_id"
+        " WHERE pref IS NOT NULL ORDER BY label.id",
+    )
+    keys = [pair_key(repo.Comparison(*row)) for row in pairs]
+    assert m["n_labels"] == len(keys) == 40 and m["n_val"] == len(stable_split(keys, 0.2)[1]) >= 1
     assert 1 <= m["val_pairs"] <= m["n_val"]  # ties held out count in n_val, not in the accuracy's pairs
     assert m["teacher_reward"] == "oracle:progress"
     assert m["continued_from"] == 1  # the default: version 1 (the same inputs) trained on

@@ -156,6 +156,33 @@ def test_held_out_labels_stay_held_out_as_labels_are_added() -> None:
     assert len(model_registry.stable_split(ids, 0.0)[1]) == 0
 
 
+def test_every_label_of_a_pair_falls_on_one_side_of_the_split() -> None:
+    # a team project: each pair answered by two annotators (some shown the other way round),
+    # and a ruling on every tenth pair; no pair may be trained on and scored on both
+    labels, label_id = [], 0
+    for q in range(1, 301):
+        a, b = 2 * q + 1000, 2 * q + 1001
+        for annotator in (1, 2):
+            label_id += 1
+            shown = (a, b) if (q + annotator) % 3 else (b, a)
+            labels.append(repo.Comparison(label_id, *shown, 1.0, annotator))
+        if q % 10 == 0:
+            labels.append(repo.Comparison(-q, a, b, 0.0))
+    keys = [model_registry.pair_key(c) for c in labels]
+    assert len(set(keys)) == 300
+    train, val = model_registry.stable_split(keys, 0.2)
+    train_pairs, val_pairs = {keys[i] for i in train}, {keys[i] for i in val}
+    assert not train_pairs & val_pairs
+    assert 0.14 <= len(val_pairs) / 300 <= 0.26 and len(train) + len(val) == len(labels)
+    # the label ids do not decide it: the same pairs under other ids split the same way
+    renumbered = [repo.Comparison(c.label_id + 5000, c.item_b_id, c.item_a_id, c.pref) for c in labels]
+    again = model_registry.stable_split([model_registry.pair_key(c) for c in renumbered], 0.2)[1]
+    assert np.array_equal(again, val)
+    # splitting by label instead would have put both labels of some pairs on both sides
+    by_label = model_registry.stable_split([c.label_id for c in labels], 0.2)[1]
+    assert {keys[i] for i in by_label} & {keys[i] for i in set(range(len(labels))) - set(by_label)}
+
+
 def test_a_retrained_ensemble_continues_the_active_one_unless_told_not_to(labeled: Path) -> None:
     studio = cp.studio_for(labeled)
     first = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)

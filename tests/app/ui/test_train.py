@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app.services import jobs
-from app.services.model_registry import stable_split
+from app.services.model_registry import pair_key, stable_split
 from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
@@ -113,8 +113,8 @@ def test_retrain_runs_a_worker_and_the_page_shows_the_new_version(data: Path) ->
     # 50 labels hold out about 10 pairs: too few for a number, so the page says so and shows the interval
     pairs = job.result["val_pairs"]
     with session_scope(studio.engine) as session:
-        ids = [c.label_id for c in repo.comparisons(session, pid)]
-    n_val = len(stable_split(ids, 0.2)[1])
+        keys = [pair_key(c) for c in repo.comparisons(session, pid)]
+    n_val = len(stable_split(keys, 0.2)[1])
     assert job.result["n_val"] == n_val and 5 <= n_val <= 15 and 1 <= pairs <= n_val  # pairs: those preferring a side
     assert metrics["Held-out accuracy"] == "too few pairs"
     low, high = job.result["val_accuracy_ci95"]
