@@ -46,11 +46,23 @@ def label_hash(comparisons: list[repo.Comparison]) -> str:
     return digest.hexdigest()
 
 
-def split_train_val(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Random disjoint train and validation indices (validation gets at least 1 when n >= 5)."""
-    order = rng.permutation(n)
-    n_val = int(round(n * val_fraction)) if n >= 5 else 0
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+def split_train_val(
+    n: int, val_fraction: float, rng: np.random.Generator, keys: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random disjoint train and validation indices (validation gets at least 1 when n >= 5).
+
+    With ``keys`` (:func:`pair_key`, one per label) the pairs are drawn, not the labels: every
+    label of a pair falls on the same side, so no pair is scored that was trained on. The pairs
+    are numbered in the order they first appear, so with one label per pair the split is the
+    same as without keys."""
+    if keys is None:
+        keys = list(range(n))
+    pairs = list(dict.fromkeys(keys))  # distinct, in order of first appearance
+    order = rng.permutation(len(pairs))
+    n_val = int(round(len(pairs) * val_fraction)) if n >= 5 else 0
+    held = {pairs[i] for i in order[:n_val]}
+    is_val = np.fromiter((k in held for k in keys), dtype=bool, count=n)
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 def pair_key(comparison: repo.Comparison) -> int:

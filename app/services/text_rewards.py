@@ -22,6 +22,7 @@ from app.services.model_registry import (
     comparison_weights,
     fit_and_register,
     load_model,
+    pair_key,
     split_train_val,
 )
 from db import repo
@@ -104,7 +105,7 @@ def train_text_reward_model(
         items = repo.items_by_id(session, ids)
     prefs = text_preferences(project.name, labels, items, weights)
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng)
+    train_idx, val_idx = split_train_val(len(prefs), val_fraction, rng, [pair_key(c) for c in labels])
     train, val = prefs.take(train_idx), prefs.take(val_idx)
     try:
         model = TextRewardModel(cfg)

@@ -183,6 +183,20 @@ def test_every_label_of_a_pair_falls_on_one_side_of_the_split() -> None:
     assert {keys[i] for i in by_label} & {keys[i] for i in set(range(len(labels))) - set(by_label)}
 
 
+def test_the_seeded_split_of_text_models_draws_pairs_not_labels() -> None:
+    # text models keep a seeded random split; with keys, a pair's labels stay together
+    keys = [k for pair in range(100) for k in [pair] * (1 + pair % 3)]  # 1-3 labels per pair
+    train, val = model_registry.split_train_val(len(keys), 0.2, np.random.default_rng(0), keys)
+    assert not {keys[i] for i in train} & {keys[i] for i in val}
+    assert len({keys[i] for i in val}) == 20 and len(train) + len(val) == len(keys)
+    # one label per pair: the same split as drawing the labels themselves
+    for seed in range(5):
+        plain = model_registry.split_train_val(50, 0.2, np.random.default_rng(seed))
+        keyed = model_registry.split_train_val(50, 0.2, np.random.default_rng(seed), [7 * i for i in range(50)])
+        assert all(np.array_equal(x, y) for x, y in zip(plain, keyed, strict=True))
+    assert len(model_registry.split_train_val(4, 0.2, np.random.default_rng(0), [1, 1, 2, 3])[1]) == 0
+
+
 def test_a_retrained_ensemble_continues_the_active_one_unless_told_not_to(labeled: Path) -> None:
     studio = cp.studio_for(labeled)
     first = train_reward_model(studio, cp.PROJECT, "ensemble", config=SMALL)
