@@ -69,7 +69,7 @@ def pair_key(comparison: repo.Comparison) -> int:
     """The pair a comparison answers, whichever way round it was shown: its two items' ids,
     the lower one first. Every label of a pair (k annotators, a ruling on it) has the same key."""
     low, high = sorted((comparison.item_a_id, comparison.item_b_id))
-    return ((low << 32) ^ high) & 0xFFFF_FFFF_FFFF_FFFF
+    return (low << 32) ^ high  # stable_split folds it to 64 bits
 
 
 def stable_split(keys: list[int], val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,7 @@ from app.services.model_registry import pair_key, stable_split
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db import repo
+from db.engine import session_scope
 from db.models import JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.rewards.models import load_reward_model
@@ -96,12 +97,10 @@ def test_reward_defaults_on_pixels_are_a_potential_ensemble_on_efficientnet(data
         "efficientnet-lite0",
         2,
     )
-    pairs = _rows(
-        data,
-        "SELECT label.id, item_a_id, item_b_id, pref FROM label JOIN query ON query.id = label.query_id"
-        " WHERE pref IS NOT NULL ORDER BY label.id",
-    )
-    keys = [pair_key(repo.Comparison(*row)) for row in pairs]
+    studio = Studio(Settings.from_env(data))
+    with session_scope(studio.engine) as session:
+        keys = [pair_key(c) for c in repo.comparisons(session, repo.get_project(session, PROJECT).id)]
+    studio.engine.dispose()
     assert m["n_labels"] == len(keys) == 40 and m["n_val"] == len(stable_split(keys, 0.2)[1]) >= 1
     assert 1 <= m["val_pairs"] <= m["n_val"]  # ties held out count in n_val, not in the accuracy's pairs
     assert m["teacher_reward"] == "oracle:progress"
