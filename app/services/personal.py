@@ -4,9 +4,10 @@ The model (:class:`rlhf_core.rewards.personal.PersonalRewardModel`) scores an it
 annotator, r_u(x) = (w + d_u) . phi(x). It trains on every label with who gave it, on text
 projects (frozen MiniLM features of prompt and response, plus surface statistics) and clip
 projects (each segment's mean step features, the inputs the other clip models use). The
-held-out split keeps each annotator's share, and the metrics report each annotator's
-held-out accuracy next to that of a pooled model of the same features (every label as if
-one person gave it: what the other kinds learn).
+held-out split keeps each annotator's share and holds out whole pairs (all of a pair's
+labels on one side), and the metrics report each annotator's held-out accuracy next to that
+of a pooled model of the same features (every label as if one person gave it: what the
+other kinds learn).
 
 A person who joins later is fitted from their own labels without retraining the rest
 (:func:`personalize`): a new version with their taste added.
@@ -28,8 +29,8 @@ from app.services.model_registry import (
     TrainResult,
     fit_and_register,
     load_model,
+    pair_key,
     register_version,
-    split_train_val,
 )
 from db import repo
 from db.engine import session_scope
@@ -129,7 +130,7 @@ def train_personal(
     pref = np.array([c.pref for c in labels], dtype=np.float64)
     progress("load", 1, 1)
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = _split_by_annotator(who, val_fraction, rng)
+    train_idx, val_idx = _split_by_annotator(who, [pair_key(c) for c in labels], val_fraction, rng)
     model = PersonalRewardModel(feats.shape[1], cfg, passthrough=_passthrough(project))
     model.meta = {"project_kind": project.kind.value, "encoder": encoder}
 
@@ -191,16 +192,30 @@ def _accuracy(p: np.ndarray, pref: np.ndarray) -> float | None:
 
 
 def _split_by_annotator(
-    who: np.ndarray, val_fraction: float, rng: np.random.Generator
+    who: np.ndarray, keys: list[int], val_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices that hold out ``val_fraction`` of each annotator's labels."""
-    train, val = [], []
+    """Train and validation indices that hold out ``val_fraction`` of each annotator's labels,
+    drawn by pair (``keys``: :func:`pair_key`, one per label): every label of a pair falls on
+    one side, so no annotator is scored on a pair the model trained on through another
+    annotator's label. Annotators are taken in order; each draws from their pairs that no one
+    before them decided, until their share is held out (counting the labels they gave on pairs
+    already held). With one label per pair it is a per-annotator random split of the labels."""
+    side: dict[int, bool] = {}
     for name in sorted(set(who)):
         idx = np.flatnonzero(who == name)
-        t, v = split_train_val(len(idx), val_fraction, rng)
-        train.append(idx[t])
-        val.append(idx[v])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+        target = int(round(len(idx) * val_fraction)) if len(idx) >= 5 else 0
+        held = sum(side.get(keys[i], False) for i in idx)
+        count: dict[int, int] = {}
+        for i in idx:
+            if keys[i] not in side:
+                count[keys[i]] = count.get(keys[i], 0) + 1  # in order of first appearance
+        undecided = list(count)
+        for j in rng.permutation(len(undecided)):
+            key = undecided[j]
+            side[key] = held < target
+            held += count[key] if side[key] else 0
+    is_val = np.fromiter((side[k] for k in keys), dtype=bool, count=len(keys))
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
 
 
 class NoPersonalModelError(StudioError):

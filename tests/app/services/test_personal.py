@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from app.cli import cli
 from app.config import Settings, Studio
 from app.services import accounts, personal, synthetic
-from app.services.model_registry import TrainingError
+from app.services.model_registry import TrainingError, split_train_val
 from app.services.projects import update_settings
 from app.services.rewards import train_reward_model
 from app.services.text_data import create_team_demo
@@ -54,6 +55,43 @@ def test_the_personal_model_learns_each_side_where_the_pooled_one_cannot(team):
     assert personal.score_texts(studio, "team", PROMPT, [SHORT, LONG], "newbie")[1][0][0] == LONG
     with pytest.raises(InvalidInputError, match="no taste for 'nobody'"):
         personal.score_texts(studio, "team", PROMPT, [SHORT], "nobody")
+
+
+def test_the_held_out_split_keeps_each_annotators_share_and_every_pair_on_one_side():
+    # k = 2: every pair answered by two of four annotators (a third of them by one only), so
+    # a per-annotator split of the labels would train on a pair through one person's label
+    # and score it through the other's
+    rng = np.random.default_rng(3)
+    names = np.array(["ann", "bo", "cy", "di"])
+    who, keys = [], []
+    for pair in range(600):
+        k = 1 if pair % 3 == 0 else 2
+        for name in rng.choice(names, size=k, replace=False):
+            who.append(name)
+            keys.append(1000 + pair)
+    who = np.array(who)
+    train, val = personal._split_by_annotator(who, keys, 0.2, np.random.default_rng(0))
+    assert len(train) + len(val) == len(keys) and not set(train) & set(val)
+    assert not {keys[i] for i in train} & {keys[i] for i in val}
+    for name in names:
+        mine = np.flatnonzero(who == name)
+        share = np.isin(mine, val).mean()
+        assert 0.17 <= share <= 0.25, (name, share)
+    # labels drawn per annotator without the pairs would have put pairs on both sides
+    plain_val = []
+    for name in names:
+        mine = np.flatnonzero(who == name)
+        plain_val += list(mine[split_train_val(len(mine), 0.2, np.random.default_rng(0))[1]])
+    plain_train = set(range(len(keys))) - set(plain_val)
+    assert {keys[i] for i in plain_val} & {keys[i] for i in plain_train}
+    # one label per pair: the per-annotator random split of the labels, index for index
+    single = np.array([names[i % 4] for i in range(80)])
+    keyed = personal._split_by_annotator(single, list(range(80)), 0.2, np.random.default_rng(5))
+    rng_plain, expected = np.random.default_rng(5), []
+    for name in sorted(names):
+        mine = np.flatnonzero(single == name)
+        expected += list(mine[split_train_val(len(mine), 0.2, rng_plain)[1]])
+    assert np.array_equal(keyed[1], np.sort(expected))
 
 
 def test_cli_trains_scores_per_annotator_and_refuses_a_lone_annotator(team, tmp_path):
