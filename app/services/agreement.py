@@ -215,6 +215,9 @@ def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_mod
         notes.append(
             "no pair has answers from two people yet: set labels per pair to 2 or more "
             f"(rlhf project set {project.name} --labels-per-pair 2) to measure agreement"
+            if project.labels_per_query < 2
+            else f"no pair has answers from two people yet ({project.labels_per_query} per pair are asked "
+            "for): agreement shows once a second person has answered a pair"
         )
     model = None
     if with_model:

@@ -105,7 +105,7 @@ def train_personal(
     encoder: str | None = None,
 ) -> TrainResult:
     """Fit a personal model on a project's labels and register it as the active version."""
-    labels = [c for c in labels if c.annotator_id is not None]  # a ruling belongs to no one
+    labels = [c for c in labels if c.annotator_id is not None]  # a ruling belongs to no one (none come here)
     with session_scope(studio.engine) as session:
         names = repo.annotator_names(session, sorted({c.annotator_id for c in labels}))
     if len(names) < 2:
@@ -130,7 +130,8 @@ def train_personal(
     pref = np.array([c.pref for c in labels], dtype=np.float64)
     progress("load", 1, 1)
     rng = np.random.default_rng(seed)
-    train_idx, val_idx = _split_by_annotator(who, [pair_key(c) for c in labels], val_fraction, rng)
+    keys = [pair_key(c) for c in labels]
+    train_idx, val_idx = _split_by_annotator(who, keys, val_fraction, rng)
     model = PersonalRewardModel(feats.shape[1], cfg, passthrough=_passthrough(project))
     model.meta = {"project_kind": project.kind.value, "encoder": encoder}
 
@@ -146,7 +147,7 @@ def train_personal(
 
     def measure(fitted: dict[str, Any], fit_seconds: float) -> dict[str, Any]:
         p = model.predict_pref(xa[val_idx], xb[val_idx], list(who[val_idx]))
-        metrics = held_out_metrics(p, pref[val_idx])
+        metrics = held_out_metrics(p, pref[val_idx], [keys[i] for i in val_idx])
         pooled = PersonalRewardModel(feats.shape[1], cfg, passthrough=_passthrough(project))
         pooled.fit(xa[train_idx], xb[train_idx], ["everyone"] * len(train_idx), pref[train_idx])
         p_pooled = pooled.predict_pref(xa[val_idx], xb[val_idx], ["everyone"] * len(val_idx))
@@ -271,7 +272,7 @@ def personalize(studio: Studio, project_name: str, annotator: str) -> TrainResul
         person = repo.find_annotator(session, annotator)
         if person is None:
             raise InvalidInputError(f"no annotator named {annotator!r} has labeled anything here")
-        every = repo.comparisons(session, project.id)
+        every = repo.comparisons(session, project.id, rulings=False)  # their own answers, ruled on or not
         mine = [c for c in every if c.annotator_id == person.id]
     if len(mine) < 3:
         raise InvalidInputError(

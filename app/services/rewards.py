@@ -83,8 +83,9 @@ def evaluate(model: RewardModel, data: ProjectData, val: Preferences) -> dict[st
         return {**held_out_metrics(np.zeros(0), np.zeros(0)), "spearman_teacher": None}
     held = np.unique(np.concatenate([val.a, val.b]))
     predicted = model.segment_returns(data.segments.subset(held))
+    pairs = list(zip(np.minimum(val.a, val.b).tolist(), np.maximum(val.a, val.b).tolist(), strict=True))
     return {
-        **held_out_metrics(model.predict_pref(val), val.pref),
+        **held_out_metrics(model.predict_pref(val), val.pref, pairs),
         "spearman_teacher": finite_or_none(spearman(predicted, data.teacher_returns[held])),
         "spearman_env": finite_or_none(spearman(predicted, data.true_rewards.sum(axis=1)[held])),
     }
@@ -173,8 +174,9 @@ def train_reward_model(
         weights = annotator_weights(studio, project_name)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
-        labels = repo.comparisons(session, project.id, exclude_annotators=excluded)
-    kind = kind or default_kind(project)
+        kind = kind or default_kind(project)
+        # a personal model learns each person's answers; a ruling replaces them for the pooled kinds
+        labels = repo.comparisons(session, project.id, exclude_annotators=excluded, rulings=kind != PERSONAL)
     if weights is not None and kind == PERSONAL:
         raise TrainingError(
             "--weight-by-agreement is for pooled models; a personal model learns each annotator's own taste"

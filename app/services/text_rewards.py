@@ -153,7 +153,8 @@ def evaluate_text(model: TextRewardModel, val: TextPreferences) -> dict[str, Any
     """Held-out accuracy (ties excluded), log loss and calibration."""
     if len(val) == 0:
         return held_out_metrics(np.zeros(0), np.zeros(0))
-    return held_out_metrics(model.predict_pref(val), val.pref)
+    pairs = [(p, frozenset((a, b))) for p, a, b in zip(val.prompts, val.responses_a, val.responses_b, strict=True)]
+    return held_out_metrics(model.predict_pref(val), val.pref, pairs)
 
 
 @dataclass(frozen=True)

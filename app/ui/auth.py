@@ -54,6 +54,37 @@ def user(studio: Studio) -> User:
     return found
 
 
+#: What the login page says after a labeling panel found its login gone.
+SESSION_ENDED = (
+    "Your login has ended (it expired, you logged out elsewhere, your password was reset or your "
+    "account removed): your last press stored nothing. Log in again to go on labeling."
+)
+
+
+def may_still_label(studio: Studio, project_name: str) -> bool:
+    """Whether this browser's login still lets it label ``project_name``, checked again from the
+    store. An answer reruns only the labeling panel (a fragment), not the page that checked the
+    login, so each answer asks again: a login that expired or ended, or whose account lost its
+    password, its membership or its existence, stores nothing more (and a login that is gone
+    leaves the login page a note saying why). Using it keeps the login alive, as a page load
+    does. Without accounts: the one person may label."""
+    if not accounts.accounts_enabled(studio):
+        return True
+    found = accounts.user_for_token(studio, state.get(state.TOKEN))
+    if found is None:
+        st.session_state[state.LOGIN_ERROR] = SESSION_ENDED
+        return False
+    return not found.must_change_password and found.name == state.get(state.ANNOTATOR) and found.can_label(project_name)
+
+
+def end_labeling() -> None:
+    """Leave a labeling panel whose login no longer lets it label: the whole app runs again and
+    shows the login page (or, for a lost membership, the labeling page's refusal)."""
+    for key in (state.LABELING, state.PAIR, state.ACK, state.REFUSED):
+        st.session_state.pop(key, None)
+    st.rerun(scope="app")
+
+
 def log_in(studio: Studio, name: str, password: str) -> User:
     """Check a name and password (slowed down on failure); keep the session token."""
     login = accounts.login(studio, name, password)

@@ -6,6 +6,7 @@ passwords, SHA-256 for random session tokens) and this module keeps the hashes.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,8 +27,10 @@ def account_count(session: Session) -> int:
 
 
 def find_annotator(session: Session, name: str) -> Annotator | None:
-    """The annotator called ``name`` (as stored), or None."""
-    return session.scalar(select(Annotator).where(Annotator.name == name))
+    """The annotator called ``name``, or None. The name is looked up as names are stored
+    (:mod:`db.names`: stripped, Unicode NFC), so a login or a CLI command finds an account
+    typed with other spaces around it or another form of its accents (decomposed ``e`` + ``\u0308``)."""
+    return session.scalar(select(Annotator).where(Annotator.name == unicodedata.normalize("NFC", name.strip())))
 
 
 def set_account(

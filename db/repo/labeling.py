@@ -59,7 +59,8 @@ def _not_mine(annotator_id: int):
 def _open_for(project: Project, annotator_id: int, exclude: tuple[int, ...], *, others_only: bool):
     """Pairs that still need answers, that this annotator has not labeled, counting claims on
     them (``others_only``: the claims of other annotators): half-finished pairs first, then by
-    priority. Gold pairs are served apart (:func:`_gold_for`)."""
+    priority. Gold pairs are served apart (:func:`_gold_for`); a pair an admin has ruled on is
+    settled (training uses the ruling) and served no more."""
     claims = select(func.count()).select_from(Claim).where(Claim.query_id == Query.id)
     if others_only:
         claims = claims.where(Claim.annotator_id != annotator_id, Claim.expires_at >= utcnow())
@@ -69,6 +70,7 @@ def _open_for(project: Project, annotator_id: int, exclude: tuple[int, ...], *, 
         Query.project_id == project.id,
         Query.answered < k,
         Query.gold_pref.is_(None),
+        Query.adjudicated_pref.is_(None),
         _not_mine(annotator_id),
         Query.answered + held < k,
     )
@@ -366,19 +368,27 @@ class Comparison:
     annotator_id: int | None = None
 
 
-def comparisons(session: Session, project_id: int, *, exclude_annotators: tuple[int, ...] = ()) -> list[Comparison]:
+def comparisons(
+    session: Session, project_id: int, *, exclude_annotators: tuple[int, ...] = (), rulings: bool = True
+) -> list[Comparison]:
     """What a reward model of the project trains on, oldest first: every label with a preference
     (left, right, equal), except that an adjudicated pair counts once, with the ruling, and
-    the labels of ``exclude_annotators`` are left out."""
+    the labels of ``exclude_annotators`` are left out. ``rulings=False``: every label as its
+    annotator gave it, rulings ignored (a personal model learns each person's own taste,
+    which a ruling on the pool's answer does not change)."""
     stmt = (
         select(Label.id, Query.item_a_id, Query.item_b_id, Label.pref, Label.annotator_id)
         .join(Query, Query.id == Label.query_id)
-        .where(Query.project_id == project_id, Label.pref.is_not(None), Query.adjudicated_pref.is_(None))
+        .where(Query.project_id == project_id, Label.pref.is_not(None))
         .order_by(Label.id)
     )
+    if rulings:
+        stmt = stmt.where(Query.adjudicated_pref.is_(None))
     if exclude_annotators:
         stmt = stmt.where(Label.annotator_id.not_in(exclude_annotators))
     labels = [Comparison(int(i), int(a), int(b), float(p), int(u)) for i, a, b, p, u in session.execute(stmt)]
+    if not rulings:
+        return labels
     rulings = session.execute(
         select(Query.id, Query.item_a_id, Query.item_b_id, Query.adjudicated_pref)
         .where(Query.project_id == project_id, Query.adjudicated_pref.is_not(None))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,15 +87,21 @@ def accuracy_interval(accuracy: float | None, n: int, confidence: float = 0.95) 
     return [float(ci.low), float(ci.high)]
 
 
-def held_out_metrics(p_a: np.ndarray, pref: np.ndarray) -> dict[str, Any]:
+def held_out_metrics(p_a: np.ndarray, pref: np.ndarray, pairs: Sequence[Hashable] | None = None) -> dict[str, Any]:
     """Accuracy (ties excluded) with the number of pairs it rests on and its 95% Wilson interval,
-    log loss and calibration bins of predicted P(A) against labels."""
+    log loss and calibration bins of predicted P(A) against labels.
+
+    ``pairs``: which pair each label answers (any hashable key; None: every label its own pair).
+    The accuracy counts labels, but k answers to one pair are not k independent trials of the
+    model, so ``val_pairs`` and the interval count the distinct pairs (``val_labels``: the labels)."""
     accuracy = finite_or_none(preference_accuracy(p_a, pref))
-    strict = int(np.count_nonzero(pref != 0.5))
+    strict = np.flatnonzero(np.asarray(pref) != 0.5)
+    n_pairs = len(strict) if pairs is None else len({pairs[i] for i in strict})
     return {
         "val_accuracy": accuracy,
-        "val_pairs": strict,
-        "val_accuracy_ci95": accuracy_interval(accuracy, strict),
+        "val_pairs": n_pairs,
+        "val_labels": len(strict),
+        "val_accuracy_ci95": accuracy_interval(accuracy, n_pairs),
         "log_loss": finite_or_none(preference_log_loss(p_a, pref)),
         "calibration": [vars(b) for b in calibration(p_a, pref)],
     }

@@ -143,6 +143,8 @@ def _answer(query_id: int, choice: Choice) -> None:
     pair, ls = state.get(state.PAIR), state.get(state.LABELING)
     if pair is None or ls is None or pair.query_id != query_id:
         return  # a press that arrived after its pair left the screen: that pair is answered already
+    if not auth.may_still_label(studio, ls.project_name):
+        return  # the login ended since the page was loaded: store nothing (the panel then leaves)
     try:
         recorded = labeling.submit_label(studio, ls, pair, choice)
     except labeling.AnswerTooSoonError as exc:
@@ -186,6 +188,8 @@ def _undo(query_id: int | None) -> None:
     """
     ls, pair = state.get(state.LABELING), state.get(state.PAIR)
     if ls is None or (pair.query_id if pair is not None else None) != query_id:
+        return
+    if not auth.may_still_label(studio, ls.project_name):
         return
     if time.monotonic() - state.get(state.SERVED_AT, 0.0) < labeling.MIN_VIEW_SECONDS:
         st.session_state[state.REFUSED] = "Not undone: that press came right after this screen appeared (twice?)."
@@ -257,7 +261,10 @@ def _show_clip(ls: LabelingSession, pair: labeling.Pair) -> None:
 
 @st.fragment
 def labeling_panel(ls: LabelingSession) -> None:
-    """The part that changes with each label; a label reruns only this."""
+    """The part that changes with each label; a label reruns only this (so it checks the login
+    again: the page's check ran when the page loaded)."""
+    if not auth.may_still_label(studio, ls.project_name):
+        auth.end_labeling()
     try:
         progress = labeling.progress(studio, ls)
     except USER_ERRORS as exc:

@@ -131,3 +131,19 @@ def test_parallel_wrong_guesses_are_all_counted(studio):
             select(Annotator.failed_logins, Annotator.locked_until).where(Annotator.name == "cy")
         ).one()
     assert failed == accounts.LOCK_AFTER_FAILURES and locked is not None  # locked, then no more counting
+
+
+def test_a_name_is_found_however_its_accents_and_spaces_were_typed(studio):
+    # stored as names are (stripped, NFC): a keyboard that sends "e" + U+0308 for "ë", or a
+    # name pasted with a space, must find the account at login and in the CLI
+    new = accounts.add_user(studio, "Zo\u00eb", "annotator", ["p"])
+    decomposed = "Zoe\u0308"
+    assert accounts.login(studio, decomposed, new.password, delay=0).user.name == "Zo\u00eb"
+    assert accounts.login(studio, " Zo\u00eb ", new.password, delay=0).user.name == "Zo\u00eb"
+    runner = CliRunner(env={"RLHF_DATABASE_URL": studio.settings.database_url})
+    result = runner.invoke(cli, ["--data-dir", str(studio.settings.data_dir), "users", "password", decomposed + " "])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(LoginError):
+        accounts.login(studio, decomposed, new.password, delay=0)  # the reset ended the old password
+    accounts.remove_user(studio, " " + decomposed)
+    assert "Zo" not in runner.invoke(cli, ["--data-dir", str(studio.settings.data_dir), "users", "list"]).output

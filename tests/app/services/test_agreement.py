@@ -70,6 +70,18 @@ def test_cant_tell_is_missing_data_and_one_category_gives_no_alpha(tmp_path):
     assert u1.with_majority == 1.0 and u1.majority_pairs == 2  # the can't-tell pair has no majority
 
 
+def test_with_no_pair_answered_twice_the_note_says_what_to_do(tmp_path):
+    # three answers per pair asked for (the table's project), one given: wait, not "set it to 2"
+    studio = _table(tmp_path, {"u1": "AB", "u2": "--"})
+    notes = agreement.agreement(studio, "team", with_model=False).notes
+    assert any("3 per pair are asked for" in n and "once a second person" in n for n in notes), notes
+    assert not any("--labels-per-pair" in n for n in notes)
+    with session_scope(studio.engine, write=True) as session:
+        session.get(Project, repo.get_project(session, "team").id).labels_per_query = 1
+    notes = agreement.agreement(studio, "team", with_model=False).notes
+    assert any("rlhf project set team --labels-per-pair 2" in n for n in notes), notes
+
+
 def test_cohen_kappa_per_pair_of_annotators(tmp_path):
     # agree on 4 of 6: p_o = 2/3; each says A three times: p_e = 1/2; kappa = (2/3 - 1/2) / (1/2) = 1/3
     studio = _table(tmp_path, {"u1": "AABBAB", "u2": "ABBBAA"})
@@ -115,6 +127,10 @@ def test_a_ruling_replaces_a_pairs_labels_in_training(tmp_path):
     ruled = [c for c in after if c.label_id == -query_id]
     assert len(after) == 3 and len(ruled) == 1 and ruled[0].pref == 1.0 and ruled[0].annotator_id is None
     assert len(without_u2) == 2  # u1's label on the second pair, and the ruling
+    with session_scope(studio.engine) as session:  # what a personal model trains on: each person's answers
+        own = repo.comparisons(session, project.id, rulings=False)
+    assert sorted(c.label_id for c in own) == sorted(c.label_id for c in before)
+    assert all(c.annotator_id is not None for c in own)
     report = agreement.agreement(studio, "team", with_model=False)
     assert next(d for d in report.disputed if d.query_id == query_id).ruling == "A"
     agreement.adjudicate(studio, "team", query_id, None)

@@ -11,11 +11,13 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.config import Settings, Studio
-from app.services import accounts, personal, synthetic
+from app.services import accounts, agreement, personal, synthetic
 from app.services.model_registry import TrainingError, split_train_val
 from app.services.projects import update_settings
 from app.services.rewards import train_reward_model
 from app.services.text_data import create_team_demo
+from db import repo
+from db.engine import session_scope
 from rlhf_core.errors import InvalidInputError
 
 # MiniLM features of 480 responses first: about 10 s, so `make test` runs these, not test-fast
@@ -92,6 +94,22 @@ def test_the_held_out_split_keeps_each_annotators_share_and_every_pair_on_one_si
         mine = np.flatnonzero(single == name)
         expected += list(mine[split_train_val(len(mine), 0.2, rng_plain)[1]])
     assert np.array_equal(keyed[1], np.sort(expected))
+
+
+def test_a_ruling_leaves_each_persons_own_answers_to_the_personal_model(team):
+    # a ruling settles what the pooled kinds train on; a person's taste is still what they said
+    studio, _ = team
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, "team")
+        labels = repo.comparisons(session, project.id)
+        ruled = next(iter(repo.query_ids_by_pair(session, project.id).values()))
+    n = len(labels)
+    agreement.adjudicate(studio, "team", ruled, "a")
+    try:
+        result = train_reward_model(studio, "team", "personal", seed=0)
+        assert result.metrics["n_labels"] == n  # none dropped for the ruling
+    finally:
+        agreement.adjudicate(studio, "team", ruled, None)
 
 
 def test_cli_trains_scores_per_annotator_and_refuses_a_lone_annotator(team, tmp_path):

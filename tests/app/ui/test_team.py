@@ -5,15 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from _labeling import answer_button
 from streamlit.testing.v1 import AppTest
 
 from app.config import Settings, Studio
 from app.services import accounts, agreement, projects, synthetic, text_data
+from app.ui import auth
 from db import repo
 from db.engine import session_scope
 
 UI = Path(__file__).resolve().parents[3] / "app" / "ui"
 MAIN, HOME, TEAM, TRAIN = UI / "main.py", UI / "views" / "home.py", UI / "views" / "team.py", UI / "views" / "train.py"
+LABEL = UI / "views" / "label.py"
 TIMEOUT = 60
 
 
@@ -130,3 +133,40 @@ def test_served_to_other_machines_without_accounts_no_page_is_served(team: Studi
     at = _run(MAIN)
     assert any("serves other machines and has no account" in _text(e) for e in at.error)
     assert not at.dataframe and not at.button
+
+
+def _labels_of(studio: Studio, name: str) -> int:
+    """How many labels ``name`` has given on project 'other'."""
+    with session_scope(studio.engine) as session:
+        labels = repo.comparisons(session, repo.get_project(session, "other").id)
+        names = repo.annotator_names(session, sorted({c.annotator_id for c in labels if c.annotator_id}))
+    return sum(1 for c in labels if names.get(c.annotator_id) == name)
+
+
+@pytest.mark.usefixtures("instant_answers")
+@pytest.mark.parametrize("ending", ["removed", "password reset", "logged out"])
+def test_an_open_labeling_page_stores_nothing_once_its_login_has_ended(team: Studio, ending: str) -> None:
+    # an answer reruns only the labeling panel, not the page that checked the login: the
+    # panel must ask again, or a removed account's open tab would go on storing labels
+    accounts.add_user(team, "root", "admin")  # the studio keeps accounts when cy's is removed
+    one_time = accounts.add_user(team, "cy", "annotator", ["other"]).password
+    token = accounts.login(team, "cy", one_time, delay=0).token
+    accounts.change_password(team, token, one_time, "cy's own password")
+    at = _run(LABEL, session=token, project="other")
+    answer_button(at, "left").click().run()
+    assert any("Saved: left better" in c.value for c in at.caption), [c.value for c in at.caption]
+    assert _labels_of(team, "cy") == 1
+    if ending == "removed":
+        accounts.remove_user(team, "cy")
+    elif ending == "password reset":
+        accounts.reset_password(team, "cy")
+    else:
+        accounts.logout(team, token)
+    on_screen = at.session_state["pair"].query_id
+    answer_button(at, "right").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _labels_of(team, "cy") == 1  # nothing more stored
+    assert not any("Saved" in c.value for c in at.caption)
+    assert "pair" not in at.session_state or at.session_state["pair"].query_id != on_screen
+    assert at.session_state["login_error"] == auth.SESSION_ENDED  # what the login page will say
+    assert any("Log in first" in _text(i) for i in at.info)

@@ -183,6 +183,28 @@ def test_with_two_labels_per_pair_half_answered_pairs_are_finished_before_new_on
     assert answered[first.query_id] == 2 and answered[got_b[2]] == 1
 
 
+def test_a_pair_an_admin_ruled_on_is_served_no_more(store):
+    # three answers per pair; after two disagree, a ruling settles the pair: the third
+    # annotator's effort goes to a pair training still needs, not to one it will ignore
+    pid = seed_project(store, n_queries=4, labels_per_query=3)
+    a, b, c = (_annotator(store, n) for n in "abc")
+    first = _claim(store, pid, a)
+    _label(store, first, a, Choice.left)
+    again = _claim(store, pid, b)
+    assert again.query_id == first.query_id  # half-finished pairs first
+    _label(store, again, b, Choice.right if again.swapped == first.swapped else Choice.left)
+    assert _claim(store, pid, c, seed=1).query_id == first.query_id  # before the ruling: c gets it
+    with session_scope(store, write=True) as session:
+        session.execute(update(Claim).values(expires_at=Claim.expires_at - timedelta(days=1)))
+        repo.adjudicate(session, pid, first.query_id, 1.0, None)
+    served = _claim(store, pid, c, seed=2)
+    assert served is not None and served.query_id != first.query_id
+    with session_scope(store, write=True) as session:
+        repo.adjudicate(session, pid, first.query_id, None, None)  # ruling withdrawn: open again
+        session.execute(update(Claim).values(expires_at=Claim.expires_at - timedelta(days=1)))
+    assert _claim(store, pid, c, seed=3).query_id == first.query_id
+
+
 def test_gold_pairs_are_mixed_in_at_the_gold_rate_and_each_annotator_answers_each_once(store):
     pid = seed_project(store, n_items=12, n_queries=40)
     with session_scope(store, write=True) as session:

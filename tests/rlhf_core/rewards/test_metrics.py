@@ -49,3 +49,16 @@ def test_held_out_accuracy_comes_with_its_pair_count_and_wilson_interval():
     empty = held_out_metrics(np.zeros(0), np.zeros(0))
     assert empty["val_accuracy"] is None and empty["val_pairs"] == 0 and empty["val_accuracy_ci95"] is None
     assert empty["log_loss"] is None
+
+
+def test_two_answers_to_one_pair_count_as_one_pair_in_the_interval():
+    # the 10 pairs above, each answered by two annotators (one tie stays a tie): the accuracy
+    # is the same, but 20 labels on 10 pairs are not 20 independent trials of the model
+    p = np.repeat([0.9, 0.8, 0.7, 0.6, 0.9, 0.8, 0.7, 0.6, 0.2, 0.1, 0.5], 2)
+    pref = np.repeat([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0.5], 2)
+    keys = np.repeat(np.arange(11), 2).tolist()
+    m = held_out_metrics(p, pref, keys)
+    assert m["val_accuracy"] == pytest.approx(0.8) and m["val_pairs"] == 10 and m["val_labels"] == 20
+    assert m["val_accuracy_ci95"] == pytest.approx([0.4902, 0.9433], abs=1e-4)  # as 8 of 10
+    unkeyed = held_out_metrics(p, pref)  # counted as labels, the interval would be narrower
+    assert unkeyed["val_pairs"] == 20 and unkeyed["val_accuracy_ci95"][0] > 0.58
