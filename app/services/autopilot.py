@@ -41,13 +41,14 @@ def set_autopilot(studio: Studio, project_name: str, every: int | None) -> None:
 
 
 def labels_since_round(studio: Studio, project_name: str) -> tuple[int, int | None]:
-    """(labels that prefer a side since the active reward model was trained, the autopilot's
-    interval or None)."""
+    """(labels that prefer a side given since the active reward model was trained, the
+    autopilot's interval or None). Counted by time, not as the labels now minus the model's
+    label count: rulings (one per pair) and left-out annotators make that count differ for good."""
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         active = repo.active_reward_model(session, project.id)
-        total = repo.comparison_count(session, project.id)
-        return total - (active.label_count if active is not None else 0), autopilot_every(project)
+        since = repo.comparison_count(session, project.id, since=None if active is None else active.created_at)
+        return since, autopilot_every(project)
 
 
 def autopilot_due(studio: Studio, project_name: str) -> bool:

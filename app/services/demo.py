@@ -24,7 +24,7 @@ from app.services.clips import worker_pool
 from app.services.episodes import render_pair_clips, store_episode
 from db import names, repo
 from db.engine import session_scope
-from db.models import ProjectKind
+from db.models import Project, ProjectKind
 from db.repo import NewTrajectory
 from rlhf_core.envs.behaviours import behaviour_mix
 from rlhf_core.envs.episodes import choose_segment_starts, rollout
@@ -95,6 +95,7 @@ def create_demo_project(
     with session_scope(studio.engine) as session:
         existing = repo.find_project(session, name)
         if existing is not None:
+            _check_same_demo(existing, env_id)
             return DemoResult(name, False, repo.project_counts(session, existing.id))
 
     info = env_info(env_id)
@@ -108,7 +109,8 @@ def create_demo_project(
         pairs = _sample_pairs(len(frames), n_queries, rng)
         render_pair_clips(studio, [(frames[a], frames[b]) for a, b in pairs], info.render_fps, workers, on_progress)
         with session_scope(studio.engine, write=True) as session:
-            if repo.find_project(session, name) is not None:  # created concurrently
+            if repo.find_project(session, name) is not None:  # created concurrently: this one's files go
+                shutil.rmtree(folder, ignore_errors=True)
                 return DemoResult(name, False, repo.project_counts(session, repo.get_project(session, name).id))
             project = repo.create_project(
                 session,
@@ -125,6 +127,19 @@ def create_demo_project(
         shutil.rmtree(folder, ignore_errors=True)
         raise
     return DemoResult(name, True, counts)
+
+
+def _check_same_demo(project: Project, env_id: str) -> None:
+    """A demo asked for under an existing project's name adds nothing; where that project is
+    not a clip project of the same environment, saying "already exists" would hide that the
+    demo asked for does not exist: refuse, naming what is there."""
+    if project.kind is ProjectKind.trajectory and project.env_id == env_id:
+        return
+    there = "text pairs" if project.kind is ProjectKind.text else f"clips of {project.env_id}"
+    raise InvalidInputError(
+        f"project {project.name!r} already exists and holds {there}, not clips of {env_id}; "
+        f"give the demo another name (--project NEW)"
+    )
 
 
 @dataclass(frozen=True)

@@ -138,11 +138,17 @@ def _loop_round(
 ) -> dict[str, Any]:
     from app.services.loop import run_round
 
+    number, seed = params.get("round"), params.get("seed")
+    if number is None or seed is None:  # the autopilot's rounds: numbered, and seeded, by the policies so far
+        with session_scope(studio.engine) as session:
+            before = len(repo.policies(session, repo.get_project(session, params["project"]).id))
+        number = before + 1 if number is None else number
+        seed = before if seed is None else seed  # each round rolls out other episodes for its clips
     result = run_round(
         studio,
         params["project"],
-        number=int(params.get("round", 1)),
-        seed=int(params.get("seed", 0)),
+        number=int(number),
+        seed=int(seed),
         steps=params.get("steps"),
         on_progress=progress,
         should_stop=should_stop,
@@ -345,7 +351,14 @@ def cancel(studio: Studio, job_id: int) -> None:
 
 
 #: Share of a job's progress bar each stage fills, so the bar only moves forward.
-STAGE_SPANS = {"load": (0.0, 0.1), "fit": (0.1, 0.9), "train": (0.1, 0.9), "evaluate": (0.9, 1.0)}
+STAGE_SPANS = {
+    "load": (0.0, 0.1),
+    "fit": (0.1, 0.9),
+    "train": (0.1, 0.9),
+    "evaluate": (0.9, 1.0),
+    "rollouts": (0.0, 0.5),  # the policy's clips: its episodes, then the clips rendered from them
+    "clips": (0.5, 1.0),
+}
 #: A loop round's parts ("reward fit", "policy train", "clips render"): each stage's span inside its part's.
 ROUND_SPANS = {"reward": (0.0, 0.25), "policy": (0.25, 0.9), "clips": (0.9, 1.0)}
 HEARTBEAT_EVERY_S = 10.0

@@ -85,6 +85,9 @@ def run_round(
         before = repo.active_reward_model(session, project.id)
         previous = None if before is None else before.version
         priorities = {q.id: q.priority for q in repo.unlabeled_queries(session, project.id)}  # a new model reorders
+    if job_id is not None:  # should the worker die midway, the expiry puts this version back
+        with session_scope(studio.engine, write=True) as session:
+            repo.note_reward_before(session, job_id, previous)
     reward = train_reward_model(
         studio,
         project_name,
@@ -98,7 +101,7 @@ def run_round(
         policy = train_policy(
             studio,
             project_name,
-            "active",
+            str(reward.version),  # this round's model, even if another job activated a newer one meanwhile
             seed=seed,
             steps=steps,
             warm_start="previous" if warm_start else None,
@@ -116,6 +119,8 @@ def run_round(
             episodes=ROLLOUT_EPISODES,
             seed=seed,
             on_progress=lambda stage, done, total: progress(f"clips {stage}", done, total),
+            should_stop=stop,
+            job_id=job_id,
         )
     except BaseException:
         _withdraw_round(studio, project, reward.version, previous, policy_version, priorities)
@@ -146,10 +151,12 @@ def _withdraw_round(
     """Undo a round's reward model (and the order it gave the pending pairs) and its policy (its
     clips are queued last, in one transaction: they never need undoing)."""
     with session_scope(studio.engine, write=True) as session:
-        paths = [repo.withdraw_reward_model(session, project.id, version, previous)]
+        path, was_active = repo.withdraw_reward_model(session, project.id, version, previous)
+        paths = [path]
         if policy_version is not None:
             paths.append(repo.withdraw_policy(session, project.id, policy_version))
-        repo.restore_query_priorities(session, priorities)
+        if was_active:  # else another job's newer model ordered the pairs since: its order stands
+            repo.restore_query_priorities(session, priorities)
     for path in paths:
         shutil.rmtree(studio.path(path), ignore_errors=True)
 

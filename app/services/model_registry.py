@@ -148,6 +148,17 @@ def fit_and_register(
     return TrainResult(version, kind, metrics)
 
 
+def require_job_running(session: Any, job_id: int | None) -> None:  # a db Session
+    """Inside a registering transaction: refuse to register the work of a job that no longer
+    runs (cancelled, or declared dead while its worker was stalled), so the project never
+    changes after the job's row says it did not."""
+    if job_id is not None and not repo.may_register(session, job_id):
+        raise TrainingCancelledError(
+            f"job #{job_id} is no longer running (cancelled, or declared dead when its worker stopped "
+            "reporting): what it made is not registered"
+        )
+
+
 def register_version(
     studio: Studio,
     project_id: int,
@@ -164,6 +175,7 @@ def register_version(
     the process's model cache, so the next prediction need not load it again."""
     with staged_folder(studio.settings.data_dir / "models" / f"project-{project_id}", model.save) as folder:
         with session_scope(studio.engine, write=True) as session:
+            require_job_running(session, job_id)
             record = repo.register_reward_model(
                 session,
                 project_id,

@@ -29,13 +29,13 @@ from app.services.artifacts import staged_folder
 from app.services.clip_data import project_data
 from app.services.clips import render_clips
 from app.services.episodes import both_orders, store_episode
-from app.services.model_registry import StageProgress, TrainingError, load_model
+from app.services.model_registry import StageProgress, TrainingError, load_model, require_job_running
 from db import repo
 from db.engine import session_scope
 from db.models import PolicyRecord, Project, RewardModelRecord
 from db.repo import NewTrajectory
 from rlhf_core.backbones.registry import canonical_name, get_encoder
-from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.callbacks import StopFn, TrainingCancelledError
 from rlhf_core.envs.behaviours import Behaviour, random_action
 from rlhf_core.envs.clips import side_by_side_gif
 from rlhf_core.envs.episodes import (
@@ -310,6 +310,7 @@ def train_policy(
         lambda tmp: agent.save(tmp, {"env_id": env_id, "encoder": encoder_name, "absorbing_reward": absorbing}),
     ) as folder:
         with session_scope(studio.engine, write=True) as session:
+            require_job_running(session, job_id)
             saved = repo.register_policy(
                 session,
                 project.id,
@@ -357,10 +358,16 @@ def _previous_policies(records: list[PolicyRecord], encoder: str | None) -> list
 def _start_weights(studio: Studio, start: PolicyRecord, agent: DQNAgent, encoder: str | None) -> dict[str, Any]:
     """A checkpoint's online network, checked to fit ``agent`` (a DQN on the same encoder, same network shape)."""
     folder = studio.path(start.path)
-    if is_sb3_checkpoint(folder) or start.encoder != encoder:
+    if is_sb3_checkpoint(folder):
+        algo = (start.config or {}).get("algo", "an SB3 algorithm")
         raise TrainingError(
-            f"policy v{start.version} cannot start this run: it is not a DQN on the encoder {encoder!r}; "
-            "train from scratch (no --warm-start)"
+            f"policy v{start.version} is a {algo.upper()} policy and cannot start a DQN; train from scratch "
+            "(--warm-start none, or untick 'Continue from the last policy' on the Policy page)"
+        )
+    if start.encoder != encoder:
+        raise TrainingError(
+            f"policy v{start.version} was trained on the encoder {start.encoder or 'of vectors'}, this run uses "
+            f"{encoder or 'vectors'}; choose that encoder, or train from scratch (--warm-start none)"
         )
     try:
         state = DQNAgent.saved_network(folder)
@@ -369,7 +376,8 @@ def _start_weights(studio: Studio, start: PolicyRecord, agent: DQNAgent, encoder
     mine = agent.q.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
         raise TrainingError(
-            f"policy v{start.version}'s network has another shape than this run's; train from scratch (no --warm-start)"
+            f"policy v{start.version}'s network has another shape than this run's; "
+            "train from scratch (--warm-start none)"
         )
     return state
 
@@ -524,12 +532,16 @@ def rollouts_to_queries(
     epsilon: float = 0.05,
     seed: int | None = None,
     on_progress: StageProgress | None = None,
+    should_stop: StopFn | None = None,
+    job_id: int | None = None,
 ) -> NewQueries:
     """Turn a checkpoint's fresh rollouts into clips and new pairs, served before older ones.
 
     Each new segment is paired with another new one and with existing segments of the
     project, so the reward model learns how the policy's behaviour compares with what people
-    already judged. Files first, rows in one transaction: a failure adds nothing.
+    already judged. Files first, rows in one transaction: a failure or a stop (``should_stop``,
+    asked after each episode and before the rows are written) adds nothing, nor does the
+    job ``job_id`` once it no longer runs.
     """
     if episodes < 1 or pairs_per_segment < 1:
         raise InvalidInputError("episodes and pairs_per_segment must be at least 1")
@@ -555,6 +567,8 @@ def rollouts_to_queries(
             # Frame files are named after the batch: a batch-unique stem never reuses an old clip's name.
             rows.append(store_episode(ep, folder, studio.settings.data_dir, f"{batch}_{k:05d}", starts, length))
             progress("rollouts", k + 1, episodes)
+            if should_stop is not None and should_stop():
+                raise TrainingCancelledError("stopped while rolling out the policy's clips")
         new_frames = [seg.clip_file for row in rows for seg in row.segments]
         pairs = _pairs_for(len(new_frames), len(existing), pairs_per_segment, rng)
 
@@ -567,7 +581,10 @@ def rollouts_to_queries(
         jobs = both_orders(studio, clip_pairs, info.render_fps)
         rendered = [job.out for job in jobs]  # known before rendering: a failure removes them all
         render_clips(jobs, 1, progress)
+        if should_stop is not None and should_stop():
+            raise TrainingCancelledError("stopped before the policy's clips were queued")
         with session_scope(studio.engine, write=True) as session:
+            require_job_running(session, job_id)
             new_ids = [i for ids in repo.add_trajectories(session, project.id, rows) for i in ids]
 
             def id_of(key: int) -> int:

@@ -211,6 +211,15 @@ def _folder_rows(folder: Path) -> Iterator[dict[str, Any]]:
             loaded = datasets.load_dataset(builders.pop(), data_files=[str(p) for p in files], split="train")
     except (FileNotFoundError, ValueError) as exc:
         raise ImportFileError(folder.name, [f"{folder} could not be read as a dataset: {exc}"]) from exc
+    except datasets.exceptions.DatasetGenerationError as exc:  # a malformed file in the folder
+        cause = exc.__cause__ or exc
+        raise ImportFileError(
+            folder.name,
+            [
+                f"{folder} could not be read as a dataset ({type(cause).__name__}: {cause}); import a JSON Lines "
+                "file on its own (rlhf import FILE.jsonl) to have its bad line named"
+            ],
+        ) from exc
     if isinstance(loaded, datasets.DatasetDict):
         if "train" not in loaded and len(loaded) != 1:
             raise ImportFileError(

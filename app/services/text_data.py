@@ -310,6 +310,11 @@ def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: st
         yield from ((0, None, p) for p in failure)
         return
     header = [h.strip() for h in first]
+    twice = sorted({h for h in header if h and header.count(h) > 1})
+    if twice:
+        names = ", ".join(repr(h) for h in twice)
+        yield 1, None, f"line 1 of {source}: the header names the column(s) {names} more than once; keep one of each"
+        return
     layout, problem = _layout(header, 1, source)
     if layout is not None:
         absent = [name for name in LAYOUT_FIELDS[layout] if name not in header]
@@ -426,6 +431,8 @@ def _check_record(
                 f"{where} holds a lone surrogate ({ascii(record[name][at])} at character {at + 1}), which is not "
                 "text; fix the \\u escape (a character above U+FFFF is written as a pair, e.g. \\ud83d\\ude00)"
             )
+        elif (nul := record[name].find("\x00")) >= 0:  # PostgreSQL's text cannot hold it; no text needs it
+            problems.append(f"{where} holds a NUL character (U+0000 at character {nul + 1}); remove it")
     if problems:
         return None, problems
     prompt, first, second = (record[name] for name in fields)

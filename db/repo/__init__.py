@@ -120,6 +120,12 @@ from db.repo.jobs import (
     live_workers as live_workers,
 )
 from db.repo.jobs import (
+    may_register as may_register,
+)
+from db.repo.jobs import (
+    note_reward_before as note_reward_before,
+)
+from db.repo.jobs import (
     queued_jobs as queued_jobs,
 )
 from db.repo.jobs import (

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.engine import serialize
-from db.models import Job, JobStatus, Worker, as_utc, utcnow
+from db.models import Job, JobStatus, RewardModelRecord, Worker, as_utc, utcnow
 
 #: A running job whose worker has not beaten for this long, or a queued one that no worker
 #: took for this long, is declared dead (failed) when next looked at.
@@ -136,6 +136,54 @@ def finish_job(
     return status
 
 
+def may_register(session: Session, job_id: int) -> bool:
+    """Whether a job may still register what it made (a model, a checkpoint, pairs): it is
+    running and nobody asked it to stop. A worker declared dead (no heartbeat: suspended,
+    stalled) that wakes up, or one whose job was cancelled, must not change the project
+    after the job's row says it did not."""
+    job = session.get(Job, job_id)
+    return job is not None and job.status is JobStatus.running and not job.cancel_requested
+
+
+def note_reward_before(session: Session, job_id: int, version: int | None) -> None:
+    """Record which reward model version was active when a job started that registers one
+    midway (a loop round): if its worker dies before the job ends, the expiry sets the job's
+    model aside and makes this version active again (:func:`expire_stale_jobs`)."""
+    job = session.get(Job, job_id)
+    if job is not None:
+        job.result = {**(job.result or {}), "reward_before": version}
+
+
+def _set_aside_reward_models(session: Session, job: Job) -> str:
+    """What a dead job's reward models become, in words: a job that noted the version active
+    before it (:func:`note_reward_before`) has its active model set aside (kept, inactive)
+    and that version made active again; models of other jobs are kept."""
+    made = list(
+        session.scalars(
+            select(RewardModelRecord).where(RewardModelRecord.job_id == job.id).order_by(RewardModelRecord.version)
+        )
+    )
+    if not made:
+        return "the active model is unchanged"
+    versions = ", ".join(str(r.version) for r in made)
+    before = (job.result or {}).get("reward_before", False)
+    active = [r for r in made if r.active]
+    if before is False or not active:  # a job that registers only at its end: its model is whole
+        return f"reward model version {versions} it registered is kept"
+    for record in active:
+        record.active = False
+    if before is not None:
+        previous = session.scalar(
+            select(RewardModelRecord).where(
+                RewardModelRecord.project_id == job.project_id, RewardModelRecord.version == before
+            )
+        )
+        if previous is not None:
+            previous.active = True
+            return f"the round's reward model (version {versions}) was set aside; version {before} is active again"
+    return f"the round's reward model (version {versions}) was set aside; no model is active"
+
+
 def is_stale(job: Job, workers_alive: bool = False) -> bool:
     """An active job whose worker stopped beating (running), or a queued one that waited
     ``STALE_AFTER`` while no worker was alive to take it (``workers_alive`` False)."""
@@ -167,7 +215,8 @@ def expire_stale_jobs(session: Session) -> None:
             continue
         if job.status is JobStatus.running:
             job.error = (
-                "the worker process stopped without finishing (crashed or killed); the active model is unchanged"
+                "the worker process stopped without finishing (crashed or killed); "
+                f"{_set_aside_reward_models(session, job)}"
             )
         else:
             job.error = (

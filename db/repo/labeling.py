@@ -509,16 +509,17 @@ def gold_count(session: Session, project_id: int) -> int:
     )
 
 
-def comparison_count(session: Session, project_id: int) -> int:
-    """How many labels of a project carry a preference (what :func:`comparisons` lists)."""
-    return int(
-        session.scalar(
-            select(func.count(Label.id))
-            .join(Query, Query.id == Label.query_id)
-            .where(Query.project_id == project_id, Label.pref.is_not(None))
-        )
-        or 0
+def comparison_count(session: Session, project_id: int, *, since: datetime | None = None) -> int:
+    """How many labels of a project carry a preference (what :func:`comparisons` lists, before
+    rulings merge a pair's labels); ``since``: only those given after that moment."""
+    stmt = (
+        select(func.count(Label.id))
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id, Label.pref.is_not(None))
     )
+    if since is not None:
+        stmt = stmt.where(Label.answered_at > since)
+    return int(session.scalar(stmt) or 0)
 
 
 def pending_queries(session: Session, project_id: int, annotator_id: int, limit: int) -> list[Query]:

@@ -76,16 +76,18 @@ def reward_model_by_version(session: Session, project_id: int, version: int) -> 
     return record
 
 
-def withdraw_reward_model(session: Session, project_id: int, version: int, reactivate: int | None) -> str:
-    """Delete reward model ``version`` (a round that did not finish) and make version
-    ``reactivate`` active again (None: no model is active). Returns the deleted model's path."""
+def withdraw_reward_model(session: Session, project_id: int, version: int, reactivate: int | None) -> tuple[str, bool]:
+    """Delete reward model ``version`` (a round that did not finish); where it was the active
+    one, make version ``reactivate`` active again (None: no model is active). A newer model
+    that another job made active meanwhile stays active. Returns the deleted model's path and
+    whether it was the active one."""
     record = reward_model_by_version(session, project_id, version)
-    path = record.path
+    path, was_active = record.path, bool(record.active)
     session.delete(record)
     session.flush()
-    if reactivate is not None:
+    if was_active and reactivate is not None:
         activate_reward_model(session, project_id, reactivate)
-    return path
+    return path, was_active
 
 
 def policies(session: Session, project_id: int) -> list[PolicyRecord]:
@@ -106,8 +108,13 @@ def get_policy(session: Session, project_id: int, version: int | None = None) ->
         stmt = stmt.where(PolicyRecord.version == version)
     record = session.scalars(stmt).first()
     if record is None:
-        what = "no policy yet" if version is None else f"no policy version {version}"
-        raise NotFoundError(f"{what} in this project; train one with `rlhf train-policy` or on the Policy page")
+        if version is None:
+            raise NotFoundError(
+                "no policy yet in this project; train one with `rlhf train-policy` or on the Policy page"
+            )
+        known = sorted(session.scalars(select(PolicyRecord.version).where(PolicyRecord.project_id == project_id)))
+        have = f"its versions are {', '.join(map(str, known))}" if known else "it has none yet"
+        raise NotFoundError(f"no policy version {version} in this project ({have})")
     return record
 
 

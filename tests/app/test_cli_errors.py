@@ -359,8 +359,12 @@ GOOD = [
             b'{"prompt": "q", "chosen": "a\xed\xa0\x80b", "rejected": "c"}',
             "line 3 of pairs.jsonl: not UTF-8 text (byte ",
         ),
+        (  # SQLite would store it; PostgreSQL cannot: refused on both, with the line
+            b'{"prompt": "q", "chosen": "a\\u0000b", "rejected": "c"}',
+            "line 3 of pairs.jsonl: field 'chosen' holds a NUL character (U+0000 at character 2); remove it",
+        ),
     ],
-    ids=["nested-too-deeply", "lone-surrogate-escape", "invalid-utf8"],
+    ids=["nested-too-deeply", "lone-surrogate-escape", "invalid-utf8", "nul-character"],
 )
 def test_a_bad_line_of_an_import_file_is_named_and_nothing_is_imported(store: Path, line3: bytes, problem: str) -> None:
     first = store.parent / "first.jsonl"

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.config import Settings, Studio
-from app.services import agreement
+from app.services import agreement, autopilot
 from db import repo
 from db.engine import session_scope
 from db.models import Choice, Item, Label, Project, ProjectKind, Query
@@ -136,6 +136,27 @@ def test_a_ruling_replaces_a_pairs_labels_in_training(tmp_path):
     agreement.adjudicate(studio, "team", query_id, None)
     with session_scope(studio.engine) as session:
         assert len(repo.comparisons(session, project.id)) == 4
+
+
+def test_labels_since_the_active_model_ignore_how_rulings_merged_its_count(tmp_path):
+    # a model trained after a ruling counts 3 comparisons for 4 labels: the autopilot must
+    # not read the difference as a new label, forever
+    studio = _table(tmp_path, {"u1": "AB", "u2": "BB"})
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, "team")
+        query_id = min(repo.query_ids_by_pair(session, project.id).values())
+    agreement.adjudicate(studio, "team", query_id, "a")
+    with session_scope(studio.engine, write=True) as session:
+        trained_on = repo.comparisons(session, project.id)
+        repo.register_reward_model(
+            session, project.id, kind="bt", config={}, label_count=len(trained_on), label_hash="h", metrics={}, path="m"
+        )
+    assert len(trained_on) == 3
+    assert autopilot.labels_since_round(studio, "team")[0] == 0
+    with session_scope(studio.engine, write=True) as session:
+        session.add(Label(query_id=query_id, annotator_id=repo.get_or_create_annotator(session, "u3").id,
+                          choice=Choice.left, pref=1.0, swapped=False))  # fmt: skip
+    assert autopilot.labels_since_round(studio, "team")[0] == 1
 
 
 def test_agreement_command_prints_table_and_json(tmp_path):

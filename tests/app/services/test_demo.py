@@ -9,10 +9,11 @@ import pytest
 from sqlalchemy import select
 
 from app.config import Settings, Studio
-from app.services import clips, demo
+from app.services import clips, demo, text_data
 from db.engine import session_scope
 from db.models import Item, Project, Query, Trajectory
 from rlhf_core.envs.episodes import load_episode, load_npz
+from rlhf_core.errors import InvalidInputError
 
 
 @pytest.mark.slow  # renders a 40-clip demo
@@ -78,3 +79,15 @@ def test_a_failure_while_rendering_leaves_no_project_and_no_files(tmp_path, monk
 def test_sampled_pairs_are_distinct_and_ordered():
     pairs = demo._sample_pairs(6, 15, np.random.default_rng(0))
     assert len(set(pairs)) == 15 and all(a < b for a, b in pairs)
+
+
+def test_a_demo_under_the_name_of_a_project_of_another_kind_or_room_is_refused(tmp_path):
+    studio = Studio(Settings.from_env(tmp_path))
+    demo.create_demo_project(studio, "p", "CartPole-v1", n_segments=3, n_queries=2, workers=1)
+    again = demo.create_demo_project(studio, "p", "CartPole-v1", n_segments=3, n_queries=2, workers=1)
+    assert not again.created and again.counts.items == 3  # the same demo: nothing added, as before
+    with pytest.raises(InvalidInputError, match="'p' already exists and holds clips of CartPole-v1, not clips of "):
+        demo.create_demo_project(studio, "p", n_segments=3, n_queries=2, workers=1)
+    text_data.create_team_demo(studio, "words", pairs=4)
+    with pytest.raises(InvalidInputError, match="holds text pairs.*--project NEW"):
+        demo.create_demo_project(studio, "words", "CartPole-v1", n_segments=3, n_queries=2, workers=1)

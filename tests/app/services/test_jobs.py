@@ -155,6 +155,29 @@ def test_cancel_requested_while_evaluating_still_cancels(data: Path, monkeypatch
     assert cp.model_folders(data) == []
 
 
+def test_a_job_declared_dead_while_its_worker_stalled_registers_nothing(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the worker stops reporting (suspended, stalled) for longer than STALE_AFTER: the page
+    # declares the job dead ("the active model is unchanged"); when the worker wakes up and
+    # finishes, its model must not appear after all
+    studio = cp.studio_for(data)
+    job_id = jobs.submit(studio, _project_id(studio), "train-reward", PARAMS, spawn=False)
+    original = jobs._Reporter.progress
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "evaluate" and done == 1:  # evaluated; the next step registers the model
+            with session_scope(studio.engine, write=True) as session:
+                session.get(Job, job_id).heartbeat_at = utcnow() - repo.STALE_AFTER - timedelta(seconds=1)
+                repo.expire_stale_jobs(session)
+        original(self, stage, done, total)
+
+    monkeypatch.setattr(jobs._Reporter, "progress", progress)
+    assert jobs.run(studio, job_id) is JobStatus.failed
+    assert "stopped without finishing" in jobs.get(studio, job_id).error
+    assert _versions(data) == [] and cp.model_folders(data) == []
+
+
 @pytest.mark.slow
 def test_handler_exception_fails_the_job_and_keeps_the_active_model(
     data: Path, monkeypatch: pytest.MonkeyPatch
@@ -273,6 +296,33 @@ def test_worker_process_runs_the_job_end_to_end(data: Path, tmp_path: Path, monk
     [(worker_pid,)] = cp.rows(data, "SELECT pid FROM job WHERE id = ?", job_id)
     assert worker_pid is not None and worker_pid != os.getpid()
     assert list(elsewhere.iterdir()) == []  # nothing written to ./data of the current folder
+
+
+@pytest.mark.slow
+def test_a_worker_the_app_started_withdraws_a_round_on_sigterm(data: Path) -> None:
+    # the app's workers (python -m app.jobs) are stopped with SIGTERM when the app stops: the
+    # round must be withdrawn and the job failed, as for Ctrl-C, not left half done
+    import subprocess
+    import sys
+
+    studio = cp.studio_for(data)
+    train_reward_model(studio, cp.PROJECT, "bt")
+    before = _versions(data)
+    job_id = jobs.submit(studio, _project_id(studio), "loop-round", {"project": cp.PROJECT}, spawn=False)
+    child = (  # the worker is sent SIGTERM once the round's reward model is registered
+        "import os, signal, sys\n"
+        "import app.services.loop as loop\n"
+        "loop.train_policy = lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "from app.jobs import main\n"
+        f"sys.argv = ['app.jobs', '{job_id}']\n"
+        "main()\n"
+    )
+    env = {**os.environ, **studio.settings.as_env()}
+    done = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "stopped by a signal" in done.stderr, done.stderr[-2000:]
+    view = jobs.get(studio, job_id)
+    assert view.status is JobStatus.failed and "the worker was stopped" in view.error
+    assert _versions(data) == before  # the round's reward model was withdrawn
 
 
 @pytest.mark.slow

@@ -197,6 +197,8 @@ def test_a_round_retrains_both_and_queues_the_new_policys_clips(data: Path) -> N
     assert _rows(data, "SELECT count(*) FROM query WHERE method = 'policy'") == [(result.new_pairs,)]
     assert {s.split()[0] for s in stages} == {"reward", "policy", "clips"}
     assert jobs.stage_span("reward fit")[1] <= jobs.stage_span("policy train")[0] < jobs.stage_span("clips render")[0]
+    assert jobs.stage_span("clips rollouts")[1] <= jobs.stage_span("clips clips")[0]  # the bar never goes back
+    assert [s for s in stages if s.startswith("clips")][-1] == "clips clips"
 
 
 @pytest.mark.parametrize("stop_in", ["policy", "clips"])
@@ -243,6 +245,7 @@ def test_autopilot_is_due_after_k_new_labels_and_runs_as_a_job(data: Path) -> No
     assert jobs.run(studio, job_id) is JobStatus.succeeded
     view = jobs.get(studio, job_id)
     assert view.progress == pytest.approx(1.0) and view.result is not None and view.result["labels"] == 45
+    assert view.result["round"] == 2  # numbered (and seeded) after the project's one policy so far
     assert not autopilot.autopilot_due(studio, PROJECT)  # the round used them
     off = runner.invoke(cli, ["--data-dir", str(data), "autopilot", "--project", PROJECT, "--off"])
     assert off.exit_code == 0 and autopilot.labels_since_round(studio, PROJECT)[1] is None
@@ -265,6 +268,26 @@ def test_a_cancelled_round_job_says_the_round_was_withdrawn(data: Path, monkeypa
     assert jobs.run(studio, job_id) is JobStatus.cancelled
     assert "round was withdrawn" in jobs.get(studio, job_id).message
     assert _store(data) == before
+
+
+def test_a_withdrawn_round_leaves_a_reward_model_trained_meanwhile_active(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the Train page's Retrain runs while an autopilot round trains its policy; the round is
+    # then cancelled: the newer model stays active, with the pair order it gave
+    studio = _studio(data)
+    versions: list[int] = []
+
+    def retrain_then_cancel(*args, **kwargs):
+        versions.append(train_reward_model(studio, PROJECT, "bt").version)
+        raise TrainingCancelledError("cancelled")
+
+    monkeypatch.setattr(loop, "train_policy", retrain_then_cancel)
+    with pytest.raises(TrainingCancelledError):
+        loop.run_round(studio, PROJECT, seed=2, steps=STEPS)
+    newer = versions[0]
+    assert _rows(data, "SELECT version FROM reward_model WHERE active") == [(newer,)]
+    assert (newer - 1,) not in _rows(data, "SELECT version FROM reward_model")  # the round's model is gone
 
 
 def _wait_for_jobs(data: Path, timeout: float = 180.0) -> None:

@@ -19,6 +19,7 @@ from app.services.model_registry import TrainingError
 from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
+from db.errors import NotFoundError
 from db.models import JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
 
@@ -188,8 +189,10 @@ def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(da
     older = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, warm_start="previous")
     assert older.metrics["warm_start"] == 2  # v4 has another shape, v3 no weights
     before = cp.rows(data, "SELECT count(*) FROM policy")
-    with pytest.raises(TrainingError, match="another shape"):
+    with pytest.raises(TrainingError, match="another shape.*--warm-start none"):
         policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, config={"hidden": (8,)}, warm_start=1)
+    with pytest.raises(NotFoundError, match=r"no policy version 99 in this project \(its versions are 1, 2, 3, 4"):
+        policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, warm_start=99)
     with pytest.raises(TrainingError, match="studio's DQN"):
         policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, algo="ppo", warm_start=1)
     assert cp.rows(data, "SELECT count(*) FROM policy") == before  # nothing registered by a refused start

@@ -126,6 +126,16 @@ def test_a_parquet_file_with_one_bad_row_imports_nothing(tmp_path: Path) -> None
     assert refused.exit_code != 0 and "is not a readable Parquet file" in refused.output
 
 
+def test_a_dataset_folder_with_a_malformed_json_lines_file_is_refused_clearly(tmp_path: Path) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "part-0.jsonl").write_text('{"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}\n{"prompt": oops}\n')
+    out = _rlhf(tmp_path / "data", "import", "--project", "t", str(folder))
+    assert out.exit_code == 1, out.output
+    assert "could not be read as a dataset" in out.output and "rlhf import FILE.jsonl" in out.output
+    assert "internal error" not in out.output
+
+
 def test_a_clip_project_exports_both_segments_of_every_answer_as_parquet(tmp_path: Path) -> None:
     data = cp.build(tmp_path / "data", n_segments=20, n_queries=30, oracle_labels=15)
     out = tmp_path / "clips.parquet"

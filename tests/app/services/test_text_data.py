@@ -258,6 +258,9 @@ def test_csv_lines_are_numbered_as_in_the_file_and_quoted_cells_may_span_lines(s
     assert _problems(studio, b"prompt,chosen\nq,a\nq,b\n", "prefs.csv") == [
         "line 1 of prefs.csv: the header lacks the column(s) 'rejected' (found: 'prompt', 'chosen')"
     ]
+    assert _problems(studio, b"prompt,response_a,response_b,response_a\nq,a,b,z\n", "twice.csv") == [
+        "line 1 of twice.csv: the header names the column(s) 'response_a' more than once; keep one of each"
+    ]  # one of the two cells would have been lost without a word
     assert _counts(studio)["query"] == 2
 
 

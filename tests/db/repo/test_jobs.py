@@ -55,6 +55,70 @@ def test_a_silent_worker_is_declared_dead_and_its_late_verdict_does_not_overwrit
         assert repo.finish_job(s, job_id, JobStatus.succeeded, {}, None, "done") is JobStatus.failed
 
 
+def _reward_model(s, project: int, job_id: int | None):
+    return repo.register_reward_model(
+        s, project, kind="bt", config={}, label_count=1, label_hash="h", metrics={}, path="m", job_id=job_id
+    )
+
+
+def _die(s, job_id: int) -> None:
+    s.get(Job, job_id).heartbeat_at = utcnow() - repo.STALE_AFTER - timedelta(seconds=1)
+
+
+def test_a_round_whose_worker_died_midway_gives_back_the_model_active_before_it(store):
+    # a loop round registers its reward model, then trains the policy; killed there (no
+    # Python left to undo it), the expiry sets the round's model aside and says so
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        _reward_model(s, project, None)  # version 1, active
+        job_id = repo.create_job(s, project, "loop-round", {}).id
+        repo.start_job(s, job_id, pid=1)
+        assert repo.may_register(s, job_id)
+        repo.note_reward_before(s, job_id, 1)
+        _reward_model(s, project, job_id)  # version 2, active
+        _die(s, job_id)
+    with session_scope(store, write=True) as s:
+        repo.expire_stale_jobs(s)
+    with session_scope(store) as s:
+        job = repo.get_job(s, job_id)
+        assert job.status is JobStatus.failed and not repo.may_register(s, job_id)
+        assert "(version 2) was set aside; version 1 is active again" in job.error
+        assert repo.active_reward_model(s, project).version == 1
+        assert [r.version for r in repo.reward_models(s, project)] == [2, 1]  # kept, inactive
+
+
+def test_a_dead_job_that_registers_at_its_end_keeps_its_model_and_says_so(store):
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        job_id = repo.create_job(s, project, "train-reward", {}).id
+        repo.start_job(s, job_id, pid=1)
+        _reward_model(s, project, job_id)  # registered, then killed before the job's row was finished
+        _die(s, job_id)
+        quiet = repo.create_job(s, project, "train-policy", {}).id
+        repo.start_job(s, quiet, pid=2)
+        _die(s, quiet)
+    with session_scope(store, write=True) as s:
+        repo.expire_stale_jobs(s)
+    with session_scope(store) as s:
+        assert "reward model version 1 it registered is kept" in repo.get_job(s, job_id).error
+        assert repo.active_reward_model(s, project).version == 1
+        assert repo.get_job(s, quiet).error.endswith("the active model is unchanged")
+
+
+def test_a_withdrawn_round_leaves_a_newer_model_of_another_job_active(store):
+    project = seed_project(store)
+    with session_scope(store, write=True) as s:
+        _reward_model(s, project, None)  # 1
+        _reward_model(s, project, None)  # 2: the round's
+        _reward_model(s, project, None)  # 3: a Retrain on the Train page meanwhile
+        assert repo.withdraw_reward_model(s, project, 2, 1) == ("m", False)
+    with session_scope(store, write=True) as s:
+        assert repo.active_reward_model(s, project).version == 3
+        assert repo.withdraw_reward_model(s, project, 3, 1) == ("m", True)  # the active one: 1 is back
+    with session_scope(store) as s:
+        assert repo.active_reward_model(s, project).version == 1
+
+
 def _claim_all(store, worker_id: int, taken: list, barrier) -> None:
     barrier.wait()
     while True:
