@@ -104,8 +104,8 @@ def _resolve_any_reward(session: Any, project: Project, reward: str) -> RewardMo
 
 def learned_reward(studio: Studio, project_name: str, reward: str = "active") -> LearnedReward:
     """A project's reward model (the active one, or a version number as a string) as the policies
-    see it: normalised on the project's labeled clips. Wrap an environment in it for another RL
-    library (``rlhf_core.rewards.wrapper``)."""
+    see it: normalised on the project's clips (the ones people label, the policy's among them).
+    Wrap an environment in it for another RL library (``rlhf_core.rewards.wrapper``)."""
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         record = _resolve_reward(session, project, reward)

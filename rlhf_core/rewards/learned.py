@@ -2,7 +2,7 @@
 
 Rewards for many transitions are computed in one call of the reward model (features of
 pixel observations come from the frozen encoder's cache). They are scaled by the spread of
-the model's rewards on reference segments (the labeled clips), so a policy sees rewards of
+the model's rewards on reference segments (the project's clips), so a policy sees rewards of
 unit scale whatever the model's. The absorbing state after a termination gets the model's
 own padding reward, normalised the same way; together with ``rlhf_core.policy.dqn``'s
 absorbing-state bootstrap this keeps the shift of normalisation from making episodes look

@@ -5,7 +5,7 @@ wraps a stable-baselines3 ``VecEnv`` and computes the rewards of all its environ
 in one call of the reward model. Both
 
 * normalise the model's rewards as the studio's DQN sees them (:class:`LearnedReward`:
-  unit spread on the labeled clips, centred on their mean, or on the absorbing state for a
+  unit spread on the project's clips, centred on their mean, or on the absorbing state for a
   potential reward);
 * treat a *true termination* as entering an absorbing state that keeps earning the model's
   own padding reward (people compared clips that continue past an episode's end): the last
@@ -17,7 +17,7 @@ in one call of the reward model. Both
   user has no true reward to train or select by).
 
 Five lines train stable-baselines3's PPO on a learned reward (``app.services.policies.
-learned_reward`` gives a project's reward model normalised on its labeled clips)::
+learned_reward`` gives a project's reward model normalised on its clips)::
 
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
@@ -46,7 +46,7 @@ DEFAULT_GAMMA = 0.99
 
 def load_learned_reward(folder: str | Path, reference: Any = None) -> LearnedReward:
     """The reward model saved in ``folder`` (any kind), normalised on ``reference`` segments when
-    given (the labeled clips; the studio's policies pass them); unnormalised otherwise."""
+    given (the project's clips; the studio's policies pass them); unnormalised otherwise."""
     from rlhf_core.rewards.models import load_reward_model
 
     return LearnedReward(load_reward_model(Path(folder)), reference=reference)
