@@ -301,29 +301,33 @@ def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: st
             yield text or ""
 
     reader = csv.reader(texts())
+    first: list[str] | None = []
     try:
-        first = next(reader, None)
+        while first is not None and not any(h.strip() for h in first):  # blank lines before the header
+            first = next(reader, None)
     except csv.Error as exc:
-        yield 1, None, f"line 1 of {source}: malformed CSV header ({exc})"
+        line = reader.line_num or 1
+        yield line, None, f"line {line} of {source}: malformed CSV header ({_csv_problem(exc)})"
         return
-    if first is None or not any(h.strip() for h in first):
+    if first is None:
         yield from ((0, None, p) for p in failure)
         return
+    at = reader.line_num
     header = [h.strip() for h in first]
     twice = sorted({h for h in header if h and header.count(h) > 1})
     if twice:
         names = ", ".join(repr(h) for h in twice)
-        yield 1, None, f"line 1 of {source}: the header names the column(s) {names} more than once; keep one of each"
+        yield at, None, f"line {at} of {source}: the header names the column(s) {names} more than once; keep one each"
         return
-    layout, problem = _layout(header, 1, source)
+    layout, problem = _layout(header, at, source)
     if layout is not None:
         absent = [name for name in LAYOUT_FIELDS[layout] if name not in header]
         if absent:
             names = ", ".join(repr(name) for name in absent)
             found = ", ".join(repr(name) for name in header)
-            problem = f"line 1 of {source}: the header lacks the column(s) {names} (found: {found})"
+            problem = f"line {at} of {source}: the header lacks the column(s) {names} (found: {found})"
     if problem is not None:
-        yield 1, None, problem
+        yield at, None, problem
         return
     start = reader.line_num + 1
     while True:
@@ -332,7 +336,8 @@ def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: st
         except StopIteration:
             break
         except csv.Error as exc:
-            yield start, None, f"line {start} of {source}: malformed CSV ({exc}); quote cells that hold line breaks"
+            problem = f"malformed CSV ({_csv_problem(exc)}); quote cells that hold line breaks"
+            yield start, None, f"line {start} of {source}: {problem}"
             break
         line, start = start, reader.line_num + 1
         if not any(cell.strip() for cell in row):
@@ -350,6 +355,13 @@ def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: st
         yield line, {name: cell for name, cell in zip(header, row, strict=False)}, None
     for problem in failure:
         yield 0, None, problem
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What the csv module's complaint means for the person who wrote the file."""
+    if "new-line character seen in unquoted field" in str(exc):
+        return "its lines end in a lone carriage return (CR); save the file with LF or CRLF line ends"
+    return str(exc)
 
 
 def _jsonl_records(lines: Iterator[tuple[int, str | None, str | None]], source: str) -> Iterator[_Record]:

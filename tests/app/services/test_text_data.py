@@ -259,9 +259,18 @@ def test_csv_lines_are_numbered_as_in_the_file_and_quoted_cells_may_span_lines(s
         "line 1 of prefs.csv: the header lacks the column(s) 'rejected' (found: 'prompt', 'chosen')"
     ]
     assert _problems(studio, b"prompt,response_a,response_b,response_a\nq,a,b,z\n", "twice.csv") == [
-        "line 1 of twice.csv: the header names the column(s) 'response_a' more than once; keep one of each"
+        "line 1 of twice.csv: the header names the column(s) 'response_a' more than once; keep one each"
     ]  # one of the two cells would have been lost without a word
+    assert _problems(studio, b"prompt,response_a,response_b\rq,a,b\rr,c,d\r", "mac.csv") == [
+        "line 1 of mac.csv: malformed CSV header (its lines end in a lone carriage return (CR); save the file "
+        "with LF or CRLF line ends)"
+    ]
+    assert _problems(studio, b"\nprompt,chosen\nq,a\n", "late.csv") == [
+        "line 2 of late.csv: the header lacks the column(s) 'rejected' (found: 'prompt', 'chosen')"
+    ]
     assert _counts(studio)["query"] == 2
+    blank_first = import_text_pairs(studio, "blank", b"\n\nprompt,response_a,response_b\nq,a,b\n", "blank.csv")
+    assert blank_first.lines == blank_first.pairs_added == 1  # blank lines before the header are skipped, as after it
 
 
 @pytest.mark.parametrize(
