@@ -17,8 +17,9 @@ from db.models import JobStatus
 
 
 def _stop(signum: int, frame: object) -> None:
-    """SIGTERM (the app stopping, a kill): stop as Ctrl-C does, so the running job is marked
-    failed and a loop round withdraws what it registered, instead of vanishing midway."""
+    """SIGTERM (``kill``, a service manager stopping the process group): stop as Ctrl-C does,
+    so the running job is marked failed and a loop round withdraws what it registered, instead
+    of vanishing midway. (``rlhf worker``, run by a person, finishes its job first instead.)"""
     raise KeyboardInterrupt
 
 

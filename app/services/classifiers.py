@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.config import Studio
 from app.services.artifacts import export_folder, staged_folder
+from app.services.model_registry import require_job_running
 from db import repo
 from db.engine import session_scope
 from rlhf_core.errors import InvalidInputError
@@ -97,6 +98,7 @@ def train_classifier(
     metrics = {k: v for k, v in result.to_json().items() if k not in ("class_names", "mode", "kind", "history")}
     with staged_folder(studio.settings.data_dir / "classifiers", result.classifier.save) as folder:
         with session_scope(studio.engine, write=True) as session:
+            require_job_running(session, job_id)
             record = repo.register_classifier(
                 session,
                 kind=kind,

@@ -155,7 +155,10 @@ def _withdraw_round(
         paths = [path]
         if policy_version is not None:
             paths.append(repo.withdraw_policy(session, project.id, policy_version))
-        if was_active:  # else another job's newer model ordered the pairs since: its order stands
+        active = repo.active_reward_model(session, project.id)
+        if was_active or (None if active is None else active.version) == previous:
+            # the model before the round is active again (here, or set back by the expiry of a
+            # round declared dead): its pair order too. Else a newer model ordered them: it stands
             repo.restore_query_priorities(session, priorities)
     for path in paths:
         shutil.rmtree(studio.path(path), ignore_errors=True)

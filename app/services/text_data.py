@@ -360,7 +360,10 @@ def _csv_records(lines: Iterator[tuple[int, str | None, str | None]], source: st
 def _csv_problem(exc: csv.Error) -> str:
     """What the csv module's complaint means for the person who wrote the file."""
     if "new-line character seen in unquoted field" in str(exc):
-        return "its lines end in a lone carriage return (CR); save the file with LF or CRLF line ends"
+        return (
+            "a carriage return (CR) outside quotes: save a file whose lines end in a lone CR with LF or CRLF "
+            "line ends, and quote a cell that holds one"
+        )
     return str(exc)
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 from app.config import Studio
 from app.services import accounts
 from app.services.accounts import User
+from app.services.labeling import LabelingSession
 from app.ui import state
 
 
@@ -61,33 +62,44 @@ SESSION_ENDED = (
 )
 
 
-def may_still_label(studio: Studio, project_name: str) -> bool:
-    """Whether this browser's login still lets it label ``project_name``, checked again from the
-    store. An answer reruns only the labeling panel (a fragment), not the page that checked the
-    login, so each answer asks again: a login that expired or ended, or whose account lost its
-    password, its membership or its existence, stores nothing more (and a login that is gone
-    leaves the login page a note saying why). Using it keeps the login alive, as a page load
-    does. Without accounts: the one person may label."""
+def may_still_label(studio: Studio, ls: LabelingSession) -> bool:
+    """Whether this browser's login still lets it label as ``ls`` says (its project, its
+    annotator), checked again from the store. An answer reruns only the labeling panel (a
+    fragment), not the page that checked the login, so each answer asks again: a login that
+    expired or ended, or whose account lost its password, its membership or its existence,
+    or that is now another person's, stores nothing more (and a login that is gone leaves
+    the login page a note saying why). Using it keeps the login alive, as a page load does.
+    Without accounts: the one person may label. Raises what the store raises (USER_ERRORS)."""
     if not accounts.accounts_enabled(studio):
         return True
     found = accounts.user_for_token(studio, state.get(state.TOKEN))
     if found is None:
         st.session_state[state.LOGIN_ERROR] = SESSION_ENDED
         return False
-    return not found.must_change_password and found.name == state.get(state.ANNOTATOR) and found.can_label(project_name)
+    return (
+        not found.must_change_password
+        and found.name == ls.annotator_name
+        and found.name == state.get(state.ANNOTATOR)
+        and found.can_label(ls.project_name)
+    )
+
+
+def _forget_labeling() -> None:
+    for key in (state.LABELING, state.PAIR, state.UNDONE, state.ACK, state.REFUSED):
+        st.session_state.pop(key, None)
 
 
 def end_labeling() -> None:
     """Leave a labeling panel whose login no longer lets it label: the whole app runs again and
     shows the login page (or, for a lost membership, the labeling page's refusal)."""
-    for key in (state.LABELING, state.PAIR, state.ACK, state.REFUSED):
-        st.session_state.pop(key, None)
+    _forget_labeling()
     st.rerun(scope="app")
 
 
 def log_in(studio: Studio, name: str, password: str) -> User:
     """Check a name and password (slowed down on failure); keep the session token."""
     login = accounts.login(studio, name, password)
+    _forget_labeling()  # a labeling session belongs to whoever was logged in before
     state.set_persistent(state.TOKEN, login.token)
     st.session_state[state.ANNOTATOR] = login.user.name
     st.session_state[state.USER] = login.user
@@ -98,6 +110,7 @@ def log_out(studio: Studio) -> None:
     """End this browser's login session."""
     accounts.logout(studio, state.get(state.TOKEN))
     state.forget(state.TOKEN)
+    _forget_labeling()
     for key in (state.USER, state.ANNOTATOR, state.PROJECT):
         st.session_state.pop(key, None)
         st.query_params.pop(key, None)

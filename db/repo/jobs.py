@@ -141,7 +141,8 @@ def may_register(session: Session, job_id: int) -> bool:
     running and nobody asked it to stop. A worker declared dead (no heartbeat: suspended,
     stalled) that wakes up, or one whose job was cancelled, must not change the project
     after the job's row says it did not."""
-    job = session.get(Job, job_id)
+    serialize(session, f"job:{job_id}")  # against an expiry deciding on this job meanwhile (PostgreSQL)
+    job = session.get(Job, job_id, populate_existing=True)
     return job is not None and job.status is JobStatus.running and not job.cancel_requested
 
 
@@ -214,6 +215,12 @@ def expire_stale_jobs(session: Session) -> None:
         if not is_stale(job, alive):
             continue
         if job.status is JobStatus.running:
+            # one decision at a time per job: a registering transaction (may_register) holds the
+            # same lock until it commits, so its model is seen here (set aside or kept) or never made
+            serialize(session, f"job:{job.id}")
+            session.refresh(job)
+            if job.status is not JobStatus.running or not is_stale(job, alive):
+                continue
             job.error = (
                 "the worker process stopped without finishing (crashed or killed); "
                 f"{_set_aside_reward_models(session, job)}"

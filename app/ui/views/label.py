@@ -93,8 +93,8 @@ def _session() -> LabelingSession | None:
     for the name again (or points to the Projects page) instead of failing.
     """
     ls = state.get(state.LABELING)
-    if ls is not None and user.can_label(ls.project_name):
-        return ls
+    if ls is not None and user.can_label(ls.project_name) and (not user.id or ls.annotator_name == user.name):
+        return ls  # (an account labels as itself: a session left by whoever was logged in before is dropped)
     project, annotator = state.get(state.PROJECT), state.get(state.ANNOTATOR)
     if annotator is not None:
         try:
@@ -143,7 +143,12 @@ def _answer(query_id: int, choice: Choice) -> None:
     pair, ls = state.get(state.PAIR), state.get(state.LABELING)
     if pair is None or ls is None or pair.query_id != query_id:
         return  # a press that arrived after its pair left the screen: that pair is answered already
-    if not auth.may_still_label(studio, ls.project_name):
+    try:
+        allowed = auth.may_still_label(studio, ls)
+    except USER_ERRORS as exc:  # the store cannot say (read-only, server gone): nothing was saved
+        st.session_state[state.REFUSED] = f"Not stored: {display.public(studio, exc)}"
+        return
+    if not allowed:
         return  # the login ended since the page was loaded: store nothing (the panel then leaves)
     try:
         recorded = labeling.submit_label(studio, ls, pair, choice)
@@ -189,7 +194,11 @@ def _undo(query_id: int | None) -> None:
     ls, pair = state.get(state.LABELING), state.get(state.PAIR)
     if ls is None or (pair.query_id if pair is not None else None) != query_id:
         return
-    if not auth.may_still_label(studio, ls.project_name):
+    try:
+        if not auth.may_still_label(studio, ls):
+            return
+    except USER_ERRORS as exc:
+        st.session_state[state.REFUSED] = f"Not undone: {display.public(studio, exc)}"
         return
     if time.monotonic() - state.get(state.SERVED_AT, 0.0) < labeling.MIN_VIEW_SECONDS:
         st.session_state[state.REFUSED] = "Not undone: that press came right after this screen appeared (twice?)."
@@ -263,9 +272,9 @@ def _show_clip(ls: LabelingSession, pair: labeling.Pair) -> None:
 def labeling_panel(ls: LabelingSession) -> None:
     """The part that changes with each label; a label reruns only this (so it checks the login
     again: the page's check ran when the page loaded)."""
-    if not auth.may_still_label(studio, ls.project_name):
-        auth.end_labeling()
     try:
+        if not auth.may_still_label(studio, ls):
+            auth.end_labeling()
         progress = labeling.progress(studio, ls)
     except USER_ERRORS as exc:
         display.error(studio, exc)

@@ -300,8 +300,8 @@ def test_worker_process_runs_the_job_end_to_end(data: Path, tmp_path: Path, monk
 
 @pytest.mark.slow
 def test_a_worker_the_app_started_withdraws_a_round_on_sigterm(data: Path) -> None:
-    # the app's workers (python -m app.jobs) are stopped with SIGTERM when the app stops: the
-    # round must be withdrawn and the job failed, as for Ctrl-C, not left half done
+    # the app's workers (python -m app.jobs) stopped with SIGTERM (kill, a service manager):
+    # the round must be withdrawn and the job failed, as for Ctrl-C, not left half done
     import subprocess
     import sys
 

@@ -262,8 +262,8 @@ def test_csv_lines_are_numbered_as_in_the_file_and_quoted_cells_may_span_lines(s
         "line 1 of twice.csv: the header names the column(s) 'response_a' more than once; keep one each"
     ]  # one of the two cells would have been lost without a word
     assert _problems(studio, b"prompt,response_a,response_b\rq,a,b\rr,c,d\r", "mac.csv") == [
-        "line 1 of mac.csv: malformed CSV header (its lines end in a lone carriage return (CR); save the file "
-        "with LF or CRLF line ends)"
+        "line 1 of mac.csv: malformed CSV header (a carriage return (CR) outside quotes: save a file whose lines "
+        "end in a lone CR with LF or CRLF line ends, and quote a cell that holds one)"
     ]
     assert _problems(studio, b"\nprompt,chosen\nq,a\n", "late.csv") == [
         "line 2 of late.csv: the header lacks the column(s) 'rejected' (found: 'prompt', 'chosen')"

@@ -170,3 +170,25 @@ def test_an_open_labeling_page_stores_nothing_once_its_login_has_ended(team: Stu
     assert "pair" not in at.session_state or at.session_state["pair"].query_id != on_screen
     assert at.session_state["login_error"] == auth.SESSION_ENDED  # what the login page will say
     assert any("Log in first" in _text(i) for i in at.info)
+
+
+@pytest.mark.usefixtures("instant_answers")
+def test_a_tab_where_someone_else_logs_in_labels_as_them_not_as_the_one_before(team: Studio) -> None:
+    # cy labels, then dee logs in on the same tab: cy's labeling session must not store dee's answers
+    accounts.add_user(team, "root", "admin")
+    tokens = {}
+    for name in ("cy", "dee"):
+        one_time = accounts.add_user(team, name, "annotator", ["other"]).password
+        tokens[name] = accounts.login(team, name, one_time, delay=0).token
+        accounts.change_password(team, tokens[name], one_time, f"{name}'s own password")
+    at = _run(LABEL, session=tokens["cy"], project="other")
+    answer_button(at, "left").click().run()
+    assert _labels_of(team, "cy") == 1
+    at.session_state["session"] = tokens["dee"]  # what a login as dee leaves behind, the old session kept
+    at.session_state["annotator"] = "dee"
+    answer_button(at, "right").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert _labels_of(team, "cy") == 1 and _labels_of(team, "dee") == 0  # cy's pair: not stored for either
+    assert at.session_state["labeling_session"].annotator_name == "dee"  # the tab now labels as dee
+    answer_button(at, "left").click().run()
+    assert _labels_of(team, "dee") == 1 and _labels_of(team, "cy") == 1
