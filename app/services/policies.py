@@ -59,6 +59,10 @@ DEFAULT_ENCODER = "efficientnet-lite0"
 BASELINE_REWARDS = ("true", "teacher")
 #: Greedy episodes of the final evaluation.
 FINAL_EVAL_EPISODES = 20
+#: First episode seed of the final evaluation: apart from the evaluations during training
+#: (seeds 10,000 on), on which the kept network was chosen, so the final numbers are not
+#: scored on episodes the choice already saw.
+FINAL_EVAL_SEED = 20_000
 
 
 @dataclass(frozen=True)
@@ -282,7 +286,9 @@ def train_policy(
                 success_fn=succeeded,
             )
         progress("evaluate", 0, 1)
-        final = agent.evaluate(eval_env, FINAL_EVAL_EPISODES, reward_fn=reward_fn, success_fn=succeeded)
+        final = agent.evaluate(
+            eval_env, FINAL_EVAL_EPISODES, FINAL_EVAL_SEED, reward_fn=reward_fn, success_fn=succeeded
+        )
         progress("evaluate", 1, 1)
         if should_stop is not None and should_stop():
             raise TrainingCancelledError("stopped while evaluating")

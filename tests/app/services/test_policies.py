@@ -63,6 +63,25 @@ def test_policy_on_the_learned_reward_is_registered_with_its_metrics(data: Path)
     assert agent.config.seed == 1
 
 
+def test_the_final_evaluation_plays_episodes_the_checkpoint_choice_never_saw(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rlhf_core.policy import dqn
+
+    played: list[range] = []
+    real = dqn.evaluate_policy
+
+    def recording(act, env, episodes, seed=10_000, **kw):
+        played.append(range(seed, seed + episodes))
+        return real(act, env, episodes, seed, **kw)
+
+    monkeypatch.setattr(dqn, "evaluate_policy", recording)
+    policies.train_policy(cp.studio_for(data), cp.PROJECT, "active", steps=STEPS, seed=1)
+    *during, final = played
+    assert during and len(final) == policies.FINAL_EVAL_EPISODES == 20
+    assert not set(final) & {s for r in during for s in r}  # the kept network was chosen on the others
+
+
 def test_true_reward_baseline_uses_no_labels(data: Path) -> None:
     result = policies.train_policy(cp.studio_for(data), cp.PROJECT, "true", steps=STEPS)
     assert result.metrics["labels_used"] == 0 and result.metrics["learned_return_mean"] is None
