@@ -132,6 +132,16 @@ def _rng() -> np.random.Generator:
     return st.session_state[state.RNG]
 
 
+def _login_holds(ls: LabelingSession, refused: str) -> bool:
+    """In an answer's or Undo's callback: whether the login still lets this tab label
+    (:func:`auth.may_still_label`); a store that cannot say refuses the press with ``refused``."""
+    try:
+        return auth.may_still_label(studio, ls)
+    except USER_ERRORS as exc:  # the store cannot say (read-only, server gone): nothing was saved
+        st.session_state[state.REFUSED] = f"{refused}: {display.public(studio, exc)}"
+        return False
+
+
 def _answer(query_id: int, choice: Choice) -> None:
     """on_click: store the answer for the pair that was on screen when it was pressed.
 
@@ -143,12 +153,7 @@ def _answer(query_id: int, choice: Choice) -> None:
     pair, ls = state.get(state.PAIR), state.get(state.LABELING)
     if pair is None or ls is None or pair.query_id != query_id:
         return  # a press that arrived after its pair left the screen: that pair is answered already
-    try:
-        allowed = auth.may_still_label(studio, ls)
-    except USER_ERRORS as exc:  # the store cannot say (read-only, server gone): nothing was saved
-        st.session_state[state.REFUSED] = f"Not stored: {display.public(studio, exc)}"
-        return
-    if not allowed:
+    if not _login_holds(ls, "Not stored"):
         return  # the login ended since the page was loaded: store nothing (the panel then leaves)
     try:
         recorded = labeling.submit_label(studio, ls, pair, choice)
@@ -194,11 +199,7 @@ def _undo(query_id: int | None) -> None:
     ls, pair = state.get(state.LABELING), state.get(state.PAIR)
     if ls is None or (pair.query_id if pair is not None else None) != query_id:
         return
-    try:
-        if not auth.may_still_label(studio, ls):
-            return
-    except USER_ERRORS as exc:
-        st.session_state[state.REFUSED] = f"Not undone: {display.public(studio, exc)}"
+    if not _login_holds(ls, "Not undone"):
         return
     if time.monotonic() - state.get(state.SERVED_AT, 0.0) < labeling.MIN_VIEW_SECONDS:
         st.session_state[state.REFUSED] = "Not undone: that press came right after this screen appeared (twice?)."
