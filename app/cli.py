@@ -498,7 +498,7 @@ def train_policy_cmd(
 ) -> None:
     """Train a policy (DQN, or SAC/PPO from stable-baselines3) on the learned (or true) reward
     and register the checkpoint."""
-    from app.services.policies import parse_warm_start, train_policy
+    from app.services.policies import describe_start, parse_warm_start, train_policy
 
     if steps is not None and steps < 1:
         raise click.ClickException(f"--steps must be positive, got {steps}")
@@ -518,6 +518,9 @@ def train_policy_cmd(
         f"true return {m['true_return_mean']:.2f}{success}{learned}, "
         f"{m['env_steps']} steps at {m['env_steps_per_second']:.0f} steps/s"
     )
+    started = describe_start(m)
+    if started is not None:
+        click.echo(f"  {started} (--warm-start none starts from scratch)")
 
 
 @cli.command("loop")
@@ -574,6 +577,8 @@ def loop_cmd(
             f"(held-out accuracy {_fmt(r.reward_val_accuracy)}), policy v{r.policy_version}: {success}"
             f"true return {r.true_return_mean:.2f}{learned}; {r.new_pairs} new pairs queued ({r.seconds:.0f} s)"
         )
+        if r.policy_start is not None:
+            click.echo(f"  policy v{r.policy_version}: {r.policy_start}")
 
     cancelled = "stopped; the unfinished round was withdrawn (finished rounds are kept)"
     with _reporting(cancelled, TrainingCancelledError) as bars:

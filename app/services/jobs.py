@@ -355,6 +355,8 @@ STAGE_SPANS = {
     "load": (0.0, 0.1),
     "fit": (0.1, 0.9),
     "train": (0.1, 0.9),
+    "continue": (0.1, 0.5),  # a warm-started policy; should it fall short of its start, one from scratch too:
+    "restart": (0.5, 0.9),
     "evaluate": (0.9, 1.0),
     "rollouts": (0.0, 0.5),  # the policy's clips: its episodes, then the clips rendered from them
     "clips": (0.5, 1.0),

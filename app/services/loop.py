@@ -25,7 +25,7 @@ from typing import Any
 
 from app.config import Studio
 from app.services.model_registry import StageProgress, TrainingError
-from app.services.policies import rollouts_to_queries, train_policy
+from app.services.policies import describe_start, rollouts_to_queries, train_policy
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db import repo
@@ -52,6 +52,8 @@ class RoundResult:
     learned_return_mean: float | None
     new_pairs: int
     seconds: float
+    policy_start: str | None = None
+    """Where the policy's kept network started, in words (:func:`describe_start`)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +139,7 @@ def run_round(
         learned_return_mean=m.get("learned_return_mean"),
         new_pairs=queued.queries,
         seconds=round(time.perf_counter() - start, 1),
+        policy_start=describe_start(m),
     )
 
 

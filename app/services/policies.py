@@ -45,7 +45,7 @@ from rlhf_core.envs.episodes import (
 )
 from rlhf_core.envs.registry import EnvInfo, env_info, make_env, success_fn
 from rlhf_core.errors import InvalidInputError
-from rlhf_core.policy.dqn import DQNAgent, Featurize, preset_for, vector_features
+from rlhf_core.policy.dqn import DQNAgent, DQNResult, Featurize, preset_for, vector_features
 from rlhf_core.policy.sb3 import SB3_ALGOS, SB3Agent, is_sb3_checkpoint, make_training_env, sb3_preset
 from rlhf_core.rewards.kinds import PERSONAL
 from rlhf_core.rewards.learned import LearnedReward
@@ -200,7 +200,9 @@ def train_policy(
     encoder, if any (what the loop does each round, as rl-teacher trains one policy throughout
     while the reward model changes under it). The start is also a candidate for the kept network,
     scored on this run's reward like every evaluation, so a round keeps the last round's network
-    where the new reward scores nothing trained since higher."""
+    where the new reward scores nothing trained since higher. Where nothing trained since scores
+    as well as the start, a policy is trained from scratch too and the better of the two is kept
+    (``metrics["restart"]``): a start can sit where the new reward's optimum is out of reach."""
     progress = on_progress or (lambda stage, done, total: None)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
@@ -252,6 +254,7 @@ def train_policy(
     stats = get_encoder(encoder_name).stats if encoder_name else None
     hits0, misses0 = (stats.hits, stats.misses) if stats else (0, 0)
     agent: Any
+    restart: dict[str, Any] | None = None
     try:
         if algo == "dqn":
             agent = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
@@ -264,18 +267,37 @@ def train_policy(
                     continue
                 start = candidate
                 break
+            # the teacher's reward is not what the evaluations measure: keep its last network
+            select_by = None if reward == "teacher" else "auto"
             result = agent.learn(
                 env,
                 reward_fn=reward_fn,
                 absorbing_reward=absorbing,
-                on_step=lambda done, total, metrics: progress("train", done, total),
+                on_step=lambda done, total, metrics: progress("train" if start is None else "continue", done, total),
                 should_stop=should_stop,
                 eval_env=eval_env,
                 success_fn=succeeded,
-                # the teacher's reward is not what the evaluations measure: keep its last network
-                select_by=None if reward == "teacher" else "auto",
+                select_by=select_by,
                 start_is_candidate=start is not None,
             )
+            if start is not None and _continuing_fell_short(result):
+                # every evaluation since the start scored below it on this reward: the start's network
+                # may sit where this reward's optimum is out of reach (a CartPole policy that never
+                # balanced kept itself round after round). Train one from scratch too; keep the better
+                fresh = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
+                fresh_result = fresh.learn(
+                    env,
+                    reward_fn=reward_fn,
+                    absorbing_reward=absorbing,
+                    on_step=lambda done, total, metrics: progress("restart", done, total),
+                    should_stop=should_stop,
+                    eval_env=eval_env,
+                    success_fn=succeeded,
+                    select_by=select_by,
+                )
+                restart = {"start": start.version, **_restart_choice(result, fresh_result)}
+                if restart["kept"] == "fresh":
+                    agent, result, start = fresh, fresh_result, None
         else:
             agent = SB3Agent.build(cfg, env)
             result = agent.learn(
@@ -304,6 +326,7 @@ def train_policy(
         "gradient_steps": result.gradient_steps,
         "chosen_step": result.chosen_step,
         "warm_start": None if start is None else start.version,
+        **({} if restart is None else {"restart": restart}),
         "labels_used": record.label_count if record is not None else 0,
         "reward": reward if record is None else f"model v{record.version}",
         "episodes": len(result.episode_returns),
@@ -332,6 +355,39 @@ def train_policy(
             )
             version = saved.version
     return PolicyResult(version, metrics, result.curve)
+
+
+def _continuing_fell_short(result: DQNResult) -> bool:
+    """Did a warm-started run keep its start because nothing trained since scored as well on its reward?"""
+    return result.chosen_step == 0 and result.chosen_score is not None and len(result.curve) > 1
+
+
+def _restart_choice(continued: DQNResult, fresh: DQNResult) -> dict[str, Any]:
+    """Which of a continued run (that kept its start) and a fresh one to keep: the higher score on the
+    reward both trained on (the discounted learned return, as every evaluation is chosen by); a tie
+    keeps the continued run's network."""
+    assert continued.chosen_score is not None
+    won = fresh.chosen_score is not None and fresh.chosen_score > continued.chosen_score
+    return {
+        "kept": "fresh" if won else "start",
+        "start_score": round(continued.chosen_score, 4),
+        "fresh_score": None if fresh.chosen_score is None else round(fresh.chosen_score, 4),
+    }
+
+
+def describe_start(metrics: dict[str, Any]) -> str | None:
+    """Where a policy's kept network started, in words (None: from scratch, as asked)."""
+    r = metrics.get("restart")
+    if r is not None:
+        kept = "the fresh one" if r["kept"] == "fresh" else f"policy {r['start']}'s network"
+        return (
+            f"continuing policy {r['start']} scored below its start in every evaluation on this reward, so one "
+            f"was trained from scratch too (discounted learned return {r['fresh_score']} against "
+            f"{r['start_score']}): kept {kept}"
+        )
+    if metrics.get("warm_start") is not None:
+        return f"continued policy {metrics['warm_start']}"
+    return None
 
 
 def parse_warm_start(value: str | int | None, reward: str) -> int | str | None:

@@ -335,6 +335,8 @@ class DQNResult:
     gradient_steps: int = 0
     chosen_step: int = 0
     """The evaluation whose network the agent ended with (``DQNConfig.keep_best``)."""
+    chosen_score: float | None = None
+    """That evaluation's score on the reward it was chosen by (None: no choice was made)."""
 
     @property
     def env_steps_per_second(self) -> float:
@@ -574,7 +576,8 @@ class DQNAgent:
                 self.target.load_state_dict(best[2])
                 chosen = best[1]
                 logger.info("DQN: keeping the network of step %d (best %s return %.3f)", chosen, select_by, best[0])
-        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen)
+        score = None if best is None else best[0]
+        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen, score)
 
     def evaluate(
         self,

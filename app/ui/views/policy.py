@@ -180,9 +180,10 @@ with st.container(border=True):
     def _round_done(job: jobs.JobView) -> str:
         r = job.result or {}
         success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
+        started = "" if r.get("policy_start") is None else f" ({r['policy_start']})"
         return (
             f"Round (job #{job.id}): reward model v{r.get('reward_version')} on {r.get('labels')} labels · "
-            f"policy v{r.get('policy_version')}{success} · {r.get('new_pairs')} new pairs queued for labeling"
+            f"policy v{r.get('policy_version')}{success}{started} · {r.get('new_pairs')} new pairs queued for labeling"
         )
 
     job_panel(
@@ -199,10 +200,11 @@ with st.container(border=True):
 def _succeeded(job: jobs.JobView) -> str:
     r = job.result or {}
     success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
+    started = policies.describe_start(r)
     return (
         f"Job #{job.id}: policy v{r.get('version')} ({str(r.get('algo', 'dqn')).upper()}) · "
         f"true return {r.get('true_return_mean'):.2f}{success} · "
-        f"{r.get('env_steps_per_second')} steps/s"
+        f"{r.get('env_steps_per_second')} steps/s" + ("" if started is None else f" · {started}")
     )
 
 

@@ -22,6 +22,7 @@ from db.engine import session_scope
 from db.errors import NotFoundError
 from db.models import JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
+from rlhf_core.policy.dqn import DQNResult
 
 pytestmark = pytest.mark.slow
 
@@ -182,7 +183,11 @@ def test_cli_train_policy_json_carries_the_issue_fields(data: Path) -> None:
     assert bad.exit_code == 1 and "auto, previous, none or a policy version" in bad.output, bad.output
 
 
-def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(data: Path) -> None:
+def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a continued run that keeps its start also trains one from scratch (the test after this one): not here
+    monkeypatch.setattr(policies, "_continuing_fell_short", lambda result: False)
     studio = cp.studio_for(data)
     _, first = policies.load_agent(studio, cp.PROJECT, 1)
     start = {k: v.clone() for k, v in first.q.state_dict().items()}
@@ -217,6 +222,74 @@ def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(da
     assert cp.rows(data, "SELECT count(*) FROM policy") == before  # nothing registered by a refused start
     assert policies.parse_warm_start("auto", "true") is None and policies.parse_warm_start("auto", "2") == "previous"
     assert policies.parse_warm_start("3", "active") == 3 and policies.parse_warm_start("none", "active") is None
+
+
+def _run(chosen_step: int, score: float | None, steps: tuple[int, ...] = (0, 256, 512)) -> DQNResult:
+    curve = [{"step": float(s), "discounted_learned_return_mean": 0.0} for s in steps]
+    return DQNResult([], 512, 1.0, curve, 0, chosen_step, score)  # type: ignore[arg-type]
+
+
+def test_a_continued_run_that_kept_its_start_is_weighed_against_a_fresh_one() -> None:
+    assert policies._continuing_fell_short(_run(0, 1.5))  # every evaluation since the start scored lower
+    assert not policies._continuing_fell_short(_run(256, 1.5))  # one scored at least as well: it was kept
+    assert not policies._continuing_fell_short(_run(0, None))  # nothing was chosen (the last network kept)
+    assert not policies._continuing_fell_short(_run(0, 1.5, (0,)))  # the start was all that was evaluated
+    continued = _run(0, 1.5)
+    assert policies._restart_choice(continued, _run(512, 2.25)) == {
+        "kept": "fresh",
+        "start_score": 1.5,
+        "fresh_score": 2.25,
+    }
+    assert policies._restart_choice(continued, _run(512, 1.5))["kept"] == "start"  # a tie keeps the start
+    assert policies._restart_choice(continued, _run(512, -3.0))["kept"] == "start"
+    assert policies._restart_choice(continued, _run(512, None)) == {
+        "kept": "start",
+        "start_score": 1.5,
+        "fresh_score": None,
+    }
+    kept = {"warm_start": 2, "restart": {"start": 2, "kept": "start", "start_score": 1.5, "fresh_score": 1.0}}
+    assert "kept policy 2's network" in str(policies.describe_start(kept))
+    fresh = {"warm_start": None, "restart": {"start": 2, "kept": "fresh", "start_score": 1.5, "fresh_score": 2.25}}
+    assert "return 2.25 against 1.5): kept the fresh one" in str(policies.describe_start(fresh))
+    assert policies.describe_start({"warm_start": 3}) == "continued policy 3"
+    assert policies.describe_start({"warm_start": None}) is None
+
+
+def test_a_continued_run_that_falls_short_of_its_start_trains_one_from_scratch_too(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wreck = {"learning_rate": 1.0}  # continuing at this rate ruins v1's network in its first round
+    stages: list[str] = []
+    studio = cp.studio_for(data)
+    run = {"steps": STEPS, "warm_start": 1, "config": wreck}
+    result = policies.train_policy(studio, cp.PROJECT, "active", **run, on_progress=lambda s, *_: stages.append(s))
+    r = result.metrics["restart"]
+    assert r["start"] == 1 and r["kept"] == "start" and r["fresh_score"] < r["start_score"]
+    assert r["start_score"] == pytest.approx(result.curve[0]["discounted_learned_return_mean"], abs=1e-4)
+    assert result.metrics["warm_start"] == 1 and result.metrics["chosen_step"] == 0
+    _, v1 = policies.load_agent(studio, cp.PROJECT, 1)
+    _, kept = policies.load_agent(studio, cp.PROJECT, result.version)
+    assert all(torch.equal(kept.q.state_dict()[k], v) for k, v in v1.q.state_dict().items())
+    # the bar: the continued run's half, then the fresh run's, never back
+    in_order = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
+    assert in_order == ["load", "continue", "restart", "evaluate"]
+    spans = [jobs.stage_span(f"policy {s}") for s in ("continue", "restart", "evaluate")]
+    assert spans[0][1] <= spans[1][0] and spans[1][1] <= spans[2][0]
+    # where the fresh network wins (forced here), the checkpoint is the one a run from scratch makes
+    monkeypatch.setattr(
+        policies,
+        "_restart_choice",
+        lambda c, f: {"kept": "fresh", "start_score": c.chosen_score, "fresh_score": f.chosen_score},
+    )
+    forced = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, warm_start=1, config=wreck)
+    assert forced.metrics["warm_start"] is None and forced.metrics["restart"]["kept"] == "fresh"
+    assert [p["step"] for p in forced.curve] == [STEPS]  # the fresh run's curve, not the continued one's
+    scratch = policies.train_policy(studio, cp.PROJECT, "active", steps=STEPS, config=wreck)
+    assert "restart" not in scratch.metrics
+    assert scratch.metrics["true_return_mean"] == forced.metrics["true_return_mean"]
+    _, a = policies.load_agent(studio, cp.PROJECT, forced.version)
+    _, b = policies.load_agent(studio, cp.PROJECT, scratch.version)
+    assert all(torch.equal(a.q.state_dict()[k], v) for k, v in b.q.state_dict().items())
 
 
 def test_rollouts_become_new_pairs_served_first(data: Path) -> None:
