@@ -520,7 +520,7 @@ def train_policy_cmd(
     )
     started = describe_start(m)
     if started is not None:
-        click.echo(f"  {started} (--warm-start none starts from scratch)")
+        click.echo(f"  {started}" + (" (--warm-start none starts from scratch)" if m["warm_start"] else ""))
 
 
 @cli.command("loop")
@@ -577,7 +577,7 @@ def loop_cmd(
             f"(held-out accuracy {_fmt(r.reward_val_accuracy)}), policy v{r.policy_version}: {success}"
             f"true return {r.true_return_mean:.2f}{learned}; {r.new_pairs} new pairs queued ({r.seconds:.0f} s)"
         )
-        if r.policy_start is not None:
+        if r.policy_restart is not None:
             click.echo(f"  policy v{r.policy_version}: {r.policy_start}")
 
     cancelled = "stopped; the unfinished round was withdrawn (finished rounds are kept)"

@@ -54,6 +54,8 @@ class RoundResult:
     seconds: float
     policy_start: str | None = None
     """Where the policy's kept network started, in words (:func:`describe_start`)."""
+    policy_restart: dict[str, Any] | None = None
+    """Where the continued policy fell short and one was trained from scratch too: which was kept."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +142,7 @@ def run_round(
         new_pairs=queued.queries,
         seconds=round(time.perf_counter() - start, 1),
         policy_start=describe_start(m),
+        policy_restart=m.get("restart"),
     )
 
 

@@ -295,9 +295,16 @@ def train_policy(
                     success_fn=succeeded,
                     select_by=select_by,
                 )
-                restart = {"start": start.version, **_restart_choice(result, fresh_result)}
+                restart = {
+                    "start": start.version,
+                    "score": "discounted_learned_return_mean" if reward_fn is not None else "true_return_mean",
+                    **_restart_choice(result, fresh_result),
+                }
                 if restart["kept"] == "fresh":
-                    agent, result, start = fresh, fresh_result, None
+                    agent, result, start, other = fresh, fresh_result, None, result
+                else:
+                    other = fresh_result
+                restart["other_train_seconds"] = round(other.seconds, 2)  # the run not kept
         else:
             agent = SB3Agent.build(cfg, env)
             result = agent.learn(
@@ -331,7 +338,7 @@ def train_policy(
         "reward": reward if record is None else f"model v{record.version}",
         "episodes": len(result.episode_returns),
     }
-    if stats is not None:  # this run's lookups only
+    if stats is not None:  # this call's lookups only (both runs', where a restart trained two)
         hits, misses = stats.hits - hits0, stats.misses - misses0
         metrics["encoder_cache_hit_rate"] = round(hits / (hits + misses), 4) if hits + misses else None
     with staged_folder(
@@ -359,13 +366,12 @@ def train_policy(
 
 def _continuing_fell_short(result: DQNResult) -> bool:
     """Did a warm-started run keep its start because nothing trained since scored as well on its reward?"""
-    return result.chosen_step == 0 and result.chosen_score is not None and len(result.curve) > 1
+    return result.chosen_step == 0 and result.chosen_score is not None
 
 
 def _restart_choice(continued: DQNResult, fresh: DQNResult) -> dict[str, Any]:
     """Which of a continued run (that kept its start) and a fresh one to keep: the higher score on the
-    reward both trained on (the discounted learned return, as every evaluation is chosen by); a tie
-    keeps the continued run's network."""
+    reward both trained on (what every evaluation is chosen by); a tie keeps the continued run's network."""
     assert continued.chosen_score is not None
     won = fresh.chosen_score is not None and fresh.chosen_score > continued.chosen_score
     return {
@@ -375,15 +381,18 @@ def _restart_choice(continued: DQNResult, fresh: DQNResult) -> dict[str, Any]:
     }
 
 
+_SCORES = {"discounted_learned_return_mean": "discounted learned return", "true_return_mean": "true return"}
+
+
 def describe_start(metrics: dict[str, Any]) -> str | None:
     """Where a policy's kept network started, in words (None: from scratch, as asked)."""
     r = metrics.get("restart")
     if r is not None:
         kept = "the fresh one" if r["kept"] == "fresh" else f"policy {r['start']}'s network"
+        score = _SCORES.get(r.get("score", ""), "score")
         return (
-            f"continuing policy {r['start']} scored below its start in every evaluation on this reward, so one "
-            f"was trained from scratch too (discounted learned return {r['fresh_score']} against "
-            f"{r['start_score']}): kept {kept}"
+            f"continuing from policy {r['start']}, every evaluation scored below it on this reward, so a policy "
+            f"was trained from scratch too ({score} {r['fresh_score']} against {r['start_score']}): kept {kept}"
         )
     if metrics.get("warm_start") is not None:
         return f"continued policy {metrics['warm_start']}"

@@ -224,8 +224,8 @@ def test_a_warm_start_continues_from_a_checkpoint_and_keeps_it_as_a_candidate(
     assert policies.parse_warm_start("3", "active") == 3 and policies.parse_warm_start("none", "active") is None
 
 
-def _run(chosen_step: int, score: float | None, steps: tuple[int, ...] = (0, 256, 512)) -> DQNResult:
-    curve = [{"step": float(s), "discounted_learned_return_mean": 0.0} for s in steps]
+def _run(chosen_step: int, score: float | None) -> DQNResult:
+    curve = [{"step": float(s), "discounted_learned_return_mean": 0.0} for s in (0, 256, 512)]
     return DQNResult([], 512, 1.0, curve, 0, chosen_step, score)  # type: ignore[arg-type]
 
 
@@ -233,7 +233,6 @@ def test_a_continued_run_that_kept_its_start_is_weighed_against_a_fresh_one() ->
     assert policies._continuing_fell_short(_run(0, 1.5))  # every evaluation since the start scored lower
     assert not policies._continuing_fell_short(_run(256, 1.5))  # one scored at least as well: it was kept
     assert not policies._continuing_fell_short(_run(0, None))  # nothing was chosen (the last network kept)
-    assert not policies._continuing_fell_short(_run(0, 1.5, (0,)))  # the start was all that was evaluated
     continued = _run(0, 1.5)
     assert policies._restart_choice(continued, _run(512, 2.25)) == {
         "kept": "fresh",
@@ -247,10 +246,14 @@ def test_a_continued_run_that_kept_its_start_is_weighed_against_a_fresh_one() ->
         "start_score": 1.5,
         "fresh_score": None,
     }
-    kept = {"warm_start": 2, "restart": {"start": 2, "kept": "start", "start_score": 1.5, "fresh_score": 1.0}}
-    assert "kept policy 2's network" in str(policies.describe_start(kept))
-    fresh = {"warm_start": None, "restart": {"start": 2, "kept": "fresh", "start_score": 1.5, "fresh_score": 2.25}}
-    assert "return 2.25 against 1.5): kept the fresh one" in str(policies.describe_start(fresh))
+    restart = {"start": 2, "score": "true_return_mean", "kept": "start", "start_score": 1.5, "fresh_score": 1.0}
+    assert "(true return 1.0 against 1.5): kept policy 2's network" in str(
+        policies.describe_start({"warm_start": 2, "restart": restart})
+    )
+    restart = {**restart, "score": "discounted_learned_return_mean", "kept": "fresh", "fresh_score": 2.25}
+    assert "(discounted learned return 2.25 against 1.5): kept the fresh one" in str(
+        policies.describe_start({"warm_start": None, "restart": restart})
+    )
     assert policies.describe_start({"warm_start": 3}) == "continued policy 3"
     assert policies.describe_start({"warm_start": None}) is None
 
@@ -265,6 +268,7 @@ def test_a_continued_run_that_falls_short_of_its_start_trains_one_from_scratch_t
     result = policies.train_policy(studio, cp.PROJECT, "active", **run, on_progress=lambda s, *_: stages.append(s))
     r = result.metrics["restart"]
     assert r["start"] == 1 and r["kept"] == "start" and r["fresh_score"] < r["start_score"]
+    assert r["score"] == "discounted_learned_return_mean" and r["other_train_seconds"] > 0
     assert r["start_score"] == pytest.approx(result.curve[0]["discounted_learned_return_mean"], abs=1e-4)
     assert result.metrics["warm_start"] == 1 and result.metrics["chosen_step"] == 0
     _, v1 = policies.load_agent(studio, cp.PROJECT, 1)
