@@ -267,39 +267,29 @@ def train_policy(
                     continue
                 start = candidate
                 break
-            # the teacher's reward is not what the evaluations measure: keep its last network
-            select_by = None if reward == "teacher" else "auto"
-            result = agent.learn(
-                env,
-                reward_fn=reward_fn,
-                absorbing_reward=absorbing,
-                on_step=lambda done, total, metrics: progress("train" if start is None else "continue", done, total),
-                should_stop=should_stop,
-                eval_env=eval_env,
-                success_fn=succeeded,
-                select_by=select_by,
-                start_is_candidate=start is not None,
-            )
+
+            def learn(trainee: DQNAgent, stage: str, from_start: bool) -> DQNResult:
+                return trainee.learn(
+                    env,
+                    reward_fn=reward_fn,
+                    absorbing_reward=absorbing,
+                    on_step=lambda done, total, metrics: progress(stage, done, total),
+                    should_stop=should_stop,
+                    eval_env=eval_env,
+                    success_fn=succeeded,
+                    # the teacher's reward is not what the evaluations measure: keep its last network
+                    select_by=None if reward == "teacher" else "auto",
+                    start_is_candidate=from_start,
+                )
+
+            result = learn(agent, "train" if start is None else "continue", start is not None)
             if start is not None and _continuing_fell_short(result):
                 # every evaluation since the start scored below it on this reward: the start's network
                 # may sit where this reward's optimum is out of reach (a CartPole policy that never
                 # balanced kept itself round after round). Train one from scratch too; keep the better
                 fresh = DQNAgent(cfg, feature_dim, info.n_actions, featurize)
-                fresh_result = fresh.learn(
-                    env,
-                    reward_fn=reward_fn,
-                    absorbing_reward=absorbing,
-                    on_step=lambda done, total, metrics: progress("restart", done, total),
-                    should_stop=should_stop,
-                    eval_env=eval_env,
-                    success_fn=succeeded,
-                    select_by=select_by,
-                )
-                restart = {
-                    "start": start.version,
-                    "score": "discounted_learned_return_mean" if reward_fn is not None else "true_return_mean",
-                    **_restart_choice(result, fresh_result),
-                }
+                fresh_result = learn(fresh, "restart", False)
+                restart = {"start": start.version, "score": result.chosen_by, **_restart_choice(result, fresh_result)}
                 if restart["kept"] == "fresh":
                     agent, result, start, other = fresh, fresh_result, None, result
                 else:

@@ -337,6 +337,8 @@ class DQNResult:
     """The evaluation whose network the agent ended with (``DQNConfig.keep_best``)."""
     chosen_score: float | None = None
     """That evaluation's score on the reward it was chosen by (None: no choice was made)."""
+    chosen_by: str | None = None
+    """The evaluation summary's key that score is (e.g. "discounted_learned_return_mean")."""
 
     @property
     def env_steps_per_second(self) -> float:
@@ -577,7 +579,7 @@ class DQNAgent:
                 chosen = best[1]
                 logger.info("DQN: keeping the network of step %d (best %s return %.3f)", chosen, select_by, best[0])
         score = None if best is None else best[0]
-        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen, score)
+        return DQNResult(returns, cfg.total_steps, seconds, curve, n_updates, chosen, score, key)
 
     def evaluate(
         self,
