@@ -2,7 +2,8 @@
 
 :class:`CompiledUpdates` is the one door: an agent built with ``DQNConfig(compile=True)``
 calls it with a round's stacked minibatches; it returns their losses, or None when the graph
-cannot compile here (the agent then falls back to its plain update for good). It computes
+cannot compile here or its first call computes other numbers than the same steps uncompiled
+(the agent then falls back to its plain update for good). It computes
 what :meth:`rlhf_core.policy.dqn.DQNAgent.update` computes, with the same TD target and loss
 (:mod:`rlhf_core.policy.qnetwork`) and the agent's own optimizer state and hyperparameters;
 a test holds the two paths together. Why it is faster and by how much: docs/benchmarks.md.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,6 +99,35 @@ class _Inputs:
     steps: torch.Tensor
     """Adam's step count per parameter; the optimizer state's ``step`` entries are its elements."""
 
+    def copy(self) -> _Inputs:
+        """Copies of what a call changes (the target network's weights are shared: no call changes them)."""
+        return _Inputs(
+            [p.clone() for p in self.params],
+            self.target_params,
+            [m.clone() for m in self.exp_avgs],
+            [v.clone() for v in self.exp_avg_sqs],
+            self.steps.clone(),
+        )
+
+    def restore(self, saved: _Inputs) -> None:
+        """Put back, in place (the network and the optimizer hold these tensors), what ``saved`` copied."""
+        with torch.no_grad():
+            for mine, theirs in zip(
+                [*self.params, *self.exp_avgs, *self.exp_avg_sqs, self.steps],
+                [*saved.params, *saved.exp_avgs, *saved.exp_avg_sqs, saved.steps],
+                strict=True,
+            ):
+                mine.copy_(theirs)
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, *, rel: float) -> bool:
+    """Non-finite in the same places, and the rest within ``rel`` of ``want``'s norm (relative to the whole)."""
+    ok_got, ok_want = torch.isfinite(got), torch.isfinite(want)
+    if not torch.equal(ok_got, ok_want):
+        return False
+    diff = torch.linalg.vector_norm((got[ok_got] - want[ok_want]).double())
+    return bool(diff <= rel * torch.linalg.vector_norm(want[ok_want].double()) + 1e-12)
+
 
 class CompiledUpdates:
     """The compiled gradient steps of one agent, on its networks and its optimizer's own state."""
@@ -127,8 +158,9 @@ class CompiledUpdates:
 
     def __call__(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
         """The steps of stacked minibatches (G, B, ...), in calls of the largest divisor of G up to
-        :data:`STEPS_PER_CALL`; their losses (G,), or None if the graph cannot compile here (before
-        any step: the caller then runs them its plain way). A failure after a graph has run is raised."""
+        :data:`STEPS_PER_CALL`; their losses (G,), or None if the graph cannot compile here or its
+        first call disagrees with :meth:`_check` (before any step, or undone: the caller then runs
+        them its plain way). A failure after a graph has run is raised."""
         if self._inputs is None:
             self._inputs = self._make_inputs()
         st = self._inputs
@@ -143,23 +175,17 @@ class CompiledUpdates:
         for start in range(0, n, k):
             t = float(st.steps[0]) + 1 + np.arange(k, dtype=np.float64)  # Adam's step numbers
             scalars = np.concatenate([fixed, group["lr"] / (1 - beta1**t), np.sqrt(1 - beta2**t)])
+            args = (
+                ReplayBatch(*(x[start : start + k] for x in batches)),
+                torch.from_numpy(scalars.astype(np.float32)),
+            )
+            kwargs = {"double_q": self.double_q, "eps": group["eps"], "hidden_dtype": self.q.hidden_dtype}
+            first = k not in self.sizes
+            before = st.copy() if first else None
             try:
-                losses.append(
-                    self.fn(
-                        st.params,
-                        st.target_params,
-                        st.exp_avgs,
-                        st.exp_avg_sqs,
-                        st.steps,
-                        ReplayBatch(*(x[start : start + k] for x in batches)),
-                        torch.from_numpy(scalars.astype(np.float32)),
-                        double_q=self.double_q,
-                        eps=group["eps"],
-                        hidden_dtype=self.q.hidden_dtype,
-                    )
-                )
+                out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
-                if k in self.sizes:
+                if not first:
                     raise
                 logger.warning(
                     "compiled DQN updates are unavailable here (%s: %s); training continues with ordinary updates",
@@ -167,8 +193,48 @@ class CompiledUpdates:
                     str(exc)[:200],
                 )
                 return None
+            if before is not None:
+                problem = self._check(before, out, args, kwargs)
+                if problem is not None:
+                    st.restore(before)  # as if the call had not run: the ordinary updates take these steps
+                    logger.warning(
+                        "compiled DQN updates compute other numbers than ordinary ones here (%s); training "
+                        "continues with ordinary updates. A torch compile cache written on a CPU with other "
+                        "vector instructions does this: delete it (TORCHINDUCTOR_CACHE_DIR, by default "
+                        "/tmp/torchinductor_<user>) to compile afresh",
+                        problem,
+                    )
+                    return None
             self.sizes.add(k)
+            losses.append(out)
         return torch.cat(losses)
+
+    def _check(self, before: _Inputs, out: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+        """A graph's first call, held to the same steps run uncompiled from the same state: None where
+        they agree, else what differs. Compiled code can be wrong without failing: inductor's on-disk
+        cache (torch 2.13) keys a graph without the vector instructions its C++ was generated for, so
+        a process on AVX2 that finds a graph generated for AVX-512 runs it, and its losses came out
+        NaN from the second step on (ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, docs/benchmarks.md).
+        The check costs one uncompiled call per graph. Tolerances: on CartPole's preset network,
+        rounding moved the losses by about 1e-7 of their norm and the weights' updates by at most
+        2e-5 (bfloat16 hidden layer included); the bounds leave room for Adam's first steps, which can
+        flip the sign of an update whose gradient is about zero."""
+        ref = before.copy()
+        ref_losses = fused_updates(
+            ref.params, ref.target_params, ref.exp_avgs, ref.exp_avg_sqs, ref.steps, *args, **kwargs
+        )
+        st = self._inputs
+        assert st is not None
+        moved, ref_moved = (
+            torch.cat([(p - p0).flatten() for p, p0 in zip(x.params, before.params, strict=True)]) for x in (st, ref)
+        )
+        if not _close(out, ref_losses, rel=1e-3):
+            return f"losses {out[:3].tolist()} against {ref_losses[:3].tolist()}"
+        if not _close(moved, ref_moved, rel=5e-2):
+            return "the weights' updates differ"
+        if not torch.equal(st.steps, ref.steps):
+            return "Adam's step counts differ"
+        return None
 
     def _make_inputs(self) -> _Inputs:
         """The weights and the optimizer's own Adam state, created as Adam's first step would (the

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlhf_core.policy.compiled import fused_updates
 from rlhf_core.policy.dqn import DQNAgent, DQNConfig, update_mode, vector_features
 from rlhf_core.policy.qnetwork import ReplayBatch
 
@@ -80,6 +81,39 @@ def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(caplog):
     assert all(float(agent.optimizer.state[p]["step"]) == 1 for p in agent.q.parameters())
 
 
+@pytest.mark.parametrize("wrong", ["weights", "losses", "step counts"])
+def test_a_graph_that_computes_other_numbers_is_caught_undone_and_left_for_ordinary_updates(wrong, caplog):
+    # what a graph from a compile cache written for other vector instructions does (AVX-512 kernels
+    # built for AVX2 skip half of every vector): it runs without an error and returns wrong numbers
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, max_grad_norm=0.5, seed=4)
+    plain = DQNAgent(cfg, 4, 2, vector_features)
+    agent = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+
+    def miscompiled(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs):
+        losses = fused_updates(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs)
+        if wrong == "weights":
+            for p in params:
+                p.view(-1)[::2] = float("nan")
+        elif wrong == "step counts":
+            steps.add_(1)
+        return losses * 1.5 if wrong == "losses" else losses
+
+    agent._compiled.fn = miscompiled
+    batches = _stacked(_random_batches(12))
+    with update_mode(1), caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        want = plain.update_round(batches, absorbing_value=-2.0)
+        got = agent.update_round(batches, absorbing_value=-2.0)
+    assert "compute other numbers than ordinary ones" in caplog.text and "TORCHINDUCTOR_CACHE_DIR" in caplog.text
+    assert agent._compiled is None  # ordinary updates from now on
+    # the wrong call was undone: the round's 12 steps ran once, the ordinary way, from the same start
+    torch.testing.assert_close(got, want)
+    for p, q in zip(agent.q.parameters(), plain.q.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+        assert float(agent.optimizer.state[p]["step"]) == 12
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(agent.optimizer.state[p][moment], plain.optimizer.state[q][moment])
+
+
 def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
     agent = DQNAgent(DQNConfig(hidden=(8,), compile=True), 4, 2, vector_features)
     calls = []
@@ -88,10 +122,11 @@ def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
         calls.append(1)
         if len(calls) > 1:
             raise RuntimeError("out of memory")
-        return torch.zeros(1)
+        return fused_updates(*args, **kwargs)  # the first call computes what it should
 
     agent._compiled.fn = fails_the_second_time
     batch = _random_batches(1)[0]
     agent.update(batch)
+    assert agent._compiled is not None and agent._compiled.sizes == {1}
     with pytest.raises(RuntimeError, match="out of memory"):  # steps may have been taken: no rerun
         agent.update(batch)
