@@ -154,13 +154,17 @@ class CompiledUpdates:
         )
         self.sizes: set[int] = set()
         """Steps per call that compiled and ran."""
+        self.checked: dict[int, int] = {}
+        """Steps per call -> how many of its steps :meth:`_check` has held to uncompiled ones."""
         self._inputs: _Inputs | None = None
 
     def __call__(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
         """The steps of stacked minibatches (G, B, ...), in calls of the largest divisor of G up to
-        :data:`STEPS_PER_CALL`; their losses (G,), or None if the graph cannot compile here or its
-        first call disagrees with :meth:`_check` (before any step, or undone: the caller then runs
-        them its plain way). A failure after a graph has run is raised."""
+        :data:`STEPS_PER_CALL`; their losses (G,), or None if the graph cannot compile here or a
+        checked call disagrees with :meth:`_check` (before any step of this call, or undone: the
+        caller then runs them its plain way). A graph's calls are checked, the first of each call
+        here, until :data:`STEPS_PER_CALL` of its steps were (a one-step graph: its first 8 calls).
+        A failure after a graph has run is raised."""
         if self._inputs is None:
             self._inputs = self._make_inputs()
         st = self._inputs
@@ -180,12 +184,13 @@ class CompiledUpdates:
                 torch.from_numpy(scalars.astype(np.float32)),
             )
             kwargs = {"double_q": self.double_q, "eps": group["eps"], "hidden_dtype": self.q.hidden_dtype}
-            first = k not in self.sizes
-            before = st.copy() if first else None
+            # checked only as the first call here: a disagreement then leaves no step of this round taken
+            check = start == 0 and self.checked.get(k, 0) < STEPS_PER_CALL
+            before = st.copy() if check else None
             try:
                 out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
-                if not first:
+                if k in self.sizes:
                     raise
                 logger.warning(
                     "compiled DQN updates are unavailable here (%s: %s); training continues with ordinary updates",
@@ -194,46 +199,55 @@ class CompiledUpdates:
                 )
                 return None
             if before is not None:
-                problem = self._check(before, out, args, kwargs)
+                try:
+                    problem = self._check(before, out, args, kwargs)
+                except BaseException:
+                    st.restore(before)
+                    raise
                 if problem is not None:
                     st.restore(before)  # as if the call had not run: the ordinary updates take these steps
                     logger.warning(
-                        "compiled DQN updates compute other numbers than ordinary ones here (%s); training "
-                        "continues with ordinary updates. A torch compile cache written on a CPU with other "
-                        "vector instructions does this: delete it (TORCHINDUCTOR_CACHE_DIR, by default "
-                        "/tmp/torchinductor_<user>) to compile afresh",
+                        "compiled DQN updates compute other numbers than ordinary ones here (they differ in %s); "
+                        "training continues with ordinary updates. A torch compile cache that holds code "
+                        "generated for other vector instructions does this: delete it (TORCHINDUCTOR_CACHE_DIR, "
+                        "by default /tmp/torchinductor_<user>) to compile afresh",
                         problem,
                     )
                     return None
+                self.checked[k] = self.checked.get(k, 0) + k
             self.sizes.add(k)
             losses.append(out)
         return torch.cat(losses)
 
     def _check(self, before: _Inputs, out: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-        """A graph's first call, held to the same steps run uncompiled from the same state: None where
-        they agree, else what differs. Compiled code can be wrong without failing: inductor's on-disk
-        cache (torch 2.13) keys a graph without the vector instructions its C++ was generated for, so
-        a process on AVX2 that finds a graph generated for AVX-512 runs it, and its losses came out
-        NaN from the second step on (ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, docs/benchmarks.md).
-        The check costs one uncompiled call per graph. Tolerances: on CartPole's preset network,
-        rounding moved the losses by about 1e-7 of their norm and the weights' updates by at most
-        2e-5 (bfloat16 hidden layer included); the bounds leave room for Adam's first steps, which can
-        flip the sign of an update whose gradient is about zero."""
+        """A graph's call, held to the same steps run uncompiled from the same state: None where
+        they agree (the losses, and per weight tensor its update and Adam's moments), else what
+        differs. Compiled code can be wrong without failing: inductor's on-disk cache (torch 2.13)
+        keys a graph without the vector instructions its C++ was generated for (code for AVX-512
+        steps through 16 floats at a time), and builds a cached graph's C++ with the flags of the
+        process that finds it; under AVX2 (8 floats a vector) its losses came out NaN
+        (ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, docs/benchmarks.md). The check costs one
+        uncompiled call. Tolerances: on CartPole's preset network (vanilla and double DQN, 3 seeds),
+        rounding moved the losses by at most 1e-6 of their norm and a weight tensor's update or
+        moments by at most 5e-6 (8e-5 with the bfloat16 hidden layer); the bounds leave room for
+        Adam's first steps, which can flip the sign of an update whose gradient is about zero."""
         ref = before.copy()
         ref_losses = fused_updates(
             ref.params, ref.target_params, ref.exp_avgs, ref.exp_avg_sqs, ref.steps, *args, **kwargs
         )
         st = self._inputs
         assert st is not None
-        moved, ref_moved = (
-            torch.cat([(p - p0).flatten() for p, p0 in zip(x.params, before.params, strict=True)]) for x in (st, ref)
-        )
         if not _close(out, ref_losses, rel=1e-3):
             return f"losses {out[:3].tolist()} against {ref_losses[:3].tolist()}"
-        if not _close(moved, ref_moved, rel=5e-2):
-            return "the weights' updates differ"
+        for i, (p0, p, want) in enumerate(zip(before.params, st.params, ref.params, strict=True)):
+            if not _close(p - p0, want - p0, rel=5e-2):
+                return f"the update of weight tensor {i} {tuple(p.shape)}"
+        for name, got, want in (("first", st.exp_avgs, ref.exp_avgs), ("second", st.exp_avg_sqs, ref.exp_avg_sqs)):
+            for i, (g, w) in enumerate(zip(got, want, strict=True)):
+                if not _close(g, w, rel=5e-2):
+                    return f"Adam's {name} moments of weight tensor {i} {tuple(g.shape)}"
         if not torch.equal(st.steps, ref.steps):
-            return "Adam's step counts differ"
+            return "Adam's step counts"
         return None
 
     def _make_inputs(self) -> _Inputs:

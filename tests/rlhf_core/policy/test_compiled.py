@@ -81,7 +81,7 @@ def test_a_step_that_cannot_compile_falls_back_to_ordinary_updates(caplog):
     assert all(float(agent.optimizer.state[p]["step"]) == 1 for p in agent.q.parameters())
 
 
-@pytest.mark.parametrize("wrong", ["weights", "losses", "step counts"])
+@pytest.mark.parametrize("wrong", ["output bias", "losses", "moments", "step counts"])
 def test_a_graph_that_computes_other_numbers_is_caught_undone_and_left_for_ordinary_updates(wrong, caplog):
     # what a graph from a compile cache written for other vector instructions does (AVX-512 kernels
     # built for AVX2 skip half of every vector): it runs without an error and returns wrong numbers
@@ -91,9 +91,10 @@ def test_a_graph_that_computes_other_numbers_is_caught_undone_and_left_for_ordin
 
     def miscompiled(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs):
         losses = fused_updates(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs)
-        if wrong == "weights":
-            for p in params:
-                p.view(-1)[::2] = float("nan")
+        if wrong == "output bias":  # 2 of the network's 386 weights
+            params[-1].add_(0.1)
+        elif wrong == "moments":
+            exp_avg_sqs[0].mul_(2)
         elif wrong == "step counts":
             steps.add_(1)
         return losses * 1.5 if wrong == "losses" else losses
@@ -112,6 +113,33 @@ def test_a_graph_that_computes_other_numbers_is_caught_undone_and_left_for_ordin
         assert float(agent.optimizer.state[p]["step"]) == 12
         for moment in ("exp_avg", "exp_avg_sq"):
             torch.testing.assert_close(agent.optimizer.state[p][moment], plain.optimizer.state[q][moment])
+
+
+def test_a_one_step_graph_is_checked_on_its_first_calls_and_caught_when_a_later_one_goes_wrong(caplog):
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, seed=4)
+    plain = DQNAgent(cfg, 4, 2, vector_features)
+    agent = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+    calls = []
+
+    def wrong_from_the_third_call(params, *args, **kwargs):
+        calls.append(1)
+        losses = fused_updates(params, *args, **kwargs)
+        if len(calls) >= 3:
+            params[0].mul_(-1)
+        return losses
+
+    agent._compiled.fn = wrong_from_the_third_call
+    batches = _random_batches(4)
+    with update_mode(1), caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        for i, batch in enumerate(batches):
+            torch.testing.assert_close(agent.update(batch), plain.update(batch))
+            if i == 1:
+                assert agent._compiled is not None and agent._compiled.checked == {1: 2}
+    assert len(calls) == 3 and "they differ in the update of weight tensor 0 (16, 4)" in caplog.text
+    assert agent._compiled is None
+    for p, q in zip(agent.q.parameters(), plain.q.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+        assert float(agent.optimizer.state[p]["step"]) == 4
 
 
 def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
