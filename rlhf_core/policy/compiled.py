@@ -208,8 +208,8 @@ class CompiledUpdates:
                     st.restore(before)  # as if the call had not run: the ordinary updates take these steps
                     logger.warning(
                         "compiled DQN updates compute other numbers than ordinary ones here (they differ in %s); "
-                        "training continues with ordinary updates. A torch compile cache that holds code "
-                        "generated for other vector instructions does this: delete it (TORCHINDUCTOR_CACHE_DIR, "
+                        "training continues with ordinary updates. One known cause is a torch compile cache that "
+                        "holds code generated for other vector instructions: delete it (TORCHINDUCTOR_CACHE_DIR, "
                         "by default /tmp/torchinductor_<user>) to compile afresh",
                         problem,
                     )
