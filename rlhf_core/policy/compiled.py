@@ -2,8 +2,9 @@
 
 :class:`CompiledUpdates` is the one door: an agent built with ``DQNConfig(compile=True)``
 calls it with a round's stacked minibatches; it returns their losses, or None when the graph
-cannot compile here or its first call computes other numbers than the same steps uncompiled
-(the agent then falls back to its plain update for good). It computes
+cannot compile here or a checked call (a graph's calls until 8 of its steps were) computes
+other numbers than the same steps uncompiled (the agent then falls back to its plain update
+for good). It computes
 what :meth:`rlhf_core.policy.dqn.DQNAgent.update` computes, with the same TD target and loss
 (:mod:`rlhf_core.policy.qnetwork`) and the agent's own optimizer state and hyperparameters;
 a test holds the two paths together. Why it is faster and by how much: docs/benchmarks.md.
@@ -120,13 +121,14 @@ class _Inputs:
                 mine.copy_(theirs)
 
 
-def _close(got: torch.Tensor, want: torch.Tensor, *, rel: float) -> bool:
-    """Non-finite in the same places, and the rest within ``rel`` of ``want``'s norm (relative to the whole)."""
+def _close(got: torch.Tensor, want: torch.Tensor, *, rel: float, floor: float = 0.0) -> bool:
+    """Non-finite in the same places, and the rest within ``rel`` of ``want``'s norm (relative to
+    the whole) plus ``floor``."""
     ok_got, ok_want = torch.isfinite(got), torch.isfinite(want)
     if not torch.equal(ok_got, ok_want):
         return False
     diff = torch.linalg.vector_norm((got[ok_got] - want[ok_want]).double())
-    return bool(diff <= rel * torch.linalg.vector_norm(want[ok_want].double()) + 1e-12)
+    return bool(diff <= rel * torch.linalg.vector_norm(want[ok_want].double()) + floor + 1e-12)
 
 
 class CompiledUpdates:
@@ -190,6 +192,8 @@ class CompiledUpdates:
             try:
                 out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
+                if before is not None:
+                    st.restore(before)  # a graph that fails part-way leaves no step of it behind
                 if k in self.sizes:
                     raise
                 logger.warning(
@@ -200,7 +204,7 @@ class CompiledUpdates:
                 return None
             if before is not None:
                 try:
-                    problem = self._check(before, out, args, kwargs)
+                    problem = self._check(before, out, args, kwargs, lr=group["lr"], k=k)
                 except BaseException:
                     st.restore(before)
                     raise
@@ -219,7 +223,9 @@ class CompiledUpdates:
             losses.append(out)
         return torch.cat(losses)
 
-    def _check(self, before: _Inputs, out: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    def _check(
+        self, before: _Inputs, out: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any], *, lr: float, k: int
+    ) -> str | None:
         """A graph's call, held to the same steps run uncompiled from the same state: None where
         they agree (the losses, and per weight tensor its update and Adam's moments), else what
         differs. Compiled code can be wrong without failing: inductor's on-disk cache (torch 2.13)
@@ -229,8 +235,11 @@ class CompiledUpdates:
         (ATEN_CPU_CAPABILITY=avx2 on an AVX-512 CPU, docs/benchmarks.md). The check costs one
         uncompiled call. Tolerances: on CartPole's preset network (vanilla and double DQN, 3 seeds),
         rounding moved the losses by at most 1e-6 of their norm and a weight tensor's update or
-        moments by at most 5e-6 (8e-5 with the bfloat16 hidden layer); the bounds leave room for
-        Adam's first steps, which can flip the sign of an update whose gradient is about zero."""
+        moments by at most 5e-6 (8e-5 with the bfloat16 hidden layer). The bounds leave room for
+        Adam's first step, which moves a weight by about ``lr`` whatever its gradient's size: a
+        gradient of about zero can come out with either sign, and the k steps of the call then
+        move that weight up to ``2 lr k`` apart (one such weight is allowed per tensor; the
+        moments, proportional to the gradients, get a floor of 1e-3 of all tensors' norm)."""
         ref = before.copy()
         ref_losses = fused_updates(
             ref.params, ref.target_params, ref.exp_avgs, ref.exp_avg_sqs, ref.steps, *args, **kwargs
@@ -240,11 +249,14 @@ class CompiledUpdates:
         if not _close(out, ref_losses, rel=1e-3):
             return f"losses {out[:3].tolist()} against {ref_losses[:3].tolist()}"
         for i, (p0, p, want) in enumerate(zip(before.params, st.params, ref.params, strict=True)):
-            if not _close(p - p0, want - p0, rel=5e-2):
+            if not _close(p - p0, want - p0, rel=5e-2, floor=2 * lr * k):
                 return f"the update of weight tensor {i} {tuple(p.shape)}"
         for name, got, want in (("first", st.exp_avgs, ref.exp_avgs), ("second", st.exp_avg_sqs, ref.exp_avg_sqs)):
+            floor = 1e-3 * float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(w.double()) for w in want]))
+            )
             for i, (g, w) in enumerate(zip(got, want, strict=True)):
-                if not _close(g, w, rel=5e-2):
+                if not _close(g, w, rel=5e-2, floor=floor):
                     return f"Adam's {name} moments of weight tensor {i} {tuple(g.shape)}"
         if not torch.equal(st.steps, ref.steps):
             return "Adam's step counts"

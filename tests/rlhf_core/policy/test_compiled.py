@@ -91,8 +91,8 @@ def test_a_graph_that_computes_other_numbers_is_caught_undone_and_left_for_ordin
 
     def miscompiled(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs):
         losses = fused_updates(params, target_params, exp_avgs, exp_avg_sqs, steps, *args, **kwargs)
-        if wrong == "output bias":  # 2 of the network's 386 weights
-            params[-1].add_(0.1)
+        if wrong == "output bias":  # 2 of the network's 386 weights, beyond what rounding can move them
+            params[-1].add_(0.3)  # (Adam's 6 steps of lr 1e-2 move one weight 0.06 at most: 0.12 apart)
         elif wrong == "moments":
             exp_avg_sqs[0].mul_(2)
         elif wrong == "step counts":
@@ -158,3 +158,87 @@ def test_a_failure_after_the_graph_has_run_is_raised_not_hidden():
     assert agent._compiled is not None and agent._compiled.sizes == {1}
     with pytest.raises(RuntimeError, match="out of memory"):  # steps may have been taken: no rerun
         agent.update(batch)
+
+
+def test_rounding_that_flips_one_weights_first_adam_step_is_not_taken_for_a_wrong_graph(caplog):
+    # Adam's first step moves a weight by about lr whatever its gradient's size, so a gradient of
+    # about zero that rounds to the other sign moves that weight up to 2 lr a step apart
+    cfg = DQNConfig(hidden=(16, 16), learning_rate=1e-2, seed=4)
+    plain = DQNAgent(cfg, 4, 2, vector_features)
+    agent = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+
+    def rounded_otherwise(params, *args, **kwargs):
+        losses = fused_updates(params, *args, **kwargs)
+        params[-1][0].add_(0.9 * 2 * 1e-2 * 6)  # one output bias, 6 steps of lr 1e-2 on the other side
+        return losses
+
+    agent._compiled.fn = rounded_otherwise
+    batches = _stacked(_random_batches(6))
+    with update_mode(1), caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        torch.testing.assert_close(
+            agent.update_round(batches, absorbing_value=0.0), plain.update_round(batches, absorbing_value=0.0)
+        )
+    assert "compute other numbers" not in caplog.text
+    assert agent._compiled is not None and agent._compiled.checked == {6: 6}
+    moved = (agent.q.linear_params()[-1] - plain.q.linear_params()[-1]).detach()
+    torch.testing.assert_close(moved, torch.tensor([0.108, 0.0]), rtol=0, atol=1e-6)  # the call's numbers were kept
+
+
+def test_checking_stops_after_eight_steps_of_a_graph(monkeypatch):
+    agent = DQNAgent(DQNConfig(hidden=(8,), learning_rate=1e-2, seed=1, compile=True), 4, 2, vector_features)
+    compiled = agent._compiled
+    checks = []
+    real_check = compiled._check
+
+    def counting(*args, **kwargs):
+        checks.append(1)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(compiled, "_check", counting)
+    with update_mode(1):
+        for batch in _random_batches(11):
+            agent.update(batch)
+        # a round of 16 steps: two calls of 8, the first checked, the second not
+        agent.update_round(_stacked(_random_batches(16, seed=1)), absorbing_value=0.0)
+        agent.update_round(_stacked(_random_batches(16, seed=2)), absorbing_value=0.0)
+    assert compiled.checked == {1: 8, 8: 8}
+    assert len(checks) == 8 + 1
+    assert agent._compiled is compiled and all(
+        float(agent.optimizer.state[p]["step"]) == 11 + 32 for p in agent.q.parameters()
+    )
+
+
+def test_the_state_is_restored_when_the_check_itself_fails(monkeypatch):
+    agent = DQNAgent(DQNConfig(hidden=(8,), learning_rate=1e-2, seed=1, compile=True), 4, 2, vector_features)
+    before = [p.detach().clone() for p in agent.q.parameters()]
+
+    def broken_check(*args, **kwargs):
+        raise MemoryError("no room for the uncompiled copy")
+
+    monkeypatch.setattr(agent._compiled, "_check", broken_check)
+    with update_mode(1), pytest.raises(MemoryError):
+        agent.update_round(_stacked(_random_batches(8)), absorbing_value=0.0)
+    for p, b in zip(agent.q.parameters(), before, strict=True):
+        torch.testing.assert_close(p, b, rtol=0, atol=0)
+        assert float(agent.optimizer.state[p]["step"]) == 0
+        assert not agent.optimizer.state[p]["exp_avg"].any()
+
+
+def test_a_first_call_that_fails_part_way_leaves_no_step_behind(caplog):
+    cfg = DQNConfig(hidden=(8,), learning_rate=1e-2, seed=1)
+    plain = DQNAgent(cfg, 4, 2, vector_features)
+    agent = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+
+    def fails_after_a_step(params, *args, **kwargs):
+        params[0].add_(1.0)
+        raise RuntimeError("the C++ build failed")
+
+    agent._compiled.fn = fails_after_a_step
+    batches = _stacked(_random_batches(4))
+    with update_mode(1), caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        torch.testing.assert_close(
+            agent.update_round(batches, absorbing_value=0.0), plain.update_round(batches, absorbing_value=0.0)
+        )
+    assert agent._compiled is None and "the C++ build failed" in caplog.text
+    for p, q in zip(agent.q.parameters(), plain.q.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
