@@ -1,12 +1,15 @@
 """Who is using the app: the logged-in account, or the one person of a studio without accounts.
 
 With accounts (``rlhf users add``), every page asks for a login first; the session token
-lives in the session state and the URL (``?session=``), so a reload keeps the login until
-it expires or the person logs out. Pages an account's role may not use are not in its
-navigation at all, so their addresses lead nowhere.
+lives in the session state and in a browser cookie (:func:`keep_login_cookie`; ``SameSite=Strict``,
+never in the URL, so an address can be shared without the login), so a reload or a new tab
+keeps the login until it expires or the person logs out. Pages an account's role may not
+use are not in its navigation at all, so their addresses lead nowhere.
 """
 
 from __future__ import annotations
+
+import json
 
 import streamlit as st
 
@@ -33,7 +36,7 @@ def current_user(studio: Studio) -> User | None:
     user = accounts.user_for_token(studio, state.get(state.TOKEN))
     if user is None:
         if state.get(state.TOKEN):
-            state.forget(state.TOKEN)  # expired or logged out elsewhere
+            state.forget_login()  # expired or logged out elsewhere
         st.session_state.pop(state.USER, None)
         return None
     if state.get(state.ANNOTATOR) != user.name:  # labels are recorded under the account, nothing else
@@ -100,7 +103,7 @@ def log_in(studio: Studio, name: str, password: str) -> User:
     """Check a name and password (slowed down on failure); keep the session token."""
     login = accounts.login(studio, name, password)
     _forget_labeling()  # a labeling session belongs to whoever was logged in before
-    state.set_persistent(state.TOKEN, login.token)
+    state.remember_login(login.token)
     st.session_state[state.ANNOTATOR] = login.user.name
     st.session_state[state.USER] = login.user
     return login.user
@@ -109,7 +112,7 @@ def log_in(studio: Studio, name: str, password: str) -> User:
 def log_out(studio: Studio) -> None:
     """End this browser's login session."""
     accounts.logout(studio, state.get(state.TOKEN))
-    state.forget(state.TOKEN)
+    state.forget_login()
     _forget_labeling()
     for key in (state.USER, state.ANNOTATOR, state.PROJECT):
         st.session_state.pop(key, None)
@@ -124,3 +127,26 @@ def require_admin(studio: Studio) -> User:
         st.error("Only an admin can use this page.", icon=":material/block:")
         st.stop()
     return found
+
+
+def keep_login_cookie(user: User | None) -> None:
+    """Make the browser's login cookie say what this session knows, with a script in the page
+    (Streamlit reads cookies, st.context.cookies, but has no call that writes one): a logged-in
+    account's token, kept as long as a login lasts at most; no cookie once nobody is logged in
+    here (logged out, expired, ended elsewhere). The cookie is ``SameSite=Strict`` (no other
+    site's page sends it), ``Secure`` under https, and readable by the page's scripts, which
+    render no HTML of anyone's making. Without accounts: nothing to keep."""
+    token = state.get(state.TOKEN)
+    if user is not None and user.id and token:
+        max_age = int(accounts.MAX_SESSION_AGE.total_seconds())
+        cookie = f"{state.LOGIN_COOKIE}={token}; Path=/; Max-Age={max_age}; SameSite=Strict"
+        st.session_state[state.COOKIE_WRITTEN] = True
+    elif st.session_state.pop(state.COOKIE_WRITTEN, False) or state.login_cookie():
+        cookie = f"{state.LOGIN_COOKIE}=; Path=/; Max-Age=0; SameSite=Strict"
+    else:
+        return
+    st.html(
+        f"<script>document.cookie = {json.dumps(cookie)} + "
+        '(location.protocol === "https:" ? "; Secure" : "");</script>',
+        unsafe_allow_javascript=True,
+    )

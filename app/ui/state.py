@@ -1,7 +1,8 @@
 """Every ``st.session_state`` key of the UI, declared in one place.
 
 The annotator's name and the project also live in the URL's query parameters, so a page
-reload (or a bookmark) keeps them.
+reload (or a bookmark) keeps them; a login's token lives in a cookie instead (see
+:func:`init`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import streamlit as st
 ANNOTATOR = "annotator"
 """Name of the person labeling (str)."""
 TOKEN = "session"
-"""Login session token (str) of a studio with accounts; also in the URL, so a reload keeps the login."""
+"""Login session token (str) of a studio with accounts; also in the browser's cookie
+:data:`LOGIN_COOKIE` (never in the URL), so a reload keeps the login."""
+LOGIN_COOKIE = "rlhf_session"
+"""Name of the browser cookie that holds the login token (set and deleted by app.ui.auth)."""
+COOKIE_WRITTEN = "login_cookie_written"
+"""Whether this session wrote the login cookie (so that logging out deletes it)."""
 USER = "user"
 """The logged-in app.services.accounts.User (or the local user of a studio without accounts)."""
 LOGIN_NAME = "login_name"
@@ -140,14 +146,26 @@ def watching_key(kind: str) -> str:
     return f"watching-{kind}"
 
 
-_URL_KEYS = (ANNOTATOR, PROJECT, TOKEN)
+_URL_KEYS = (ANNOTATOR, PROJECT)
 
 
 def init() -> None:
-    """Restore the annotator and project from the URL on a fresh session."""
+    """Restore the annotator and project from the URL, and the login from its cookie, on a
+    fresh session. A login token in the URL (an address from before the cookie) is dropped
+    unused: an address can be shared, and a shared one must not log anyone in."""
     for key in _URL_KEYS:
         if key not in st.session_state and st.query_params.get(key):
             st.session_state[key] = st.query_params[key]
+    if TOKEN in st.query_params:
+        st.query_params.pop(TOKEN, None)
+    if TOKEN not in st.session_state and (token := login_cookie()):
+        st.session_state[TOKEN] = token
+
+
+def login_cookie() -> str | None:
+    """The login cookie the browser sent when this session began (Streamlit reads cookies once, at connection)."""
+    value = st.context.cookies.get(LOGIN_COOKIE)
+    return value if isinstance(value, str) and value else None  # (a test's app has mock cookies)
 
 
 def get(key: str, default: Any = None) -> Any:
@@ -171,6 +189,18 @@ def forget(key: str) -> None:
     """Drop a value from the session state and the URL (e.g. an invalid name from a link)."""
     st.session_state.pop(key, None)
     st.query_params.pop(key, None)
+    _identity_changed()
+
+
+def remember_login(token: str) -> None:
+    """Keep a login's token for this session (app.ui.auth writes it to the browser's cookie)."""
+    st.session_state[TOKEN] = token
+    _identity_changed()
+
+
+def forget_login() -> None:
+    """Drop this session's login token (app.ui.auth then deletes the browser's cookie)."""
+    st.session_state.pop(TOKEN, None)
     _identity_changed()
 
 

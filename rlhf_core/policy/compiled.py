@@ -12,6 +12,7 @@ a test holds the two paths together. Why it is faster and by how much: docs/benc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ logger = logging.getLogger(__name__)
 #: checks and wrapper work, and the target network's values of all its minibatches come from
 #: one matrix product; more steps compile longer.
 STEPS_PER_CALL = 8
+
+#: Most graphs of :func:`fused_updates` one process keeps. Dynamo counts the graphs of a
+#: function across every agent of a process (one per network shape, steps per call and DQN
+#: variant), and past its default of 8 it refuses to compile another: the next agent of a long
+#: process (a test run, a worker that trains for many projects) would fall back to ordinary
+#: updates. Raised for these compiles only.
+GRAPHS_PER_PROCESS = 64
 
 
 def fused_updates(
@@ -189,8 +197,11 @@ class CompiledUpdates:
             # checked only as the first call here: a disagreement then leaves no step of this round taken
             check = start == 0 and self.checked.get(k, 0) < STEPS_PER_CALL
             before = st.copy() if check else None
+            limit = max(GRAPHS_PER_PROCESS, torch._dynamo.config.recompile_limit)
+            compiling = torch._dynamo.config.patch(recompile_limit=limit) if k not in self.sizes else None
             try:
-                out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
+                with compiling or contextlib.nullcontext():  # (17 us a patch: only where a graph may compile)
+                    out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
                 if before is not None:
                     st.restore(before)  # a graph that fails part-way leaves no step of it behind

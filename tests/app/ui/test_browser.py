@@ -523,11 +523,44 @@ def test_two_annotators_log_in_label_one_project_twice_each_pair_and_see_their_a
             # an annotator may not rule on disputes
             expect(page_a.get_by_role("button", name="A is better")).to_have_count(0)
 
-            # a reload keeps the login; logging out ends it
+            # the login lives in a cookie of the app's own, never in an address: a copied
+            # address does not log anyone in, not even an old one that names a token
+            (cookie,) = [c for c in first.cookies() if c["name"] == "rlhf_session"]
+            assert (
+                cookie["sameSite"] == "Strict" and cookie["domain"] == "127.0.0.1" and cookie["expires"] > time.time()
+            )
+            assert all(cookie["value"] not in page.url and "session=" not in page.url for page in (page_a, page_b))
+
+            # a reload and a new tab keep the login; logging out ends it and deletes the cookie
             page_b.reload()
             expect(page_b.get_by_text("Logged in as bo")).to_be_visible()
+            tab = second.new_page()
+            tab.goto(app_url)
+            expect(tab.get_by_text("Logged in as bo")).to_be_visible()
+            tab.close()
             page_b.get_by_role("button", name="Log out").click()
             expect(page_b.get_by_role("heading", name="Log in")).to_be_visible()
+            deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+            while any(c["name"] == "rlhf_session" for c in second.cookies()) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(c["name"] == "rlhf_session" for c in second.cookies()), "logging out left the cookie"
+            # logging in again without a reload writes the new login's cookie: a new tab has it
+            page_b.get_by_role("textbox", name="Name").fill("bo")
+            page_b.get_by_role("textbox", name="Password").fill("bo-own-password")
+            page_b.get_by_role("button", name="Log in").click()
+            expect(page_b.get_by_text("Logged in as bo")).to_be_visible()
+            tab = second.new_page()
+            tab.goto(app_url)
+            expect(tab.get_by_text("Logged in as bo")).to_be_visible()
+            tab.get_by_role("button", name="Log out").click()  # ends the login the first tab shares
+            expect(tab.get_by_role("heading", name="Log in")).to_be_visible()
+            tab.close()
+            for address in (page_a.url, app_url + "team?session=" + cookie["value"]):
+                page_b.goto(address)
+                expect(page_b.get_by_role("heading", name="Log in")).to_be_visible()
+                expect(page_b.get_by_text("Logged in as")).to_have_count(0)
+            page_a.reload()  # ann's own login goes on
+            expect(page_a.get_by_text("Logged in as ann")).to_be_visible()
     assert outside == []
     rows = _label_rows(data)
     assert sorted(q for q, name, _ in rows if name == "ann") == sorted(seen_a)

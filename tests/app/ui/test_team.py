@@ -90,6 +90,13 @@ def test_with_accounts_the_app_asks_for_a_login_and_an_annotator_sees_their_proj
     assert at.session_state["user"].name == "ann" and not at.session_state["user"].must_change_password
     token = at.session_state["session"]
 
+    # an address that names the token (as addresses did before the cookie) logs nobody in,
+    # and the token leaves the address
+    shared = AppTest.from_file(str(MAIN), default_timeout=TIMEOUT)
+    shared.query_params["session"] = token
+    shared.run()
+    assert [h.value for h in shared.subheader] == ["Log in"] and "session" not in shared.query_params
+
     home = _run(MAIN, session=token)
     assert [r for r in home.dataframe[0].value["name"]] == ["team"]  # not 'other'
     assert not [b for b in home.button if b.label == "Save settings"]  # settings are for admins

@@ -242,3 +242,13 @@ def test_a_first_call_that_fails_part_way_leaves_no_step_behind(caplog):
     assert agent._compiled is None and "the C++ build failed" in caplog.text
     for p, q in zip(agent.q.parameters(), plain.q.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents(monkeypatch):
+    # dynamo counts a function's graphs across every agent of the process and, past its limit
+    # (8 by default; 1 here, where a test run has compiled several already), refuses new ones
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    for hidden in ((8,), (12,)):
+        agent = DQNAgent(DQNConfig(hidden=hidden, learning_rate=1e-2, seed=1, compile=True), 4, 2, vector_features)
+        agent.update(_random_batches(1)[0])
+        assert agent._compiled is not None and agent._compiled.sizes == {1}, hidden
