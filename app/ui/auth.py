@@ -9,7 +9,9 @@ use are not in its navigation at all, so their addresses lead nowhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 
 import streamlit as st
 
@@ -33,6 +35,10 @@ def current_user(studio: Studio) -> User | None:
         user = accounts.local_user(state.get(state.ANNOTATOR) or "")
         st.session_state[state.USER] = user
         return user
+    if not st.session_state.get(state.COOKIE_READ):  # once: the cookie is what the browser sent at connection
+        st.session_state[state.COOKIE_READ] = True
+        if not state.get(state.TOKEN) and (sent := _sent_cookie(studio)):
+            st.session_state[state.TOKEN] = sent
     user = accounts.user_for_token(studio, state.get(state.TOKEN))
     if user is None:
         if state.get(state.TOKEN):
@@ -129,24 +135,51 @@ def require_admin(studio: Studio) -> User:
     return found
 
 
-def keep_login_cookie(user: User | None) -> None:
+#: What a login token looks like (secrets.token_urlsafe): a cookie that is not one is ignored.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}")
+
+
+def _cookie_name(studio: Studio) -> str:
+    """The login cookie of this label store. Cookies do not tell ports apart: studios of other
+    stores on one host (``rlhf app --port ...``) each keep their own."""
+    digest = hashlib.sha256(studio.settings.database_url.encode()).hexdigest()[:12]
+    return f"{state.LOGIN_COOKIE}_{digest}"
+
+
+def _sent_cookie(studio: Studio) -> str | None:
+    """The login token the browser sent when this session began (Streamlit reads cookies once,
+    at connection), if it looks like one."""
+    value = st.context.cookies.get(_cookie_name(studio))
+    return value if isinstance(value, str) and _TOKEN.fullmatch(value) else None  # (a test's app: mocks)
+
+
+def _js(value: str) -> str:
+    """A JavaScript string literal that is safe inside a <script> element."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def keep_login_cookie(studio: Studio, user: User | None) -> None:
     """Make the browser's login cookie say what this session knows, with a script in the page
     (Streamlit reads cookies, st.context.cookies, but has no call that writes one): a logged-in
-    account's token, kept as long as a login lasts at most; no cookie once nobody is logged in
-    here (logged out, expired, ended elsewhere). The cookie is ``SameSite=Strict`` (no other
-    site's page sends it), ``Secure`` under https, and readable by the page's scripts, which
-    render no HTML of anyone's making. Without accounts: nothing to keep."""
-    token = state.get(state.TOKEN)
+    account's token, for at most as long as a login can last (the store ends it sooner: idle
+    hours, a logout); and once the login here has ended (logged out, expired, ended elsewhere),
+    no cookie, but only if it still holds that login: another tab of the browser may have
+    logged in since. The cookie is ``SameSite=Strict`` (no other site's page sends it),
+    ``Secure`` under https, and readable by the page's scripts, which render no HTML of
+    anyone's making. Without accounts: nothing to keep."""
+    name, token = _cookie_name(studio), state.get(state.TOKEN)
     if user is not None and user.id and token:
         max_age = int(accounts.MAX_SESSION_AGE.total_seconds())
-        cookie = f"{state.LOGIN_COOKIE}={token}; Path=/; Max-Age={max_age}; SameSite=Strict"
-        st.session_state[state.COOKIE_WRITTEN] = True
-    elif st.session_state.pop(state.COOKIE_WRITTEN, False) or state.login_cookie():
-        cookie = f"{state.LOGIN_COOKIE}=; Path=/; Max-Age=0; SameSite=Strict"
+        script = f"document.cookie = {_js(f'{name}={token}; Path=/; Max-Age={max_age}; SameSite=Strict')} + secure;"
+        st.session_state[state.COOKIE_WRITTEN] = token
+    elif ended := st.session_state.pop(state.COOKIE_WRITTEN, None) or _sent_cookie(studio):
+        script = (
+            f"if (document.cookie.split('; ').includes({_js(f'{name}={ended}')})) "
+            f"document.cookie = {_js(f'{name}=; Path=/; Max-Age=0; SameSite=Strict')} + secure;"
+        )
     else:
         return
     st.html(
-        f"<script>document.cookie = {json.dumps(cookie)} + "
-        '(location.protocol === "https:" ? "; Secure" : "");</script>',
+        f"<script>(() => {{ const secure = location.protocol === 'https:' ? '; Secure' : ''; {script} }})();</script>",
         unsafe_allow_javascript=True,
     )

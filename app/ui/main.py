@@ -42,7 +42,7 @@ if user is not None and user.id:  # an account (not the one person of a studio w
         if st.button("Log out", icon=":material/logout:"):
             auth.log_out(studio)
             st.rerun()
-        auth.keep_login_cookie(user)
+        auth.keep_login_cookie(studio, user)
 else:
-    auth.keep_login_cookie(None)  # a cookie of a login that has ended is deleted
+    auth.keep_login_cookie(studio, None)  # a cookie of a login that has ended is deleted
 st.navigation(pages).run()

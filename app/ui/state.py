@@ -1,8 +1,7 @@
 """Every ``st.session_state`` key of the UI, declared in one place.
 
 The annotator's name and the project also live in the URL's query parameters, so a page
-reload (or a bookmark) keeps them; a login's token lives in a cookie instead (see
-:func:`init`).
+reload (or a bookmark) keeps them; a login's token lives in a cookie instead (app.ui.auth).
 """
 
 from __future__ import annotations
@@ -17,9 +16,12 @@ TOKEN = "session"
 """Login session token (str) of a studio with accounts; also in the browser's cookie
 :data:`LOGIN_COOKIE` (never in the URL), so a reload keeps the login."""
 LOGIN_COOKIE = "rlhf_session"
-"""Name of the browser cookie that holds the login token (set and deleted by app.ui.auth)."""
+"""Start of the name of the browser cookie that holds the login token (app.ui.auth writes,
+reads and deletes it; the name ends with the label store's digest, one cookie per store)."""
 COOKIE_WRITTEN = "login_cookie_written"
-"""Whether this session wrote the login cookie (so that logging out deletes it)."""
+"""The token this session last wrote to the login cookie (so that a logout deletes it, if it is still that)."""
+COOKIE_READ = "login_cookie_read"
+"""Whether this session has read the login cookie its browser sent (it is read once)."""
 USER = "user"
 """The logged-in app.services.accounts.User (or the local user of a studio without accounts)."""
 LOGIN_NAME = "login_name"
@@ -150,22 +152,14 @@ _URL_KEYS = (ANNOTATOR, PROJECT)
 
 
 def init() -> None:
-    """Restore the annotator and project from the URL, and the login from its cookie, on a
-    fresh session. A login token in the URL (an address from before the cookie) is dropped
-    unused: an address can be shared, and a shared one must not log anyone in."""
+    """Restore the annotator and project from the URL on a fresh session (the login comes from
+    its cookie: app.ui.auth). A login token in the URL (an address from before the cookie) is
+    dropped unused: an address can be shared, and a shared one must not log anyone in."""
     for key in _URL_KEYS:
         if key not in st.session_state and st.query_params.get(key):
             st.session_state[key] = st.query_params[key]
     if TOKEN in st.query_params:
         st.query_params.pop(TOKEN, None)
-    if TOKEN not in st.session_state and (token := login_cookie()):
-        st.session_state[TOKEN] = token
-
-
-def login_cookie() -> str | None:
-    """The login cookie the browser sent when this session began (Streamlit reads cookies once, at connection)."""
-    value = st.context.cookies.get(LOGIN_COOKIE)
-    return value if isinstance(value, str) and value else None  # (a test's app has mock cookies)
 
 
 def get(key: str, default: Any = None) -> Any:

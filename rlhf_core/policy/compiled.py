@@ -12,7 +12,6 @@ a test holds the two paths together. Why it is faster and by how much: docs/benc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +33,8 @@ STEPS_PER_CALL = 8
 #: function across every agent of a process (one per network shape, steps per call and DQN
 #: variant), and past its default of 8 it refuses to compile another: the next agent of a long
 #: process (a test run, a worker that trains for many projects) would fall back to ordinary
-#: updates. Raised for these compiles only.
+#: updates, or fail where a graph it already ran must compile again (under other global
+#: state, which dynamo guards). Raised for this function's compiles only.
 GRAPHS_PER_PROCESS = 64
 
 
@@ -160,7 +160,11 @@ class CompiledUpdates:
         # OpenMP threads measured no faster), and the graph, cached on disk, is then the same
         # whatever the updates' thread count; the matrix products still use those threads.
         self.fn: Callable[..., torch.Tensor] = torch.compile(
-            fused_updates, fullgraph=True, dynamic=False, options={"cpp.vec_isa_ok": True, "cpp.threads": 1}
+            fused_updates,
+            fullgraph=True,
+            dynamic=False,
+            options={"cpp.vec_isa_ok": True, "cpp.threads": 1},
+            recompile_limit=GRAPHS_PER_PROCESS,
         )
         self.sizes: set[int] = set()
         """Steps per call that compiled and ran."""
@@ -197,11 +201,8 @@ class CompiledUpdates:
             # checked only as the first call here: a disagreement then leaves no step of this round taken
             check = start == 0 and self.checked.get(k, 0) < STEPS_PER_CALL
             before = st.copy() if check else None
-            limit = max(GRAPHS_PER_PROCESS, torch._dynamo.config.recompile_limit)
-            compiling = torch._dynamo.config.patch(recompile_limit=limit) if k not in self.sizes else None
             try:
-                with compiling or contextlib.nullcontext():  # (17 us a patch: only where a graph may compile)
-                    out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
+                out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
                 if before is not None:
                     st.restore(before)  # a graph that fails part-way leaves no step of it behind

@@ -453,6 +453,17 @@ def _log_in(page, app_url: str, name: str, password: str, new_password: str | No
     expect(page.get_by_text(f"Logged in as {name}")).to_be_visible()
 
 
+def _login_cookies(context, count: int | None = None) -> list[str]:
+    """The values of the studio's login cookies in a browser (first waiting, up to the UI's
+    timeout, until there are ``count``: the page's script writes them as it renders)."""
+    deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
+    while True:
+        values = [c["value"] for c in context.cookies() if c["name"].startswith("rlhf_session_")]
+        if count is None or len(values) == count or time.monotonic() > deadline:
+            return values
+        time.sleep(0.1)
+
+
 def _label_text_pairs(page, n: int) -> list[int]:
     from playwright.sync_api import expect
 
@@ -525,7 +536,8 @@ def test_two_annotators_log_in_label_one_project_twice_each_pair_and_see_their_a
 
             # the login lives in a cookie of the app's own, never in an address: a copied
             # address does not log anyone in, not even an old one that names a token
-            (cookie,) = [c for c in first.cookies() if c["name"] == "rlhf_session"]
+            _login_cookies(first, count=1)
+            (cookie,) = [c for c in first.cookies() if c["name"].startswith("rlhf_session_")]
             assert (
                 cookie["sameSite"] == "Strict" and cookie["domain"] == "127.0.0.1" and cookie["expires"] > time.time()
             )
@@ -540,10 +552,7 @@ def test_two_annotators_log_in_label_one_project_twice_each_pair_and_see_their_a
             tab.close()
             page_b.get_by_role("button", name="Log out").click()
             expect(page_b.get_by_role("heading", name="Log in")).to_be_visible()
-            deadline = time.monotonic() + UI_TIMEOUT_MS / 1000
-            while any(c["name"] == "rlhf_session" for c in second.cookies()) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert not any(c["name"] == "rlhf_session" for c in second.cookies()), "logging out left the cookie"
+            assert not _login_cookies(second, count=0), "logging out left the cookie"
             # logging in again without a reload writes the new login's cookie: a new tab has it
             page_b.get_by_role("textbox", name="Name").fill("bo")
             page_b.get_by_role("textbox", name="Password").fill("bo-own-password")
@@ -553,6 +562,18 @@ def test_two_annotators_log_in_label_one_project_twice_each_pair_and_see_their_a
             tab.goto(app_url)
             expect(tab.get_by_text("Logged in as bo")).to_be_visible()
             tab.get_by_role("button", name="Log out").click()  # ends the login the first tab shares
+            expect(tab.get_by_role("heading", name="Log in")).to_be_visible()
+            # and logs in again there: the first tab, whose login has ended, must not delete
+            # the new login's cookie when it next runs
+            _log_in(tab, app_url, "bo", "bo-own-password")
+            (new_login,) = _login_cookies(second, count=1)
+            page_b.get_by_test_id("stSidebarNavItems").get_by_role("link", name="Team").click()
+            expect(page_b.get_by_role("heading", name="Log in")).to_be_visible()
+            time.sleep(1)  # (the page's script would have run)
+            assert _login_cookies(second) == [new_login]
+            tab.reload()
+            expect(tab.get_by_text("Logged in as bo")).to_be_visible()
+            tab.get_by_role("button", name="Log out").click()
             expect(tab.get_by_role("heading", name="Log in")).to_be_visible()
             tab.close()
             for address in (page_a.url, app_url + "team?session=" + cookie["value"]):

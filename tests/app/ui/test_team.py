@@ -199,3 +199,13 @@ def test_a_tab_where_someone_else_logs_in_labels_as_them_not_as_the_one_before(t
     assert at.session_state["labeling_session"].annotator_name == "dee"  # the tab now labels as dee
     answer_button(at, "left").click().run()
     assert _labels_of(team, "dee") == 1 and _labels_of(team, "cy") == 1
+
+
+def test_each_label_store_has_its_own_login_cookie_and_scripts_get_safe_strings(tmp_path: Path) -> None:
+    # cookies do not tell ports apart: two studios on one host must not share (or delete) a login
+    one = Studio(Settings.from_env(tmp_path / "one"))
+    two = Studio(Settings.from_env(tmp_path / "two"))
+    assert auth._cookie_name(one).startswith("rlhf_session_")
+    assert auth._cookie_name(one) != auth._cookie_name(two)
+    assert auth._cookie_name(one) == auth._cookie_name(Studio(Settings.from_env(tmp_path / "one")))
+    assert "<" not in auth._js("</script><script>alert(1)</script>") and auth._js("a-b_c") == '"a-b_c"'
