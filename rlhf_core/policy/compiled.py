@@ -168,8 +168,12 @@ class CompiledUpdates:
         )
         self.sizes: set[int] = set()
         """Steps per call that compiled and ran."""
-        self.checked: dict[int, int] = {}
-        """Steps per call -> how many of its steps :meth:`_check` has held to uncompiled ones."""
+        self.graphs: set[tuple[int, int]] = set()
+        """(steps per call, threads) of the graphs that compiled and ran: dynamo guards on the
+        thread count, so each count the updates run on has its own graph."""
+        self.checked: dict[tuple[int, int], int] = {}
+        """A graph's (steps per call, threads) -> how many of its steps :meth:`_check` has held
+        to uncompiled ones."""
         self._inputs: _Inputs | None = None
 
     def __call__(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
@@ -186,6 +190,7 @@ class CompiledUpdates:
         if n == 0:
             return torch.zeros(0)
         k = max(d for d in range(1, min(n, STEPS_PER_CALL) + 1) if n % d == 0)
+        graph = (k, torch.get_num_threads())
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
         fixed = [self.gamma, self.max_grad_norm, 1 - beta1, beta2, 1 - beta2, absorbing_value]
@@ -199,14 +204,14 @@ class CompiledUpdates:
             )
             kwargs = {"double_q": self.double_q, "eps": group["eps"], "hidden_dtype": self.q.hidden_dtype}
             # checked only as the first call here: a disagreement then leaves no step of this round taken
-            check = start == 0 and self.checked.get(k, 0) < STEPS_PER_CALL
+            check = start == 0 and self.checked.get(graph, 0) < STEPS_PER_CALL
             before = st.copy() if check else None
             try:
                 out = self.fn(st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001  (compiling can fail in many ways; it fails before any step)
                 if before is not None:
                     st.restore(before)  # a graph that fails part-way leaves no step of it behind
-                if k in self.sizes:
+                if graph in self.graphs:
                     raise
                 logger.warning(
                     "compiled DQN updates are unavailable here (%s: %s); training continues with ordinary updates",
@@ -230,8 +235,9 @@ class CompiledUpdates:
                         problem,
                     )
                     return None
-                self.checked[k] = self.checked.get(k, 0) + k
+                self.checked[graph] = self.checked.get(graph, 0) + k
             self.sizes.add(k)
+            self.graphs.add(graph)
             losses.append(out)
         return torch.cat(losses)
 

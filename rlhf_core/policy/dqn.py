@@ -45,6 +45,7 @@ from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.compiled import CompiledUpdates
 from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, numpy_q_values, td_loss, td_target
+from rlhf_core.policy.threads import ThreadChooser
 
 logger = logging.getLogger(__name__)
 
@@ -366,6 +367,8 @@ class DQNAgent:
         self.feature_dim = feature_dim
         self.absorbing_reward = 0.0
         """Per-step reward of the state after a termination in the last training run (for evaluations)."""
+        self.last_threads: ThreadChooser | None = None
+        """The thread counts of the last :meth:`learn`'s update rounds."""
         self._compiled: CompiledUpdates | None = None
         if config.compile:
             self._compiled = CompiledUpdates(
@@ -395,13 +398,21 @@ class DQNAgent:
             return self.target(next_features)
 
     def update_threads(self) -> int:
-        """The threads the updates run with: ``config.torch_threads``, or where that is 0, two (at
-        most torch's own count) while the updates run compiled, whose 64x256 by 256x256 products
-        ran 1.3-1.8x faster on two cores (docs/benchmarks.md; more do not pay there), and one
-        for plain updates (also after a compile failed)."""
+        """The threads the updates run with by preference: ``config.torch_threads``, or where that
+        is 0, two (at most torch's own count) while the updates run compiled, whose 64x256 by
+        256x256 products ran 1.3-1.8x faster on two idle cores (docs/benchmarks.md; more do not
+        pay there), and one for plain updates (also after a compile failed). Where it is 0 and
+        two are preferred, :meth:`learn` times the rounds and runs them on one where that is
+        faster (another process on the cores: :mod:`rlhf_core.policy.threads`)."""
         if self.config.torch_threads:
             return self.config.torch_threads
         return min(2, torch.get_num_threads()) if self._compiled is not None else 1
+
+    def thread_chooser(self) -> ThreadChooser:
+        """What picks each training round's thread count: the preferred count (:meth:`update_threads`),
+        and one where the count is automatic and two are preferred."""
+        preferred = self.update_threads()
+        return ThreadChooser((preferred, 1) if not self.config.torch_threads and preferred > 1 else (preferred,))
 
     def update(
         self, batch: ReplayBatch, absorbing_value: float = 0.0, next_q_target: torch.Tensor | None = None
@@ -502,6 +513,8 @@ class DQNAgent:
             select_by = "learned" if reward_fn is not None else "true"
         key = {"learned": "discounted_learned_return_mean", "true": "true_return_mean", None: None}[select_by]
         best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+        chooser = self.thread_chooser()
+        self.last_threads = chooser
 
         def consider(point: dict[str, Any]) -> None:
             nonlocal best
@@ -545,8 +558,12 @@ class DQNAgent:
                     _fill_rewards(buffer, pending, reward_fn)
                 if step > cfg.learning_starts:
                     batches = buffer.sample_many(cfg.gradient_steps, cfg.batch_size, rng)
-                    with update_mode(self.update_threads()):  # only the updates: encoders keep their threads
+                    # a compile that failed leaves plain updates, which run on the preferred count
+                    threads = chooser.threads() if self._compiled is not None else self.update_threads()
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    with update_mode(threads):  # only the updates: encoders keep their threads
                         loss = float(self.update_round(batches, absorbing_value)[-1])
+                    chooser.record(threads, time.perf_counter() - wall, time.process_time() - cpu)
                     n_updates += cfg.gradient_steps
                     target_stale = True
             # copying weights that have not changed since the last copy changes nothing: skipped
@@ -563,12 +580,13 @@ class DQNAgent:
                     raise TrainingCancelledError("stopped during training")
         seconds = time.perf_counter() - start - eval_seconds  # training only: evaluations are not steps
         logger.info(
-            "DQN: %d steps in %.1f s (%.0f steps/s), %d gradient steps, %d episodes",
+            "DQN: %d steps in %.1f s (%.0f steps/s), %d gradient steps, %d episodes; updates on %s",
             cfg.total_steps,
             seconds,
             cfg.total_steps / max(seconds, 1e-9),
             n_updates,
             len(returns),
+            chooser.summary(),
         )
         chosen = cfg.total_steps
         if eval_env is not None:

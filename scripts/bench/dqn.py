@@ -19,10 +19,13 @@ Each run is a separate process (so thread settings and caches do not leak betwee
 Every run is repeated for each seed (``--seeds``, default 0 1 2), seed by seed side by side
 (the machine's load changes between runs): SB3 with one thread and with torch's default
 threads, then ours, whose updates use ``DQNAgent.update_threads()`` (one for plain updates,
-two where compiled, at most torch's count), so on a 2-core machine SB3's default is the
-same-resources comparison. Reported: environment steps per second over the whole ``learn``
-call, each seed's ratio against both SB3 runs, and the mean true return of 20 greedy
-episodes after training (same evaluation seeds for both; SB3's from its one-thread run).
+two where compiled, at most torch's count; one for the rounds where its threads do not get
+their cores, ``rlhf_core.policy.threads``), so on a 2-core machine SB3's default is the
+same-resources comparison. ``--neighbour`` runs each of them beside another process that
+computes on two threads throughout (a busy machine: a second training). Reported:
+environment steps per second over the whole ``learn`` call, each seed's ratio against both
+SB3 runs, and the mean true return of 20 greedy episodes after training (same evaluation
+seeds for both; SB3's from its one-thread run).
 """
 
 from __future__ import annotations
@@ -82,7 +85,8 @@ def run_ours(
         "seconds": seconds,
         "final_return": final,
         "precision": precision,
-        "update_threads": agent.update_threads(),  # after training: 1 where compiling failed
+        # the rounds' thread counts (1 where compiling failed; 1 beside another process: rlhf_core.policy.threads)
+        "update_threads": agent.last_threads.summary() if agent.last_threads else str(agent.update_threads()),
     }
 
 
@@ -138,8 +142,27 @@ def _spawn(
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
     cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads), "--encoder", encoder]
     cmd += ["--bf16"] if bf16 else []
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if NEIGHBOURS else None
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    finally:
+        if neighbour is not None:
+            neighbour.kill()
+            neighbour.wait()
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+#: ``--neighbour``: another process computing on the same cores throughout each run, as a second
+#: training does (the app runs up to RLHF_MAX_JOBS jobs at once): 64x256 by 256x256 products on
+#: two threads, a DQN update's shape, without end.
+NEIGHBOUR = (
+    "import torch\n"
+    "torch.set_num_threads(2)\n"
+    "a, b = torch.randn(64, 256), torch.randn(256, 256)\n"
+    "while True:\n"
+    "    a = torch.tanh(a @ b)\n"
+)
+NEIGHBOURS: list[bool] = []
 
 
 def _source_encoder() -> Path:
@@ -171,6 +194,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--encoder", default="efficientnet-lite0", help=argparse.SUPPRESS)
     parser.add_argument(
+        "--neighbour",
+        action="store_true",
+        help="run every measured run beside another process computing on two threads (a busy machine)",
+    )
+    parser.add_argument(
         "--bf16", action="store_true", help="ours: bfloat16 hidden layers (DQNConfig.bf16; the presets leave it off)"
     )
     args = parser.parse_args()
@@ -184,6 +212,8 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
+    if args.neighbour:
+        NEIGHBOURS.append(True)
     rows = []
     for env_id in args.env:
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
@@ -223,7 +253,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         one, default = r["speedup_per_seed_vs_sb3_one_thread"], r["speedup_per_seed_vs_sb3_default_threads"]
-        threads = ", ".join(str(t) for t in sorted({x["update_threads"] for x in r["ours"]}))
+        threads = "; ".join(sorted({x["update_threads"] for x in r["ours"]}))
         print(
             f"| {r['env_id']} | {r['steps']} | {_mean(r['ours'], 'sps'):.0f} ({threads}) | "
             f"{_mean(r['sb3_one_thread'], 'sps'):.0f} / {_mean(r['sb3_default_threads'], 'sps'):.0f} | "

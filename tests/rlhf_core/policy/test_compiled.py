@@ -134,7 +134,7 @@ def test_a_one_step_graph_is_checked_on_its_first_calls_and_caught_when_a_later_
         for i, batch in enumerate(batches):
             torch.testing.assert_close(agent.update(batch), plain.update(batch))
             if i == 1:
-                assert agent._compiled is not None and agent._compiled.checked == {1: 2}
+                assert agent._compiled is not None and agent._compiled.checked == {(1, 1): 2}
     assert len(calls) == 3 and "they differ in the update of weight tensor 0 (16, 4)" in caplog.text
     assert agent._compiled is None
     for p, q in zip(agent.q.parameters(), plain.q.parameters(), strict=True):
@@ -179,7 +179,7 @@ def test_rounding_that_flips_one_weights_first_adam_step_is_not_taken_for_a_wron
             agent.update_round(batches, absorbing_value=0.0), plain.update_round(batches, absorbing_value=0.0)
         )
     assert "compute other numbers" not in caplog.text
-    assert agent._compiled is not None and agent._compiled.checked == {6: 6}
+    assert agent._compiled is not None and agent._compiled.checked == {(6, 1): 6}
     moved = (agent.q.linear_params()[-1] - plain.q.linear_params()[-1]).detach()
     torch.testing.assert_close(moved, torch.tensor([0.108, 0.0]), rtol=0, atol=1e-6)  # the call's numbers were kept
 
@@ -201,10 +201,15 @@ def test_checking_stops_after_eight_steps_of_a_graph(monkeypatch):
         # a round of 16 steps: two calls of 8, the first checked, the second not
         agent.update_round(_stacked(_random_batches(16, seed=1)), absorbing_value=0.0)
         agent.update_round(_stacked(_random_batches(16, seed=2)), absorbing_value=0.0)
-    assert compiled.checked == {1: 8, 8: 8}
+    assert compiled.checked == {(1, 1): 8, (8, 1): 8}
     assert len(checks) == 8 + 1
+    # another thread count is another graph (dynamo guards on it), checked anew
+    with update_mode(2):
+        agent.update_round(_stacked(_random_batches(16, seed=3)), absorbing_value=0.0)
+    assert compiled.checked == {(1, 1): 8, (8, 1): 8, (8, 2): 8} and compiled.graphs == {(1, 1), (8, 1), (8, 2)}
+    assert len(checks) == 8 + 2
     assert agent._compiled is compiled and all(
-        float(agent.optimizer.state[p]["step"]) == 11 + 32 for p in agent.q.parameters()
+        float(agent.optimizer.state[p]["step"]) == 11 + 48 for p in agent.q.parameters()
     )
 
 
@@ -244,11 +249,15 @@ def test_a_first_call_that_fails_part_way_leaves_no_step_behind(caplog):
         torch.testing.assert_close(p, q)
 
 
-def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents(monkeypatch):
+def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents():
     # dynamo counts a function's graphs across every agent of the process and, past its limit
-    # (8 by default; 1 here, where a test run has compiled several already), refuses new ones
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    for hidden in ((8,), (12,)):
-        agent = DQNAgent(DQNConfig(hidden=hidden, learning_rate=1e-2, seed=1, compile=True), 4, 2, vector_features)
-        agent.update(_random_batches(1)[0])
-        assert agent._compiled is not None and agent._compiled.sizes == {1}, hidden
+    # (8 by default; 1 here, where a test run has compiled several already), refuses new ones.
+    # (config.patch, not monkeypatch: after monkeypatch's undo the setting no longer existed, and
+    # every later compile in the process failed on its absence)
+    default = torch._dynamo.config.recompile_limit
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for hidden in ((8,), (12,)):
+            agent = DQNAgent(DQNConfig(hidden=hidden, learning_rate=1e-2, seed=1, compile=True), 4, 2, vector_features)
+            agent.update(_random_batches(1)[0])
+            assert agent._compiled is not None and agent._compiled.sizes == {1}, hidden
+    assert torch._dynamo.config.recompile_limit == default
