@@ -166,8 +166,6 @@ class CompiledUpdates:
             options={"cpp.vec_isa_ok": True, "cpp.threads": 1},
             recompile_limit=GRAPHS_PER_PROCESS,
         )
-        self.sizes: set[int] = set()
-        """Steps per call that compiled and ran."""
         self.graphs: set[tuple[int, int]] = set()
         """(steps per call, threads) of the graphs that compiled and ran: dynamo guards on the
         thread count, so each count the updates run on has its own graph."""
@@ -175,6 +173,11 @@ class CompiledUpdates:
         """A graph's (steps per call, threads) -> how many of its steps :meth:`_check` has held
         to uncompiled ones."""
         self._inputs: _Inputs | None = None
+
+    @property
+    def sizes(self) -> set[int]:
+        """Steps per call that compiled and ran (on any thread count)."""
+        return {k for k, _ in self.graphs}
 
     def __call__(self, batches: ReplayBatch, absorbing_value: float) -> torch.Tensor | None:
         """The steps of stacked minibatches (G, B, ...), in calls of the largest divisor of G up to
@@ -236,7 +239,6 @@ class CompiledUpdates:
                     )
                     return None
                 self.checked[graph] = self.checked.get(graph, 0) + k
-            self.sizes.add(k)
             self.graphs.add(graph)
             losses.append(out)
         return torch.cat(losses)

@@ -102,7 +102,6 @@ class ThreadChooser:
         self.switches = 0
         self._times: dict[int, deque[float]] = {n: deque(maxlen=3) for n in counts}
         self._shares: deque[float] = deque(maxlen=2)
-        self._seen: set[int] = set()
         self._probing: int | None = None
         self._up_interval, self._down_interval = 8, 4
         self._next_up = self._next_down = 0  # rounds from which a probe of more (fewer) threads may come
@@ -144,9 +143,8 @@ class ThreadChooser:
         """How long the round just run on ``threads`` took: wall time, and this process's CPU time
         (``time.process_time``) where known."""
         self.rounds += 1
+        first = not self.used.get(threads)  # its graph compiled in this round: not a fair time
         self.used[threads] = self.used.get(threads, 0) + 1
-        first = threads not in self._seen  # its graph compiled in this round: not a fair time
-        self._seen.add(threads)
         if first or self.rounds <= self.warmup or threads not in self._times:
             return  # (a probe on a new count stays on for its second round)
         probing, self._probing = self._probing, None

@@ -138,17 +138,18 @@ def _spawn(
     threads: int = 0,
     encoder: str = "efficientnet-lite0",
     bf16: bool = False,
+    neighbour: bool = False,
 ) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", which, "--env", env_id]
     cmd += ["--steps", str(steps), "--seed", str(seed), "--threads", str(threads), "--encoder", encoder]
     cmd += ["--bf16"] if bf16 else []
-    neighbour = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if NEIGHBOURS else None
+    busy = subprocess.Popen([sys.executable, "-c", NEIGHBOUR]) if neighbour else None
     try:
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     finally:
-        if neighbour is not None:
-            neighbour.kill()
-            neighbour.wait()
+        if busy is not None:
+            busy.kill()
+            busy.wait()
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -162,7 +163,6 @@ NEIGHBOUR = (
     "while True:\n"
     "    a = torch.tanh(a @ b)\n"
 )
-NEIGHBOURS: list[bool] = []
 
 
 def _source_encoder() -> Path:
@@ -212,8 +212,6 @@ def main() -> None:
         )
         print(json.dumps(result))
         return
-    if args.neighbour:
-        NEIGHBOURS.append(True)
     rows = []
     for env_id in args.env:
         steps = args.steps or DEFAULT_STEPS.get(env_id, 20_000)
@@ -222,10 +220,12 @@ def main() -> None:
             encoders.append(f"source:{_source_encoder()}")
         sb3_one, sb3_default, ours = [], [], {encoder: [] for encoder in encoders}
         for seed in args.seeds:  # side by side, seed by seed: the machine's load changes between runs
-            sb3_one.append(_spawn("sb3", env_id, steps, seed, threads=1))
-            sb3_default.append(_spawn("sb3", env_id, steps, seed))
+            sb3_one.append(_spawn("sb3", env_id, steps, seed, threads=1, neighbour=args.neighbour))
+            sb3_default.append(_spawn("sb3", env_id, steps, seed, neighbour=args.neighbour))
             for encoder in encoders:
-                ours[encoder].append(_spawn("ours", env_id, steps, seed, encoder=encoder, bf16=args.bf16))
+                ours[encoder].append(
+                    _spawn("ours", env_id, steps, seed, encoder=encoder, bf16=args.bf16, neighbour=args.neighbour)
+                )
         for encoder in encoders:
             runs = ours[encoder]
             row = {
