@@ -5,7 +5,7 @@ two-core machine. But where another process computes on the same cores (a second
 the app runs up to ``RLHF_MAX_JOBS`` jobs at once; a benchmark; a neighbour on a shared host),
 the threads of each product wait for each other at its end, and a thread that is not
 scheduled holds up the one that is: two CartPole trainings side by side on two cores took
-146-148 s each with two threads, 27 s each with one (21-24 s alone; docs/benchmarks.md).
+146-148 s each with two threads, 26 s each with one (21-24 s alone; docs/benchmarks.md).
 Which count is faster depends on what else runs, and that changes during a training, so
 each round is measured and the choice follows:
 
