@@ -87,7 +87,10 @@ def train_classifier(
         options["backbone"] = str(Path(base_model).expanduser().resolve())
     config = ClassifierConfig(mode=mode, epochs=epochs, seed=seed, **options)  # validates every option
     data = load_dataset(studio, kind, path, config.image_size)
-    result = fit(data, config, on_step=on_step, should_stop=should_stop)
+    from rlhf_core.threads import AdaptiveThreads
+
+    with AdaptiveThreads() as threads:  # fewer threads where another job computes on the cores
+        result = fit(data, config, on_step=threads.ticking(on_step), should_stop=should_stop)
     if should_stop is not None and should_stop():
         from rlhf_core.callbacks import TrainingCancelledError
 

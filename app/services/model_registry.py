@@ -9,6 +9,7 @@ import: torch loads only when a model does.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -29,6 +30,8 @@ from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.distributed import is_main
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.kinds import PERSONAL, TEXT_LORA
+
+logger = logging.getLogger(__name__)
 
 #: Stage-aware progress callback: (stage, done, total).
 StageProgress = Callable[[str, int, int], None]
@@ -131,14 +134,20 @@ def fit_and_register(
     ``evaluate(fit_report, fit_seconds)`` returns the metrics to record. A cancel at any point
     before registration leaves the store as it was.
     """
-    started = time.perf_counter()
-    report = fit(lambda done, total, metrics: progress("fit", done, total), should_stop)
-    fit_seconds = time.perf_counter() - started
-    if should_stop():
-        raise TrainingCancelledError("stopped after fitting")
-    progress("evaluate", 0, 1)
-    metrics = evaluate(report, fit_seconds)
-    progress("evaluate", 1, 1)
+    from rlhf_core.threads import AdaptiveThreads  # torch: only once a model trains
+
+    # the fit's steps choose its thread count (fewer where another job computes on the cores);
+    # the evaluation runs on the count the fit ended with
+    with AdaptiveThreads() as threads:
+        started = time.perf_counter()
+        report = fit(threads.ticking(lambda done, total, metrics: progress("fit", done, total)), should_stop)
+        fit_seconds = time.perf_counter() - started
+        if should_stop():
+            raise TrainingCancelledError("stopped after fitting")
+        progress("evaluate", 0, 1)
+        metrics = evaluate(report, fit_seconds)
+        progress("evaluate", 1, 1)
+    logger.info("%s fit: %s", kind, threads.chooser.summary("unit"))
     if should_stop():  # a cancel asked for after the fit still leaves the active model in place
         raise TrainingCancelledError("stopped while evaluating")
     if not is_main():  # a data-parallel helper process: the main one registers the (identical) model

@@ -45,7 +45,7 @@ from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.compiled import CompiledUpdates
 from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, numpy_q_values, td_loss, td_target
-from rlhf_core.policy.threads import ThreadChooser
+from rlhf_core.threads import ThreadChooser, configured_threads
 
 logger = logging.getLogger(__name__)
 
@@ -399,20 +399,23 @@ class DQNAgent:
 
     def update_threads(self) -> int:
         """The threads the updates run with by preference: ``config.torch_threads``, or where that
-        is 0, two (at most torch's own count) while the updates run compiled, whose 64x256 by
-        256x256 products ran 1.3-1.8x faster on two idle cores (docs/benchmarks.md; more do not
-        pay there), and one for plain updates (also after a compile failed). Where it is 0 and
-        two are preferred, :meth:`learn` times the rounds and runs them on one where that is
-        faster (another process on the cores: :mod:`rlhf_core.policy.threads`)."""
-        if self.config.torch_threads:
-            return self.config.torch_threads
+        is 0 the count ``RLHF_THREADS`` fixes, or where neither does, two (at most torch's own
+        count) while the updates run compiled, whose 64x256 by 256x256 products ran 1.3-1.8x
+        faster on two idle cores (docs/benchmarks.md; more do not pay there), and one for plain
+        updates (also after a compile failed). Where no count is fixed and two are preferred,
+        :meth:`learn` times the rounds and runs them on one where that is faster (another
+        process on the cores: :mod:`rlhf_core.threads`)."""
+        fixed = self.config.torch_threads or configured_threads()
+        if fixed:
+            return fixed
         return min(2, torch.get_num_threads()) if self._compiled is not None else 1
 
     def thread_chooser(self) -> ThreadChooser:
         """What picks each training round's thread count: the preferred count (:meth:`update_threads`),
-        and one where the count is automatic and two are preferred."""
+        and one where no count is fixed and two are preferred."""
         preferred = self.update_threads()
-        return ThreadChooser((preferred, 1) if not self.config.torch_threads and preferred > 1 else (preferred,))
+        fixed = self.config.torch_threads or configured_threads()
+        return ThreadChooser((preferred, 1) if not fixed and preferred > 1 else (preferred,))
 
     def update(
         self, batch: ReplayBatch, absorbing_value: float = 0.0, next_q_target: torch.Tensor | None = None

@@ -15,6 +15,7 @@ look at, and never *chooses* by the true reward: the agent kept is the last one.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -23,11 +24,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.devices import resolve_device
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNResult, Evaluation, RewardFn, SuccessFn, evaluate_policy
+from rlhf_core.threads import AdaptiveThreads, ThreadChooser, configured_threads
+
+logger = logging.getLogger(__name__)
 
 #: Algorithms of stable-baselines3 the studio trains (``--algo``), with the action spaces they take.
 SB3_ALGOS: dict[str, tuple[str, ...]] = {
@@ -135,6 +140,8 @@ class SB3Agent:
         self.config = config
         self.model = model
         model.set_logger(quiet_logger())
+        self.last_threads: ThreadChooser | None = None
+        """The last :meth:`learn`'s thread choice (how many steps ran on each count)."""
 
     @classmethod
     def build(cls, config: SB3Config, env: Any) -> SB3Agent:
@@ -171,11 +178,21 @@ class SB3Agent:
         agent = self
         eval_seconds = [0.0]
 
+        learning_starts = int(getattr(self.model, "learning_starts", 0))
+        # off-policy algorithms that train every few steps (SAC, TD3) make each step about equal
+        # work, so the steps can choose their thread count; PPO and A2C train in bursts between
+        # rollouts, which such units cannot compare: they keep torch's count (or RLHF_THREADS)
+        freq = getattr(self.model, "train_freq", None)
+        steady = freq is not None and getattr(freq.unit, "value", None) == "step"
+        fixed = None if steady else (configured_threads() or torch.get_num_threads(),)
+
         class Progress(BaseCallback):
             next_eval = cfg.eval_every
 
             def _on_step(self) -> bool:
                 steps = self.num_timesteps
+                if steps > learning_starts:  # a step with its gradient steps: units of equal work
+                    threads.tick()
                 for info in self.locals.get("infos", []):
                     episode = info.get("episode")
                     if episode is not None:
@@ -188,11 +205,17 @@ class SB3Agent:
                     point = agent.evaluate(eval_env, cfg.eval_episodes, reward_fn=reward_fn, success_fn=success_fn)
                     curve.append({"step": steps, **point.summary()})
                     eval_seconds[0] += time.perf_counter() - start
+                    threads.restart()  # an evaluation is not a training step
                 return not (should_stop is not None and should_stop())
 
         start = time.perf_counter()
-        self.model.learn(total_timesteps=cfg.total_steps, callback=Progress(), progress_bar=False)
+        # thread counts chosen step by step: fewer where another job computes on the cores
+        with AdaptiveThreads(fixed) as threads:
+            self.model.learn(total_timesteps=cfg.total_steps, callback=Progress(), progress_bar=False)
         seconds = time.perf_counter() - start - eval_seconds[0]
+        self.last_threads = threads.chooser
+        logger.info("%s: %d steps in %.1f s; steps on %s", cfg.algo.upper(), cfg.total_steps, seconds,
+                    threads.chooser.summary("unit"))  # fmt: skip
         if should_stop is not None and should_stop():
             raise TrainingCancelledError("stopped while training the policy")
         if eval_env is not None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import GroupKFold
+from threadpoolctl import threadpool_limits
 
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.callbacks import never as _never
@@ -18,6 +19,16 @@ from rlhf_core.callbacks import quiet as _quiet
 from rlhf_core.rewards.base import RewardModel, pairwise_rows
 from rlhf_core.rewards.kinds import LINEAR
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments
+
+
+def one_blas_thread() -> threadpool_limits:
+    """NumPy's and SciPy's BLAS (each wheel its own OpenBLAS, each with a pool of threads) on one
+    thread while the solver runs. lbfgs alternates between them, NumPy for the loss's products
+    and SciPy's L-BFGS-B for its own vector updates, and the pool of one spins on the cores while
+    the other works: on two cores a fit of 324 rows by 2,562 features took 13.5-14.6 s with
+    their two threads each and 0.9-1.2 s with one (0.83-0.87 s with either library alone on
+    one; docs/benchmarks.md)."""
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -77,13 +88,15 @@ class LinearBT(RewardModel):
                 use_legacy_attributes=False,
                 max_iter=self.config.max_iter,
             )
-            model.fit(x, y, sample_weight=w)
+            with one_blas_thread():
+                model.fit(x, y, sample_weight=w)
             self.c_ = float(np.ravel(model.C_)[0])
         else:
             from sklearn.linear_model import LogisticRegression
 
             model = LogisticRegression(C=1.0, fit_intercept=False, max_iter=self.config.max_iter)
-            model.fit(x, y, sample_weight=w)
+            with one_blas_thread():
+                model.fit(x, y, sample_weight=w)
             self.c_ = 1.0
         self.weights = (model.coef_.ravel() / scale).astype(np.float64)
         on_step(1, 1, {"C": self.c_})

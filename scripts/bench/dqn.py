@@ -20,7 +20,7 @@ Every run is repeated for each seed (``--seeds``, default 0 1 2), seed by seed s
 (the machine's load changes between runs): SB3 with one thread and with torch's default
 threads, then ours, whose updates use ``DQNAgent.update_threads()`` (one for plain updates,
 two where compiled, at most torch's count; one for the rounds where its threads do not get
-their cores, ``rlhf_core.policy.threads``), so on a 2-core machine SB3's default is the
+their cores, ``rlhf_core.threads``), so on a 2-core machine SB3's default is the
 same-resources comparison. ``--neighbour`` runs each of them beside another process that
 computes on two threads throughout (a busy machine: a second training). Reported:
 environment steps per second over the whole ``learn`` call, each seed's ratio against both
@@ -85,7 +85,7 @@ def run_ours(
         "seconds": seconds,
         "final_return": final,
         "precision": precision,
-        # the rounds' thread counts (1 where compiling failed; 1 beside another process: rlhf_core.policy.threads)
+        # the rounds' thread counts (1 where compiling failed; 1 beside another process: rlhf_core.threads)
         "update_threads": agent.last_threads.summary() if agent.last_threads else str(agent.update_threads()),
     }
 

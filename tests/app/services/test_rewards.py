@@ -543,3 +543,26 @@ def test_a_state_action_reward_model_trains_on_the_projects_actions_and_scores_i
     # and the same segment scores differently when its actions are flipped
     flipped = type(data.segments)(data.segments.obs, data.segments.valid, 1 - data.segments.actions)
     assert not np.allclose(model.step_rewards(flipped), model.step_rewards(data.segments))
+
+
+@pytest.mark.parametrize("fixed", ["1", "2"])
+def test_the_fit_runs_on_the_count_rlhf_threads_fixes_and_torchs_count_is_put_back(labeled: Path, monkeypatch, fixed):
+    import torch
+
+    studio = cp.studio_for(labeled)
+    monkeypatch.setenv("RLHF_THREADS", fixed)
+    seen: list[tuple[str, int]] = []
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)  # neither count: what the fit runs on comes from RLHF_THREADS
+    try:
+        train_reward_model(
+            studio,
+            cp.PROJECT,
+            "ensemble",
+            config=SMALL,
+            on_progress=lambda stage, done, total: seen.append((stage, torch.get_num_threads())),
+        )
+        assert {n for stage, n in seen if stage == "fit"} == {int(fixed)}
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -51,6 +51,28 @@ def test_linear_bt_recovers_known_weights():
     assert _accuracy(model, held) > 0.9
 
 
+def test_linear_bt_solves_on_one_blas_thread_and_puts_the_libraries_counts_back(monkeypatch):
+    # NumPy's and SciPy's OpenBLAS pools spinning against each other made such fits 12x slower on two cores
+    from sklearn.linear_model import LogisticRegressionCV
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    seen = []
+    solve = LogisticRegressionCV.fit
+
+    def watched(self, *args, **kwargs):
+        seen.append({lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+        return solve(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegressionCV, "fit", watched)
+    data, _ = synthetic()
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+        LinearBT(FeatureSpec.for_segments(data.segments)).fit(data, rng=np.random.default_rng(0))
+        after = {lib["filepath"]: lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+    assert seen and seen[0] and set(seen[0].values()) == {1}  # every BLAS library NumPy and SciPy load
+    assert after == before
+
+
 def test_pairwise_rows_use_both_orders_and_split_ties_half_and_half():
     diff = np.array([[1.0, 2.0], [3.0, 4.0]])
     x, y, w, groups = pairwise_rows(diff, np.array([1.0, 0.5]))

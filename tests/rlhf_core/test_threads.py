@@ -1,5 +1,5 @@
-"""The update rounds' thread count: two where the cores are free, one where another process
-computes on them (rlhf_core.policy.threads), and the same network either way."""
+"""A training loop's thread count: all where the cores are free, fewer where another process
+computes on them (rlhf_core.threads); for the DQN's update rounds, the same network either way."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from rlhf_core.envs.registry import make_env
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNAgent, preset_for, vector_features
-from rlhf_core.policy.threads import ThreadChooser, proc_stat_idle
+from rlhf_core.threads import THREADS_ENV, AdaptiveThreads, ThreadChooser, configured_threads, proc_stat_idle
 
 
 class Machine:
@@ -165,3 +166,105 @@ def test_one_thread_and_two_train_the_same_network_bit_for_bit():
     one, two = _trained(1), _trained(2)
     assert one.last_threads.used == {1: 5} and two.last_threads.used == {2: 5}
     assert _digest(one) == _digest(two)
+
+
+class Loop:
+    """A loop of equal steps on a two-core machine, for :class:`AdaptiveThreads`: each step takes
+    the time of the thread count torch is set to, and the process gets ``share`` of its cores."""
+
+    def __init__(self, step_seconds: dict[int, float], share: float = 1.0, idle_cores: float = 0.0) -> None:
+        self.step_seconds, self.share, self.idle_cores = step_seconds, share, idle_cores
+        self.wall = self.cpu = 0.0
+        self.ticks = [0.0, 0.0]
+        self.counts: list[int] = []
+
+    def clock(self) -> tuple[float, float]:
+        return tuple(self.ticks)
+
+    def adaptive(self, options=(2, 1), **settings) -> AdaptiveThreads:
+        return AdaptiveThreads(
+            options,
+            clock=lambda: self.wall,
+            cpu_clock=lambda: self.cpu,
+            idle_clock=self.clock,
+            cores=2,
+            **settings,
+        )
+
+    def run(self, threads: AdaptiveThreads, steps: int) -> None:
+        for _ in range(steps):
+            n = torch.get_num_threads()
+            seconds = self.step_seconds[n]
+            self.counts.append(n)
+            self.wall += seconds
+            self.cpu += self.share * n * seconds
+            self.ticks[0] += self.idle_cores * seconds * 100
+            self.ticks[1] += 2 * seconds * 100
+            threads.tick()
+
+
+@pytest.fixture
+def torch_threads():
+    """torch's thread count, set to 2 for the test (what a two-core machine has) and put back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_loop_whose_cores_are_free_runs_on_all_its_threads_and_puts_torchs_count_back(torch_threads):
+    loop = Loop({2: 0.3, 1: 0.5})
+    with loop.adaptive() as threads:
+        loop.run(threads, 40)
+    assert loop.counts == [2] * 40 and threads.chooser.used == {2: 40, 1: 0}
+    assert torch.get_num_threads() == 2
+
+
+def test_a_loop_beside_another_process_moves_to_fewer_threads_and_back_when_it_leaves(torch_threads):
+    # measured: a text-lora fit beside a two-thread neighbour, 1.26 s a step on two threads, 0.75 s on one
+    loop = Loop({2: 1.26, 1: 0.75}, share=0.45)
+    with loop.adaptive() as threads:
+        loop.run(threads, 30)
+        assert loop.counts[:6] == [2, 2, 2, 2, 1, 1] and loop.counts[6:] == [1] * 24
+        assert torch.get_num_threads() == 1
+        loop.step_seconds, loop.share, loop.idle_cores = {2: 0.3, 1: 0.5}, 1.0, 1.0  # the neighbour left
+        loop.run(threads, 10)
+    assert loop.counts[30:] == [1] + [2] * 9
+    assert torch.get_num_threads() == 2  # put back, whatever the loop ended on
+
+
+def test_short_steps_are_gathered_into_units_judged_by_their_time_per_step(torch_threads):
+    loop = Loop({2: 0.01, 1: 0.006}, share=0.45)  # 10 ms steps: a unit is 25 of them
+    with loop.adaptive(min_seconds=0.25) as threads:
+        loop.run(threads, 1_000)
+    assert sum(threads.chooser.used.values()) == pytest.approx(1_000 * 0.006 / 0.25, rel=0.2)
+    assert loop.counts[-500:] == [1] * 500 and threads.chooser.switches == 1
+
+
+def test_restart_leaves_other_work_out_of_the_unit(torch_threads):
+    loop = Loop({2: 0.3, 1: 0.5})
+    with loop.adaptive() as threads:
+        loop.run(threads, 5)
+        loop.wall += 60.0  # an evaluation: a minute, no steps
+        threads.restart()
+        loop.run(threads, 5)
+    assert threads.chooser.used == {2: 10, 1: 0} and max(threads.chooser._times[2]) == pytest.approx(0.3)
+
+
+def test_rlhf_threads_fixes_the_count_and_anything_else_is_refused(torch_threads, monkeypatch):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert configured_threads() is None
+    assert AdaptiveThreads().chooser.options == (2, 1)  # torch's count, and half of it
+    monkeypatch.setenv(THREADS_ENV, "auto")
+    assert configured_threads() is None
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert configured_threads() == 1
+    loop = Loop({1: 0.5}, share=0.3)  # one thread, however busy the cores look: no probe, no other count
+    with AdaptiveThreads(clock=lambda: loop.wall, cpu_clock=lambda: loop.cpu) as threads:
+        assert torch.get_num_threads() == 1
+        loop.run(threads, 20)
+    assert threads.chooser.options == (1,) and loop.counts == [1] * 20 and torch.get_num_threads() == 2
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(THREADS_ENV, bad)
+        with pytest.raises(InvalidInputError, match="RLHF_THREADS.*whole number of at least 1"):
+            configured_threads()
