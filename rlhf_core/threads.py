@@ -47,8 +47,6 @@ from pathlib import Path
 from statistics import median
 from types import TracebackType
 
-import torch
-
 from rlhf_core.errors import InvalidInputError
 
 THREADS_ENV = "RLHF_THREADS"
@@ -238,23 +236,28 @@ class AdaptiveThreads:
         options: Sequence[int] | None = None,
         *,
         min_seconds: float = 0.25,
-        clock: Clock = time.perf_counter,
-        cpu_clock: Clock = time.process_time,
+        clock: Clock | None = None,
+        cpu_clock: Clock | None = None,
         **chooser_settings: object,
     ) -> None:
+        import torch  # here: configured_threads is read where torch is not loaded (the app's pages)
+
         if options is None:
             fixed = configured_threads()
             preferred = torch.get_num_threads()
             options = (fixed,) if fixed is not None else (preferred, max(1, preferred // 2))
         self.chooser = ThreadChooser(options, **chooser_settings)  # type: ignore[arg-type]
         self.min_seconds = min_seconds
-        self.clock, self.cpu_clock = clock, cpu_clock
+        self.clock = clock or time.perf_counter
+        self.cpu_clock = cpu_clock or time.process_time
         self.threads = self.chooser.current
         self._before: int | None = None
         self._steps = 0
         self._wall = self._cpu = 0.0
 
     def __enter__(self) -> AdaptiveThreads:
+        import torch
+
         self._before = torch.get_num_threads()
         self._start_unit()
         return self
@@ -262,10 +265,14 @@ class AdaptiveThreads:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
+        import torch
+
         if self._before is not None and torch.get_num_threads() != self._before:
             torch.set_num_threads(self._before)
 
     def _start_unit(self) -> None:
+        import torch
+
         self.threads = self.chooser.threads()
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
@@ -281,6 +288,15 @@ class AdaptiveThreads:
                 on_step(*args, **kwargs)
 
         return tick_then_report
+
+    def settle(self) -> None:
+        """Leave the loop's units: torch on the count the choice settled on (not a probe's) for the
+        work that follows inside the block (an evaluation)."""
+        import torch
+
+        self.threads = self.chooser.current
+        if torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
 
     def restart(self) -> None:
         """Start the unit anew, not counting the steps and time since the last one ended (other

@@ -89,7 +89,8 @@ def train_classifier(
     data = load_dataset(studio, kind, path, config.image_size)
     from rlhf_core.threads import AdaptiveThreads
 
-    with AdaptiveThreads() as threads:  # fewer threads where another job computes on the cores
+    # fewer threads where another job computes on the cores, unless the config fixes a count
+    with AdaptiveThreads((config.num_threads,) if config.num_threads else None) as threads:
         result = fit(data, config, on_step=threads.ticking(on_step), should_stop=should_stop)
     if should_stop is not None and should_stop():
         from rlhf_core.callbacks import TrainingCancelledError

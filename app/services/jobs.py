@@ -34,7 +34,8 @@ from db import repo
 from db.engine import session_scope
 from db.models import Job, JobStatus
 from rlhf_core.callbacks import TrainingCancelledError
-from rlhf_core.errors import StudioError
+from rlhf_core.errors import InvalidInputError, StudioError
+from rlhf_core.threads import configured_threads
 
 logger = logging.getLogger(__name__)
 
@@ -225,6 +226,10 @@ def submit(studio: Studio, project_id: int | None, kind: str, params: dict[str, 
         raise JobError(f"unknown job kind {kind!r}")
     if spawn and app_starts_workers():
         max_jobs()  # a bad RLHF_MAX_JOBS is refused before anything is queued
+    try:
+        configured_threads()  # so is a bad RLHF_THREADS, which the job would meet in its worker
+    except InvalidInputError as exc:
+        raise JobError(str(exc)) from exc
     with session_scope(studio.engine, write=True) as session:
         repo.expire_stale_jobs(session)
         job, created = repo.create_job_unless_active(session, project_id, kind, params)
@@ -500,6 +505,7 @@ def work(
     ``drain``, the queue is empty; or ``max_jobs_run`` jobs ran). ``worker_id``: a row the app
     reserved for this process (else one is registered). Beats every ``HEARTBEAT_EVERY_S`` while
     alive, busy or idle. ``on_job(job_id, kind, None)`` when a job starts, with its status when it ends."""
+    configured_threads()  # a bad RLHF_THREADS stops the worker before it takes a job, not each job it takes
     stop = stop or threading.Event()
     job_log(studio, 0).parent.mkdir(parents=True, exist_ok=True)
     with session_scope(studio.engine, write=True) as session:

@@ -136,14 +136,16 @@ def fit_and_register(
     """
     from rlhf_core.threads import AdaptiveThreads  # torch: only once a model trains
 
-    # the fit's steps choose its thread count (fewer where another job computes on the cores);
-    # the evaluation runs on the count the fit ended with
-    with AdaptiveThreads() as threads:
+    # the fit's steps choose its thread count (fewer where another job computes on the cores),
+    # unless the model's own config fixes one; the evaluation runs on the count the fit settled on
+    fixed = (config or {}).get("num_threads")
+    with AdaptiveThreads((int(fixed),) if fixed else None) as threads:
         started = time.perf_counter()
         report = fit(threads.ticking(lambda done, total, metrics: progress("fit", done, total)), should_stop)
         fit_seconds = time.perf_counter() - started
         if should_stop():
             raise TrainingCancelledError("stopped after fitting")
+        threads.settle()
         progress("evaluate", 0, 1)
         metrics = evaluate(report, fit_seconds)
         progress("evaluate", 1, 1)

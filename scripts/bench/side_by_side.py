@@ -87,11 +87,14 @@ def _run_together(data: Path, commands: list[list[str]], env: dict[str, str]) ->
             command = [*RLHF, "--data-dir", str(data), *args]
             proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err)
         procs.append((time.perf_counter(), proc, log))
-    times = []
-    for start, proc, log in procs:
-        _check(proc, log)
-        times.append(time.perf_counter() - start)
-    return times
+    ends: dict[int, float] = {}
+    while len(ends) < len(procs):  # each one's end as it comes, whichever ends first
+        for n, (_, proc, log) in enumerate(procs):
+            if n not in ends and proc.poll() is not None:
+                ends[n] = time.perf_counter()
+                _check(proc, log)
+        time.sleep(0.05)
+    return [ends[n] - start for n, (start, _, _) in enumerate(procs)]
 
 
 def main() -> None:

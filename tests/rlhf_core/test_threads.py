@@ -268,3 +268,12 @@ def test_rlhf_threads_fixes_the_count_and_anything_else_is_refused(torch_threads
         monkeypatch.setenv(THREADS_ENV, bad)
         with pytest.raises(InvalidInputError, match="RLHF_THREADS.*whole number of at least 1"):
             configured_threads()
+
+
+def test_settle_leaves_a_probe_for_the_count_the_choice_keeps(torch_threads):
+    loop = Loop({2: 0.3, 1: 0.5}, share=0.45)  # looks contended, but one thread is slower: probes lose
+    with loop.adaptive() as threads:
+        loop.run(threads, 5)
+        assert loop.counts == [2, 2, 2, 2, 1] and torch.get_num_threads() == 1  # mid-probe
+        threads.settle()  # the evaluation that follows a fit
+        assert torch.get_num_threads() == 2 and threads.chooser.current == 2

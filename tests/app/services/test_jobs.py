@@ -15,6 +15,7 @@ from app.services.rewards import train_reward_model
 from db import repo
 from db.engine import session_scope
 from db.models import Job, JobStatus, utcnow
+from rlhf_core.errors import InvalidInputError
 from rlhf_core.rewards.ensemble import EnsembleBT
 
 SMALL = {"members": 3, "epochs": 5}
@@ -90,6 +91,17 @@ def test_second_submit_while_one_runs_is_refused(data: Path) -> None:
     with pytest.raises(jobs.JobError, match="unknown job kind"):
         jobs.submit(studio, pid, "make-coffee", {}, spawn=False)
     assert cp.rows(data, "SELECT count(*) FROM job") == [(1,)]
+
+
+def test_a_bad_rlhf_threads_is_refused_before_anything_is_queued(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    studio = cp.studio_for(data)
+    monkeypatch.setenv("RLHF_THREADS", "all")
+    with pytest.raises(jobs.JobError, match="RLHF_THREADS='all' is not a thread count"):  # the pages show JobError
+        jobs.submit(studio, _project_id(studio), "train-reward", PARAMS, spawn=False)
+    assert cp.rows(data, "SELECT count(*) FROM job") == [(0,)]
+    with pytest.raises(InvalidInputError, match="RLHF_THREADS"):  # a worker started with it takes nothing
+        jobs.work(studio, drain=True)
+    assert cp.rows(data, "SELECT count(*) FROM worker") == [(0,)]
 
 
 @pytest.mark.slow

@@ -40,3 +40,12 @@ def test_sac_steps_choose_between_torchs_count_and_half_and_put_it_back(two_thre
 def test_ppo_trains_in_bursts_and_keeps_torchs_count(two_threads):
     agent, seen = _learn("ppo", 256, n_steps=128, batch_size=64, n_epochs=2)
     assert agent.last_threads.options == (2,) and set(seen) == {2}
+
+
+def test_sac_steps_whose_two_threads_do_not_get_their_cores_try_one(two_threads, monkeypatch):
+    import time
+
+    monkeypatch.setattr(time, "process_time", time.perf_counter)  # CPU time = wall time: half of two cores
+    agent, seen = _learn("sac", 1_500, learning_starts=100, batch_size=64)
+    assert agent.last_threads.used[1] >= 1 and 1 in seen  # a probe of one thread (kept where faster)
+    assert torch.get_num_threads() == 2
