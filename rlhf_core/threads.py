@@ -228,7 +228,8 @@ class AdaptiveThreads:
 
     The options are torch's thread count (the preferred one) and half of it (one on two
     cores: the other half is a second job's), or the count ``RLHF_THREADS`` fixes; or
-    ``options`` where given. The clocks are injectable for tests.
+    ``options`` where given; with ``choose`` False only the first of those (a loop whose steps
+    differ in work). The clocks are injectable for tests.
     """
 
     def __init__(
@@ -236,6 +237,7 @@ class AdaptiveThreads:
         options: Sequence[int] | None = None,
         *,
         min_seconds: float = 0.25,
+        choose: bool = True,
         clock: Clock | None = None,
         cpu_clock: Clock | None = None,
         **chooser_settings: object,
@@ -245,7 +247,10 @@ class AdaptiveThreads:
         if options is None:
             fixed = configured_threads()
             preferred = torch.get_num_threads()
-            options = (fixed,) if fixed is not None else (preferred, max(1, preferred // 2))
+            if fixed is not None or not choose:  # ``choose`` False: one count, as for a loop of bursts
+                options = (fixed or preferred,)
+            else:
+                options = (preferred, max(1, preferred // 2))
         self.chooser = ThreadChooser(options, **chooser_settings)  # type: ignore[arg-type]
         self.min_seconds = min_seconds
         self.clock = clock or time.perf_counter
@@ -262,20 +267,22 @@ class AdaptiveThreads:
         self._start_unit()
         return self
 
+    @staticmethod
+    def _use(threads: int) -> None:
+        import torch
+
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
-        import torch
-
-        if self._before is not None and torch.get_num_threads() != self._before:
-            torch.set_num_threads(self._before)
+        if self._before is not None:
+            self._use(self._before)
 
     def _start_unit(self) -> None:
-        import torch
-
         self.threads = self.chooser.threads()
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        self._use(self.threads)
         self._steps = 0
         self._wall, self._cpu = self.clock(), self.cpu_clock()
 
@@ -292,11 +299,8 @@ class AdaptiveThreads:
     def settle(self) -> None:
         """Leave the loop's units: torch on the count the choice settled on (not a probe's) for the
         work that follows inside the block (an evaluation)."""
-        import torch
-
         self.threads = self.chooser.current
-        if torch.get_num_threads() != self.threads:
-            torch.set_num_threads(self.threads)
+        self._use(self.threads)
 
     def restart(self) -> None:
         """Start the unit anew, not counting the steps and time since the last one ended (other

@@ -405,7 +405,7 @@ class DQNAgent:
         updates (also after a compile failed). Where no count is fixed and two are preferred,
         :meth:`learn` times the rounds and runs them on one where that is faster (another
         process on the cores: :mod:`rlhf_core.threads`)."""
-        fixed = self.config.torch_threads or configured_threads()
+        fixed = self._fixed_threads()
         if fixed:
             return fixed
         return min(2, torch.get_num_threads()) if self._compiled is not None else 1
@@ -414,8 +414,11 @@ class DQNAgent:
         """What picks each training round's thread count: the preferred count (:meth:`update_threads`),
         and one where no count is fixed and two are preferred."""
         preferred = self.update_threads()
-        fixed = self.config.torch_threads or configured_threads()
-        return ThreadChooser((preferred, 1) if not fixed and preferred > 1 else (preferred,))
+        return ThreadChooser((preferred, 1) if not self._fixed_threads() and preferred > 1 else (preferred,))
+
+    def _fixed_threads(self) -> int | None:
+        """The count ``config.torch_threads`` or else ``RLHF_THREADS`` fixes, or None."""
+        return self.config.torch_threads or configured_threads()
 
     def update(
         self, batch: ReplayBatch, absorbing_value: float = 0.0, next_q_target: torch.Tensor | None = None

@@ -24,13 +24,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from rlhf_core.callbacks import ProgressFn, StopFn, TrainingCancelledError
 from rlhf_core.devices import resolve_device
 from rlhf_core.errors import InvalidInputError
 from rlhf_core.policy.dqn import DQNResult, Evaluation, RewardFn, SuccessFn, evaluate_policy
-from rlhf_core.threads import AdaptiveThreads, ThreadChooser, configured_threads
+from rlhf_core.threads import AdaptiveThreads, ThreadChooser
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +183,6 @@ class SB3Agent:
         # rollouts, which such units cannot compare: they keep torch's count (or RLHF_THREADS)
         freq = getattr(self.model, "train_freq", None)
         steady = freq is not None and getattr(freq.unit, "value", None) == "step"
-        fixed = None if steady else (configured_threads() or torch.get_num_threads(),)
 
         class Progress(BaseCallback):
             next_eval = cfg.eval_every
@@ -210,7 +208,7 @@ class SB3Agent:
 
         start = time.perf_counter()
         # thread counts chosen step by step: fewer where another job computes on the cores
-        with AdaptiveThreads(fixed) as threads:
+        with AdaptiveThreads(choose=steady) as threads:
             self.model.learn(total_timesteps=cfg.total_steps, callback=Progress(), progress_bar=False)
         seconds = time.perf_counter() - start - eval_seconds[0]
         self.last_threads = threads.chooser
