@@ -8,18 +8,27 @@ for good). It computes
 what :meth:`rlhf_core.policy.dqn.DQNAgent.update` computes, with the same TD target and loss
 (:mod:`rlhf_core.policy.qnetwork`) and the agent's own optimizer state and hyperparameters;
 a test holds the two paths together. Why it is faster and by how much: docs/benchmarks.md.
+
+Graphs are compiled ahead of time and saved (:class:`SavedGraphs`), so a later process loads
+a graph instead of tracing it again.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
+import platform
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from rlhf_core.policy import qnetwork
 from rlhf_core.policy.qnetwork import QNetwork, ReplayBatch, mlp_forward, td_loss_and_grads, td_target
 
 logger = logging.getLogger(__name__)
@@ -36,6 +45,13 @@ STEPS_PER_CALL = 8
 #: updates, or fail where a graph it already ran must compile again (under other global
 #: state, which dynamo guards). Raised for this function's compiles only.
 GRAPHS_PER_PROCESS = 64
+
+#: Inductor's options for the graph. vec_isa_ok: trust the CPU's reported vector instructions
+#: instead of probing them with test builds in subprocesses (1 s per process); a build that
+#: fails falls back. cpp.threads 1: the graph's own loops (Adam, the loss) are too small to share
+#: (two OpenMP threads measured no faster), and the graph, cached on disk, is then the same
+#: whatever the updates' thread count; the matrix products still use those threads.
+OPTIONS: dict[str, Any] = {"cpp.vec_isa_ok": True, "cpp.threads": 1}
 
 
 def fused_updates(
@@ -139,6 +155,130 @@ def _close(got: torch.Tensor, want: torch.Tensor, *, rel: float, floor: float = 
     return bool(diff <= rel * torch.linalg.vector_norm(want[ok_want].double()) + floor + 1e-12)
 
 
+def _graph_signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """What a saved graph is for (what its guards check, and more): grad mode, the keyword values,
+    and each tensor's shape, dtype, strides and ``requires_grad``. Not the thread count: see
+    :func:`_saved_guards`."""
+    parts: list[Any] = [torch.is_grad_enabled(), tuple(sorted(kwargs.items()))]
+    for arg in args:
+        for t in arg if isinstance(arg, (list, tuple)) else (arg,):
+            parts.append((tuple(t.shape), t.dtype, t.stride(), t.requires_grad))
+    return tuple(parts)
+
+
+@functools.cache
+def _build_identity() -> str:
+    """What a saved graph is valid for besides its signature: this code (the files of the traced
+    functions), torch, Python (its bytecode), the options, and the CPU (inductor builds for the
+    host's vector instructions: a graph saved on another CPU might not run here)."""
+    try:
+        cpu = sorted({ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")})
+    except OSError:
+        cpu = [platform.processor()]
+    code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (sys.modules[__name__], qnetwork)]
+    versions = [torch.__version__, sys.version, platform.machine(), torch.backends.cpu.get_cpu_capability()]
+    return "\n".join([*code, *versions, repr(sorted(OPTIONS.items())), *cpu])
+
+
+def _saved_guards(entries: list[Any]) -> list[bool]:
+    """Which of dynamo's guards a saved graph keeps: those ``aot_compile`` keeps by default (no
+    global ones, none it cannot serialize), less ``GLOBAL_STATE``, whose part that matters here is
+    torch's thread count. The graph's code is the same on any count (its loops run on one
+    thread, ``cpp.threads``; its matrix products on torch's count when it runs), so one saved
+    graph serves both counts the updates choose between (:mod:`rlhf_core.threads`), where the
+    ordinary compile traces and builds a graph per count; grad mode, which that state also
+    guards, is in :func:`_graph_signature`. Each count's first calls are still checked against
+    uncompiled steps (:class:`CompiledUpdates`)."""
+    from torch._dynamo.guards import CheckFunctionManager
+
+    unsupported = CheckFunctionManager.UNSUPPORTED_SERIALIZATION_GUARD_TYPES
+    return [not (g.is_global or g.guard_type in unsupported or g.guard_type == "GLOBAL_STATE") for g in entries]
+
+
+def saved_graphs_folder() -> Path:
+    """Where compiled graphs are saved between processes: beside torch's own compile cache
+    (``TORCHINDUCTOR_CACHE_DIR``, by default ``/tmp/torchinductor_<user>``), so deleting that deletes them."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return Path(cache_dir()) / "rlhf-dqn-graphs"
+
+
+class SavedGraphs:
+    """:func:`fused_updates` compiled ahead of time and saved, so that later processes load it.
+
+    ``torch.compile``'s own disk cache keeps the generated code, but every process still traces
+    the function again (dynamo, 1.5-3 s for 8 unrolled steps) and probes the cache: a warm first
+    call took 3.8-4.7 s here. A graph compiled with ``aot_compile`` and saved (its guards, bytecode
+    and code) loads in 2.1-2.7 s and then runs as fast (docs/benchmarks.md). One file per graph
+    signature (:func:`_graph_signature`) and build (:func:`_build_identity`), in
+    :func:`saved_graphs_folder`, for every thread count (:func:`_saved_guards`); loaded graphs
+    are kept for the process, shared by its agents.
+
+    Where compiling ahead of time or saving fails, the graph is compiled as before (``torch.compile``,
+    which reports its own failures); a file that does not load is deleted and compiled again, and
+    :meth:`discard` deletes one whose numbers :class:`CompiledUpdates` found wrong."""
+
+    _loaded: dict[tuple[Any, ...], Callable[..., torch.Tensor]] = {}
+    """Signature -> the graph's function, for the whole process."""
+
+    def __init__(self) -> None:
+        self.jit: Callable[..., torch.Tensor] = torch.compile(
+            fused_updates, fullgraph=True, dynamic=False, options=OPTIONS, recompile_limit=GRAPHS_PER_PROCESS
+        )
+        """The ordinary compile, where a graph cannot be compiled ahead of time."""
+        self.ahead: Any = torch.compile(
+            fused_updates, fullgraph=True, dynamic=False, options={**OPTIONS, "guard_filter_fn": _saved_guards}
+        )
+        """What compiles ahead of time (its ``aot_compile``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        signature = _graph_signature(args, kwargs)
+        fn = self._loaded.get(signature)
+        if fn is None:
+            fn = self._loaded[signature] = self._load_or_compile(signature, args, kwargs)
+        return fn(*args, **kwargs)
+
+    def path(self, signature: tuple[Any, ...]) -> Path:
+        digest = hashlib.sha256(f"{_build_identity()}\n{signature!r}".encode()).hexdigest()[:40]
+        return saved_graphs_folder() / f"{digest}.bin"
+
+    def discard(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Forget the graph of such a call, and delete its file."""
+        signature = _graph_signature(args, kwargs)
+        self._loaded.pop(signature, None)
+        self.path(signature).unlink(missing_ok=True)
+
+    def _load_or_compile(
+        self, signature: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Callable[..., torch.Tensor]:
+        import torch._inductor.config
+
+        try:
+            path = self.path(signature)
+        except OSError as exc:  # this code's files cannot be read (a frozen build): compiled, not saved
+            logger.info("compiled DQN graphs are not saved here (%s)", exc)
+            return self.jit
+        if path.is_file():
+            try:
+                # the options apply to loading too: without vec_isa_ok the loaded code probes the CPU
+                with torch._inductor.config.patch(OPTIONS), path.open("rb") as f:
+                    return torch.compiler.load_compiled_function(f)
+            except Exception as exc:  # noqa: BLE001  (a file of another build, cut short, or unreadable)
+                logger.info("a saved DQN graph did not load (%s: %s); compiling it again", type(exc).__name__, exc)
+                path.unlink(missing_ok=True)
+        try:
+            fn = self.ahead.aot_compile((args, kwargs))
+        except Exception as exc:  # noqa: BLE001  (then the ordinary compile, which reports its own failures)
+            logger.info("compiling the DQN graph ahead of time failed (%s: %s)", type(exc).__name__, str(exc)[:200])
+            return self.jit
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fn.save_compiled_function(str(path))  # written to a temporary file, then renamed
+        except Exception as exc:  # noqa: BLE001  (a read-only cache: this process still has the graph)
+            logger.info("the compiled DQN graph could not be saved (%s: %s)", type(exc).__name__, exc)
+        return fn
+
+
 class CompiledUpdates:
     """The compiled gradient steps of one agent, on its networks and its optimizer's own state."""
 
@@ -154,18 +294,7 @@ class CompiledUpdates:
     ) -> None:
         self.q, self.target, self.optimizer = q, target, optimizer
         self.gamma, self.max_grad_norm, self.double_q = gamma, max_grad_norm, double_q
-        # vec_isa_ok: trust the CPU's reported vector instructions instead of probing them with
-        # test builds in subprocesses (1 s per process); a build that fails falls back.
-        # cpp.threads 1: the graph's own loops (Adam, the loss) are too small to share (two
-        # OpenMP threads measured no faster), and the graph, cached on disk, is then the same
-        # whatever the updates' thread count; the matrix products still use those threads.
-        self.fn: Callable[..., torch.Tensor] = torch.compile(
-            fused_updates,
-            fullgraph=True,
-            dynamic=False,
-            options={"cpp.vec_isa_ok": True, "cpp.threads": 1},
-            recompile_limit=GRAPHS_PER_PROCESS,
-        )
+        self.fn: Callable[..., torch.Tensor] = SavedGraphs()
         self.graphs: set[tuple[int, int]] = set()
         """(steps per call, threads) of the graphs that compiled and ran: dynamo guards on the
         thread count, so each count the updates run on has its own graph."""
@@ -230,6 +359,10 @@ class CompiledUpdates:
                     raise
                 if problem is not None:
                     st.restore(before)  # as if the call had not run: the ordinary updates take these steps
+                    if isinstance(self.fn, SavedGraphs):
+                        self.fn.discard(
+                            (st.params, st.target_params, st.exp_avgs, st.exp_avg_sqs, st.steps, *args), kwargs
+                        )
                     logger.warning(
                         "compiled DQN updates compute other numbers than ordinary ones here (they differ in %s); "
                         "training continues with ordinary updates. One known cause is a torch compile cache that "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from rlhf_core.policy.compiled import fused_updates
+from rlhf_core.policy import compiled as compiled_module
+from rlhf_core.policy.compiled import SavedGraphs, fused_updates
 from rlhf_core.policy.dqn import DQNAgent, DQNConfig, update_mode, vector_features
 from rlhf_core.policy.qnetwork import ReplayBatch
 
@@ -249,7 +251,10 @@ def test_a_first_call_that_fails_part_way_leaves_no_step_behind(caplog):
         torch.testing.assert_close(p, q)
 
 
-def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents():
+def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents(monkeypatch):
+    # the ordinary compile, which runs where a graph cannot be compiled ahead of time
+    monkeypatch.setattr(SavedGraphs, "_load_or_compile", lambda self, *args: self.jit)
+    monkeypatch.setattr(SavedGraphs, "_loaded", {})
     # dynamo counts a function's graphs across every agent of the process and, past its limit
     # (8 by default; 1 here, where a test run has compiled several already), refuses new ones.
     # (config.patch, not monkeypatch: after monkeypatch's undo the setting no longer existed, and
@@ -261,3 +266,141 @@ def test_a_process_that_compiled_many_graphs_still_compiles_a_new_agents():
             agent.update(_random_batches(1)[0])
             assert agent._compiled is not None and agent._compiled.sizes == {1}, hidden
     assert torch._dynamo.config.recompile_limit == default
+
+
+# --- graphs saved between processes ---------------------------------------------------------
+# One small graph (one step of a one-layer network) is compiled for the module and copied into
+# each test's folder: compiling ahead of time is the expensive part (10-40 s on a fresh cache).
+
+_SMALL = DQNConfig(hidden=(8,), learning_rate=1e-2, max_grad_norm=0.5, seed=4)
+
+
+@pytest.fixture(scope="module")
+def small_graph(tmp_path_factory):
+    """The saved file of the small graph, compiled here once."""
+    folder = tmp_path_factory.mktemp("graphs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
+        mp.setattr(SavedGraphs, "_loaded", {})
+        agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+        with update_mode(1):
+            agent.update(_random_batches(1)[0])
+        assert agent._compiled is not None
+    (saved,) = folder.iterdir()  # the one graph: one step per call, on one thread
+    return saved
+
+
+@pytest.fixture
+def graphs_folder(small_graph, tmp_path, monkeypatch):
+    """A folder of saved graphs that holds the small graph, and no graph loaded in this process yet."""
+    folder = tmp_path / "graphs"
+    folder.mkdir()
+    (folder / small_graph.name).write_bytes(small_graph.read_bytes())
+    monkeypatch.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
+    monkeypatch.setattr(SavedGraphs, "_loaded", {})
+    return folder
+
+
+def _step(agent: DQNAgent, batch: ReplayBatch) -> torch.Tensor:
+    with update_mode(1):
+        return agent.update(batch)
+
+
+def _no_compiling(*args, **kwargs):
+    raise AssertionError("compiled again")
+
+
+def _forbid_compiling(agent: DQNAgent) -> None:
+    agent._compiled.fn.jit = _no_compiling
+    agent._compiled.fn.ahead = SimpleNamespace(aot_compile=_no_compiling)
+
+
+def test_a_saved_graph_is_loaded_by_a_later_process_instead_of_compiled(graphs_folder):
+    batch = _random_batches(1)[0]
+    want = _step(DQNAgent(_SMALL, 4, 2, vector_features), batch)
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    _forbid_compiling(agent)
+    torch.testing.assert_close(_step(agent, batch), want, rtol=1e-5, atol=1e-6)
+    assert agent._compiled is not None and agent._compiled.checked == {(1, 1): 1}  # and checked as any graph
+    # the process keeps it: a second agent neither loads nor compiles, on either thread count
+    # (the saved graph does not guard on it; the ordinary compile traces a graph per count)
+    second = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    plain = DQNAgent(_SMALL, 4, 2, vector_features)
+    _forbid_compiling(second)
+    next(graphs_folder.iterdir()).unlink()
+    for threads in (2, 1):
+        with update_mode(threads):
+            torch.testing.assert_close(second.update(batch), plain.update(batch), rtol=1e-5, atol=1e-6)
+    assert second._compiled is not None and second._compiled.checked == {(1, 2): 1, (1, 1): 1}
+
+
+def test_a_saved_graph_is_not_taken_for_another_shape(graphs_folder):
+    saved = set(graphs_folder.iterdir())
+    compiled_for = []
+
+    def compile_ahead(example_inputs):  # records the call instead of compiling (10-40 s)
+        compiled_for.append(example_inputs)
+        raise RuntimeError("not compiled in this test")
+
+    for cfg in (_SMALL.replace(hidden=(12,)), _SMALL.replace(gamma=0.9), _SMALL.replace(double_q=not _SMALL.double_q)):
+        agent = DQNAgent(cfg.replace(compile=True), 4, 2, vector_features)
+        plain = DQNAgent(cfg, 4, 2, vector_features)
+        agent._compiled.fn.jit = fused_updates  # uncompiled, where compiling ahead of time "failed"
+        agent._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+        batch = _random_batches(1)[0]
+        torch.testing.assert_close(_step(agent, batch), _step(plain, batch), rtol=1e-5, atol=1e-6)
+    # another width and the other DQN variant are other graphs; gamma is a value the graph receives, not in it
+    assert len(compiled_for) == 2 and set(graphs_folder.iterdir()) == saved
+
+
+def test_a_saved_graph_that_does_not_load_is_compiled_again_and_saved_whole(graphs_folder, small_graph, caplog):
+    (saved,) = graphs_folder.iterdir()
+    saved.write_bytes(saved.read_bytes()[:1000])  # cut short (a full disk, a copy that stopped)
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+
+    def compile_ahead(example_inputs):  # the compile's result, without the 10-40 s: the intact file
+        with small_graph.open("rb") as f:
+            return torch.compiler.load_compiled_function(f)
+
+    agent._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+    batch = _random_batches(1)[0]
+    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
+        got = _step(agent, batch)
+    torch.testing.assert_close(got, _step(DQNAgent(_SMALL, 4, 2, vector_features), batch), rtol=1e-5, atol=1e-6)
+    assert "did not load" in caplog.text and agent._compiled is not None
+    with saved.open("rb") as f:  # saved again, whole
+        torch.compiler.load_compiled_function(f)
+
+
+def test_where_compiling_ahead_of_time_fails_the_graph_is_compiled_as_before_and_not_saved(graphs_folder, caplog):
+    for saved in graphs_folder.iterdir():
+        saved.unlink()
+    calls = []
+
+    def ordinary(*args, **kwargs):  # stands for torch.compile's function (its compiling is tested above)
+        calls.append(1)
+        return fused_updates(*args, **kwargs)
+
+    def cannot(example_inputs):
+        raise RuntimeError("cannot serialize this graph")
+
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    agent._compiled.fn.jit = ordinary
+    agent._compiled.fn.ahead = SimpleNamespace(aot_compile=cannot)
+    batch = _random_batches(1)[0]
+    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
+        got = _step(agent, batch)
+    torch.testing.assert_close(got, _step(DQNAgent(_SMALL, 4, 2, vector_features), batch), rtol=1e-5, atol=1e-6)
+    assert "cannot serialize this graph" in caplog.text
+    assert agent._compiled is not None and calls == [1] and not list(graphs_folder.iterdir())
+
+
+def test_a_saved_graph_found_computing_other_numbers_is_deleted(graphs_folder, monkeypatch, caplog):
+    # a file saved by a build that computes wrong numbers here (see the AVX2 note above)
+    monkeypatch.setattr(compiled_module.CompiledUpdates, "_check", lambda self, *args, **kwargs: "the losses")
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    _forbid_compiling(agent)
+    with caplog.at_level(logging.WARNING, logger="rlhf_core.policy.compiled"):
+        _step(agent, _random_batches(1)[0])
+    assert agent._compiled is None and "compute other numbers" in caplog.text
+    assert not list(graphs_folder.iterdir()) and not SavedGraphs._loaded  # the next process compiles afresh
