@@ -156,10 +156,17 @@ def _close(got: torch.Tensor, want: torch.Tensor, *, rel: float, floor: float = 
 
 
 def _graph_signature(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-    """What a saved graph is for (what its guards check, and more): grad mode, the keyword values,
-    and each tensor's shape, dtype, strides and ``requires_grad``. Not the thread count: see
-    :func:`_saved_guards`."""
-    parts: list[Any] = [torch.is_grad_enabled(), tuple(sorted(kwargs.items()))]
+    """What a saved graph is for (what its guards check, and more): grad mode, autocast,
+    deterministic mode and the default dtype (of the global state its guards leave out), the
+    keyword values, and each tensor's shape, dtype, strides and ``requires_grad``. Not the
+    thread count: see :func:`_saved_guards`."""
+    parts: list[Any] = [
+        torch.is_grad_enabled(),
+        torch.is_autocast_enabled("cpu"),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_default_dtype(),
+        tuple(sorted(kwargs.items())),
+    ]
     for arg in args:
         for t in arg if isinstance(arg, (list, tuple)) else (arg,):
             parts.append((tuple(t.shape), t.dtype, t.stride(), t.requires_grad))
@@ -172,7 +179,8 @@ def _build_identity() -> str:
     functions), torch, Python (its bytecode), the options, and the CPU (inductor builds for the
     host's vector instructions: a graph saved on another CPU might not run here)."""
     try:
-        cpu = sorted({ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")})
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = sorted({ln for ln in lines if ln.startswith(("flags", "Features"))})  # x86, ARM
     except OSError:
         cpu = [platform.processor()]
     code = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in (sys.modules[__name__], qnetwork)]
@@ -186,8 +194,9 @@ def _saved_guards(entries: list[Any]) -> list[bool]:
     torch's thread count. The graph's code is the same on any count (its loops run on one
     thread, ``cpp.threads``; its matrix products on torch's count when it runs), so one saved
     graph serves both counts the updates choose between (:mod:`rlhf_core.threads`), where the
-    ordinary compile traces and builds a graph per count; grad mode, which that state also
-    guards, is in :func:`_graph_signature`. Each count's first calls are still checked against
+    ordinary compile traces and builds a graph per count; the rest of that state that could
+    matter (grad mode, autocast, deterministic mode, the default dtype) is in
+    :func:`_graph_signature`. Each count's first calls are still checked against
     uncompiled steps (:class:`CompiledUpdates`)."""
     from torch._dynamo.guards import CheckFunctionManager
 
@@ -207,19 +216,24 @@ class SavedGraphs:
     """:func:`fused_updates` compiled ahead of time and saved, so that later processes load it.
 
     ``torch.compile``'s own disk cache keeps the generated code, but every process still traces
-    the function again (dynamo, 1.5-3 s for 8 unrolled steps) and probes the cache: a warm first
-    call took 3.8-4.7 s here. A graph compiled with ``aot_compile`` and saved (its guards, bytecode
-    and code) loads in 2.1-2.7 s and then runs as fast (docs/benchmarks.md). One file per graph
+    the function again (dynamo, 1.5-3 s for 8 unrolled steps) and probes the cache: an agent's
+    first round took 2.8-3.8 s here. A graph compiled with ``aot_compile`` and saved (its guards,
+    bytecode and code) is loaded instead: 1.2-1.8 s, and then it runs as fast (docs/benchmarks.md). One file per graph
     signature (:func:`_graph_signature`) and build (:func:`_build_identity`), in
     :func:`saved_graphs_folder`, for every thread count (:func:`_saved_guards`); loaded graphs
     are kept for the process, shared by its agents.
 
-    Where compiling ahead of time or saving fails, the graph is compiled as before (``torch.compile``,
-    which reports its own failures); a file that does not load is deleted and compiled again, and
-    :meth:`discard` deletes one whose numbers :class:`CompiledUpdates` found wrong."""
+    Where compiling ahead of time fails, the graph is compiled as before (``torch.compile``, which
+    reports its own failures); where saving fails, this process keeps its graph; a file that does
+    not load is deleted and compiled again; a loaded graph whose guards refuse a call leaves that
+    call's signature to the ordinary compile; and :meth:`discard` deletes a graph whose numbers
+    :class:`CompiledUpdates` found wrong, whose signature then goes to the ordinary compile for the
+    rest of the process. The cache folder's problems (unreadable, read-only) never stop training."""
 
     _loaded: dict[tuple[Any, ...], Callable[..., torch.Tensor]] = {}
     """Signature -> the graph's function, for the whole process."""
+    _discarded: set[tuple[Any, ...]] = set()
+    """Signatures whose saved graph computed other numbers (:meth:`discard`), for the whole process."""
 
     def __init__(self) -> None:
         self.jit: Callable[..., torch.Tensor] = torch.compile(
@@ -236,7 +250,14 @@ class SavedGraphs:
         fn = self._loaded.get(signature)
         if fn is None:
             fn = self._loaded[signature] = self._load_or_compile(signature, args, kwargs)
-        return fn(*args, **kwargs)
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as exc:  # guards refuse before the graph runs: nothing changed yet
+            if fn is self.jit or not str(exc).startswith("GuardManager check failed"):
+                raise
+            logger.info("a saved DQN graph does not fit this call (%s); compiling it the ordinary way", exc)
+            self._loaded[signature] = self.jit
+            return self.jit(*args, **kwargs)
 
     def path(self, signature: tuple[Any, ...]) -> Path:
         digest = hashlib.sha256(f"{_build_identity()}\n{signature!r}".encode()).hexdigest()[:40]
@@ -246,26 +267,36 @@ class SavedGraphs:
         """Forget the graph of such a call, and delete its file."""
         signature = _graph_signature(args, kwargs)
         self._loaded.pop(signature, None)
-        self.path(signature).unlink(missing_ok=True)
+        self._discarded.add(signature)
+        try:
+            self.path(signature).unlink(missing_ok=True)
+        except (OSError, TypeError) as exc:
+            logger.info("a wrong saved DQN graph could not be deleted (%s)", exc)
 
     def _load_or_compile(
         self, signature: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Callable[..., torch.Tensor]:
         import torch._inductor.config
 
+        if signature in self._discarded:
+            return self.jit
         try:
             path = self.path(signature)
-        except OSError as exc:  # this code's files cannot be read (a frozen build): compiled, not saved
+            saved = path.is_file()
+        except (OSError, TypeError) as exc:  # this code's files or the cache folder cannot be read
             logger.info("compiled DQN graphs are not saved here (%s)", exc)
             return self.jit
-        if path.is_file():
+        if saved:
             try:
                 # the options apply to loading too: without vec_isa_ok the loaded code probes the CPU
                 with torch._inductor.config.patch(OPTIONS), path.open("rb") as f:
                     return torch.compiler.load_compiled_function(f)
             except Exception as exc:  # noqa: BLE001  (a file of another build, cut short, or unreadable)
                 logger.info("a saved DQN graph did not load (%s: %s); compiling it again", type(exc).__name__, exc)
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError:
+                    pass  # another user's file: saving over it fails too, and this process keeps its graph
         try:
             fn = self.ahead.aot_compile((args, kwargs))
         except Exception as exc:  # noqa: BLE001  (then the ordinary compile, which reports its own failures)
@@ -296,7 +327,7 @@ class CompiledUpdates:
         self.gamma, self.max_grad_norm, self.double_q = gamma, max_grad_norm, double_q
         self.fn: Callable[..., torch.Tensor] = SavedGraphs()
         self.graphs: set[tuple[int, int]] = set()
-        """(steps per call, threads) of the graphs that compiled and ran: dynamo guards on the
+        """(steps per call, threads) of the graphs that compiled and ran: the ordinary compile guards on the
         thread count, so each count the updates run on has its own graph."""
         self.checked: dict[tuple[int, int], int] = {}
         """A graph's (steps per call, threads) -> how many of its steps :meth:`_check` has held

@@ -205,7 +205,7 @@ def test_checking_stops_after_eight_steps_of_a_graph(monkeypatch):
         agent.update_round(_stacked(_random_batches(16, seed=2)), absorbing_value=0.0)
     assert compiled.checked == {(1, 1): 8, (8, 1): 8}
     assert len(checks) == 8 + 1
-    # another thread count is another graph (dynamo guards on it), checked anew
+    # another thread count is checked anew (the ordinary compile traces a graph per count; a saved one serves both)
     with update_mode(2):
         agent.update_round(_stacked(_random_batches(16, seed=3)), absorbing_value=0.0)
     assert compiled.checked == {(1, 1): 8, (8, 1): 8, (8, 2): 8} and compiled.graphs == {(1, 1), (8, 1), (8, 2)}
@@ -282,6 +282,7 @@ def small_graph(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
         mp.setattr(SavedGraphs, "_loaded", {})
+        mp.setattr(SavedGraphs, "_discarded", set())
         agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
         with update_mode(1):
             agent.update(_random_batches(1)[0])
@@ -298,12 +299,21 @@ def graphs_folder(small_graph, tmp_path, monkeypatch):
     (folder / small_graph.name).write_bytes(small_graph.read_bytes())
     monkeypatch.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
     monkeypatch.setattr(SavedGraphs, "_loaded", {})
+    monkeypatch.setattr(SavedGraphs, "_discarded", set())
     return folder
 
 
 def _step(agent: DQNAgent, batch: ReplayBatch) -> torch.Tensor:
     with update_mode(1):
         return agent.update(batch)
+
+
+def _step_as_plain(agent: DQNAgent, caplog) -> None:
+    """One step of ``agent`` (logging captured), which must equal an uncompiled agent's."""
+    batch = _random_batches(1)[0]
+    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
+        got = _step(agent, batch)
+    torch.testing.assert_close(got, _step(DQNAgent(_SMALL, 4, 2, vector_features), batch), rtol=1e-5, atol=1e-6)
 
 
 def _no_compiling(*args, **kwargs):
@@ -363,10 +373,7 @@ def test_a_saved_graph_that_does_not_load_is_compiled_again_and_saved_whole(grap
             return torch.compiler.load_compiled_function(f)
 
     agent._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
-    batch = _random_batches(1)[0]
-    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
-        got = _step(agent, batch)
-    torch.testing.assert_close(got, _step(DQNAgent(_SMALL, 4, 2, vector_features), batch), rtol=1e-5, atol=1e-6)
+    _step_as_plain(agent, caplog)
     assert "did not load" in caplog.text and agent._compiled is not None
     with saved.open("rb") as f:  # saved again, whole
         torch.compiler.load_compiled_function(f)
@@ -387,10 +394,7 @@ def test_where_compiling_ahead_of_time_fails_the_graph_is_compiled_as_before_and
     agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
     agent._compiled.fn.jit = ordinary
     agent._compiled.fn.ahead = SimpleNamespace(aot_compile=cannot)
-    batch = _random_batches(1)[0]
-    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
-        got = _step(agent, batch)
-    torch.testing.assert_close(got, _step(DQNAgent(_SMALL, 4, 2, vector_features), batch), rtol=1e-5, atol=1e-6)
+    _step_as_plain(agent, caplog)
     assert "cannot serialize this graph" in caplog.text
     assert agent._compiled is not None and calls == [1] and not list(graphs_folder.iterdir())
 
@@ -404,3 +408,50 @@ def test_a_saved_graph_found_computing_other_numbers_is_deleted(graphs_folder, m
         _step(agent, _random_batches(1)[0])
     assert agent._compiled is None and "compute other numbers" in caplog.text
     assert not list(graphs_folder.iterdir()) and not SavedGraphs._loaded  # the next process compiles afresh
+    # and this one compiles it the ordinary way (each agent checks its own first calls)
+    later = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    calls = []
+    later._compiled.fn.jit = lambda *args, **kwargs: calls.append(1) or fused_updates(*args, **kwargs)
+    later._compiled.fn.ahead = SimpleNamespace(aot_compile=_no_compiling)
+    _step(later, _random_batches(1)[0])
+    assert calls == [1]
+
+
+def test_a_cache_folder_that_cannot_be_written_never_stops_training(small_graph, tmp_path, monkeypatch, caplog):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    monkeypatch.setattr(compiled_module, "saved_graphs_folder", lambda: blocked / "graphs")
+    monkeypatch.setattr(SavedGraphs, "_loaded", {})
+    monkeypatch.setattr(SavedGraphs, "_discarded", set())
+
+    def compile_ahead(example_inputs):  # the compile's result, without the 10-40 s
+        with small_graph.open("rb") as f:
+            return torch.compiler.load_compiled_function(f)
+
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    agent._compiled.fn.jit = _no_compiling
+    agent._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+    _step_as_plain(agent, caplog)
+    assert agent._compiled is not None and "could not be saved" in caplog.text
+    # a graph found wrong cannot be deleted there either: the warning, and ordinary updates
+    monkeypatch.setattr(compiled_module.CompiledUpdates, "_check", lambda self, *args, **kwargs: "the losses")
+    other = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    other._compiled.fn.jit = _no_compiling
+    other._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+    with caplog.at_level(logging.INFO, logger="rlhf_core.policy.compiled"):
+        _step(other, _random_batches(1)[0])
+    assert other._compiled is None and "compute other numbers" in caplog.text
+
+
+def test_a_loaded_graph_whose_guards_refuse_a_call_leaves_it_to_the_ordinary_compile(graphs_folder, monkeypatch):
+    def refuses(*args, **kwargs):
+        raise RuntimeError("GuardManager check failed, reason: the default device changed")
+
+    monkeypatch.setattr(SavedGraphs, "_load_or_compile", lambda self, *args: refuses)
+    calls = []
+    agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    agent._compiled.fn.jit = lambda *args, **kwargs: calls.append(1) or fused_updates(*args, **kwargs)
+    batch = _random_batches(1)[0]
+    for _ in range(2):
+        _step(agent, batch)
+    assert agent._compiled is not None and calls == [1, 1]  # and the refusing graph is not tried again
