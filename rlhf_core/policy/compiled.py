@@ -221,8 +221,9 @@ class SavedGraphs:
     first round took 2.8-3.8 s here. A graph compiled with ``aot_compile`` and saved (its guards,
     bytecode and code) is loaded instead: 1.2-1.8 s, and then it runs as fast (docs/benchmarks.md).
     One file per graph signature (:func:`_graph_signature`) and build (:func:`_build_identity`),
-    in :func:`saved_graphs_folder`, for every thread count (:func:`_saved_guards`); loaded
-    graphs are kept for the process, shared by its agents. The signature is computed on every
+    in :func:`saved_graphs_folder`, for every thread count (:func:`_saved_guards`), written once a
+    checked call of it agreed with uncompiled steps (:meth:`confirm`); loaded graphs are kept for
+    the process, shared by its agents. The signature is computed on every
     call (24 us; 75 ms of a 20 s CartPole run's 3,072 calls).
 
     Where compiling ahead of time fails, the graph is compiled as before (``torch.compile``, which
@@ -236,6 +237,9 @@ class SavedGraphs:
     """Signature -> the graph's function, for the whole process."""
     _discarded: set[tuple[Any, ...]] = set()
     """Signatures whose saved graph computed other numbers (:meth:`discard`), for the whole process."""
+    _unsaved: dict[tuple[Any, ...], Any] = {}
+    """Signature -> a graph compiled ahead of time in this process that no checked call has confirmed
+    yet (:meth:`confirm`), for the whole process."""
 
     def __init__(self) -> None:
         self.jit: Callable[..., torch.Tensor] = torch.compile(
@@ -259,6 +263,7 @@ class SavedGraphs:
                 raise
             logger.info("a saved DQN graph does not fit this call (%s); compiling it the ordinary way", exc)
             self._loaded[signature] = self.jit
+            self._unsaved.pop(signature, None)
             return self.jit(*args, **kwargs)
 
     def path(self, signature: tuple[Any, ...]) -> Path:
@@ -269,6 +274,7 @@ class SavedGraphs:
         """Forget the graph of such a call, and delete its file."""
         signature = _graph_signature(args, kwargs)
         self._loaded.pop(signature, None)
+        self._unsaved.pop(signature, None)
         self._discarded.add(signature)
         try:
             self.path(signature).unlink(missing_ok=True)
@@ -303,12 +309,23 @@ class SavedGraphs:
         except Exception as exc:  # noqa: BLE001  (then the ordinary compile, which reports its own failures)
             logger.info("compiling the DQN graph ahead of time failed (%s: %s)", type(exc).__name__, str(exc)[:200])
             return self.jit
+        self._unsaved[signature] = fn
+        return fn
+
+    def confirm(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Save the graph of such a call, compiled in this process, now that a call of it agreed with
+        uncompiled steps (:class:`CompiledUpdates`): a graph is written only once it was found
+        right, so no other process loads one that this process would have discarded."""
+        signature = _graph_signature(args, kwargs)
+        fn = self._unsaved.pop(signature, None)
+        if fn is None:  # loaded from a file, saved already, or compiled the ordinary way
+            return
         try:
+            path = self.path(signature)
             path.parent.mkdir(parents=True, exist_ok=True)
             fn.save_compiled_function(str(path))  # written to a temporary file, then renamed
         except Exception as exc:  # noqa: BLE001  (a read-only cache: this process still has the graph)
             logger.info("the compiled DQN graph could not be saved (%s: %s)", type(exc).__name__, exc)
-        return fn
 
 
 class CompiledUpdates:
@@ -403,6 +420,8 @@ class CompiledUpdates:
                     )
                     return None
                 self.checked[graph] = self.checked.get(graph, 0) + k
+                if isinstance(self.fn, SavedGraphs):
+                    self.fn.confirm(inputs, kwargs)
             self.graphs.add(graph)
             losses.append(out)
         return torch.cat(losses)

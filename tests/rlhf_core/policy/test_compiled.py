@@ -283,6 +283,7 @@ def small_graph(tmp_path_factory):
         mp.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
         mp.setattr(SavedGraphs, "_loaded", {})
         mp.setattr(SavedGraphs, "_discarded", set())
+        mp.setattr(SavedGraphs, "_unsaved", {})
         agent = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
         with update_mode(1):
             agent.update(_random_batches(1)[0])
@@ -300,6 +301,7 @@ def graphs_folder(small_graph, tmp_path, monkeypatch):
     monkeypatch.setattr(compiled_module, "saved_graphs_folder", lambda: folder)
     monkeypatch.setattr(SavedGraphs, "_loaded", {})
     monkeypatch.setattr(SavedGraphs, "_discarded", set())
+    monkeypatch.setattr(SavedGraphs, "_unsaved", {})
     return folder
 
 
@@ -423,6 +425,7 @@ def test_a_cache_folder_that_cannot_be_written_never_stops_training(small_graph,
     monkeypatch.setattr(compiled_module, "saved_graphs_folder", lambda: blocked / "graphs")
     monkeypatch.setattr(SavedGraphs, "_loaded", {})
     monkeypatch.setattr(SavedGraphs, "_discarded", set())
+    monkeypatch.setattr(SavedGraphs, "_unsaved", {})
 
     def compile_ahead(example_inputs):  # the compile's result, without the 10-40 s
         with small_graph.open("rb") as f:
@@ -455,3 +458,36 @@ def test_a_loaded_graph_whose_guards_refuse_a_call_leaves_it_to_the_ordinary_com
     for _ in range(2):
         _step(agent, batch)
     assert agent._compiled is not None and calls == [1, 1]  # and the refusing graph is not tried again
+
+
+def test_a_graph_compiled_here_is_saved_only_once_a_checked_call_agreed(graphs_folder, small_graph, monkeypatch):
+    for saved in graphs_folder.iterdir():
+        saved.unlink()
+
+    def compile_ahead(example_inputs):  # the compile's result, without the 10-40 s
+        with small_graph.open("rb") as f:
+            return torch.compiler.load_compiled_function(f)
+
+    seen_at_check = []
+    verdict = "the losses"  # first a graph found wrong, then one found right
+    right_check = compiled_module.CompiledUpdates._check
+
+    def check(self, *args, **kwargs):
+        seen_at_check.append(sorted(p.name for p in graphs_folder.iterdir()))
+        return verdict or right_check(self, *args, **kwargs)
+
+    monkeypatch.setattr(compiled_module.CompiledUpdates, "_check", check)
+    wrong = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    wrong._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+    _step(wrong, _random_batches(1)[0])
+    # no other process could have loaded it: it was never written
+    assert wrong._compiled is None and seen_at_check == [[]] and not list(graphs_folder.iterdir())
+
+    monkeypatch.setattr(SavedGraphs, "_discarded", set())  # a later process
+    verdict = None
+    right = DQNAgent(_SMALL.replace(compile=True), 4, 2, vector_features)
+    right._compiled.fn.ahead = SimpleNamespace(aot_compile=compile_ahead)
+    right._compiled.fn.jit = _no_compiling
+    _step(right, _random_batches(1)[0])
+    assert seen_at_check == [[], []] and [p.name for p in graphs_folder.iterdir()] == [small_graph.name]
+    assert not SavedGraphs._unsaved
