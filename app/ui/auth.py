@@ -93,6 +93,27 @@ def may_still_label(studio: Studio, ls: LabelingSession) -> bool:
     )
 
 
+def still_admin(studio: Studio) -> bool:
+    """Whether this browser's login may still take an admin's action, checked again from the
+    store. A button's callback runs before its page runs again, so the page's own check
+    (:func:`require_admin`) speaks for the login as it was when the page was drawn: a tab left
+    open after its admin logged out, was removed, lost the role or had the password reset
+    must not import, train, change settings or rule with one more press. When it may not, the
+    callback does nothing and the page that runs next says why (the login page, or the
+    page's refusal). Without accounts: the one person may. Raises what the store raises
+    (USER_ERRORS)."""
+    if not accounts.accounts_enabled(studio):
+        return True
+    found = accounts.user_for_token(studio, state.get(state.TOKEN))
+    if found is None:
+        st.session_state[state.LOGIN_ERROR] = (
+            "Your login has ended (it expired, you logged out elsewhere, your password was reset or your "
+            "account removed): your last press did nothing. Log in again."
+        )
+        return False
+    return found.is_admin and not found.must_change_password
+
+
 def _forget_labeling() -> None:
     for key in (state.LABELING, state.PAIR, state.UNDONE, state.ACK, state.REFUSED):
         st.session_state.pop(key, None)

@@ -8,8 +8,14 @@ import streamlit as st
 
 from app.config import Studio
 from app.services import jobs
-from app.ui import display, state
+from app.ui import auth, display, state
 from db.models import JobStatus
+
+
+def _cancel(studio: Studio, job_id: int) -> None:
+    """on_click: ask a job to stop, if this login may still (the panel is on admin pages)."""
+    if auth.still_admin(studio):
+        jobs.cancel(studio, job_id)
 
 
 def job_panel(
@@ -56,7 +62,7 @@ def _panel(
         st.button(
             "Cancel",
             icon=":material/cancel:",
-            on_click=jobs.cancel,
+            on_click=_cancel,
             args=(studio, job.id),
             key=f"cancel-{kind}-{job.id}",
             disabled=job.cancel_requested,

@@ -62,6 +62,8 @@ if mode == "lora":
 
 
 def _start() -> None:
+    if not auth.still_admin(studio):
+        return
     # Read the widgets' current values: a callback runs before the page script, so module
     # variables still hold the previous run's values.
     chosen = st.session_state[state.CLASSIFIER_DATASET]

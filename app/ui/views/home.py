@@ -37,6 +37,8 @@ def _set_name() -> None:
 
 def _import() -> None:
     """on_click: import the uploaded file into the named text project, all or nothing."""
+    if not auth.still_admin(studio):
+        return
     upload = st.session_state.get(state.IMPORT_FILE)
     name = (st.session_state.get(state.IMPORT_NAME) or "").strip()
     if upload is None:
@@ -91,6 +93,8 @@ def import_section(rows: list[dict]) -> None:
 
 def _save_settings(project: str) -> None:
     """on_click: change how the chosen project is labeled (admins)."""
+    if not auth.still_admin(studio):
+        return
     try:
         settings = update_settings(
             studio,

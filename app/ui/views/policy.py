@@ -47,6 +47,8 @@ REWARDS.update({str(v): f"Reward model v{v}" for v in model_versions})
 
 
 def _start() -> None:
+    if not auth.still_admin(studio):
+        return
     # The widgets' current values (a callback runs before the script, so locals would be stale).
     reward, steps = st.session_state[state.POLICY_REWARD], int(st.session_state[state.POLICY_STEPS])
     params = {"project": project.name, "reward": reward, "steps": steps, "algo": st.session_state[state.POLICY_ALGO]}
@@ -129,6 +131,8 @@ checkpoints = policies.policy_registry(studio, project.name)
 
 
 def _set_autopilot() -> None:
+    if not auth.still_admin(studio):
+        return
     on, every = st.session_state[state.AUTOPILOT_ON], int(st.session_state[state.AUTOPILOT_EVERY])
     try:
         autopilot.set_autopilot(studio, project.name, every if on else None)
@@ -137,6 +141,8 @@ def _set_autopilot() -> None:
 
 
 def _round_now() -> None:
+    if not auth.still_admin(studio):
+        return
     try:
         jobs.submit(studio, project.id, "loop-round", {"project": project.name})
     except jobs.JobError as exc:
@@ -358,6 +364,8 @@ st.caption(
 
 
 def _to_queries(version: int) -> None:
+    if not auth.still_admin(studio):
+        return
     try:
         added = policies.rollouts_to_queries(studio, project.name, version, episodes=4)
     except (*USER_ERRORS, TrainingError) as exc:

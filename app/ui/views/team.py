@@ -36,6 +36,8 @@ project = st.selectbox(
 
 def _rule(query_id: int, answer: str | None) -> None:
     """on_click: an admin's ruling on a disputed pair (training uses it instead of the labels)."""
+    if not auth.still_admin(studio):
+        return
     try:
         adjudicate(studio, project, query_id, answer, by=user.name if user.id else None)
     except USER_ERRORS as exc:

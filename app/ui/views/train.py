@@ -38,6 +38,8 @@ FORMS = {
 
 
 def _start(kind: str) -> None:
+    if not auth.still_admin(studio):
+        return
     params = {"project": project.name, "kind": kind}
     info = REWARD_KINDS[kind]
     if st.session_state.get(state.TRAIN_ACTIONS) and info.takes_actions:
@@ -147,6 +149,8 @@ active = next((r for r in versions if r["active"]), versions[0])
 
 
 def _activate() -> None:
+    if not auth.still_admin(studio):
+        return
     model_registry.activate(studio, project.name, int(st.session_state[state.ACTIVATE_VERSION]))
 
 

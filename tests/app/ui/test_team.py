@@ -133,6 +133,44 @@ def test_a_viewer_sees_the_team_page_but_cannot_rule(team: Studio) -> None:
     assert at.metric and not [b for b in at.button if b.key and b.key.startswith("rule-")]
 
 
+def _rulings(studio: Studio) -> int:
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, "team")
+        return sum(1 for c in repo.comparisons(session, project.id) if c.label_id < 0)
+
+
+@pytest.mark.parametrize("ending", ["removed", "password reset", "logged out"])
+def test_an_admins_open_tab_acts_no_more_once_its_login_has_ended(team: Studio, ending: str) -> None:
+    # a button's callback runs before its page checks the login again: each admin action asks itself
+    accounts.add_user(team, "root", "admin")  # the studio keeps accounts when boss's is removed
+    one_time = accounts.add_user(team, "boss", "admin").password
+    token = accounts.login(team, "boss", one_time, delay=0).token
+    accounts.change_password(team, token, one_time, "boss's own password")
+    team_page = _run(TEAM, session=token, project="team")
+    projects_page = _run(MAIN, session=token)  # the Projects page, in the navigation (its links need it)
+    if ending == "removed":
+        accounts.remove_user(team, "boss")
+    elif ending == "password reset":
+        accounts.reset_password(team, "boss")
+    else:
+        accounts.logout(team, token)
+    first = agreement.agreement(team, "team", with_model=False).disputed[0].query_id
+    next(b for b in team_page.button if b.key == f"rule-{first}-a").click()
+    team_page.run()
+    projects_page.number_input(key="settings_labels_per_pair").set_value(3)
+    next(b for b in projects_page.button if b.label == "Save settings").click()
+    projects_page.run()
+    for at in (team_page, projects_page):
+        assert not at.exception, [e.value for e in at.exception]
+        assert not at.success
+    assert any("Log in first" in _text(i) for i in team_page.info)
+    assert [h.value for h in projects_page.subheader] == ["Log in"]  # the app shows the login page
+    assert _rulings(team) == 0  # no ruling stored
+    with session_scope(team.engine) as session:
+        assert [repo.get_project(session, p).labels_per_query for p in ("team", "other")] == [2, 1]  # unchanged
+    assert "press did nothing" in team_page.session_state["login_error"]
+
+
 def test_served_to_other_machines_without_accounts_no_page_is_served(team: Studio, monkeypatch) -> None:
     """`rlhf app --host 0.0.0.0` refuses to start without accounts; if the last account is
     removed while it runs, the pages refuse too instead of making everyone an admin."""
