@@ -574,7 +574,7 @@ def loop_cmd(
         learned = "" if r.learned_return_mean is None else f", learned return {r.learned_return_mean:.1f}"
         click.echo(
             f"round {r.round}: {r.labels} labels, reward model v{r.reward_version} "
-            f"(held-out accuracy {_fmt(r.reward_val_accuracy)}), policy v{r.policy_version}: {success}"
+            f"(held-out accuracy {r.describe_accuracy()}), policy v{r.policy_version}: {success}"
             f"true return {r.true_return_mean:.2f}{learned}; {r.new_pairs} new pairs queued ({r.seconds:.0f} s)"
         )
         if r.policy_restart is not None:

@@ -26,13 +26,15 @@ from typing import Any
 from app.config import Studio
 from app.services.model_registry import StageProgress, TrainingError
 from app.services.policies import describe_start, rollouts_to_queries, train_policy
+from app.services.reward_kinds import describe_accuracy
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db import repo
 from db.engine import session_scope
-from db.models import Project, ProjectKind
+from db.models import PolicyRecord, Project, ProjectKind, RewardModelRecord
 from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.errors import InvalidInputError
+from rlhf_core.rewards.kinds import CNN_LORA, ENSEMBLE, LINEAR
 
 #: Episodes of the policy turned into new pairs each round.
 ROLLOUT_EPISODES = 8
@@ -56,13 +58,70 @@ class RoundResult:
     """Where the policy's kept network started, in words (:func:`describe_start`)."""
     policy_restart: dict[str, Any] | None = None
     """Where the continued policy fell short and one was trained from scratch too: which was kept."""
+    reward_val_pairs: int | None = None
+    """How many held-out pairs the reward model's accuracy rests on."""
+    reward_val_ci95: list[float] | None = None
+    """The accuracy's 95% interval."""
+
+    def describe_accuracy(self) -> str:
+        return describe_round_accuracy(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def describe_round_accuracy(result: dict[str, Any]) -> str:
+    """A round's (:meth:`RoundResult.to_json`) held-out accuracy with the pairs it rests on and its
+    interval, and 'label more' below the minimum (:func:`describe_accuracy`)."""
+    return describe_accuracy(
+        {
+            "val_accuracy": result.get("reward_val_accuracy"),
+            "val_pairs": result.get("reward_val_pairs"),
+            "val_accuracy_ci95": result.get("reward_val_ci95"),
+        }
+    )
+
+
 def _no() -> bool:
     return False
+
+
+#: The reward kinds a round retrains as the active model was trained (the others: the defaults).
+_CLIP_KINDS = (LINEAR, ENSEMBLE, CNN_LORA)
+
+
+def reward_choices(record: RewardModelRecord | None) -> dict[str, Any]:
+    """How a round trains its reward model: as the project's active one was trained (its kind,
+    encoder, state-action input, form and options: what the user chose on the Train page or
+    the command line, and kept active), so the loop does not swap a chosen model for the
+    defaults. The defaults where no clip model is active."""
+    if record is None or record.kind not in _CLIP_KINDS:
+        return {}
+    m = record.metrics or {}
+    return {
+        "kind": record.kind,
+        "encoder": m.get("encoder"),
+        "actions": bool(m.get("state_action")),
+        "form": m.get("reward_form"),
+        "config": dict(record.config or {}) or None,
+    }
+
+
+def policy_choices(records: list[PolicyRecord]) -> dict[str, Any]:
+    """How a round trains its policy: with the algorithm and environment steps of the project's
+    newest policy trained on a learned reward (the Policy page's or ``train-policy``'s choice;
+    e.g. more steps for a larger room), so a round does not fall back to the preset's length.
+    The defaults where none was."""
+    learned = [r for r in records if r.reward == "model"]
+    if not learned:
+        return {}
+    config = max(learned, key=lambda r: r.version).config or {}
+    out: dict[str, Any] = {}
+    if config.get("algo"):
+        out["algo"] = config["algo"]
+    if config.get("total_steps"):
+        out["steps"] = int(config["total_steps"])
+    return out
 
 
 def run_round(
@@ -77,8 +136,9 @@ def run_round(
     job_id: int | None = None,
     warm_start: bool = True,
 ) -> RoundResult:
-    """Retrain the reward model (the project's defaults), train a policy on it (``steps``
-    environment steps; default: the environment's preset), queue its clips."""
+    """Retrain the reward model as the active one was trained (:func:`reward_choices`; the
+    defaults where none is active), train a policy on it as the newest one was
+    (:func:`policy_choices`; ``steps`` environment steps where given), queue its clips."""
     progress = on_progress or (lambda stage, done, total: None)
     stop = should_stop or _no
     start = time.perf_counter()
@@ -88,6 +148,10 @@ def run_round(
             raise TrainingError(f"project {project_name!r} holds text; the loop trains policies on clip projects")
         before = repo.active_reward_model(session, project.id)
         previous = None if before is None else before.version
+        chosen_reward = reward_choices(before)
+        chosen_policy = policy_choices(repo.policies(session, project.id))
+        if steps is not None:
+            chosen_policy["steps"] = steps
         priorities = {q.id: q.priority for q in repo.unlabeled_queries(session, project.id)}  # a new model reorders
     if job_id is not None:  # should the worker die midway, the expiry puts this version back
         with session_scope(studio.engine, write=True) as session:
@@ -95,6 +159,7 @@ def run_round(
     reward = train_reward_model(
         studio,
         project_name,
+        **chosen_reward,
         seed=seed,
         on_progress=lambda stage, done, total: progress(f"reward {stage}", done, total),
         should_stop=stop,
@@ -106,8 +171,8 @@ def run_round(
             studio,
             project_name,
             str(reward.version),  # this round's model, even if another job activated a newer one meanwhile
+            **chosen_policy,
             seed=seed,
-            steps=steps,
             warm_start="previous" if warm_start else None,
             on_progress=lambda stage, done, total: progress(f"policy {stage}", done, total),
             should_stop=stop,
@@ -143,6 +208,8 @@ def run_round(
         seconds=round(time.perf_counter() - start, 1),
         policy_start=describe_start(m),
         policy_restart=m.get("restart"),
+        reward_val_pairs=reward.metrics.get("val_pairs"),
+        reward_val_ci95=reward.metrics.get("val_accuracy_ci95"),
     )
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from app.errors import USER_ERRORS
-from app.services import autopilot, jobs, model_registry, policies
+from app.services import autopilot, jobs, loop, model_registry, policies
 from app.services.encoders import encoder_options
 from app.services.model_registry import TrainingError
 from app.ui import auth, display, policy_hints, state
@@ -188,7 +188,8 @@ with st.container(border=True):
         success = "" if r.get("success_rate") is None else f" · success {r['success_rate']:.0%}"
         started = "" if r.get("policy_start") is None else f" ({r['policy_start']})"
         return (
-            f"Round (job #{job.id}): reward model v{r.get('reward_version')} on {r.get('labels')} labels · "
+            f"Round (job #{job.id}): reward model v{r.get('reward_version')} on {r.get('labels')} labels, held-out "
+            f"accuracy {loop.describe_round_accuracy(r)} · "
             f"policy v{r.get('policy_version')}{success}{started} · {r.get('new_pairs')} new pairs queued for labeling"
         )
 

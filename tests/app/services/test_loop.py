@@ -205,6 +205,29 @@ def test_a_round_retrains_both_and_queues_the_new_policys_clips(data: Path, monk
     assert [s for s in stages if s.startswith("clips")][-1] == "clips clips"
 
 
+def test_a_round_trains_as_the_user_chose_not_the_defaults(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the user's choices: an ensemble of 3 with the action as an input, in the transition form, made
+    # active; the policy (v1) trained for STEPS steps. The round (autopilot's, with no settings) keeps them
+    monkeypatch.setattr(policies, "_continuing_fell_short", lambda result: False)
+    studio = _studio(data)
+    chosen = train_reward_model(studio, PROJECT, "ensemble", actions=True, form="transition", config={"members": 3})
+    assert chosen.version == 2
+    result = loop.run_round(studio, PROJECT, seed=2)
+    assert result.reward_version == 3
+    [(kind, config, metrics)] = _rows(data, "SELECT kind, config, metrics FROM reward_model WHERE version = 3")
+    m = json.loads(metrics)
+    assert (kind, json.loads(config), m["state_action"], m["reward_form"], m["encoder"]) == (
+        "ensemble",
+        {"members": 3},
+        True,
+        "transition",
+        "efficientnet-lite0",
+    )
+    [(policy_config,)] = _rows(data, "SELECT config FROM policy WHERE version = 2")
+    assert json.loads(policy_config)["total_steps"] == STEPS  # not the preset's 20,000
+    assert loop.reward_choices(None) == {} and loop.policy_choices([]) == {}  # a new project: the defaults
+
+
 @pytest.mark.parametrize("stop_in", ["policy", "clips"])
 def test_a_cancelled_round_leaves_the_store_as_it_was(data: Path, stop_in: str) -> None:
     before = _store(data)
@@ -231,6 +254,10 @@ def test_cli_loop_labels_with_the_teacher_and_runs_rounds(data: Path) -> None:
     assert out.exit_code == 0, out.output
     [line] = [json.loads(x) for x in out.stdout.splitlines() if x.startswith("{")]
     assert line["round"] == 1 and line["labels"] == 50 and line["reward_version"] == 2 and line["new_pairs"] > 0
+    # the accuracy with what it rests on (10 of 50 labels held out: too few to trust, and said so)
+    assert 1 <= line["reward_val_pairs"] <= 10 and len(line["reward_val_ci95"]) == 2
+    said = loop.describe_round_accuracy(line)
+    assert f"on {line['reward_val_pairs']} held-out pairs (95% interval" in said and "label more" in said
     bad = CliRunner().invoke(cli, ["--data-dir", str(data), "loop", "--project", PROJECT, "--teacher", "nobody"])
     assert bad.exit_code == 1 and "unknown teacher 'nobody'" in bad.output
     assert _rows(data, "SELECT count(*) FROM reward_model") == [(2,)]
