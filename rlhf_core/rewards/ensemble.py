@@ -81,6 +81,10 @@ class EnsembleNet(nn.Module):
         return h.squeeze(-1)  # (K, N)
 
 
+#: How much faster the action's linear weights of a potential-form ensemble learn (see below).
+ACTION_SCALE = 10.0
+
+
 class PotentialEnsembleNet(EnsembleNet):
     """K per-step rewards of the potential form: r = (Phi(s') - Phi(s)) * valid + w . extra.
 
@@ -89,6 +93,15 @@ class PotentialEnsembleNet(EnsembleNet):
     observation features f, and ``extra`` (the step and padding indicators, and any action)
     enters linearly: one reward per step taken, one per step of padding after an episode
     ended, one per action. A loop of steps earns only its ``extra`` terms.
+
+    The action's weights are scaled by :data:`ACTION_SCALE` (``extra_scale``), as if they
+    learned that much faster: Adam moves each weight by about the learning rate a step whatever
+    its gradient, so one linear weight per action learns as slowly as any single weight of
+    Phi's MLP, whose many weights together move its output far faster. Unscaled, on a teacher
+    that rewards one action alone (random observations, 300 labels), the action's weights grew
+    to about 0.2 in training while Phi fitted the labels by the segments' ends: held-out
+    accuracy 0.69-0.80 (3 seeds); scaled by 10: 1.00, 1.00, 0.997. Models saved before the
+    scale load with 1 (their weights are the rewards themselves).
     """
 
     def __init__(self, members: int, in_dim: int, hidden: tuple[int, ...], extra_dim: int) -> None:
@@ -98,6 +111,14 @@ class PotentialEnsembleNet(EnsembleNet):
         super().__init__(members, feature_dim, hidden)
         self.feature_dim = feature_dim
         self.extra = nn.Parameter(torch.zeros(members, extra_dim, 1))
+        scale = torch.ones(extra_dim, 1)
+        scale[2:] = ACTION_SCALE  # the step and padding indicators first, then the action's columns
+        self.register_buffer("extra_scale", scale)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the action's scale existed are the rewards themselves: scale 1
+        state_dict.setdefault(prefix + "extra_scale", torch.ones_like(self.extra_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.feature_dim
@@ -105,7 +126,7 @@ class PotentialEnsembleNet(EnsembleNet):
         n = x.shape[1]
         phi = super().forward(torch.cat([now, now + delta], dim=1))  # (K, 2N): Phi(s), then Phi(s')
         rise = (phi[:, n:] - phi[:, :n]) * extra[..., 0]  # extra[..., 0] is valid
-        return rise + torch.bmm(extra, self.extra).squeeze(-1)
+        return rise + torch.bmm(extra, self.extra * self.extra_scale).squeeze(-1)
 
 
 def out_of_bag_scale(logits: np.ndarray, pref: np.ndarray, out_of_bag: np.ndarray) -> float:

@@ -228,18 +228,33 @@ def _action_only(n_pairs: int, seed: int, n_segments: int = 300, length: int = 1
     return Preferences(segments, a, b, (returns[a] > returns[b]) * 1.0)
 
 
+@pytest.mark.parametrize("form", ["potential", "transition"])  # potential: the default for discrete actions
 @pytest.mark.parametrize("kind", ["bt", "ensemble"])
-def test_a_reward_of_the_action_alone_is_learned_with_the_action_and_not_without(kind):
+def test_a_reward_of_the_action_alone_is_learned_with_the_action_and_not_without(kind, form):
     data = _action_only(300, seed=0)
     train, held = data.take(np.arange(300)), data.take(np.arange(300, 600))
     accuracy = {}
     for n_actions in (None, 3):
-        spec = FeatureSpec.for_segments(data.segments, n_actions=n_actions)
+        spec = FeatureSpec.for_segments(data.segments, n_actions=n_actions, form=form)
         model = make_reward_model(kind, spec)
         model.fit(train, rng=np.random.default_rng(0))
         accuracy[n_actions] = _accuracy(model, held)
     assert accuracy[3] >= 0.9, accuracy
     assert accuracy[None] < 0.7, accuracy  # observations alone carry nothing of it
+
+
+def test_a_potential_ensemble_saved_before_the_actions_scale_scores_as_it_did(tmp_path):
+    # its action weights were the rewards themselves: loaded, they are not scaled by ACTION_SCALE
+    data = _action_only(100, seed=1)
+    model = make_reward_model("ensemble", FeatureSpec.for_segments(data.segments, n_actions=3, form="potential"))
+    model.fit(data, rng=np.random.default_rng(0))
+    x = model.inputs(data.segments)
+    rewards = model.member_step_rewards(x)
+    old = model.net.state_dict()
+    old["extra"] = old["extra"] * old.pop("extra_scale")  # what the same network saved back then held
+    model.net.load_state_dict(old)
+    np.testing.assert_allclose(model.member_step_rewards(x), rewards, rtol=1e-5, atol=1e-6)
+    assert model.net.extra_scale.max() == 1.0
 
 
 def test_state_action_models_save_their_action_count_and_refuse_segments_without_actions(tmp_path):
