@@ -3,14 +3,19 @@
 Export (``rlhf export -o prefs.parquet``):
 
 - a text project: TRL's preference rows ``prompt, chosen, rejected`` (one per left/right
-  answer) with ``annotator, shown_at, answered_at``; equal and can't-tell answers go to the
-  sibling ``prefs.ties.parquet`` (``prompt, response_a, response_b, choice, annotator, ...``);
+  answer) with ``annotator, adjudication, shown_at, answered_at``; equal and can't-tell answers
+  go to the sibling ``prefs.ties.parquet`` (``prompt, response_a, response_b, choice, annotator, ...``);
 - a trajectory project: one row per answer with both segments: ``segment_a``/``segment_b``
   (item ids), their ``episode_*`` file (relative to the data folder), ``start_*`` and
   ``length_*``, ``clip_*`` (the clip file), ``observations_*`` (L + 1 rows; vector
   observations only, pixel observations are referenced by file) and ``actions_*`` (L),
   ``valid_*``, then ``choice``, ``pref`` (P(segment A preferred); None for can't tell),
-  ``annotator``, ``shown_at``, ``answered_at``, and the project's ``env_id``.
+  ``annotator``, ``adjudication``, ``shown_at``, ``answered_at``, and the project's ``env_id``.
+
+``adjudication`` (both kinds): ``none`` for an answer, ``superseded`` for an answer on a pair
+an admin ruled on, ``ruling`` for the admin's answer (one row per ruled pair, after its labels;
+in a clip export its ``label_id`` and ``choice`` are empty). A pooled model trains on the rows
+that are not ``superseded``, as the studio's own training does.
 
 ``datasets.load_dataset("parquet", data_files="prefs.parquet")`` loads either.
 
@@ -78,6 +83,7 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         judgements = repo.judgements(session, project.id)
+        rulings = repo.rulings(session, project.id)
         items = {item.id: (item, traj) for item, traj in repo.project_items(session, project.id)}
         env_id = project.env_id or ""
     pixels = bool(project.config.get("pixels"))
@@ -100,18 +106,29 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
         out["valid"] = valid[: item.length].astype(bool).tolist()
         return out
 
+    ruled = {r.query_id for r in rulings}
+    entries = [
+        (j.label_id, j.query_id, j.item_a_id, j.item_b_id, j.choice.value, j.pref, j.annotator, j.shown_at,
+         j.answered_at, "superseded" if j.query_id in ruled else "none")
+        for j in judgements
+    ]  # fmt: skip
+    entries += [  # an admin's answer (no label, nothing clicked on a screen), after the labels it settles
+        (None, r.query_id, r.item_a_id, r.item_b_id, None, r.pref, r.by or "admin", None, r.at, "ruling")
+        for r in rulings
+    ]
     rows = []
-    for j in judgements:
-        row: dict[str, Any] = {"label_id": j.label_id, "query_id": j.query_id}
-        for side, item_id in (("a", j.item_a_id), ("b", j.item_b_id)):
+    for label_id, query_id, item_a, item_b, choice, pref, annotator, shown, answered, adjudication in entries:
+        row: dict[str, Any] = {"label_id": label_id, "query_id": query_id}
+        for side, item_id in (("a", item_a), ("b", item_b)):
             row[f"segment_{side}"] = item_id
             row.update({f"{k}_{side}": v for k, v in segment(item_id).items()})
         row.update(
-            choice=j.choice.value,
-            pref=j.pref,
-            annotator=j.annotator,
-            shown_at=as_utc(j.shown_at),
-            answered_at=as_utc(j.answered_at),
+            choice=choice,
+            pref=pref,
+            annotator=annotator,
+            adjudication=adjudication,
+            shown_at=as_utc(shown),
+            answered_at=as_utc(answered),
             env_id=env_id,
         )
         rows.append(row)
@@ -135,6 +152,7 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
             ("choice", pa.string()),
             ("pref", pa.float64()),
             ("annotator", pa.string()),
+            ("adjudication", pa.string()),
             ("shown_at", pa.timestamp("us", tz="UTC")),
             ("answered_at", pa.timestamp("us", tz="UTC")),
             ("env_id", pa.string()),

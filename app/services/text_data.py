@@ -27,7 +27,7 @@ import json
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,7 +36,7 @@ import numpy as np
 from app.config import Studio
 from db import names, repo
 from db.engine import parse_database_url, refresh_statistics, session_scope
-from db.models import ProjectKind, as_utc
+from db.models import Choice, ProjectKind, as_utc
 from rlhf_core.errors import InvalidInputError, StudioError
 from rlhf_core.fileio import write_bytes_atomic
 
@@ -698,11 +698,20 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
                 "(prompt, chosen, rejected) and works on text projects only"
             )
         judgements = repo.text_judgements(session, project.id)
+        rulings = repo.rulings(session, project.id)
+        items = repo.items_by_id(session, sorted({i for r in rulings for i in (r.item_a_id, r.item_b_id)}))
+    ruled = {r.query_id for r in rulings}
+    entries = [(j, "superseded" if j.query_id in ruled else "none") for j in judgements]
+    for r in rulings:  # an admin's answer, after the labels it settles
+        a, b = items[r.item_a_id], items[r.item_b_id]
+        choice = Choice.equal if r.pref == 0.5 else Choice.left
+        ruling = repo.TextJudgement(0, a.prompt or "", a.text or "", b.text or "", choice, r.pref, r.by or "admin")
+        entries.append((replace(ruling, answered_at=r.at, query_id=r.query_id), "ruling"))
     # Parquet also carries when each answer was shown and given (typed timestamps)
     stamps = TIMESTAMP_FIELDS if fmt == "parquet" else ()
     rows, ties = [], []
-    for j in judgements:
-        who = {"annotator": j.annotator, **{k: as_utc(getattr(j, k)) for k in stamps}}
+    for j, adjudication in entries:
+        who = {"annotator": j.annotator, "adjudication": adjudication, **{k: as_utc(getattr(j, k)) for k in stamps}}
         if j.pref in (0.0, 1.0):
             chosen, rejected = (j.text_a, j.text_b) if j.pref == 1.0 else (j.text_b, j.text_a)
             rows.append({"prompt": j.prompt, "chosen": chosen, "rejected": rejected, **who})
@@ -710,13 +719,10 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
             ties.append(
                 {"prompt": j.prompt, "response_a": j.text_a, "response_b": j.text_b, "choice": j.choice.value, **who}
             )
+    tail = ("annotator", "adjudication", *stamps)
     files = (
-        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected", "annotator", *stamps), fmt)),
-        (
-            ties_path,
-            targets[1],
-            _encode(ties, ("prompt", "response_a", "response_b", "choice", "annotator", *stamps), fmt),
-        ),
+        (path, targets[0], _encode(rows, ("prompt", "chosen", "rejected", *tail), fmt)),
+        (ties_path, targets[1], _encode(ties, ("prompt", "response_a", "response_b", "choice", *tail), fmt)),
     )
     for given, target, data in files:
         try:

@@ -165,6 +165,12 @@ from db.repo.labeling import (
     DEFAULT_CLAIM_TTL as DEFAULT_CLAIM_TTL,
 )
 from db.repo.labeling import (
+    HALF_FINISHED_WINDOW as HALF_FINISHED_WINDOW,
+)
+from db.repo.labeling import (
+    PACE_LABELS as PACE_LABELS,
+)
+from db.repo.labeling import (
     AnnotatorProgress as AnnotatorProgress,
 )
 from db.repo.labeling import (
@@ -178,6 +184,9 @@ from db.repo.labeling import (
 )
 from db.repo.labeling import (
     RecordedLabel as RecordedLabel,
+)
+from db.repo.labeling import (
+    Ruling as Ruling,
 )
 from db.repo.labeling import (
     ServedQuery as ServedQuery,
@@ -235,6 +244,9 @@ from db.repo.labeling import (
 )
 from db.repo.labeling import (
     restore_query_priorities as restore_query_priorities,
+)
+from db.repo.labeling import (
+    rulings as rulings,
 )
 from db.repo.labeling import (
     set_gold as set_gold,

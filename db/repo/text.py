@@ -204,6 +204,7 @@ class TextJudgement:
     annotator: str
     shown_at: datetime | None = None
     answered_at: datetime | None = None
+    query_id: int | None = None
 
 
 def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
@@ -220,6 +221,7 @@ def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
             Annotator.name,
             Label.shown_at,
             Label.answered_at,
+            Query.id,
         )
         .join(Query, Query.id == Label.query_id)
         .join(a, a.id == Query.item_a_id)
@@ -230,9 +232,10 @@ def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
     )
     return [
         TextJudgement(
-            int(i), str(p), str(ta), str(tb), Choice(c), None if pref is None else float(pref), str(n), shown, answered
-        )
-        for i, p, ta, tb, c, pref, n, shown, answered in rows
+            int(i), str(p), str(ta), str(tb), Choice(c), None if pref is None else float(pref), str(n), shown, answered,
+            int(q),
+        )  # fmt: skip
+        for i, p, ta, tb, c, pref, n, shown, answered, q in rows
     ]
 
 

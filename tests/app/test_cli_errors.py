@@ -461,7 +461,8 @@ def test_export_writes_through_a_symlink_to_its_target(text_store: Path) -> None
         assert result.returncode == 0, result.stderr
         assert path.is_symlink()
     exported = [json.loads(line) for line in target.read_text().splitlines()]
-    assert exported == [{**row, "annotator": "import"} for row in FORMULAS]  # JSONL stays verbatim
+    # JSONL stays verbatim
+    assert exported == [{**row, "annotator": "import", "adjudication": "none"} for row in FORMULAS]
     assert (out / "made-by-export.jsonl").read_text() == target.read_text()
 
 
@@ -488,10 +489,11 @@ def test_csv_export_keeps_spreadsheets_from_running_formulas(text_store: Path) -
     assert result.returncode == 0, result.stderr
     with out.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
+    who = {"annotator": "import", "adjudication": "none"}
     assert sorted(rows, key=lambda r: r["prompt"]) == [
-        {"prompt": "'=1+1", "chosen": "'+SUM(A1:A9)", "rejected": "'-2", "annotator": "import"},
-        {"prompt": "'@cmd", "chosen": "'\tindented", "rejected": "'\rreturn", "annotator": "import"},
-        {"prompt": "plain?", "chosen": "a = b", "rejected": "x-y", "annotator": "import"},
+        {"prompt": "'=1+1", "chosen": "'+SUM(A1:A9)", "rejected": "'-2", **who},
+        {"prompt": "'@cmd", "chosen": "'\tindented", "rejected": "'\rreturn", **who},
+        {"prompt": "plain?", "chosen": "a = b", "rejected": "x-y", **who},
     ]
 
 

@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from app.cli import cli
 from app.config import Settings, Studio
+from app.services.agreement import adjudicate
 from app.services.clip_data import project_data
 from app.services.pref_datasets import trl_row
 from db import repo
@@ -53,7 +54,8 @@ def test_a_text_project_round_trips_through_parquet_and_datasets_loads_it(tmp_pa
     assert result.exit_code == 0, result.output
     assert "wrote 12 preferences" in result.output and "0 ties" in result.output
     loaded = _load(tmp_path / "prefs.parquet")
-    assert loaded.column_names == ["prompt", "chosen", "rejected", "annotator", "shown_at", "answered_at"]
+    columns = ["prompt", "chosen", "rejected", "annotator", "adjudication", "shown_at", "answered_at"]
+    assert loaded.column_names == columns
     assert sorted((r["prompt"], r["chosen"], r["rejected"]) for r in loaded) == sorted(
         (r["prompt"], r["chosen"], r["rejected"]) for r in rows
     )
@@ -162,5 +164,18 @@ def test_a_clip_project_exports_both_segments_of_every_answer_as_parquet(tmp_pat
             np.testing.assert_array_equal(np.array(row[f"valid_{side}"]), segments.segments.valid[r])
             assert (data / row[f"episode_{side}"]).exists() and (data / row[f"clip_{side}"]).exists()
     assert {row["choice"] for row in loaded} <= {"left", "right", "equal"}
+    assert set(loaded["adjudication"]) == {"none"}
     with pytest.raises(KeyError):
         loaded[0]["prompt"]
+
+    # an admin's ruling: a row of its own after the labels, which are marked superseded
+    ruled = loaded[0]["query_id"]
+    adjudicate(studio, cp.PROJECT, ruled, "equal")
+    assert _rlhf(data, "export", "--project", cp.PROJECT, "-o", str(out)).exit_code == 0
+    again = _load(out)
+    assert len(again) == 16 and [r["adjudication"] for r in again if r["query_id"] == ruled] == ["superseded", "ruling"]
+    last = again[-1]
+    assert (last["adjudication"], last["pref"], last["label_id"], last["choice"], last["annotator"]) == (
+        "ruling", 0.5, None, None, "admin"
+    )  # fmt: skip
+    assert last["observations_a"] == loaded[0]["observations_a"]  # the pair's segments, as in its labels' rows

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from app.cli import cli
 from app.config import Settings, Studio
 from app.services import text_data
+from app.services.agreement import adjudicate
 from app.services.text_data import ImportFileError, Layout, export_preferences, import_text_pairs
 from db import repo
 from db.engine import session_scope
@@ -336,7 +337,8 @@ def test_export_round_trips_an_imported_labeled_file(studio: Studio, tmp_path: P
 
     assert (result.rows, result.ties) == (7, 0)
     assert result.path == out and result.ties_path == tmp_path / f"out.ties.{fmt}"
-    assert _read(out) == [{**r, "annotator": "import"} for r in rows]  # the annotator travels with each row
+    # the annotator travels with each row
+    assert _read(out) == [{**r, "annotator": "import", "adjudication": "none"} for r in rows]
     assert _read(result.ties_path) == []
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [f"out.{fmt}", f"out.ties.{fmt}"]
 
@@ -376,21 +378,34 @@ def test_export_writes_one_row_per_strict_label_and_ties_to_the_sibling_file(stu
     result = export_preferences(studio, "chat", out, "jsonl")
 
     assert (result.rows, result.ties) == (3, 2)
-    assert _read(out) == [
-        {"prompt": prompt(0), "chosen": text(0, 0), "rejected": text(0, 1), "annotator": "alice"},
-        {"prompt": prompt(0), "chosen": text(0, 1), "rejected": text(0, 0), "annotator": "bob"},
-        {"prompt": prompt(1), "chosen": text(1, 1), "rejected": text(1, 0), "annotator": "alice"},
-    ]
-    assert _read(tmp_path / "prefs.ties.jsonl") == [
-        {"prompt": prompt(2), "response_a": text(2, 0), "response_b": text(2, 1), "choice": c, "annotator": who}
+    def row(index: int, first: int, who: str, adjudication: str = "none") -> dict[str, str]:
+        chosen, rejected = text(index, first), text(index, 1 - first)
+        return {"prompt": prompt(index), "chosen": chosen, "rejected": rejected, "annotator": who,
+                "adjudication": adjudication}  # fmt: skip
+
+    assert _read(out) == [row(0, 0, "alice"), row(0, 1, "bob"), row(1, 1, "alice")]
+    ties = [
+        {"prompt": prompt(2), "response_a": text(2, 0), "response_b": text(2, 1), "choice": c, "annotator": who,
+         "adjudication": "none"}
         for c, who in (("equal", "alice"), ("cant_tell", "bob"))
-    ]
+    ]  # fmt: skip
+    assert _read(tmp_path / "prefs.ties.jsonl") == ties
+
+    # an admin rules on the disputed pair: its labels are marked superseded, the ruling follows them
+    # (what the studio's pooled training uses: the rows that are not superseded)
+    with session_scope(studio.engine, write=True) as session:
+        repo.get_or_create_annotator(session, "root")
+    adjudicate(studio, "chat", queries[0][1], "b", by="root")
+    export_preferences(studio, "chat", out, "jsonl")
+    ruled = [row(0, 0, "alice", "superseded"), row(0, 1, "bob", "superseded")]
+    assert _read(out) == [*ruled, row(1, 1, "alice"), row(0, 1, "root", "ruling")]
+    assert _read(tmp_path / "prefs.ties.jsonl") == ties
 
     # exporting again replaces both files; --format wins over the extension
     csv_out = export_preferences(studio, "chat", tmp_path / "prefs.txt", "csv")
     assert csv_out.ties_path == tmp_path / "prefs.ties.csv"
     assert _read(tmp_path / "prefs.ties.csv")[0]["choice"] == "equal"
-    assert (tmp_path / "prefs.txt").read_text().splitlines()[0] == "prompt,chosen,rejected,annotator"
+    assert (tmp_path / "prefs.txt").read_text().splitlines()[0] == "prompt,chosen,rejected,annotator,adjudication"
 
 
 # --- command line and shipped data -----------------------------------------------------------
@@ -422,7 +437,7 @@ def test_cli_import_export_and_errors(tmp_path: Path) -> None:
     exported = _cli("--data-dir", str(data), "export", "--project", "chat", "-o", str(out))
     assert exported.exit_code == 0, exported.output
     assert f"wrote 3 preferences to {out} and 0 ties to {out.with_name('prefs.ties.csv')}" in exported.output
-    assert _read(out) == [{**r, "annotator": "import"} for r in _labeled(3)]
+    assert _read(out) == [{**r, "annotator": "import", "adjudication": "none"} for r in _labeled(3)]
 
     unknown = CliRunner().invoke(cli, ["--data-dir", str(data), "export", "--project", "nope", "-o", str(out)])
     assert unknown.exit_code == 1 and "no project named 'nope'" in unknown.output

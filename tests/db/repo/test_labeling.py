@@ -183,6 +183,36 @@ def test_with_two_labels_per_pair_half_answered_pairs_are_finished_before_new_on
     assert answered[first.query_id] == 2 and answered[got_b[2]] == 1
 
 
+def test_an_annotator_far_ahead_passes_over_a_window_of_their_own_pairs_not_all_of_them(store, monkeypatch):
+    # a far ahead of b: a's own half-finished pairs fill the window (3 here, 1,000 in the studio),
+    # so a is given a fresh pair instead of the one b started, which sits past them
+    monkeypatch.setattr("db.repo.labeling.HALF_FINISHED_WINDOW", 3)
+    pid = seed_project(store, n_queries=8, labels_per_query=2)
+    a, b = _annotator(store, "a"), _annotator(store, "b")
+    mine = []
+    for _ in range(4):
+        served = _claim(store, pid, a)
+        mine.append(served.query_id)
+        _label(store, served, a)
+    with session_scope(store, write=True) as session:  # the pair b starts comes after a's four in serving order
+        session.execute(update(Query).where(Query.id.in_(mine)).values(priority=1.0))
+        first_fresh = session.scalar(
+            select(Query.id).where(Query.project_id == pid, Query.answered == 0).order_by(Query.id).limit(1)
+        )
+    started = _claim(store, pid, b, exclude=tuple(mine))
+    assert started.query_id == first_fresh
+    _label(store, started, b)
+    fresh = _claim(store, pid, a)
+    assert fresh.query_id not in (*mine, started.query_id)
+    with session_scope(store) as session:
+        assert session.get(Query, fresh.query_id).answered == 0  # a fresh pair: b will finish a's
+    # once no fresh pair is left, a is still served b's pair, past the window: nothing is lost
+    with session_scope(store, write=True) as session:
+        session.execute(update(Query).where(Query.answered == 0).values(answered=2))  # as if finished
+    assert _claim(store, pid, a, exclude=(fresh.query_id,)).query_id == started.query_id
+    assert _claim(store, pid, b, exclude=(started.query_id,)).query_id == mine[0]  # b: a's, in order
+
+
 def test_a_pair_an_admin_ruled_on_is_served_no_more(store):
     # three answers per pair; after two disagree, a ruling settles the pair: the third
     # annotator's effort goes to a pair training still needs, not to one it will ignore
