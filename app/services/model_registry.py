@@ -126,9 +126,11 @@ def fit_and_register(
     should_stop: StopFn,
     job_id: int | None,
     priorities: Callable[[], dict[int, float]] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> TrainResult:
     """The one training skeleton of every reward model kind: fit, stop if asked, evaluate, stop if
     asked, then register (with new query ``priorities``, computed before the write lock).
+    ``notes`` join the metrics (e.g. which annotators' labels were left out).
 
     ``fit(on_step, should_stop)`` fits ``model`` and returns what the fit reports;
     ``evaluate(fit_report, fit_seconds)`` returns the metrics to record. A cancel at any point
@@ -147,7 +149,7 @@ def fit_and_register(
             raise TrainingCancelledError("stopped after fitting")
         threads.settle()
         progress("evaluate", 0, 1)
-        metrics = evaluate(report, fit_seconds)
+        metrics = {**evaluate(report, fit_seconds), **(notes or {})}
         progress("evaluate", 1, 1)
     logger.info("%s fit: %s", kind, threads.chooser.summary("unit"))
     if should_stop():  # a cancel asked for after the fit still leaves the active model in place

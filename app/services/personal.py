@@ -103,6 +103,7 @@ def train_personal(
     should_stop: StopFn,
     job_id: int | None,
     encoder: str | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Fit a personal model on a project's labels and register it as the active version."""
     labels = [c for c in labels if c.annotator_id is not None]  # a ruling belongs to no one (none come here)
@@ -181,6 +182,7 @@ def train_personal(
         labels,
         fit=fit,
         evaluate=measure,
+        notes=notes,
         progress=progress,
         should_stop=should_stop,
         job_id=job_id,

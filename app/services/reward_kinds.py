@@ -208,6 +208,11 @@ def summary(version: int, kind: str, metrics: dict[str, Any]) -> str:
         parts.append(said + (f" ({h.detail})" if h.detail else ""))
     if metrics.get("continued_from") is not None:
         parts.append(f"continued from version {metrics['continued_from']} (--fresh starts anew)")
+    if metrics.get("min_agreement") is not None:
+        left_out = ", ".join(metrics.get("excluded_annotators") or []) or "nobody"
+        parts.append(f"left out (agreement with the majority below {metrics['min_agreement']}): {left_out}")
+    if metrics.get("weighted_by_agreement"):
+        parts.append("labels weighted by each annotator's agreement")
     return f"version {version} ({kind}) is active: " + ", ".join(parts)
 
 

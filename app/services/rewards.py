@@ -163,15 +163,19 @@ def train_reward_model(
     progress = on_progress or (lambda stage, done, total: None)
     stop = should_stop or (lambda: False)
     excluded: tuple[int, ...] = ()
+    notes: dict[str, Any] = {}  # recorded with the model: how its labels were chosen
     if min_agreement is not None:
         from app.services.agreement import annotators_below
 
-        excluded = tuple(annotators_below(studio, project_name, min_agreement)[0])
+        ids, names = annotators_below(studio, project_name, min_agreement)
+        excluded = tuple(ids)
+        notes.update(min_agreement=min_agreement, excluded_annotators=names)
     weights: dict[int, float] | None = None
     if weight_by_agreement:
         from app.services.agreement import annotator_weights
 
         weights = annotator_weights(studio, project_name)
+        notes.update(weighted_by_agreement=True)
     with session_scope(studio.engine) as session:
         project = repo.get_project(session, project_name)
         kind = kind or default_kind(project)
@@ -192,10 +196,17 @@ def train_reward_model(
         )
     strict = sum(1 for c in labels if c.pref != 0.5)
     if strict < MIN_LABELS:
+        left_out = (
+            f" once the labels of {', '.join(notes['excluded_annotators'])} (agreement with the majority below "
+            f"{min_agreement}) are left out"
+            if notes.get("excluded_annotators")
+            else ""
+        )
         raise TrainingError(
-            f"project {project_name!r} has {strict} labels that prefer one side (left or right); at least "
+            f"project {project_name!r} has {strict} labels that prefer one side (left or right){left_out}; at least "
             f"{MIN_LABELS} are needed. "
-            "Label more pairs (or run `rlhf label-synthetic`) and train again."
+            + ("Lower --min-agreement, or label more pairs" if left_out else "Label more pairs")
+            + " (or run `rlhf label-synthetic`) and train again."
         )
     if kind == PERSONAL and (actions or form is not None):
         raise TrainingError("--actions and --form apply to the clip kinds bt, ensemble and cnn-lora")
@@ -205,8 +216,9 @@ def train_reward_model(
         raise TrainingError("--form applies to clip projects; a text reward scores whole responses")
     # the text-lora and personal fits share these; the clip kinds below use them one by one
     common = dict(
-        config=config, val_fraction=val_fraction, seed=seed, progress=progress, should_stop=stop, job_id=job_id
-    )
+        config=config, val_fraction=val_fraction, seed=seed, progress=progress, should_stop=stop, job_id=job_id,
+        notes=notes,
+    )  # fmt: skip
     if kind == PERSONAL:
         from app.services.personal import train_personal
 
@@ -269,6 +281,7 @@ def train_reward_model(
         should_stop=stop,
         job_id=job_id,
         priorities=lambda: _disagreement_priorities(studio, project.id, model, data),
+        notes=notes,
     )
 
 

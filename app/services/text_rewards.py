@@ -77,6 +77,7 @@ def train_text_reward_model(
     should_stop: Any,
     job_id: int | None,
     weights: dict[int, float] | None = None,
+    notes: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a LoRA reward model on a text project's labels and make it the active version
     (``weights``: each annotator's weight in the loss, by id).
@@ -143,6 +144,7 @@ def train_text_reward_model(
         labels,
         fit=lambda on_step, stop: model.fit(train, rng=rng, on_step=on_step, should_stop=stop),
         evaluate=measure,
+        notes=notes,
         progress=progress,
         should_stop=should_stop,
         job_id=job_id,

@@ -8,7 +8,7 @@ import streamlit as st
 
 from app.services import jobs, model_registry, projects, reward_kinds, rewards
 from app.services.encoders import encoder_options
-from app.services.reward_kinds import MIN_HELD_OUT, POTENTIAL, REWARD_KINDS, TRANSITION
+from app.services.reward_kinds import MIN_HELD_OUT, PERSONAL, POTENTIAL, REWARD_KINDS, TRANSITION
 from app.ui import auth, display, state
 from app.ui.job_panel import job_panel
 from app.ui.lora_options import lora_inputs, lora_values
@@ -54,6 +54,10 @@ def _start(kind: str) -> None:
         params["config"] = lora_values(LORA)
     if st.session_state.get(state.TRAIN_FRESH) and info.continues:
         params["fresh"] = True
+    if minimum := float(st.session_state.get(state.TRAIN_MIN_AGREEMENT) or 0.0):
+        params["min_agreement"] = minimum
+    if st.session_state.get(state.TRAIN_WEIGHTED) and kind != PERSONAL:
+        params["weight_by_agreement"] = True
     try:
         jobs.submit(studio, project.id, "train-reward", params)
     except jobs.JobError as exc:
@@ -103,6 +107,22 @@ if not is_text:
 if kind == "text-lora":
     with left.expander("LoRA options", icon=":material/tune:"):
         lora_inputs(LORA)
+with left.expander("Annotators", icon=":material/groups:"):
+    st.number_input(
+        "Leave out annotators whose agreement with the majority is below",
+        min_value=0.0,
+        max_value=1.0,
+        step=0.05,
+        key=state.TRAIN_MIN_AGREEMENT,
+        help="0 keeps everyone. Agreement is each person's share of answers that match the majority of the others "
+        "on pairs several people answered (the Team page); those who share no pair with anyone are kept.",
+    )
+    st.checkbox(
+        "Weight each annotator's labels by their agreement",
+        key=state.TRAIN_WEIGHTED,
+        disabled=kind == PERSONAL,
+        help="Careful annotators count more; a personal model learns each person's own taste instead.",
+    )
 latest = jobs.latest(studio, project.id, "train-reward")
 right.button(
     "Retrain",

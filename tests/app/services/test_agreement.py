@@ -216,3 +216,29 @@ def _items(studio, labels):
     ids = sorted({c.item_a_id for c in labels} | {c.item_b_id for c in labels})
     with session_scope(studio.engine) as session:
         return repo.items_by_id(session, ids)
+
+
+def test_training_leaves_out_annotators_below_an_agreement_and_records_who(tmp_path, monkeypatch):
+    from app.services import text_rewards
+    from app.services.rewards import train_reward_model
+
+    studio = _table(tmp_path, {"good": "AAAB=" * 3, "also": "AAAB-" * 3, "odd": "BBAA=" * 3})
+    seen: list = []
+
+    def fake_train(studio, project, labels, *, weights=None, notes=None, **common):
+        seen.append((labels, notes))
+        raise text_rewards.TrainingError("stop here")
+
+    monkeypatch.setattr("app.services.rewards.train_text_reward_model", fake_train)
+    with pytest.raises(text_rewards.TrainingError, match="stop here"):
+        train_reward_model(studio, "team", min_agreement=0.5)
+    [(labels, notes)] = seen
+    with session_scope(studio.engine) as session:
+        odd = repo.find_annotator(session, "odd").id
+    assert labels and all(c.annotator_id != odd for c in labels)
+    assert notes == {"min_agreement": 0.5, "excluded_annotators": ["odd"]}  # recorded with the model's metrics
+    # a bar that leaves too few labels says so, and how to lower it
+    monkeypatch.setattr("app.services.rewards.MIN_LABELS", len([c for c in labels if c.pref != 0.5]) + 1)
+    said = r"of odd \(agreement .* left out; at least .* Lower --min-agreement"
+    with pytest.raises(text_rewards.TrainingError, match=said):
+        train_reward_model(studio, "team", min_agreement=0.5)

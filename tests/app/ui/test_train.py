@@ -148,6 +148,25 @@ def test_retrain_runs_a_worker_and_the_page_shows_the_new_version(data: Path) ->
     )
 
 
+def test_the_annotators_options_leave_out_or_weight_people_and_the_version_records_it(data: Path) -> None:
+    studio = cp.studio_for(data)
+    pid = _project_id(studio)
+    at = _train_page()
+    at.number_input(key="train_min_agreement").set_value(0.6)
+    at.checkbox(key="train_weighted").check()
+    at.button(key="retrain").click().run()
+    _no_exception(at)
+    params = json.loads(cp.rows(data, "SELECT params FROM job")[0][0])
+    assert (params["min_agreement"], params["weight_by_agreement"]) == (0.6, True)
+    job = _wait(studio, pid)
+    assert job.status is JobStatus.succeeded, (job.message, job.error)
+    metrics = json.loads(cp.rows(data, "SELECT metrics FROM reward_model WHERE version = 1")[0][0])
+    # one scripted teacher shares no pair with anyone: nobody is left out, and the version says so
+    assert (metrics["min_agreement"], metrics["excluded_annotators"], metrics["weighted_by_agreement"]) == (
+        0.6, [], True
+    )  # fmt: skip
+
+
 def test_queued_job_shows_progress_and_cancel(data: Path) -> None:
     studio = cp.studio_for(data)
     pid = _project_id(studio)
