@@ -530,7 +530,8 @@ def train_policy_cmd(
     default="oracle",
     show_default=True,
     help="Scripted teacher that labels between rounds (oracle, stochastic, myopic, mistake, skip, equal); "
-    "'none': people label between rounds, in the app.",
+    "'none': people label in the app, and each round after the first waits until --labels-per-round new "
+    "labels have arrived (--first-labels: the first round too).",
 )
 @click.option("--rounds", default=2, show_default=True, type=click.IntRange(1), help="Rounds to run.")
 @click.option(

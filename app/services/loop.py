@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.config import Studio
+from app.services.autopilot import labels_since_round
 from app.services.model_registry import StageProgress, TrainingError
 from app.services.policies import describe_start, rollouts_to_queries, train_policy
 from app.services.reward_kinds import describe_accuracy
@@ -251,16 +252,22 @@ def run_loop(
     on_round: Callable[[RoundResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     warm_start: bool = True,
+    poll: float = 5.0,
 ) -> list[RoundResult]:
     """``rounds`` rounds; before each, ``teacher`` labels ``labels_per_round`` pending pairs
-    (``first_labels`` before the first). ``teacher`` None: people label between rounds."""
+    (``first_labels`` before the first). ``teacher`` None: people label between rounds, in the
+    app: each round after the first waits until ``labels_per_round`` labels have arrived since
+    the last one (the first round, for ``first_labels`` where given), polling every ``poll``
+    seconds, with progress (stage 'waiting for labels') and a stop between polls."""
     if rounds < 1 or labels_per_round < 1:
         raise InvalidInputError("--rounds and --labels-per-round must be at least 1")
     results: list[RoundResult] = []
     for r in range(rounds):
+        want = first_labels if (r == 0 and first_labels is not None) else labels_per_round
         if teacher is not None:
-            want = first_labels if (r == 0 and first_labels is not None) else labels_per_round
             label_synthetic(studio, project_name, teacher, want, seed=seed + r)
+        elif r > 0 or first_labels is not None:
+            _wait_for_labels(studio, project_name, want, on_progress, should_stop, poll)
         result = run_round(
             studio,
             project_name,
@@ -275,3 +282,24 @@ def run_loop(
         if on_round is not None:
             on_round(result)
     return results
+
+
+def _wait_for_labels(
+    studio: Studio,
+    project_name: str,
+    want: int,
+    on_progress: StageProgress | None,
+    should_stop: Callable[[], bool] | None,
+    poll: float,
+) -> None:
+    """Wait until ``want`` labels that prefer a side have arrived since the active reward model
+    was trained (people label in the app meanwhile)."""
+    while True:
+        since, _ = labels_since_round(studio, project_name)
+        if on_progress is not None:
+            on_progress("waiting for labels", min(since, want), want)
+        if since >= want:
+            return
+        if should_stop is not None and should_stop():
+            raise TrainingCancelledError("stopped while waiting for labels")
+        time.sleep(poll)

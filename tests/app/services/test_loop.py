@@ -228,6 +228,28 @@ def test_a_round_trains_as_the_user_chose_not_the_defaults(data: Path, monkeypat
     assert loop.reward_choices(None) == {} and loop.policy_choices([]) == {}  # a new project: the defaults
 
 
+def test_with_people_as_the_teacher_each_round_waits_for_their_labels(data: Path, monkeypatch) -> None:
+    # rounds stubbed out: what is tested is the wait between them (people label in the app meanwhile)
+    rounds, seen, arrived = [], [], iter([0, 1, 2, 3, 3])
+    monkeypatch.setattr(loop, "run_round", lambda studio, name, *, number, **kw: rounds.append(number) or number)
+    monkeypatch.setattr(loop, "labels_since_round", lambda studio, name: (next(arrived), None))
+    monkeypatch.setattr(loop.time, "sleep", lambda s: seen.append(("slept", s)))
+    got = loop.run_loop(
+        _studio(data), PROJECT, rounds=2, labels_per_round=3, teacher=None, poll=0.5,
+        on_progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )  # fmt: skip
+    assert got == [1, 2] and rounds == [1, 2]  # the first round at once, the second after 3 new labels
+    waits = [("waiting for labels", n, 3) for n in range(4)]
+    assert seen == [waits[0], ("slept", 0.5), waits[1], ("slept", 0.5), waits[2], ("slept", 0.5), waits[3]]
+    stops = iter([False, True])
+    arrived = iter([0, 0, 0])
+    with pytest.raises(TrainingCancelledError, match="waiting for labels"):
+        loop.run_loop(
+            _studio(data), PROJECT, rounds=1, labels_per_round=5, first_labels=4, teacher=None, poll=0.5,
+            should_stop=lambda: next(stops),
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize("stop_in", ["policy", "clips"])
 def test_a_cancelled_round_leaves_the_store_as_it_was(data: Path, stop_in: str) -> None:
     before = _store(data)
