@@ -545,7 +545,8 @@ def train_policy_cmd(
     "--first-labels",
     default=None,
     type=click.IntRange(1),
-    help="Pairs the teacher labels before the first round (default: --labels-per-round).",
+    help="Pairs the teacher labels before the first round (default: --labels-per-round; with --teacher none "
+    "the first round waits for this many new labels, and without it starts at once).",
 )
 @click.option("--steps", type=click.IntRange(1), default=None, help="Policy environment steps (default: the preset).")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the teacher, models and policies.")
@@ -581,7 +582,7 @@ def loop_cmd(
         if r.policy_restart is not None:
             click.echo(f"  policy v{r.policy_version}: {r.policy_start}")
 
-    cancelled = "stopped; the unfinished round was withdrawn (finished rounds are kept)"
+    cancelled = "stopped; an unfinished round was withdrawn (finished rounds are kept)"
     with _reporting(cancelled, TrainingCancelledError) as bars:
         run_loop(
             studio,

@@ -27,7 +27,7 @@ from app.config import Studio
 from app.services.autopilot import labels_since_round
 from app.services.model_registry import StageProgress, TrainingError
 from app.services.policies import describe_start, rollouts_to_queries, train_policy
-from app.services.reward_kinds import describe_accuracy
+from app.services.reward_kinds import REWARD_KINDS, describe_accuracy
 from app.services.rewards import train_reward_model
 from app.services.synthetic import label_synthetic
 from db import repo
@@ -93,18 +93,22 @@ _CLIP_KINDS = (LINEAR, ENSEMBLE, CNN_LORA)
 
 def reward_choices(record: RewardModelRecord | None) -> dict[str, Any]:
     """How a round trains its reward model: as the project's active one was trained (its kind,
-    encoder, state-action input, form and options: what the user chose on the Train page or
-    the command line, and kept active), so the loop does not swap a chosen model for the
-    defaults. The defaults where no clip model is active."""
+    encoder, state-action input, form, options and annotator filters: what the user chose on
+    the Train page or the command line, and kept active), so the loop does not swap a chosen
+    model for the defaults. The defaults where no clip model is active."""
     if record is None or record.kind not in _CLIP_KINDS:
         return {}
     m = record.metrics or {}
+    # options this version of the studio still takes for the kind (an old model's may be gone)
+    config = {k: v for k, v in (record.config or {}).items() if k in REWARD_KINDS[record.kind].options}
     return {
         "kind": record.kind,
         "encoder": m.get("encoder"),
         "actions": bool(m.get("state_action")),
         "form": m.get("reward_form"),
-        "config": dict(record.config or {}) or None,
+        "config": config or None,
+        "min_agreement": m.get("min_agreement"),
+        "weight_by_agreement": bool(m.get("weighted_by_agreement")),
     }
 
 
@@ -292,7 +296,7 @@ def _wait_for_labels(
     should_stop: Callable[[], bool] | None,
     poll: float,
 ) -> None:
-    """Wait until ``want`` labels that prefer a side have arrived since the active reward model
+    """Wait until ``want`` labels (a side or equal) have arrived since the active reward model
     was trained (people label in the app meanwhile)."""
     while True:
         since, _ = labels_since_round(studio, project_name)

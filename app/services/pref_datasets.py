@@ -13,8 +13,9 @@ Export (``rlhf export -o prefs.parquet``):
   ``annotator``, ``adjudication``, ``shown_at``, ``answered_at``, and the project's ``env_id``.
 
 ``adjudication`` (both kinds): ``none`` for an answer, ``superseded`` for an answer on a pair
-an admin ruled on, ``ruling`` for the admin's answer (one row per ruled pair, after its labels;
-in a clip export its ``label_id`` and ``choice`` are empty). A pooled model trains on the rows
+an admin ruled on, ``ruling`` for the admin's answer (one row per ruled pair, after all the labels;
+in a clip export its ``label_id`` and ``choice`` are empty; its ``annotator`` is the admin, empty
+where no account is recorded). A pooled model trains on the rows
 that are not ``superseded``, as the studio's own training does.
 
 ``datasets.load_dataset("parquet", data_files="prefs.parquet")`` loads either.
@@ -113,7 +114,7 @@ def export_trajectory_parquet(studio: Studio, project_name: str, path: Path) -> 
         for j in judgements
     ]  # fmt: skip
     entries += [  # an admin's answer (no label, nothing clicked on a screen), after the labels it settles
-        (None, r.query_id, r.item_a_id, r.item_b_id, None, r.pref, r.by or "admin", None, r.at, "ruling")
+        (None, r.query_id, r.item_a_id, r.item_b_id, None, r.pref, r.by, None, r.at, "ruling")
         for r in rulings
     ]
     rows = []

@@ -705,7 +705,7 @@ def export_preferences(studio: Studio, project_name: str, path: Path, fmt: str |
     for r in rulings:  # an admin's answer, after the labels it settles
         a, b = items[r.item_a_id], items[r.item_b_id]
         choice = Choice.equal if r.pref == 0.5 else Choice.left
-        ruling = repo.TextJudgement(0, a.prompt or "", a.text or "", b.text or "", choice, r.pref, r.by or "admin")
+        ruling = repo.TextJudgement(0, a.prompt or "", a.text or "", b.text or "", choice, r.pref, r.by or "")
         entries.append((replace(ruling, answered_at=r.at, query_id=r.query_id), "ruling"))
     # Parquet also carries when each answer was shown and given (typed timestamps)
     stamps = TIMESTAMP_FIELDS if fmt == "parquet" else ()

@@ -131,7 +131,8 @@ def _lock_postgres(
     passed: list[int] = []
     while True:
         stmt = _open_for(project, annotator_id, (*exclude, *passed), others_only=False, band=band).limit(1)
-        query = session.scalar(stmt.with_for_update(skip_locked=True))
+        # of=Query: the pair itself, not the window's rows it was found among (those stay free)
+        query = session.scalar(stmt.with_for_update(skip_locked=True, of=Query))
         if query is None:
             return None
         recheck = _open_for(project, annotator_id, exclude, others_only=False).where(Query.id == query.id)

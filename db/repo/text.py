@@ -232,7 +232,15 @@ def text_judgements(session: Session, project_id: int) -> list[TextJudgement]:
     )
     return [
         TextJudgement(
-            int(i), str(p), str(ta), str(tb), Choice(c), None if pref is None else float(pref), str(n), shown, answered,
+            int(i),
+            str(p),
+            str(ta),
+            str(tb),
+            Choice(c),
+            None if pref is None else float(pref),
+            str(n),
+            shown,
+            answered,
             int(q),
         )  # fmt: skip
         for i, p, ta, tb, c, pref, n, shown, answered, q in rows

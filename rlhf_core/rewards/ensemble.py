@@ -85,6 +85,13 @@ class EnsembleNet(nn.Module):
 ACTION_SCALE = 10.0
 
 
+def _extra_scale(extra_dim: int) -> torch.Tensor:
+    """(extra_dim, 1): 1 for the step and padding indicators (the first two), ACTION_SCALE for the action's columns."""
+    scale = torch.ones(extra_dim, 1)
+    scale[2:] = ACTION_SCALE
+    return scale
+
+
 class PotentialEnsembleNet(EnsembleNet):
     """K per-step rewards of the potential form: r = (Phi(s') - Phi(s)) * valid + w . extra.
 
@@ -111,9 +118,7 @@ class PotentialEnsembleNet(EnsembleNet):
         super().__init__(members, feature_dim, hidden)
         self.feature_dim = feature_dim
         self.extra = nn.Parameter(torch.zeros(members, extra_dim, 1))
-        scale = torch.ones(extra_dim, 1)
-        scale[2:] = ACTION_SCALE  # the step and padding indicators first, then the action's columns
-        self.register_buffer("extra_scale", scale)
+        self.register_buffer("extra_scale", _extra_scale(extra_dim))
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # weights saved before the action's scale existed are the rewards themselves: scale 1
@@ -194,7 +199,12 @@ class EnsembleBT(RewardModel):
         same = (earlier.config.members, earlier.config.hidden) == (self.config.members, self.config.hidden)
         if not same or (self._one_scale(earlier.net) and bool((earlier.net.std != earlier.net.std[0]).any())):
             return False  # ... or a model of image features from before they shared one scale: start anew
-        self._start = {k: v.detach().clone() for k, v in earlier.net.state_dict().items()}
+        start = {k: v.detach().clone() for k, v in earlier.net.state_dict().items()}
+        if "extra_scale" in start:  # a model from before ACTION_SCALE (loaded with scale 1): same rewards, new scale
+            scale = _extra_scale(len(start["extra_scale"]))
+            start["extra"] = start["extra"] * start["extra_scale"] / scale
+            start["extra_scale"] = scale
+        self._start = start
         return True
 
     def _one_scale(self, net: EnsembleNet) -> bool:

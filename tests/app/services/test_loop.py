@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -210,7 +211,9 @@ def test_a_round_trains_as_the_user_chose_not_the_defaults(data: Path, monkeypat
     # active; the policy (v1) trained for STEPS steps. The round (autopilot's, with no settings) keeps them
     monkeypatch.setattr(policies, "_continuing_fell_short", lambda result: False)
     studio = _studio(data)
-    chosen = train_reward_model(studio, PROJECT, "ensemble", actions=True, form="transition", config={"members": 3})
+    chosen = train_reward_model(
+        studio, PROJECT, "ensemble", actions=True, form="transition", config={"members": 3}, min_agreement=0.5
+    )
     assert chosen.version == 2
     result = loop.run_round(studio, PROJECT, seed=2)
     assert result.reward_version == 3
@@ -225,7 +228,11 @@ def test_a_round_trains_as_the_user_chose_not_the_defaults(data: Path, monkeypat
     )
     [(policy_config,)] = _rows(data, "SELECT config FROM policy WHERE version = 2")
     assert json.loads(policy_config)["total_steps"] == STEPS  # not the preset's 20,000
+    assert m["min_agreement"] == 0.5  # the annotator filter too
     assert loop.reward_choices(None) == {} and loop.policy_choices([]) == {}  # a new project: the defaults
+    # an older version's option that its kind no longer takes is dropped, not refused by every round
+    old = SimpleNamespace(kind="cnn-lora", config={"epochs": 3}, metrics={})
+    assert loop.reward_choices(old)["config"] is None
 
 
 def test_with_people_as_the_teacher_each_round_waits_for_their_labels(data: Path, monkeypatch) -> None:

@@ -176,6 +176,6 @@ def test_a_clip_project_exports_both_segments_of_every_answer_as_parquet(tmp_pat
     assert len(again) == 16 and [r["adjudication"] for r in again if r["query_id"] == ruled] == ["superseded", "ruling"]
     last = again[-1]
     assert (last["adjudication"], last["pref"], last["label_id"], last["choice"], last["annotator"]) == (
-        "ruling", 0.5, None, None, "admin"
+        "ruling", 0.5, None, None, None
     )  # fmt: skip
     assert last["observations_a"] == loaded[0]["observations_a"]  # the pair's segments, as in its labels' rows

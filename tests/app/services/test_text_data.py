@@ -378,6 +378,7 @@ def test_export_writes_one_row_per_strict_label_and_ties_to_the_sibling_file(stu
     result = export_preferences(studio, "chat", out, "jsonl")
 
     assert (result.rows, result.ties) == (3, 2)
+
     def row(index: int, first: int, who: str, adjudication: str = "none") -> dict[str, str]:
         chosen, rejected = text(index, first), text(index, 1 - first)
         return {"prompt": prompt(index), "chosen": chosen, "rejected": rejected, "annotator": who,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from rlhf_core.callbacks import TrainingCancelledError
 from rlhf_core.rewards.base import bt_loss, pairwise_rows
-from rlhf_core.rewards.ensemble import EnsembleBT
+from rlhf_core.rewards.ensemble import ACTION_SCALE, EnsembleBT
 from rlhf_core.rewards.linear import LinearBT
 from rlhf_core.rewards.models import load_reward_model, make_reward_model
 from rlhf_core.rewards.preferences import FeatureSpec, Preferences, Segments, step_inputs
@@ -255,6 +257,14 @@ def test_a_potential_ensemble_saved_before_the_actions_scale_scores_as_it_did(tm
     model.net.load_state_dict(old)
     np.testing.assert_allclose(model.member_step_rewards(x), rewards, rtol=1e-5, atol=1e-6)
     assert model.net.extra_scale.max() == 1.0
+    # continued, as retraining does by default, the next version starts from the same rewards on the new scale
+    later = make_reward_model("ensemble", model.spec)
+    assert later.continue_from(model)
+    later.config = replace(later.config, epochs=1, lr=1e-9)  # a step too small to move anything
+    later.fit(data, rng=np.random.default_rng(0))
+    assert later.net.extra_scale.max() == ACTION_SCALE
+    later.scale = model.scale  # (calibration is refitted on each fit; the networks are what is compared)
+    np.testing.assert_allclose(later.member_step_rewards(x), rewards, rtol=1e-4, atol=1e-5)
 
 
 def test_state_action_models_save_their_action_count_and_refuse_segments_without_actions(tmp_path):
