@@ -71,6 +71,13 @@ SESSION_ENDED = (
 )
 
 
+#: What the login page says after an admin's press found its login gone.
+ACTION_REFUSED = (
+    "Your login has ended (it expired, you logged out elsewhere, your password was reset or your "
+    "account removed): your last press did nothing. Log in again."
+)
+
+
 def may_still_label(studio: Studio, ls: LabelingSession) -> bool:
     """Whether this browser's login still lets it label as ``ls`` says (its project, its
     annotator), checked again from the store. An answer reruns only the labeling panel (a
@@ -81,9 +88,8 @@ def may_still_label(studio: Studio, ls: LabelingSession) -> bool:
     Without accounts: the one person may label. Raises what the store raises (USER_ERRORS)."""
     if not accounts.accounts_enabled(studio):
         return True
-    found = accounts.user_for_token(studio, state.get(state.TOKEN))
+    found = _login_from_store(studio, SESSION_ENDED)
     if found is None:
-        st.session_state[state.LOGIN_ERROR] = SESSION_ENDED
         return False
     return (
         not found.must_change_password
@@ -104,14 +110,17 @@ def still_admin(studio: Studio) -> bool:
     (USER_ERRORS)."""
     if not accounts.accounts_enabled(studio):
         return True
+    found = _login_from_store(studio, ACTION_REFUSED)
+    return found is not None and found.is_admin and not found.must_change_password
+
+
+def _login_from_store(studio: Studio, ended: str) -> User | None:
+    """This browser's login, read again from the store; None (and ``ended``, for the login page
+    to say) where it has ended."""
     found = accounts.user_for_token(studio, state.get(state.TOKEN))
     if found is None:
-        st.session_state[state.LOGIN_ERROR] = (
-            "Your login has ended (it expired, you logged out elsewhere, your password was reset or your "
-            "account removed): your last press did nothing. Log in again."
-        )
-        return False
-    return found.is_admin and not found.must_change_password
+        st.session_state[state.LOGIN_ERROR] = ended
+    return found
 
 
 def _forget_labeling() -> None:

@@ -115,8 +115,9 @@ def _lock_open_query(session: Session, project: Project, annotator_id: int, excl
     # half-finished pairs first, within a window (HALF_FINISHED_WINDOW), then fresh ones; the
     # rest only when neither has one (all the slow scan is then left for: one of the pairs it
     # passes over is this annotator's last)
+    sqlite = session.get_bind().dialect.name == "sqlite"
     for band in ("half", "fresh", None):
-        if session.get_bind().dialect.name == "sqlite":
+        if sqlite:
             query = session.scalar(_open_for(project, annotator_id, exclude, others_only=False, band=band).limit(1))
         else:
             query = _lock_postgres(session, project, annotator_id, exclude, band)

@@ -107,6 +107,24 @@ def test_with_accounts_the_app_asks_for_a_login_and_an_annotator_sees_their_proj
         accounts.login(team, "ann", new.password, delay=0)
 
 
+def _logged_in(studio: Studio, name: str, role: str, projects: tuple[str, ...] = ()) -> str:
+    """A new account that logged in and chose its own password; its session token."""
+    one_time = accounts.add_user(studio, name, role, projects).password
+    token = accounts.login(studio, name, one_time, delay=0).token
+    accounts.change_password(studio, token, one_time, f"{name}'s own password")
+    return token
+
+
+def _end_login(studio: Studio, name: str, token: str, ending: str) -> None:
+    """End ``name``'s login the way ``ending`` says."""
+    if ending == "removed":
+        accounts.remove_user(studio, name)
+    elif ending == "password reset":
+        accounts.reset_password(studio, name)
+    else:
+        accounts.logout(studio, token)
+
+
 def test_the_team_page_shows_agreement_and_an_admin_rules_on_a_disputed_pair(team: Studio) -> None:
     report = agreement.agreement(team, "team", with_model=False)
     assert report.pairs_with_several == 30 and report.disputed
@@ -126,9 +144,7 @@ def test_the_team_page_shows_agreement_and_an_admin_rules_on_a_disputed_pair(tea
 
 
 def test_a_viewer_sees_the_team_page_but_cannot_rule(team: Studio) -> None:
-    one_time = accounts.add_user(team, "val", "viewer", ["team"]).password
-    token = accounts.login(team, "val", one_time, delay=0).token
-    accounts.change_password(team, token, one_time, "val's own password")
+    token = _logged_in(team, "val", "viewer", ("team",))
     at = _run(TEAM, session=token, project="team")
     assert at.metric and not [b for b in at.button if b.key and b.key.startswith("rule-")]
 
@@ -143,17 +159,10 @@ def _rulings(studio: Studio) -> int:
 def test_an_admins_open_tab_acts_no_more_once_its_login_has_ended(team: Studio, ending: str) -> None:
     # a button's callback runs before its page checks the login again: each admin action asks itself
     accounts.add_user(team, "root", "admin")  # the studio keeps accounts when boss's is removed
-    one_time = accounts.add_user(team, "boss", "admin").password
-    token = accounts.login(team, "boss", one_time, delay=0).token
-    accounts.change_password(team, token, one_time, "boss's own password")
+    token = _logged_in(team, "boss", "admin")
     team_page = _run(TEAM, session=token, project="team")
     projects_page = _run(MAIN, session=token)  # the Projects page, in the navigation (its links need it)
-    if ending == "removed":
-        accounts.remove_user(team, "boss")
-    elif ending == "password reset":
-        accounts.reset_password(team, "boss")
-    else:
-        accounts.logout(team, token)
+    _end_login(team, "boss", token, ending)
     first = agreement.agreement(team, "team", with_model=False).disputed[0].query_id
     next(b for b in team_page.button if b.key == f"rule-{first}-a").click()
     team_page.run()
@@ -194,19 +203,12 @@ def test_an_open_labeling_page_stores_nothing_once_its_login_has_ended(team: Stu
     # an answer reruns only the labeling panel, not the page that checked the login: the
     # panel must ask again, or a removed account's open tab would go on storing labels
     accounts.add_user(team, "root", "admin")  # the studio keeps accounts when cy's is removed
-    one_time = accounts.add_user(team, "cy", "annotator", ["other"]).password
-    token = accounts.login(team, "cy", one_time, delay=0).token
-    accounts.change_password(team, token, one_time, "cy's own password")
+    token = _logged_in(team, "cy", "annotator", ("other",))
     at = _run(LABEL, session=token, project="other")
     answer_button(at, "left").click().run()
     assert any("Saved: left better" in c.value for c in at.caption), [c.value for c in at.caption]
     assert _labels_of(team, "cy") == 1
-    if ending == "removed":
-        accounts.remove_user(team, "cy")
-    elif ending == "password reset":
-        accounts.reset_password(team, "cy")
-    else:
-        accounts.logout(team, token)
+    _end_login(team, "cy", token, ending)
     on_screen = at.session_state["pair"].query_id
     answer_button(at, "right").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -221,11 +223,7 @@ def test_an_open_labeling_page_stores_nothing_once_its_login_has_ended(team: Stu
 def test_a_tab_where_someone_else_logs_in_labels_as_them_not_as_the_one_before(team: Studio) -> None:
     # cy labels, then dee logs in on the same tab: cy's labeling session must not store dee's answers
     accounts.add_user(team, "root", "admin")
-    tokens = {}
-    for name in ("cy", "dee"):
-        one_time = accounts.add_user(team, name, "annotator", ["other"]).password
-        tokens[name] = accounts.login(team, name, one_time, delay=0).token
-        accounts.change_password(team, tokens[name], one_time, f"{name}'s own password")
+    tokens = {name: _logged_in(team, name, "annotator", ("other",)) for name in ("cy", "dee")}
     at = _run(LABEL, session=tokens["cy"], project="other")
     answer_button(at, "left").click().run()
     assert _labels_of(team, "cy") == 1
