@@ -1221,6 +1221,30 @@ def users_join(studio: Studio, name: str, projects: tuple[str, ...]) -> None:
     click.echo(f"{name} works on: {', '.join(add_to_projects(studio, name, projects))}")
 
 
+@users.command("leave")
+@click.argument("name")
+@click.option("--project", "projects", multiple=True, required=True, help="A project to leave (repeat the option).")
+@click.pass_obj
+def users_leave(studio: Studio, name: str, projects: tuple[str, ...]) -> None:
+    """End NAME's membership of projects (their labels there stay)."""
+    from app.services.accounts import leave_projects
+
+    left = leave_projects(studio, name, projects)
+    click.echo(f"{name} works on: {', '.join(left) if left else 'no project'}")
+
+
+@users.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice([r.value for r in Role]))
+@click.pass_obj
+def users_role(studio: Studio, name: str, role: str) -> None:
+    """Give NAME another ROLE (admin, annotator or viewer); it applies to their next page."""
+    from app.services.accounts import set_role
+
+    before = set_role(studio, name, role)
+    click.echo(f"{name}: {role}" + (f" (was {before})" if before != role else " (unchanged)"))
+
+
 @cli.group()
 def project() -> None:
     """A project's labeling settings."""

@@ -164,9 +164,7 @@ def reset_password(studio: Studio, name: str) -> NewAccount:
     """Give an account a new one-time password (and end its sessions)."""
     password = secrets.token_urlsafe(12)
     with session_scope(studio.engine, write=True) as session:
-        annotator = repo.require_annotator(session, name)
-        if annotator.password_hash is None:
-            raise AccountError(f"{name!r} has no account; add one with `rlhf users add {name} --role annotator`")
+        annotator = _account(session, name)
         repo.set_account(
             session, annotator, role=annotator.role, password_hash=_hasher.hash(password), must_change_password=True
         )
@@ -177,9 +175,51 @@ def reset_password(studio: Studio, name: str) -> NewAccount:
 def add_to_projects(studio: Studio, name: str, projects: Iterable[str]) -> list[str]:
     """Make an account a member of more projects; returns all its projects."""
     with session_scope(studio.engine, write=True) as session:
-        annotator = repo.require_annotator(session, name)
+        annotator = _account(session, name)
         repo.set_memberships(session, annotator.id, [repo.get_project(session, p).id for p in projects])
         return repo.member_projects(session, annotator.id)
+
+
+def leave_projects(studio: Studio, name: str, projects: Iterable[str]) -> list[str]:
+    """End an account's membership of projects (its labels there stay); returns its projects."""
+    with session_scope(studio.engine, write=True) as session:
+        annotator = _account(session, name)
+        ids = [repo.get_project(session, p).id for p in projects]
+        repo.leave_projects(session, annotator.id, ids)
+        return repo.member_projects(session, annotator.id)
+
+
+def _account(session, name: str):  # noqa: ANN001, ANN202
+    annotator = repo.require_annotator(session, name)
+    if annotator.password_hash is None:
+        raise AccountError(f"{annotator.name!r} has no account; add one with `rlhf users add {annotator.name}`")
+    return annotator
+
+
+def _keep_an_admin(session, annotator, action: str) -> None:  # noqa: ANN001
+    """Refuse to take the admin role from the last admin while other accounts remain: nobody
+    could then manage the team, import or train from the app."""
+    admins = repo.lock_admins(session)
+    if admins == [annotator.id] and repo.account_count(session) > 1:
+        raise AccountError(
+            f"{annotator.name!r} is the last admin, and other accounts would be left without one; "
+            f"make another account admin first (`rlhf users role NAME admin`), then {action}"
+        )
+
+
+def set_role(studio: Studio, name: str, role: str) -> str:
+    """Change an account's role; it applies to the account's next page (admin buttons check it
+    when pressed). Returns the role it had."""
+    role = _check_role(role)
+    with session_scope(studio.engine, write=True) as session:
+        annotator = _account(session, name)
+        before = annotator.role
+        if before == role:
+            return before
+        if before == Role.admin.value:
+            _keep_an_admin(session, annotator, f"change {annotator.name!r}'s role")
+        annotator.role = role
+        return before
 
 
 def remove_user(studio: Studio, name: str) -> None:
@@ -188,6 +228,8 @@ def remove_user(studio: Studio, name: str) -> None:
         annotator = repo.require_annotator(session, name)
         if annotator.password_hash is None:
             raise AccountError(f"{name!r} has no account to remove")
+        if annotator.role == Role.admin.value:
+            _keep_an_admin(session, annotator, f"remove {annotator.name!r}")
         repo.remove_account(session, annotator)
 
 

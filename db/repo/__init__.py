@@ -39,7 +39,13 @@ from db.repo.accounts import (
     find_annotator as find_annotator,
 )
 from db.repo.accounts import (
+    leave_projects as leave_projects,
+)
+from db.repo.accounts import (
     list_accounts as list_accounts,
+)
+from db.repo.accounts import (
+    lock_admins as lock_admins,
 )
 from db.repo.accounts import (
     lock_annotator as lock_annotator,

@@ -59,6 +59,24 @@ def set_memberships(session: Session, annotator_id: int, project_ids: Iterable[i
     session.flush()
 
 
+def leave_projects(session: Session, annotator_id: int, project_ids: Iterable[int]) -> None:
+    """End an annotator's membership of these projects (their labels there stay)."""
+    ids = list(project_ids)
+    if ids:
+        session.execute(
+            delete(Membership).where(Membership.annotator_id == annotator_id, Membership.project_id.in_(ids))
+        )
+
+
+def lock_admins(session: Session) -> list[int]:
+    """Ids of the accounts with the admin role, their rows locked until the transaction ends
+    (PostgreSQL: two admins demoting each other at once cannot both see the other still there)."""
+    stmt = select(Annotator.id).where(Annotator.role == "admin", Annotator.password_hash.is_not(None))
+    if session.get_bind().dialect.name != "sqlite":
+        stmt = stmt.with_for_update()
+    return list(session.scalars(stmt.order_by(Annotator.id)))
+
+
 def member_projects(session: Session, annotator_id: int) -> list[str]:
     """Names of the projects an annotator is a member of, by name."""
     return list(

@@ -87,6 +87,31 @@ def test_roles_memberships_removal_and_password_changes(studio):
     assert not accounts.is_loopback("0.0.0.0") and not accounts.is_loopback("192.168.1.5")
 
 
+def test_roles_change_members_leave_and_the_last_admin_stays(studio):
+    accounts.add_user(studio, "root", "admin")
+    ann = accounts.add_user(studio, "ann", "annotator", ["p", "q"])
+    token = accounts.login(studio, "ann", ann.password, delay=0).token
+    assert accounts.set_role(studio, "ann", "viewer") == "annotator"
+    user = accounts.user_for_token(studio, token)  # the same login sees the new role at once
+    assert user.role == "viewer" and user.can_view("p") and not user.can_label("p")
+    assert accounts.leave_projects(studio, "ann", ["q"]) == ["p"]
+    assert not accounts.user_for_token(studio, token).can_view("q")
+    with pytest.raises(AccountError, match="'root' is the last admin.*rlhf users role NAME admin"):
+        accounts.set_role(studio, "root", "annotator")
+    with pytest.raises(AccountError, match="'root' is the last admin.*then remove 'root'"):
+        accounts.remove_user(studio, "root")
+    assert {(r.name, r.role) for r in accounts.list_users(studio)} == {("root", "admin"), ("ann", "viewer")}
+    assert accounts.set_role(studio, "ann", "admin") == "viewer"  # with a second admin, the first may go
+    assert accounts.set_role(studio, "root", "annotator") == "admin"
+    accounts.remove_user(studio, "root")
+    with pytest.raises(AccountError, match="has no account"):
+        accounts.set_role(studio, "root", "admin")
+    with pytest.raises(AccountError, match="unknown role"):
+        accounts.set_role(studio, "ann", "owner")
+    accounts.remove_user(studio, "ann")  # the last account of all: the studio is back to no logins
+    assert not accounts.accounts_enabled(studio)
+
+
 def test_users_and_project_commands_and_the_host_guard(studio, tmp_path):
     runner = CliRunner(env={"RLHF_DATABASE_URL": studio.settings.database_url})
     base = ["--data-dir", str(studio.settings.data_dir)]
@@ -105,6 +130,12 @@ def test_users_and_project_commands_and_the_host_guard(studio, tmp_path):
     assert out.exit_code == 0 and "p: 3 label(s) per pair, gold rate 0.20" in out.output
     out = runner.invoke(cli, [*base, "project", "set", "p", "--labels-per-pair", "0"])
     assert out.exit_code == 2
+    out = runner.invoke(cli, [*base, "users", "role", "ann", "viewer"])
+    assert out.exit_code == 0 and "ann: viewer (was annotator)" in out.output, out.output
+    out = runner.invoke(cli, [*base, "users", "role", "ann", "owner"])
+    assert out.exit_code == 2 and "'owner' is not one of" in out.output
+    out = runner.invoke(cli, [*base, "users", "leave", "ann", "--project", "p"])
+    assert out.exit_code == 0 and "ann works on: no project" in out.output, out.output
     out = runner.invoke(cli, [*base, "users", "remove", "ann"])
     assert out.exit_code == 0 and "their labels stay" in out.output
 
