@@ -68,6 +68,44 @@ class Cluster:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _connect_url(url: str, dbname: str | None = None) -> str:
+    """psycopg's connection string for a SQLAlchemy URL of the test server."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"host={parsed.host} port={parsed.port} user={parsed.username} dbname={dbname or parsed.database}"
+
+
+def copy_database(url: str) -> str:
+    """A new database with the contents of ``url``'s (PostgreSQL copies a template database
+    file by file); its SQLAlchemy URL. Connections to the source are ended first: it is a
+template, which tests only copy."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    name = f"t{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(_connect_url(url, "postgres"), autocommit=True) as conn:
+        # a pooled connection the template's builder left idle would block the copy
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (parsed.database,),
+        )
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{parsed.database}"')
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+def rows(url: str, sql: str, *args: object) -> list[tuple]:
+    """Rows of a read-only query with sqlite3's ``?`` placeholders; json columns as text, as
+    SQLite gives them."""
+    import psycopg
+    from psycopg.types.json import set_json_loads
+
+    with psycopg.connect(_connect_url(url)) as conn:
+        set_json_loads(lambda text: text, conn)
+        return [tuple(row) for row in conn.execute(sql.replace("?", "%s"), args).fetchall()]
+
+
 def start() -> Cluster:
     """Initialise and start a cluster (fsync off: a test server need not survive a power cut)."""
     binaries = pg_bin()

@@ -1,26 +1,60 @@
-"""A small CartPole project for the reward-model tests (built once per test module)."""
+"""A small CartPole project for the reward-model tests (built once per test module).
+
+A data folder's label store is the SQLite file in it, or, where the folder was built with a
+``database_url``, a database on the tests' PostgreSQL server, named in the folder's
+``store-url.txt`` (a test convention: the studio itself takes the URL from
+``RLHF_DATABASE_URL``, which `env` sets for the subprocesses a test starts)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
 
-from app.config import Settings, Studio
+from app.config import DATA_DIR_ENV, DATABASE_URL_ENV, Settings, Studio
 
 PROJECT = "cp"
 ENV_ID = "CartPole-v1"
+STORE_URL_FILE = "store-url.txt"
+
+
+def store_url(data_dir: Path) -> str | None:
+    """The PostgreSQL URL of the folder's store, or None where it is the folder's SQLite file."""
+    marker = Path(data_dir) / STORE_URL_FILE
+    return marker.read_text().strip() if marker.exists() else None
 
 
 def studio_for(data_dir: Path) -> Studio:
-    return Studio(Settings.from_env(data_dir))
+    return Studio(Settings.from_env(data_dir, database_url=store_url(data_dir)))
 
 
-def build(data_dir: Path, *, n_segments: int = 40, n_queries: int = 120, oracle_labels: int = 0) -> Path:
-    """Create project "cp" on CartPole in ``data_dir`` (clips rendered), optionally oracle-labeled."""
+def env(data_dir: Path) -> dict[str, str]:
+    """This process's environment, pointed at the data folder and its store (for `rlhf` and workers)."""
+    out = {**os.environ, DATA_DIR_ENV: str(data_dir)}
+    out.pop(DATABASE_URL_ENV, None)
+    url = store_url(data_dir)
+    if url is not None:
+        out[DATABASE_URL_ENV] = url
+    return out
+
+
+def build(
+    data_dir: Path,
+    *,
+    n_segments: int = 40,
+    n_queries: int = 120,
+    oracle_labels: int = 0,
+    database_url: str | None = None,
+) -> Path:
+    """Create project "cp" on CartPole in ``data_dir`` (clips rendered), optionally oracle-labeled;
+    its store on ``database_url`` where given (an empty PostgreSQL database), else SQLite."""
     from app.services.demo import create_demo_project
     from app.services.synthetic import label_synthetic
 
+    if database_url is not None:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        (Path(data_dir) / STORE_URL_FILE).write_text(database_url)
     studio = studio_for(data_dir)
     result = create_demo_project(studio, PROJECT, ENV_ID, n_segments=n_segments, n_queries=n_queries, workers=1)
     assert result.created
@@ -32,13 +66,24 @@ def build(data_dir: Path, *, n_segments: int = 40, n_queries: int = 120, oracle_
 
 
 def copy(template: Path, dest: Path) -> Path:
-    """A private copy of a built data folder (tests that write get one)."""
+    """A private copy of a built data folder (tests that write get one), its store copied too."""
     shutil.copytree(template, dest)
+    url = store_url(template)
+    if url is not None:
+        from tests import postgres
+
+        (dest / STORE_URL_FILE).write_text(postgres.copy_database(url))
     return dest
 
 
 def rows(data_dir: Path, sql: str, *args: object) -> list[tuple]:
-    """Rows of a read-only SQL query against the data folder's database."""
+    """Rows of a read-only SQL query (``?`` placeholders) against the data folder's store.
+    JSON columns come back as text from either store."""
+    url = store_url(data_dir)
+    if url is not None:
+        from tests import postgres
+
+        return postgres.rows(url, sql, *args)
     con = sqlite3.connect(data_dir / "rlhf.db")
     try:
         return con.execute(sql, args).fetchall()

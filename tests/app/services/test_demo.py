@@ -91,3 +91,31 @@ def test_a_demo_under_the_name_of_a_project_of_another_kind_or_room_is_refused(t
     text_data.create_team_demo(studio, "words", pairs=4)
     with pytest.raises(InvalidInputError, match="holds text pairs.*--project NEW"):
         demo.create_demo_project(studio, "words", "CartPole-v1", n_segments=3, n_queries=2, workers=1)
+
+
+def test_clips_reuse_decoded_frames_within_a_budget_and_reread_a_rewritten_file(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(3):  # three items of 4 frames of 8x8 (768 bytes of frames each)
+        paths.append(tmp_path / f"item{i}.npz")
+        clips.save_item_frames(paths[-1], rng.integers(0, 255, (4, 8, 8, 3), dtype=np.uint8), np.ones(4, bool))
+    reads: list[str] = []
+    real = clips.load_npz
+    monkeypatch.setattr(clips, "load_npz", lambda path: reads.append(Path(path).name) or real(path))
+    jobs = [
+        clips.ClipJob(paths[a], paths[b], tmp_path / f"clip{a}{b}.gif", fps=10.0)
+        for a, b in [(2, 0), (0, 1), (1, 0), (0, 2), (1, 2)]
+    ]
+    clips.render_clips(jobs, workers=1, on_progress=lambda *a: None)
+    assert reads == ["item0.npz", "item1.npz", "item2.npz"]  # each item decoded once
+    assert all(job.out.read_bytes()[:6] == b"GIF89a" for job in jobs)
+    assert clips._frames._bytes == 0  # the memory goes back after the batch
+    reads.clear()
+    monkeypatch.setattr(clips, "FRAMES_CACHE_BYTES", 2 * (768 + 4))  # room for two items: least recent goes
+    clips.render_clips(jobs, workers=1, on_progress=lambda *a: None)
+    # in order of the left item: (0,1) (0,2) (1,0) (1,2) (2,0)
+    assert reads == ["item0.npz", "item1.npz", "item2.npz", "item1.npz", "item0.npz", "item2.npz", "item0.npz"]
+    reads.clear()
+    first = clips.render_clip(jobs[1]).read_bytes()  # item 0 beside item 1
+    clips.save_item_frames(paths[1], np.zeros((4, 8, 8, 3), np.uint8), np.ones(4, bool))  # rewritten
+    assert clips.render_clip(jobs[1]).read_bytes() != first and reads == ["item0.npz", "item1.npz", "item1.npz"]

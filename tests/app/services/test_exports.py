@@ -125,7 +125,7 @@ print(json.dumps([total / 3]))
 
 
 def test_a_trajectory_reward_model_and_policy_export_as_torch_programs(tmp_path: Path) -> None:
-    data = cp.build(tmp_path / "data", oracle_labels=100)
+    data = cp.build(tmp_path / "data", n_segments=16, n_queries=40, oracle_labels=30)
     studio = Studio(Settings.from_env(data))
     train_reward_model(studio, cp.PROJECT)
 
@@ -164,7 +164,7 @@ def test_a_trajectory_reward_model_and_policy_export_as_torch_programs(tmp_path:
 
 
 def test_exports_refuse_a_used_folder_and_a_project_without_a_model(tmp_path: Path) -> None:
-    data = cp.build(tmp_path / "data")
+    data = cp.build(tmp_path / "data", n_segments=4, n_queries=4)
     used = tmp_path / "used"
     used.mkdir()
     (used / "keep.txt").write_text("mine")

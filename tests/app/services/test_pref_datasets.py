@@ -24,7 +24,17 @@ from db.engine import session_scope
 
 
 def _rlhf(data: Path, *args: str):
-    return CliRunner().invoke(cli, ["--data-dir", str(data), *args])
+    return CliRunner(env=cp.env(data)).invoke(cli, ["--data-dir", str(data), *args])
+
+
+@pytest.fixture
+def data(tmp_path: Path, database_url: str) -> Path:
+    """An empty data folder whose store is its SQLite file or a PostgreSQL database (both run)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    if not database_url.startswith("sqlite"):
+        (folder / cp.STORE_URL_FILE).write_text(database_url)
+    return folder
 
 
 def _load(path: Path) -> datasets.Dataset:
@@ -32,7 +42,7 @@ def _load(path: Path) -> datasets.Dataset:
 
 
 def _labels(data: Path, project: str) -> list[tuple]:
-    studio = Studio(Settings.from_env(data))
+    studio = cp.studio_for(data)
     with session_scope(studio.engine) as session:
         p = repo.find_project(session, project)
         return (
@@ -40,8 +50,7 @@ def _labels(data: Path, project: str) -> list[tuple]:
         )
 
 
-def test_a_text_project_round_trips_through_parquet_and_datasets_loads_it(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_a_text_project_round_trips_through_parquet_and_datasets_loads_it(tmp_path: Path, data: Path) -> None:
     rows = [
         {"prompt": f"Question {i}?", "chosen": f"A careful answer {i}.", "rejected": f"No idea {i}."} for i in range(12)
     ]
@@ -95,8 +104,7 @@ def test_trl_conversational_and_implicit_prompt_rows_become_prompt_chosen_reject
     assert trl_row(repeated) == trl_row(conversational)
 
 
-def test_a_parquet_file_with_one_bad_row_imports_nothing(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+def test_a_parquet_file_with_one_bad_row_imports_nothing(tmp_path: Path, data: Path) -> None:
     good = {"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}
     table = pa.Table.from_pylist(
         [good, {"prompt": "Q2?", "chosen": "Same.", "rejected": "Same."}, good | {"prompt": "Q3?"}]

@@ -38,10 +38,11 @@ METRIC_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(unlabeled, labeled with 100 oracle answers) copies of one 40-segment, 120-pair project."""
+def templates(tmp_path_factory: pytest.TempPathFactory, template_store: str | None) -> tuple[Path, Path]:
+    """(unlabeled, labeled with 100 oracle answers) copies of one 40-segment, 120-pair project,
+    on SQLite and on PostgreSQL (the registry's version numbers and active flags)."""
     root = tmp_path_factory.mktemp("cartpole")
-    unlabeled = cp.build(root / "unlabeled")
+    unlabeled = cp.build(root / "unlabeled", database_url=template_store)
     labeled = cp.copy(unlabeled, root / "labeled")
     studio = cp.studio_for(labeled)
     assert label_synthetic(studio, cp.PROJECT, "oracle", 100).labeled == 100
