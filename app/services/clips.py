@@ -142,9 +142,15 @@ def worker_pool(workers: int) -> ProcessPoolExecutor | _InlinePool:
 
 
 def render_clips(jobs: list[ClipJob], workers: int, on_progress: Callable[[str, int, int], None]) -> None:
-    """Render clips, in parallel worker processes when ``workers > 1``; the clips of one item
-    come together, so its decoded frames are reused from the cache."""
-    ordered = sorted(jobs, key=lambda job: (str(job.left_frames), str(job.right_frames)))
+    """Render clips, in parallel worker processes when ``workers > 1``. A pair's two orders
+    come one after the other and the pairs of one item together, so decoded frames are
+    reused from the cache."""
+
+    def order(job: ClipJob) -> tuple[str, str, str]:
+        left, right = str(job.left_frames), str(job.right_frames)
+        return (min(left, right), max(left, right), left)
+
+    ordered = sorted(jobs, key=order)
     try:
         with worker_pool(workers) as pool:
             for done, _ in enumerate(pool.map(render_clip, ordered, chunksize=8), 1):
