@@ -84,8 +84,10 @@ def create_demo_project(
     seed: int = 0,
     workers: int = 2,
     on_progress: Progress = _noop,
+    render_clips: bool = True,
 ) -> DemoResult:
-    """Create project ``name`` on ``env_id`` (no-op when it exists)."""
+    """Create project ``name`` on ``env_id`` (no-op when it exists). With ``render_clips``
+    False, a pair's clip is rendered when it is first shown instead of now."""
     name = names.project_name(name)
     if n_segments < 2:
         raise InvalidInputError(f"a project needs at least 2 segments to compare, got {n_segments}")
@@ -107,7 +109,10 @@ def create_demo_project(
         trajectories = _collect(studio, folder, env_id, length, n_segments, seed, workers, on_progress)
         frames = [seg.clip_file for t in trajectories for seg in t.segments]
         pairs = _sample_pairs(len(frames), n_queries, rng)
-        render_pair_clips(studio, [(frames[a], frames[b]) for a, b in pairs], info.render_fps, workers, on_progress)
+        if render_clips:
+            render_pair_clips(
+                studio, [(frames[a], frames[b]) for a, b in pairs], info.render_fps, workers, on_progress
+            )
         with session_scope(studio.engine, write=True) as session:
             if repo.find_project(session, name) is not None:  # created concurrently: this one's files go
                 shutil.rmtree(folder, ignore_errors=True)

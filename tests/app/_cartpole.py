@@ -46,9 +46,12 @@ def build(
     n_queries: int = 120,
     oracle_labels: int = 0,
     database_url: str | None = None,
+    clips: bool = False,
 ) -> Path:
-    """Create project "cp" on CartPole in ``data_dir`` (clips rendered), optionally oracle-labeled;
-    its store on ``database_url`` where given (an empty PostgreSQL database), else SQLite."""
+    """Create project "cp" on CartPole in ``data_dir``, optionally oracle-labeled; its store on
+    ``database_url`` where given (an empty PostgreSQL database), else SQLite. The pairs' clips
+    are rendered when first shown, as after a deleted clip file (three quarters of the time
+    to build a project went into rendering them ahead), unless ``clips``."""
     from app.services.demo import create_demo_project
     from app.services.synthetic import label_synthetic
 
@@ -56,7 +59,9 @@ def build(
         Path(data_dir).mkdir(parents=True, exist_ok=True)
         (Path(data_dir) / STORE_URL_FILE).write_text(database_url)
     studio = studio_for(data_dir)
-    result = create_demo_project(studio, PROJECT, ENV_ID, n_segments=n_segments, n_queries=n_queries, workers=1)
+    result = create_demo_project(
+        studio, PROJECT, ENV_ID, n_segments=n_segments, n_queries=n_queries, workers=1, render_clips=clips
+    )
     assert result.created
     if oracle_labels:
         done = label_synthetic(studio, PROJECT, "oracle", oracle_labels)
@@ -73,6 +78,44 @@ def copy(template: Path, dest: Path) -> Path:
         from tests import postgres
 
         (dest / STORE_URL_FILE).write_text(postgres.copy_database(url))
+    return dest
+
+
+def on_postgres(template: Path, dest: Path, database_url: str) -> Path:
+    """A copy of a data folder built on SQLite whose store is the empty PostgreSQL database
+    ``database_url``, holding the same rows (ids included), so a module's PostgreSQL runs need
+    not render and label their project a second time."""
+    from sqlalchemy import delete, func, insert, select, text
+
+    from db.engine import make_engine, sqlite_url
+    from db.models import Base
+
+    if store_url(template) is not None:
+        raise ValueError(f"{template} is not a SQLite data folder")
+    shutil.copytree(template, dest, ignore=shutil.ignore_patterns("rlhf.db", "rlhf.db-*"))
+    (dest / STORE_URL_FILE).write_text(database_url)
+    source, target = make_engine(sqlite_url(template / "rlhf.db")), make_engine(database_url)  # target: migrated
+    try:
+        tables = Base.metadata.sorted_tables
+        with source.connect() as src, target.begin() as dst:
+            for table in reversed(tables):  # rows the schema's migrations may have seeded
+                dst.execute(delete(table))
+            for table in tables:
+                rows = [dict(r._mapping) for r in src.execute(select(table))]
+                if rows:
+                    dst.execute(insert(table), rows)
+            quote = dst.dialect.identifier_preparer.quote
+            for table in tables:
+                if "id" in table.c and table.c.id.autoincrement in (True, "auto") and table.c.id.primary_key:
+                    top = dst.execute(select(func.max(table.c.id))).scalar()
+                    if top is not None:  # the next id after the copied ones
+                        dst.execute(
+                            text("SELECT setval(pg_get_serial_sequence(:t, 'id'), :top)"),
+                            {"t": quote(table.name), "top": top},
+                        )
+    finally:
+        source.dispose()
+        target.dispose()
     return dest
 
 

@@ -119,3 +119,16 @@ def test_clips_reuse_decoded_frames_within_a_budget_and_reread_a_rewritten_file(
     first = clips.render_clip(jobs[1]).read_bytes()  # item 0 beside item 1
     clips.save_item_frames(paths[1], np.zeros((4, 8, 8, 3), np.uint8), np.ones(4, bool))  # rewritten
     assert clips.render_clip(jobs[1]).read_bytes() != first and reads == ["item0.npz", "item1.npz", "item1.npz"]
+
+
+def test_a_demo_without_clips_ahead_renders_a_pairs_clip_when_first_shown(tmp_path):
+    studio = Studio(Settings.from_env(tmp_path))
+    demo.create_demo_project(studio, "p", n_segments=4, n_queries=3, workers=1, render_clips=False)
+    assert not list(tmp_path.glob("projects/*/clips/*.gif"))
+    with session_scope(studio.engine) as session:
+        query = session.scalars(select(Query)).first()
+        left, right = session.get(Item, query.item_a_id).clip_file, session.get(Item, query.item_b_id).clip_file
+    shown = clips.ensure_clip(studio, left, right, fps=10.0)
+    assert shown.read_bytes()[:6] == b"GIF89a" and [p.name for p in tmp_path.glob("projects/*/clips/*.gif")] == [
+        shown.name
+    ]

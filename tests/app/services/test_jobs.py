@@ -23,16 +23,17 @@ PARAMS = {"project": cp.PROJECT, "kind": "ensemble", "config": SMALL}
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, template_store: str | None) -> Path:
-    """A 16-segment CartPole project with 30 oracle labels (small: one job test is in `make test-fast`),
-    its store on SQLite and on PostgreSQL (job submission, claims and version numbers race there)."""
-    return cp.build(
-        tmp_path_factory.mktemp("cartpole") / "data",
-        n_segments=16,
-        n_queries=36,
-        oracle_labels=30,
-        database_url=template_store,
-    )
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-segment CartPole project with 30 oracle labels (small: one job test is in `make test-fast`)."""
+    return cp.build(tmp_path_factory.mktemp("cartpole") / "data", n_segments=16, n_queries=36, oracle_labels=30)
+
+
+@pytest.fixture(scope="module")
+def template(sqlite_template: Path, template_store: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project on SQLite, then on PostgreSQL (job submission, claims and version numbers race there)."""
+    if template_store is None:
+        return sqlite_template
+    return cp.on_postgres(sqlite_template, tmp_path_factory.mktemp("cartpole-pg") / "data", template_store)
 
 
 @pytest.fixture

@@ -38,16 +38,30 @@ METRIC_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory, template_store: str | None) -> tuple[Path, Path]:
-    """(unlabeled, labeled with 100 oracle answers) copies of one 40-segment, 120-pair project,
-    on SQLite and on PostgreSQL (the registry's version numbers and active flags)."""
+def sqlite_templates(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(unlabeled, labeled with 100 oracle answers) copies of one 40-segment, 120-pair project."""
     root = tmp_path_factory.mktemp("cartpole")
-    unlabeled = cp.build(root / "unlabeled", database_url=template_store)
+    unlabeled = cp.build(root / "unlabeled")
     labeled = cp.copy(unlabeled, root / "labeled")
     studio = cp.studio_for(labeled)
     assert label_synthetic(studio, cp.PROJECT, "oracle", 100).labeled == 100
     studio.engine.dispose()
     return unlabeled, labeled
+
+
+@pytest.fixture(scope="module")
+def templates(
+    sqlite_templates: tuple[Path, Path], template_store: str | None, request: pytest.FixtureRequest
+) -> tuple[Path, Path]:
+    """The two projects on SQLite, then on PostgreSQL (the registry's version numbers and active flags)."""
+    if template_store is None:
+        return sqlite_templates
+    root = request.getfixturevalue("tmp_path_factory").mktemp("cartpole-pg")
+    second = request.getfixturevalue("postgres_cluster").new_database()
+    return (
+        cp.on_postgres(sqlite_templates[0], root / "unlabeled", template_store),
+        cp.on_postgres(sqlite_templates[1], root / "labeled", second),
+    )
 
 
 @pytest.fixture
