@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -292,6 +292,32 @@ def agreement(studio: Studio, project_name: str, *, disputed: int = 20, with_mod
         model_version=model_version,
         notes=notes,
     )
+
+
+def agreement_state(studio: Studio, project_name: str) -> tuple:
+    """What :func:`agreement` depends on, short of rulings: the project's answers, gold pairs,
+    labels per pair and active reward model. Equal states give equal reports, so a page can
+    keep a report until this changes (a cheap query against a computation of seconds on a
+    project of a few hundred thousand labels)."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, project_name)
+        model = repo.active_reward_model(session, project.id)
+        return (
+            project.id,
+            int(project.labels_per_query),
+            None if model is None else model.id,
+            *repo.answers_state(session, project.id),
+        )
+
+
+def with_current_rulings(studio: Studio, report: Agreement) -> Agreement:
+    """The report with each disputed pair's ruling as stored now (a ruling changes nothing else
+    in it, so a kept report need not be computed again after one)."""
+    with session_scope(studio.engine) as session:
+        project = repo.get_project(session, report.project)
+        ruled = {r.query_id: _word(r.pref) for r in repo.rulings(session, project.id)}
+    disputed = [replace(d, ruling=ruled.get(d.query_id)) for d in report.disputed]
+    return replace(report, disputed=disputed)
 
 
 def adjudicate(studio: Studio, project_name: str, query_id: int, answer: str | None, by: str | None = None) -> None:

@@ -213,6 +213,9 @@ from db.repo.labeling import (
     annotator_progress as annotator_progress,
 )
 from db.repo.labeling import (
+    answers_state as answers_state,
+)
+from db.repo.labeling import (
     claim_next_query as claim_next_query,
 )
 from db.repo.labeling import (

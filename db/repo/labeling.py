@@ -526,6 +526,20 @@ def rulings(session: Session, project_id: int) -> list[Ruling]:
     return [Ruling(int(q), int(a), int(b), float(p), by, at) for q, a, b, p, by, at in rows]
 
 
+def answers_state(session: Session, project_id: int) -> tuple:
+    """A fingerprint of a project's answers and gold pairs, for caches of what is computed from
+    them: it changes when a label is added, undone or replaced, or a gold answer set or changed."""
+    labels = session.execute(
+        select(func.count(Label.id), func.max(Label.id), func.max(Label.answered_at), func.sum(Label.pref))
+        .join(Query, Query.id == Label.query_id)
+        .where(Query.project_id == project_id)
+    ).one()
+    gold = session.execute(
+        select(func.count(Query.gold_pref), func.sum(Query.gold_pref)).where(Query.project_id == project_id)
+    ).one()
+    return (*labels, *gold)
+
+
 def label_rows(session: Session, project_id: int) -> list[LabelRow]:
     """Every answer (skips left out) of a project, by query."""
     rows = session.execute(

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from app.errors import USER_ERRORS
-from app.services.agreement import adjudicate, agreement, pair_view
+from app.services.agreement import Agreement, adjudicate, agreement, agreement_state, pair_view, with_current_rulings
 from app.services.projects import project_summaries
 from app.ui import auth, display, state
 from app.ui.resources import get_studio
@@ -47,8 +47,20 @@ def _rule(query_id: int, answer: str | None) -> None:
         st.session_state[state.TEAM_MSG] = (True, f"Pair {query_id}: ruling {said}.")
 
 
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _agreement(_studio, database_url: str, project: str, store_state: tuple) -> Agreement:  # noqa: ANN001
+    """The report, kept (for every session of this server) until the project's answers, gold
+    pairs, labels per pair or active model change: a ruling, a project switch or a second
+    admin's visit then cost a query, not a recomputation."""
+    return agreement(_studio, project, disputed=10)
+
+
 with st.spinner("Computing agreement..."):
-    report = agreement(studio, project, disputed=10)
+    report = with_current_rulings(
+        studio, _agreement(studio, studio.settings.database_url, project, agreement_state(studio, project))
+    )
 
 cols = st.columns(4)
 cols[0].metric("Krippendorff's alpha", "n/a" if report.alpha is None else f"{report.alpha:.3f}")

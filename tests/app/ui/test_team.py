@@ -13,6 +13,7 @@ from app.services import accounts, agreement, projects, synthetic, text_data
 from app.ui import auth
 from db import repo
 from db.engine import session_scope
+from db.models import Choice
 
 UI = Path(__file__).resolve().parents[3] / "app" / "ui"
 MAIN, HOME, TEAM, TRAIN = UI / "main.py", UI / "views" / "home.py", UI / "views" / "team.py", UI / "views" / "train.py"
@@ -141,6 +142,42 @@ def test_the_team_page_shows_agreement_and_an_admin_rules_on_a_disputed_pair(tea
         project = repo.get_project(session, "team")
         ruled = [c for c in repo.comparisons(session, project.id) if c.label_id == -first]
     assert len(ruled) == 1 and ruled[0].pref == 1.0
+
+
+def test_the_team_page_computes_agreement_again_only_when_the_answers_change(
+    team: Studio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    computed: list[int] = []
+    real = agreement.agreement
+
+    def counted(*args, **kwargs):
+        report = real(*args, **kwargs)
+        computed.append(report.pairs_with_several)
+        return report
+
+    monkeypatch.setattr(agreement, "agreement", counted)
+    at = _run(TEAM, project="team")
+    at.run()
+    assert computed == [30]  # a rerun with nothing new reuses the report
+    first = agreement.agreement(team, "team").disputed[0].query_id
+    computed.clear()
+    next(b for b in at.button if b.key == f"rule-{first}-b").click()
+    at.run()
+    assert computed == []  # a ruling is read from the store, not computed again
+    assert any(f"pair {first} · " in e.label and "ruled B" in e.label for e in at.expander)
+    assert metrics_of(at)["Pairs answered by 2+"] == "30"
+    with session_scope(team.engine, write=True) as session:  # a third person answers a pair
+        cy = repo.get_or_create_annotator(session, "cy")
+        repo.record_label(session, first, cy.id, Choice.left, swapped=False)
+    at.run()
+    assert computed == [30] and list(at.dataframe[0].value["annotator"]) == ["ann", "bo", "cy"]
+    agreement.set_gold(team, "team", {first: "a"})  # a gold answer changes "with gold"
+    at.run()
+    assert len(computed) == 2 and list(at.dataframe[0].value["gold pairs"]) == [1, 1, 1]
+
+
+def metrics_of(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
 
 
 def test_a_viewer_sees_the_team_page_but_cannot_rule(team: Studio) -> None:
