@@ -35,7 +35,7 @@ mujoco:
 	@bash scripts/setup_mujoco.sh
 
 test: lint browser postgres mujoco
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
