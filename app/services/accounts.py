@@ -217,7 +217,7 @@ def set_role(studio: Studio, name: str, role: str) -> str:
         if before == role:
             return before
         if before == Role.admin.value:
-            _keep_an_admin(session, annotator, f"change {annotator.name!r}'s role")
+            _keep_an_admin(session, annotator, f"change the role of {annotator.name!r}")
         annotator.role = role
         return before
 
