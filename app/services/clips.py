@@ -61,7 +61,7 @@ class _FramesCache:
     keyed by file, inode, size and change time (a rewritten file is read again)."""
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
+        self._entries: OrderedDict[tuple, tuple[dict[str, np.ndarray], int]] = OrderedDict()
         self._bytes = 0
 
     def load(self, path: Path) -> dict[str, np.ndarray]:
@@ -72,15 +72,14 @@ class _FramesCache:
             return load_npz(path)  # names the missing file
         if key in self._entries:
             self._entries.move_to_end(key)
-            return self._entries[key]
+            return self._entries[key][0]
         arrays = load_npz(path)
         size = sum(a.nbytes for a in arrays.values())
         if size <= FRAMES_CACHE_BYTES:
-            self._entries[key] = arrays
+            self._entries[key] = (arrays, size)
             self._bytes += size
             while self._bytes > FRAMES_CACHE_BYTES:
-                _, old = self._entries.popitem(last=False)
-                self._bytes -= sum(a.nbytes for a in old.values())
+                self._bytes -= self._entries.popitem(last=False)[1][1]
         return arrays
 
     def clear(self) -> None:

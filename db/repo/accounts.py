@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from db.errors import NotFoundError
-from db.models import Annotator, Label, LoginSession, Membership, Project, as_utc
+from db.models import Annotator, Label, LoginSession, Membership, Project, Role, as_utc
 
 #: Role of an account that was removed: it keeps its name and labels, and cannot log in.
 REMOVED_ROLE = "removed"
@@ -71,7 +71,7 @@ def leave_projects(session: Session, annotator_id: int, project_ids: Iterable[in
 def lock_admins(session: Session) -> list[int]:
     """Ids of the accounts with the admin role, their rows locked until the transaction ends
     (PostgreSQL: two admins demoting each other at once cannot both see the other still there)."""
-    stmt = select(Annotator.id).where(Annotator.role == "admin", Annotator.password_hash.is_not(None))
+    stmt = select(Annotator.id).where(Annotator.role == Role.admin, Annotator.password_hash.is_not(None))
     if session.get_bind().dialect.name != "sqlite":
         stmt = stmt.with_for_update()
     return list(session.scalars(stmt.order_by(Annotator.id)))

@@ -1,9 +1,9 @@
 """A small CartPole project for the reward-model tests (built once per test module).
 
-A data folder's label store is the SQLite file in it, or, where the folder was built with a
-``database_url``, a database on the tests' PostgreSQL server, named in the folder's
-``store-url.txt`` (a test convention: the studio itself takes the URL from
-``RLHF_DATABASE_URL``, which `env` sets for the subprocesses a test starts)."""
+A data folder's label store is the SQLite file in it, or, for a copy made by `on_postgres`,
+a database on the tests' PostgreSQL server, named in the folder's ``store-url.txt`` (a test
+convention: the studio itself takes the URL from ``RLHF_DATABASE_URL``, which `env` sets for
+the subprocesses a test starts)."""
 
 from __future__ import annotations
 
@@ -45,19 +45,14 @@ def build(
     n_segments: int = 40,
     n_queries: int = 120,
     oracle_labels: int = 0,
-    database_url: str | None = None,
     clips: bool = False,
 ) -> Path:
-    """Create project "cp" on CartPole in ``data_dir``, optionally oracle-labeled; its store on
-    ``database_url`` where given (an empty PostgreSQL database), else SQLite. The pairs' clips
+    """Create project "cp" on CartPole in ``data_dir`` (SQLite), optionally oracle-labeled. The pairs' clips
     are rendered when first shown, as after a deleted clip file (three quarters of the time
     to build a project went into rendering them ahead), unless ``clips``."""
     from app.services.demo import create_demo_project
     from app.services.synthetic import label_synthetic
 
-    if database_url is not None:
-        Path(data_dir).mkdir(parents=True, exist_ok=True)
-        (Path(data_dir) / STORE_URL_FILE).write_text(database_url)
     studio = studio_for(data_dir)
     result = create_demo_project(
         studio, PROJECT, ENV_ID, n_segments=n_segments, n_queries=n_queries, workers=1, render_clips=clips
@@ -106,7 +101,7 @@ def on_postgres(template: Path, dest: Path, database_url: str) -> Path:
                     dst.execute(insert(table), rows)
             quote = dst.dialect.identifier_preparer.quote
             for table in tables:
-                if "id" in table.c and table.c.id.autoincrement in (True, "auto") and table.c.id.primary_key:
+                if "id" in table.c and table.c.id.primary_key:
                     top = dst.execute(select(func.max(table.c.id))).scalar()
                     if top is not None:  # the next id after the copied ones
                         dst.execute(

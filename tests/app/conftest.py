@@ -17,9 +17,9 @@ def instant_answers(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def template_store(request: pytest.FixtureRequest) -> str | None:
     """Where a module's template data folder keeps its label store: None for the folder's SQLite
-    file, else an empty database on the tests' PostgreSQL server (`_cartpole.build(...,
-    database_url=)`; copies of the folder get copies of it). Modules that take it run every
-    test on both stores (`make test`; `make test-fast` SQLite only)."""
+    file, else an empty database on the tests' PostgreSQL server (`_cartpole.on_postgres` fills
+    it; copies of the folder get copies of it). Modules that take it run every test on both
+    stores (`make test`; `make test-fast` SQLite only)."""
     if request.param == "sqlite":
         return None
     return request.getfixturevalue("postgres_cluster").new_database()

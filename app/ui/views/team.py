@@ -47,8 +47,6 @@ def _rule(query_id: int, answer: str | None) -> None:
         st.session_state[state.TEAM_MSG] = (True, f"Pair {query_id}: ruling {said}.")
 
 
-
-
 @st.cache_data(max_entries=32, show_spinner=False)
 def _agreement(_studio, database_url: str, project: str, store_state: tuple) -> Agreement:  # noqa: ANN001
     """The report, kept (for every session of this server) until the project's answers, gold
